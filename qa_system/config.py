@@ -1,0 +1,91 @@
+"""Typed settings (pydantic-settings). Environment variables win over defaults.
+
+Every field is commented; bad values fail at load with the offending value in the message
+(``load_settings`` turns pydantic's error into one ``ConfigError`` line).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qa_system.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """All knobs of the product. Env names: ``QA_*``, plus ``NEO4J_*`` and ``OPENAI_*`` as usual."""
+
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore", frozen=True)
+
+    # Folder holding the embedded graph, indexes, trained checkpoints and logs.
+    workspace: Path = Field(default=Path("qa-workspace"))
+    # Where benchmark data lives (layout of ../shared/data); only evaluation and training read it.
+    data_dir: Path | None = None
+    # Logging level for stderr logs.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Neo4j (or any Bolt server). When the URI is set, the graph lives there instead of embedded.
+    neo4j_uri: str | None = Field(default=None, validation_alias=AliasChoices("NEO4J_URI", "QA_NEO4J_URI"))
+    neo4j_user: str = Field(default="neo4j", validation_alias=AliasChoices("NEO4J_USER", "NEO4J_USERNAME", "QA_NEO4J_USER"))
+    neo4j_password: str = Field(default="", validation_alias=AliasChoices("NEO4J_PASSWORD", "QA_NEO4J_PASSWORD"))
+    neo4j_database: str | None = Field(default=None, validation_alias=AliasChoices("NEO4J_DATABASE", "QA_NEO4J_DATABASE"))
+    # Seconds to wait for the Bolt server before reporting it unreachable.
+    neo4j_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+
+    # Neighbourhood caps: a 2-hop expansion of a hub (e.g. "USA") must stay bounded.
+    max_neighbours_per_hop: int = Field(default=200, ge=1, le=100_000)
+
+    # LLM endpoint (OpenAI-compatible). Unset: the packaged local SmolLM2 server is started on use.
+    openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "QA_OPENAI_BASE_URL"))
+    openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "QA_OPENAI_API_KEY"))
+    llm_model: str = "smollm2"
+    llm_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # Maintainer login for the app's Review/Ingest/Cypher tabs. Empty password + production => refuse.
+    maintainer_user: str = "maintainer"
+    maintainer_password: str = ""
+    production: bool = False
+
+    @field_validator("neo4j_uri")
+    @classmethod
+    def _check_uri(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        schemes = ("bolt://", "bolt+s://", "bolt+ssc://", "neo4j://", "neo4j+s://", "neo4j+ssc://")
+        if not value.startswith(schemes):
+            raise ValueError(f"NEO4J_URI must start with one of {', '.join(schemes)}; got {value!r}")
+        return value
+
+    @cached_property
+    def graph_backend(self) -> Literal["embedded", "neo4j"]:
+        return "neo4j" if self.neo4j_uri else "embedded"
+
+    @property
+    def graph_dir(self) -> Path:
+        return self.workspace / "graph"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.workspace / "checkpoints"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workspace / "logs"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and explicit overrides), failing with one clear line."""
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}={err.get('input')!r}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from e

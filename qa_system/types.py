@@ -1,0 +1,152 @@
+"""Domain types shared by every layer: entities, facts with status and provenance, subgraphs.
+
+Why pydantic: these cross every public boundary (store, CLI JSON, app, evaluation records), so
+they are validated once, serialise to JSON the same way everywhere, and reject bad values early.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class FactStatus(str, Enum):
+    """Lifecycle of a fact. Answers use verified and extracted facts; proposed ones await review."""
+
+    VERIFIED = "verified"
+    EXTRACTED = "extracted"
+    PROPOSED = "proposed"
+    REJECTED = "rejected"
+
+
+class SourceKind(str, Enum):
+    """Where a fact came from."""
+
+    DATASET = "dataset"  # imported from a curated KG (FB15k-237, WN18RR...)
+    EXTRACTOR = "extractor"  # extracted from text by a model
+    LLM = "llm"  # proposed by an LLM and entailment-checked
+    MAINTAINER = "maintainer"  # entered or edited by a person
+
+
+class Entity(BaseModel):
+    """A graph node. ``id`` is stable (a Freebase MID, a WordNet synset id, or a generated id)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=512)
+    name: str = Field(min_length=1, max_length=2048)
+    aliases: tuple[str, ...] = ()
+    type: str = ""
+    description: str = ""
+    image_url: str = ""
+    url: str = ""
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _aliases_tuple(cls, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return tuple(a for a in value.split("|") if a)
+        return tuple(value)
+
+
+class Provenance(BaseModel):
+    """Why a fact is in the graph. Fields not relevant to ``source_kind`` stay empty.
+
+    dataset: ``dataset`` + ``split``; extractor: ``document_id``, ``sentence``, offsets, ``model``,
+    ``checkpoint``, ``score``; llm: ``model``, ``endpoint``, ``question``, ``raw_answer``,
+    ``premises``, ``scores``; review: ``reviewer``, ``reviewed_at``, ``review_reason``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_kind: SourceKind = SourceKind.DATASET
+    dataset: str = ""
+    split: str = ""
+    document_id: str = ""
+    sentence: str = ""
+    sentence_start: int | None = None
+    sentence_end: int | None = None
+    model: str = ""
+    checkpoint: str = ""
+    endpoint: str = ""
+    question: str = ""
+    raw_answer: str = ""
+    premises: list[str] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list)
+    score: float | None = None
+    vocabulary: str = ""  # relation vocabulary the relation belongs to (freebase, webnlg, free-text)
+    reviewer: str = ""
+    reviewed_at: datetime | None = None
+    review_reason: str = ""
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+def fact_id(subject: str, relation: str, obj: str) -> str:
+    """Stable id of a (subject, relation, object) triple: the same triple always maps to the same fact."""
+
+    digest = hashlib.sha1(f"{subject}\t{relation}\t{obj}".encode("utf-8")).hexdigest()
+    return digest[:20]
+
+
+class Fact(BaseModel):
+    """A directed, typed edge with status, confidence and provenance."""
+
+    subject: str = Field(min_length=1)
+    relation: str = Field(min_length=1)
+    object: str = Field(min_length=1)
+    status: FactStatus = FactStatus.VERIFIED
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    @property
+    def id(self) -> str:
+        return fact_id(self.subject, self.relation, self.object)
+
+
+class FactView(BaseModel):
+    """A fact as read back from the store, with the names of both ends for display."""
+
+    id: str
+    subject: str
+    subject_name: str
+    relation: str
+    object: str
+    object_name: str
+    status: FactStatus
+    confidence: float
+    provenance: Provenance
+    hop: int = 1
+
+
+class Subgraph(BaseModel):
+    """The neighbourhood of some seed entities: what retrieval hands to the reader and the UI."""
+
+    seeds: list[str]
+    entities: dict[str, Entity] = Field(default_factory=dict)
+    facts: list[FactView] = Field(default_factory=list)
+    truncated: bool = False
+
+
+class GraphStats(BaseModel):
+    """Counts the dashboard and ``qa-system stats`` report."""
+
+    entities: int
+    facts: int
+    facts_by_status: dict[str, int] = Field(default_factory=dict)
+    facts_by_relation: dict[str, int] = Field(default_factory=dict)
+    facts_by_split: dict[str, int] = Field(default_factory=dict)
+    entities_by_type: dict[str, int] = Field(default_factory=dict)
+    backend: str = ""
+
+
+Direction = Literal["out", "in", "both"]

@@ -110,7 +110,13 @@ class Fact(BaseModel):
 
     @property
     def id(self) -> str:
-        return fact_id(self.subject, self.relation, self.object)
+        # Cached by hand: model_construct skips __init__, and bulk imports ask for it several times.
+        cached = self.__dict__.get("_id_cache")
+        key = (self.subject, self.relation, self.object)
+        if cached is None or cached[0] != key:
+            cached = (key, fact_id(*key))
+            self.__dict__["_id_cache"] = cached
+        return cached[1]
 
 
 class FactView(BaseModel):

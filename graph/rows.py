@@ -1,0 +1,110 @@
+"""Turning database rows into our types, and our types into parameter dicts (both backends)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from qa_system.types import Entity, Fact, FactStatus, FactView, Provenance, SourceKind, utc_now
+
+
+def entity_from_row(row: Sequence[Any]) -> Entity:
+    ident, name, aliases, etype, description, image_url, url = row
+    return Entity.model_construct(
+        id=ident,
+        name=name or ident,
+        aliases=tuple(aliases or ()),
+        type=etype or "",
+        description=description or "",
+        image_url=image_url or "",
+        url=url or "",
+    )
+
+
+def provenance_from_columns(source_kind: str | None, dataset: str | None, split: str | None, blob: str | None) -> Provenance:
+    """Dataset facts store no JSON (300k copies of the same record); others store the full record."""
+
+    if blob:
+        return Provenance.model_validate_json(blob)
+    return Provenance.model_construct(
+        source_kind=SourceKind(source_kind or "dataset"),
+        dataset=dataset or "",
+        split=split or "",
+        premises=[],
+        scores=[],
+    )
+
+
+def fact_from_row(row: Sequence[Any], hop: int = 1) -> FactView:
+    fid, s, s_name, rel, o, o_name, status, confidence, split, source_kind, dataset, blob = row
+    return FactView.model_construct(
+        id=fid,
+        subject=s,
+        subject_name=s_name or s,
+        relation=rel,
+        object=o,
+        object_name=o_name or o,
+        status=FactStatus(status),
+        confidence=float(confidence if confidence is not None else 1.0),
+        provenance=provenance_from_columns(source_kind, dataset, split, blob),
+        hop=hop,
+    )
+
+
+def entity_params(entity: Entity, now: str) -> dict[str, Any]:
+    return {
+        "id": entity.id,
+        "name": entity.name,
+        "aliases": list(entity.aliases),
+        "type": entity.type,
+        "description": entity.description,
+        "image_url": entity.image_url,
+        "url": entity.url,
+        "now": now,
+    }
+
+
+def fact_params(fact: Fact, now: str) -> dict[str, Any]:
+    prov = fact.provenance
+    is_plain_dataset = prov.source_kind == SourceKind.DATASET and not (prov.reviewer or prov.sentence or prov.model)
+    return {
+        "id": fact.id,
+        "subject": fact.subject,
+        "relation": fact.relation,
+        "object": fact.object,
+        "status": fact.status.value,
+        "confidence": float(fact.confidence),
+        "split": prov.split,
+        "source_kind": prov.source_kind.value,
+        "dataset": prov.dataset,
+        "provenance": "" if is_plain_dataset else prov.model_dump_json(),
+        "now": now,
+    }
+
+
+def now_iso() -> str:
+    return utc_now().isoformat()
+
+
+def reviewed_provenance(view: FactView, reviewer: str, reason: str) -> str:
+    record = view.provenance.model_copy(update={"reviewer": reviewer, "reviewed_at": utc_now(), "review_reason": reason})
+    return record.model_dump_json()
+
+
+def count_rows(rows: Sequence[Sequence[Any]]) -> dict[str, int]:
+    return {str(key if key is not None else ""): int(count) for key, count in rows}
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON values only (driver node/rel objects become dicts)."""
+
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        if isinstance(value, dict):
+            return {str(k): json_safe(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [json_safe(v) for v in value]
+        return str(value)

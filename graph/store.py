@@ -1,0 +1,117 @@
+"""The ``GraphStore`` protocol: everything the product asks of a graph database.
+
+Two implementations pass one contract suite (``tests/graph/test_store_contract.py``):
+``graph.embedded.EmbeddedStore`` (LadybugDB, in-process, the default) and
+``graph.neo4j_store.Neo4jStore`` (the official driver, when ``NEO4J_URI`` is set).
+Stores return plain values and our own types, never driver objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
+
+# Progress callback: (done, total) in rows. Importers wire tqdm to it, the app a progress bar.
+Progress = Callable[[int, int], None]
+
+# Statuses an answer may rely on. Proposed facts are shown only marked unreviewed; rejected never.
+ANSWERABLE_STATUSES: tuple[FactStatus, ...] = (FactStatus.VERIFIED, FactStatus.EXTRACTED)
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """What a bulk write did: rows added, rows that already existed (merged/updated)."""
+
+    added: int = 0
+    merged: int = 0
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """A small graph-store interface; see the module docstring."""
+
+    backend: str
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None: ...
+
+    # -- writes (idempotent: the same entity/fact written twice leaves one copy) ----------
+    def upsert_entities(self, entities: Iterable[Entity], *, progress: Progress | None = None) -> UpsertResult: ...
+
+    def upsert_entity(self, entity: Entity) -> bool:
+        """Insert or update one entity; True when it was new."""
+        ...
+
+    def upsert_facts(self, facts: Iterable[Fact], *, progress: Progress | None = None) -> UpsertResult:
+        """Insert facts whose ends exist; an existing fact (same id) is kept and counted as merged."""
+        ...
+
+    def upsert_fact(self, fact: Fact) -> bool: ...
+
+    def set_fact_status(
+        self, fact_id: str, status: FactStatus, *, reviewer: str = "", reason: str = ""
+    ) -> FactView: ...
+
+    # -- reads -------------------------------------------------------------------------------
+    def get_entity(self, entity_id: str) -> Entity | None: ...
+
+    def find_entities(self, name: str, *, limit: int = 10) -> list[Entity]:
+        """Entities whose name or an alias equals ``name`` (case-insensitive)."""
+        ...
+
+    def search_entities(self, prefix: str, *, limit: int = 10) -> list[Entity]:
+        """Entities whose name or alias starts with ``prefix`` (case-insensitive), best first."""
+        ...
+
+    def neighbors(
+        self,
+        entity_ids: Sequence[str],
+        *,
+        hops: int = 1,
+        relations: Sequence[str] | None = None,
+        statuses: Sequence[FactStatus] | None = None,
+        direction: Direction = "both",
+        limit_per_entity: int | None = None,
+        seed: int = 0,
+    ) -> Subgraph:
+        """Facts within ``hops`` of the seeds; each entity contributes at most ``limit_per_entity``
+        facts per hop (uniformly sampled with ``seed`` when it has more)."""
+        ...
+
+    def get_fact(self, fact_id: str) -> FactView: ...
+
+    def list_facts(
+        self,
+        *,
+        statuses: Sequence[FactStatus] | None = None,
+        relation: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[FactView]: ...
+
+    def export_triples(
+        self, statuses: Sequence[FactStatus | str] = ANSWERABLE_STATUSES
+    ) -> list[tuple[str, str, str, str]]:
+        """All (subject, relation, object, split) with these statuses: training data for HittER."""
+        ...
+
+    def stats(self) -> GraphStats: ...
+
+    def run_read_query(self, query: str, params: dict[str, Any] | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """Run a user's Cypher query that cannot write (statement check + read transaction)."""
+        ...
+
+
+def open_store(settings: Any, *, read_only: bool = False) -> GraphStore:
+    """The store the settings point at: Neo4j when ``NEO4J_URI`` is set, else embedded LadybugDB."""
+
+    if settings.graph_backend == "neo4j":
+        from graph.neo4j_store import Neo4jStore
+
+        return Neo4jStore.from_settings(settings)
+    from graph.embedded import EmbeddedStore
+
+    return EmbeddedStore.open(settings.workspace, read_only=read_only)

@@ -1,0 +1,186 @@
+"""One contract, every backend: the ``store`` fixture is parametrised over embedded and Neo4j (Bolt)."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph.store import GraphStore
+from qa_system.errors import EntityNotFoundError, FactNotFoundError, ReadOnlyViolationError
+from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind
+
+ENTITIES = [
+    Entity(id="/m/nolan", name="Christopher Nolan", aliases=("Chris Nolan", "Nolan"), type="/people/person", description="film director"),
+    Entity(id="/m/inception", name="Inception", type="/film/film", description="2010 film"),
+    Entity(id="/m/memento", name="Memento", type="/film/film"),
+    Entity(id="/m/dicaprio", name="Leonardo DiCaprio", type="/people/person"),
+    Entity(id="/m/uk", name="United Kingdom", aliases=("UK",), type="/location/country"),
+    Entity(id="/m/titanic", name="Titanic", type="/film/film"),
+    Entity(id="/m/usa", name="United States", aliases=("USA",), type="/location/country"),
+]
+FACTS = [
+    ("/m/nolan", "/film/director/film", "/m/inception", "train"),
+    ("/m/nolan", "/film/director/film", "/m/memento", "train"),
+    ("/m/nolan", "/people/person/nationality", "/m/uk", "dev"),
+    ("/m/inception", "/film/film/starring", "/m/dicaprio", "train"),
+    ("/m/titanic", "/film/film/starring", "/m/dicaprio", "test"),
+    ("/m/dicaprio", "/people/person/nationality", "/m/usa", "train"),
+]
+
+
+def _fact(s: str, r: str, o: str, split: str = "train", status: FactStatus = FactStatus.VERIFIED) -> Fact:
+    return Fact(subject=s, relation=r, object=o, status=status, provenance=Provenance(dataset="tiny", split=split))
+
+
+@pytest.fixture()
+def loaded(store: GraphStore) -> GraphStore:
+    store.upsert_entities(ENTITIES)
+    store.upsert_facts([_fact(*f) for f in FACTS])
+    return store
+
+
+def test_is_a_graph_store(store: GraphStore) -> None:
+    assert isinstance(store, GraphStore)
+
+
+def test_bulk_upserts_are_idempotent(store: GraphStore) -> None:
+    first = store.upsert_entities(ENTITIES)
+    again = store.upsert_entities(ENTITIES)
+    assert (first.added, first.merged) == (len(ENTITIES), 0)
+    assert (again.added, again.merged) == (0, len(ENTITIES))
+    facts = [_fact(*f) for f in FACTS]
+    assert store.upsert_facts(facts).added == len(FACTS)
+    assert store.upsert_facts(facts + facts).merged == len(FACTS)
+    stats = store.stats()
+    assert (stats.entities, stats.facts) == (len(ENTITIES), len(FACTS))
+
+
+def test_single_upserts_and_updates(loaded: GraphStore) -> None:
+    assert loaded.upsert_entity(Entity(id="/m/new", name="Brand New")) is True
+    assert loaded.upsert_entity(Entity(id="/m/new", name="Renamed Thing", aliases=("RT",))) is False
+    assert loaded.get_entity("/m/new").name == "Renamed Thing"
+    assert [e.id for e in loaded.find_entities("renamed thing")] == ["/m/new"]
+    assert loaded.find_entities("Brand New") == []
+    assert loaded.upsert_fact(_fact("/m/new", "/x/rel", "/m/uk")) is True
+    assert loaded.upsert_fact(_fact("/m/new", "/x/rel", "/m/uk")) is False
+    assert loaded.stats().facts == len(FACTS) + 1
+
+
+def test_fact_with_unknown_end_is_refused(loaded: GraphStore) -> None:
+    with pytest.raises(EntityNotFoundError):
+        loaded.upsert_facts([_fact("/m/nolan", "/film/director/film", "/m/missing")])
+    assert loaded.stats().facts == len(FACTS)
+
+
+def test_find_by_exact_name_alias_and_prefix(loaded: GraphStore) -> None:
+    assert [e.id for e in loaded.find_entities("christopher  NOLAN")] == ["/m/nolan"]
+    assert [e.id for e in loaded.find_entities("Chris Nolan")] == ["/m/nolan"]
+    assert loaded.find_entities("Chris") == []
+    assert "/m/nolan" in [e.id for e in loaded.search_entities("chris")]
+    assert {e.id for e in loaded.search_entities("u", limit=10)} >= {"/m/uk", "/m/usa"}
+    entity = loaded.get_entity("/m/nolan")
+    assert entity is not None and entity.description == "film director" and "Nolan" in entity.aliases
+    assert loaded.get_entity("/m/none") is None
+
+
+def test_user_text_never_becomes_cypher(loaded: GraphStore) -> None:
+    evil = "x'}) MATCH (n) DETACH DELETE n //"
+    assert loaded.find_entities(evil) == []
+    assert loaded.search_entities(evil) == []
+    assert loaded.neighbors([evil]).facts == []
+    assert loaded.stats().entities == len(ENTITIES)
+
+
+def test_one_hop_neighbours_both_directions(loaded: GraphStore) -> None:
+    sub = loaded.neighbors(["/m/inception"])
+    pairs = {(f.subject, f.relation, f.object) for f in sub.facts}
+    assert pairs == {("/m/nolan", "/film/director/film", "/m/inception"), ("/m/inception", "/film/film/starring", "/m/dicaprio")}
+    assert sub.entities["/m/nolan"].name == "Christopher Nolan"
+    assert all(f.hop == 1 for f in sub.facts)
+    out_only = loaded.neighbors(["/m/inception"], direction="out")
+    assert {f.object for f in out_only.facts} == {"/m/dicaprio"}
+    in_only = loaded.neighbors(["/m/inception"], direction="in")
+    assert {f.subject for f in in_only.facts} == {"/m/nolan"}
+
+
+def test_two_hops_filters_and_caps(loaded: GraphStore) -> None:
+    two = loaded.neighbors(["/m/nolan"], hops=2)
+    assert {f.object for f in two.facts if f.hop == 2} >= {"/m/dicaprio"}
+    assert max(f.hop for f in two.facts) == 2
+    films = loaded.neighbors(["/m/nolan"], relations=["/film/director/film"])
+    assert {f.object_name for f in films.facts} == {"Inception", "Memento"}
+    capped = loaded.neighbors(["/m/nolan"], limit_per_entity=1, seed=3)
+    assert len(capped.facts) == 1 and capped.truncated
+    again = loaded.neighbors(["/m/nolan"], limit_per_entity=1, seed=3)
+    assert [f.id for f in again.facts] == [f.id for f in capped.facts]
+
+
+def test_status_lifecycle_and_filters(loaded: GraphStore) -> None:
+    fact = _fact("/m/nolan", "/film/director/film", "/m/titanic", status=FactStatus.PROPOSED)
+    loaded.upsert_fact(fact)
+    assert loaded.get_fact(fact.id).status is FactStatus.PROPOSED
+    answerable = loaded.neighbors(["/m/nolan"], statuses=[FactStatus.VERIFIED, FactStatus.EXTRACTED])
+    assert fact.id not in {f.id for f in answerable.facts}
+    view = loaded.set_fact_status(fact.id, FactStatus.REJECTED, reviewer="ann", reason="wrong director")
+    assert view.status is FactStatus.REJECTED
+    assert view.provenance.reviewer == "ann" and view.provenance.review_reason == "wrong director"
+    assert fact.id not in {f.id for f in loaded.neighbors(["/m/nolan"]).facts}  # rejected: hidden by default
+    assert [f.id for f in loaded.list_facts(statuses=[FactStatus.REJECTED])] == [fact.id]
+    with pytest.raises(FactNotFoundError):
+        loaded.set_fact_status("nope", FactStatus.VERIFIED)
+    with pytest.raises(FactNotFoundError):
+        loaded.get_fact("nope")
+
+
+def test_provenance_round_trip(loaded: GraphStore) -> None:
+    prov = Provenance(source_kind=SourceKind.EXTRACTOR, document_id="doc-1", sentence="Nolan directed Titanic.", sentence_start=0, sentence_end=23, model="qidn", score=0.9)
+    fact = Fact(subject="/m/nolan", relation="directed", object="/m/titanic", status=FactStatus.EXTRACTED, confidence=0.9, provenance=prov)
+    loaded.upsert_fact(fact)
+    view = loaded.get_fact(fact.id)
+    assert view.provenance.sentence == "Nolan directed Titanic." and view.provenance.model == "qidn"
+    assert view.confidence == pytest.approx(0.9)
+    assert loaded.get_fact(fact_id := _fact(*FACTS[0]).id).provenance.split == "train" and fact_id
+
+
+def test_stats_and_export(loaded: GraphStore) -> None:
+    stats = loaded.stats()
+    assert stats.facts_by_status == {"verified": len(FACTS)}
+    assert stats.facts_by_relation["/film/director/film"] == 2
+    assert stats.facts_by_split == {"train": 4, "dev": 1, "test": 1}
+    assert stats.entities_by_type["/film/film"] == 3
+    triples = loaded.export_triples()
+    assert ("/m/nolan", "/film/director/film", "/m/inception", "train") in triples and len(triples) == len(FACTS)
+    assert loaded.export_triples(statuses=["proposed"]) == []
+
+
+def test_read_query_with_parameters(loaded: GraphStore) -> None:
+    rows = loaded.run_read_query("MATCH (e:Entity) WHERE e.name = $name RETURN e.id AS id", {"name": "Inception"})
+    assert rows == [{"id": "/m/inception"}]
+    assert loaded.run_read_query("RETURN 'CREATE (x)' AS text") == [{"text": "CREATE (x)"}]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "CREATE (e:Entity {id: 'x', name: 'x'})",
+        "MERGE (e:Entity {id: 'x'}) RETURN e",
+        "MATCH (e:Entity) SET e.name = 'hacked' RETURN e",
+        "MATCH (e:Entity) DETACH DELETE e",
+        "MATCH (e:Entity) REMOVE e.name RETURN e",
+        "MATCH (e:Entity) RETURN e.id; MATCH (e:Entity) DETACH DELETE e",
+        "MATCH (e:Entity) RETURN e.id /* */ ; CREATE (x:Entity {id: 'y'})",
+        "CALL apoc.create.node(['Entity'], {id: 'z'})",
+        "CALL db.createLabel('X')",
+        "MATCH (e:Entity) CALL { WITH e DETACH DELETE e } RETURN 1",
+        "MATCH (e:Entity) FOREACH (x IN [1] | SET e.name = 'y') RETURN e",
+        "DROP TABLE Entity",
+        "COPY Entity FROM '/tmp/x.csv'",
+        "LOAD CSV FROM 'file:///etc/passwd' AS line RETURN line",
+        "",
+    ],
+)
+def test_read_query_refuses_writes(loaded: GraphStore, query: str) -> None:
+    with pytest.raises(ReadOnlyViolationError):
+        loaded.run_read_query(query)
+    stats = loaded.stats()
+    assert (stats.entities, stats.facts) == (len(ENTITIES), len(FACTS))
+    assert loaded.get_entity("/m/nolan").name == "Christopher Nolan"

@@ -1,0 +1,93 @@
+"""The ``qa-system`` command as users run it (a real subprocess on a real workspace)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(*args: str, workspace: Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEO4J_")}
+    full_env.update({"QA_WORKSPACE": str(workspace), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "qa_system", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def test_stats_json_reports_the_demo_counts(demo_workspace: Path) -> None:
+    result = run_cli("stats", "--json", workspace=demo_workspace)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)  # exactly one JSON object on stdout
+    assert payload["entities"] == 14_541 and payload["facts"] == 310_116
+    assert payload["facts_by_status"] == {"verified": 310_116}
+    assert len(payload["facts_by_relation"]) == 237
+
+
+def test_neighbors_lists_films_with_names(demo_workspace: Path) -> None:
+    result = run_cli("neighbors", "Christopher Nolan", "--json", workspace=demo_workspace)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["entity"]["id"] == "/m/0184dt"
+    directed = {f["object"]["name"] for f in payload["facts"] if f["relation"] == "/film/director/film"}
+    assert {"Inception", "The Dark Knight", "Memento"} <= directed
+    two = json.loads(run_cli("neighbors", "/m/0184dt", "--hops", "2", "--limit", "5", "--json", workspace=demo_workspace).stdout)
+    assert two["truncated"] and {f["hop"] for f in two["facts"]} == {1, 2}
+
+
+def test_unknown_entity_exits_2_with_one_line(demo_workspace: Path) -> None:
+    result = run_cli("neighbors", "Christopher Nolann", workspace=demo_workspace)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown entity 'Christopher Nolann'")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_cypher_reads_and_refuses_writes(demo_workspace: Path) -> None:
+    ok = run_cli("cypher", "MATCH (e:Entity) WHERE e.name = $n RETURN e.id AS id", "--params", '{"n": "Inception"}', "--json", workspace=demo_workspace)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["rows"] == [{"id": "/m/0661ql3"}]
+    refused = run_cli("cypher", "MATCH (e:Entity) DETACH DELETE e", workspace=demo_workspace)
+    assert refused.returncode != 0 and "read-only" in refused.stderr and "Traceback" not in refused.stderr
+    bad_params = run_cli("cypher", "MATCH (e) RETURN e", "--params", "{oops", workspace=demo_workspace)
+    assert bad_params.returncode == 2 and "--params is not JSON" in bad_params.stderr
+
+
+def test_import_malformed_file_reports_file_and_line(tmp_path: Path) -> None:
+    folder = tmp_path / "kg"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("/m/a\t/r\t/m/b\n/m/a\t/r\n", encoding="utf-8")
+    result = run_cli("import-kg", str(folder), workspace=tmp_path / "ws")
+    assert result.returncode != 0
+    assert "train.tsv:2:" in result.stderr and "Traceback" not in result.stderr
+    stats = json.loads(run_cli("stats", "--json", workspace=tmp_path / "ws").stdout)
+    assert stats["facts"] == 0 and stats["entities"] == 0
+
+
+def test_import_kg_twice_is_idempotent(tmp_path: Path, tiny_kg_dir: Path) -> None:
+    first = run_cli("import-kg", str(tiny_kg_dir), "--json", workspace=tmp_path / "ws")
+    second = run_cli("import-kg", str(tiny_kg_dir), "--json", workspace=tmp_path / "ws")
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert json.loads(first.stdout)["facts_added"] == 11 and json.loads(second.stdout)["facts_added"] == 0
+    assert json.loads(run_cli("stats", "--json", workspace=tmp_path / "ws").stdout)["facts"] == 11
+
+
+def test_bad_setting_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("stats", workspace=tmp_path, env={"NEO4J_URI": "http://nowhere:7474"})
+    assert result.returncode != 0 and "http://nowhere:7474" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_neo4j_names_the_uri(tmp_path: Path) -> None:
+    result = run_cli("stats", workspace=tmp_path, env={"NEO4J_URI": "bolt://127.0.0.1:1", "QA_NEO4J_CONNECT_TIMEOUT_S": "3"})
+    assert result.returncode != 0
+    assert "bolt://127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [("neighbors", "  "), ("neighbors", "x", "--hops", "9"), ("serve", "--port", "0")])
+def test_bad_arguments_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_cli(*args, workspace=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error:") or "error" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -127,12 +127,50 @@ NEO4J = Queries(
     **_SHARED,
 )
 
-# Neo4j only: names live on the nodes (no local index file shared between clients).
+# -- Neo4j / Bolt only ---------------------------------------------------------------------------
+# Everything below is standard Cypher that runs unchanged on Neo4j 5 and on ArcadeDB's Bolt plugin
+# (the test server; it accepts every statement here, including the schema ones, checked on 26.10).
+#
+# Names live on the nodes (no local index file shared between clients): ``name_key`` is
+# ``graph.name_index.normalise(name)``, ``alias_keys`` the same for each alias, and ``name_tokens``
+# the lower-cased words of name and aliases (the token fallback of ``search_entities``, which the
+# embedded store answers with SQLite FTS5).
 NEO4J_FIND_EXACT = (
     f"MATCH (e:Entity) WHERE e.name_key = $key OR $key IN e.alias_keys RETURN {ENTITY_COLUMNS} "
     "ORDER BY CASE WHEN e.name_key = $key THEN 0 ELSE 1 END, e.id LIMIT $limit"
 )
+# Name matches before alias matches, shorter keys first (what ``NameIndex.prefix`` does).
 NEO4J_FIND_PREFIX = (
     f"MATCH (e:Entity) WHERE e.name_key STARTS WITH $key OR any(a IN e.alias_keys WHERE a STARTS WITH $key) "
-    f"RETURN {ENTITY_COLUMNS} ORDER BY size(e.name), e.id LIMIT $limit"
+    f"RETURN {ENTITY_COLUMNS} "
+    "ORDER BY CASE WHEN e.name_key STARTS WITH $key THEN 0 ELSE 1 END, size(e.name_key), e.name_key, e.id LIMIT $limit"
+)
+# Every word but the last must be a token; the last is a token prefix (what ``NameIndex.search`` does).
+NEO4J_FIND_TOKENS = (
+    f"MATCH (e:Entity) WHERE all(w IN $words WHERE w IN e.name_tokens) "
+    f"AND any(t IN e.name_tokens WHERE t STARTS WITH $last) RETURN {ENTITY_COLUMNS} "
+    "ORDER BY size(e.name_key), e.id LIMIT $limit"
+)
+
+# Bulk writes: one ``UNWIND`` per transaction of a few thousand rows; ``$now`` travels once.
+NEO4J_UPSERT_ENTITIES = (
+    "UNWIND $rows AS row MERGE (e:Entity {id: row.id}) ON CREATE SET e.created_at = $now "
+    "SET e.name = row.name, e.name_key = row.name_key, e.aliases = row.aliases, e.alias_keys = row.alias_keys, "
+    "e.name_tokens = row.name_tokens, e.type = row.type, e.description = row.description, "
+    "e.image_url = row.image_url, e.url = row.url, e.updated_at = $now RETURN count(e)"
+)
+# Facts the store has checked are new (by id, as the embedded store does) are CREATEd: MERGE on a
+# relationship pattern re-reads the edges of both ends per row, which is what makes hubs slow.
+# Writers in one process are serialised; two processes importing the same KG at once could both
+# create a fact (the fact id is then duplicated; ``existing_fact_ids`` still sees it as one).
+NEO4J_INSERT_FACTS = (
+    "UNWIND $rows AS row MATCH (s:Entity {id: row.subject}) MATCH (o:Entity {id: row.object}) "
+    "CREATE (s)-[:Fact {id: row.id, rel_type: row.relation, status: row.status, confidence: row.confidence, "
+    "split: row.split, source_kind: row.source_kind, dataset: row.dataset, provenance: row.provenance, "
+    "created_at: $now, updated_at: $now}]->(o) RETURN count(*)"
+)
+# Wipes the store's own graph (tests and ``--fresh`` imports), in batches so a 300k-fact graph does
+# not need one huge transaction.
+NEO4J_CLEAR_BATCH = (
+    "MATCH (e:Entity) WITH e LIMIT $limit DETACH DELETE e RETURN count(*)"
 )

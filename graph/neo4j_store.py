@@ -1,0 +1,451 @@
+"""Graph store on Neo4j (or any Bolt server: ArcadeDB's Bolt plugin in the tests) via the official driver.
+
+Same behaviour as ``graph.embedded.EmbeddedStore``: one ``:Entity`` label, one ``:Fact`` relationship
+type with a ``rel_type`` property, facts keyed by ``Fact.id``, idempotent bulk writes. Bulk writes
+are ``UNWIND $rows`` statements of a few thousand rows per write transaction. Names are stored on
+the nodes (``name_key``, ``alias_keys``, ``name_tokens``) so every client sees the same lookups.
+
+The read-only Cypher path has three locks: the statement check (``graph.readonly``), a transaction
+opened in READ access mode (Neo4j refuses writes in it), and an unconditional rollback at the end
+(ArcadeDB, for one, ignores the access mode; nothing a query did can be committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import neo4j
+import neo4j.graph
+from neo4j import exceptions as neo4j_errors
+
+from graph import rows as R
+from graph.name_index import normalise
+from graph.queries import (
+    NEO4J as Q,
+    NEO4J_CLEAR_BATCH,
+    NEO4J_FIND_EXACT,
+    NEO4J_FIND_PREFIX,
+    NEO4J_FIND_TOKENS,
+    NEO4J_INSERT_FACTS,
+    NEO4J_UPSERT_ENTITIES,
+)
+from graph.readonly import check_read_only
+from graph.store import ANSWERABLE_STATUSES, Progress, UpsertResult
+from graph.traversal import expand, status_values
+from qa_system.errors import (
+    ConfigError,
+    EntityNotFoundError,
+    FactNotFoundError,
+    GraphUnavailableError,
+    QueryError,
+    ReadOnlyViolationError,
+)
+from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
+
+log = logging.getLogger(__name__)
+
+_ENTITY_BATCH = 2_000  # rows per write transaction (entities carry descriptions: bigger rows)
+_FACT_BATCH = 5_000
+_ID_CHUNK = 5_000  # ids per ``IN $ids`` lookup
+_SCAN_ABOVE = 2_000  # above this many ids, one scan of all ids beats ``IN`` lookups (as embedded)
+
+# Neo4j status codes that mean "the server refused to write here".
+_WRITE_REFUSED_CODES = ("AccessMode", "ForbiddenOnReadOnlyDatabase", "NotALeader", "WriteOnReadOnlyAccessDbException")
+_WRITE_REFUSED_WORDS = ("read access mode", "read only", "read-only", "readonly")
+
+_UNREACHABLE = (
+    neo4j_errors.ServiceUnavailable,
+    neo4j_errors.SessionExpired,
+    neo4j_errors.ConnectionAcquisitionTimeoutError,
+    neo4j_errors.DatabaseUnavailable,
+)
+
+
+def _first_line(error: BaseException) -> str:
+    """The error as one line (the CLI prints ``error: <message>``, never a stack trace)."""
+
+    text = " ".join(str(getattr(error, "message", None) or error).split())
+    return (text[:400] + "...") if len(text) > 400 else (text or type(error).__name__)
+
+
+def _tokens(entity: Entity) -> list[str]:
+    return list(dict.fromkeys(re.findall(r"\w+", " ".join([entity.name, *entity.aliases]).lower())))
+
+
+def _entity_row(entity: Entity) -> dict[str, Any]:
+    return {
+        "id": entity.id,
+        "name": entity.name,
+        "name_key": normalise(entity.name),
+        "aliases": list(entity.aliases),
+        "alias_keys": list(dict.fromkeys(normalise(a) for a in entity.aliases if a.strip())),
+        "name_tokens": _tokens(entity),
+        "type": entity.type,
+        "description": entity.description,
+        "image_url": entity.image_url,
+        "url": entity.url,
+    }
+
+
+def plain(value: Any) -> Any:
+    """Driver values as plain JSON values: nodes, relationships and paths become dicts (the shape
+    LadybugDB returns: properties plus ``_id``/``_label``), temporal values ISO strings."""
+
+    if isinstance(value, neo4j.graph.Node):
+        labels = sorted(value.labels)
+        return {"_id": value.element_id, "_label": labels[0] if len(labels) == 1 else labels, **plain(dict(value))}
+    if isinstance(value, neo4j.graph.Relationship):
+        start, end = value.start_node, value.end_node
+        return {
+            "_id": value.element_id,
+            "_label": value.type,
+            "_src": start.element_id if start is not None else None,
+            "_dst": end.element_id if end is not None else None,
+            **plain(dict(value)),
+        }
+    if isinstance(value, neo4j.graph.Path):
+        return {"_nodes": [plain(n) for n in value.nodes], "_rels": [plain(r) for r in value.relationships]}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "iso_format"):  # neo4j.time Date/DateTime/Time/Duration
+        return value.iso_format()
+    return R.json_safe(value)
+
+
+class Neo4jStore:
+    """``GraphStore`` over Bolt. Thread-safe: the driver pools connections; writes are serialised."""
+
+    backend = "neo4j"
+
+    def __init__(
+        self,
+        uri: str,
+        user: str = "neo4j",
+        password: str = "",
+        database: str | None = None,
+        *,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self.uri = uri
+        self.database = database or None
+        self._write_lock = threading.RLock()
+        where = f"{uri}" + (f" (database {database!r})" if database else "")
+        try:
+            self._driver = neo4j.GraphDatabase.driver(
+                uri,
+                auth=(user, password),
+                connection_timeout=connect_timeout_s,
+                connection_acquisition_timeout=max(connect_timeout_s, 1.0) * 2,
+                max_transaction_retry_time=max(connect_timeout_s, 1.0) * 2,
+            )
+        except (neo4j_errors.ConfigurationError, ValueError) as e:
+            raise ConfigError(f"bad Neo4j URI {uri!r}: {_first_line(e)}") from e
+        try:
+            self._driver.verify_connectivity()
+            self._agent = str(self._driver.get_server_info().agent)
+            self._ensure_schema()
+        except GraphUnavailableError:
+            self._driver.close()
+            raise
+        except neo4j_errors.AuthError as e:
+            self._driver.close()
+            raise GraphUnavailableError(f"cannot log in to the graph database at {where} as {user!r}: {_first_line(e)}") from e
+        except (neo4j_errors.DriverError, neo4j_errors.Neo4jError, OSError) as e:
+            self._driver.close()
+            raise GraphUnavailableError(f"cannot reach the graph database at {where}: {_first_line(e)}") from e
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Neo4jStore":
+        if not settings.neo4j_uri:
+            raise ConfigError("NEO4J_URI is not set (the Neo4j backend needs a bolt:// or neo4j:// URI)")
+        return cls(
+            settings.neo4j_uri,
+            settings.neo4j_user,
+            settings.neo4j_password,
+            settings.neo4j_database,
+            connect_timeout_s=settings.neo4j_connect_timeout_s,
+        )
+
+    # -- plumbing --------------------------------------------------------------------------
+    @property
+    def is_arcadedb(self) -> bool:
+        return "arcadedb" in self._agent.lower()
+
+    def _session(self, *, read: bool = False) -> Any:
+        mode = neo4j.READ_ACCESS if read else neo4j.WRITE_ACCESS
+        return self._driver.session(database=self.database, default_access_mode=mode)
+
+    def _guard(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except _UNREACHABLE as e:
+            raise GraphUnavailableError(f"lost the graph database at {self.uri}: {_first_line(e)}") from e
+        except neo4j_errors.Neo4jError as e:
+            if e.code and "DatabaseNotFound" in e.code:
+                raise GraphUnavailableError(f"no database {self.database!r} at {self.uri}: {_first_line(e)}") from e
+            raise QueryError(f"graph query failed: {_first_line(e)}") from e
+        except neo4j_errors.DriverError as e:
+            raise QueryError(f"graph query failed: {_first_line(e)}") from e
+
+    def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        def work(tx: Any) -> list[list[Any]]:
+            return [record.values() for record in tx.run(query, params or {})]
+
+        def action() -> list[list[Any]]:
+            with self._session(read=True) as session:
+                return session.execute_read(work)
+
+        return self._guard(action)
+
+    def _write(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        def work(tx: Any) -> list[list[Any]]:
+            return [record.values() for record in tx.run(query, params or {})]
+
+        def action() -> list[list[Any]]:
+            with self._session() as session:
+                return session.execute_write(work)
+
+        return self._guard(action)
+
+    def _ensure_schema(self) -> None:
+        for statement in Q.schema:
+            try:
+                self._write(statement)
+            except QueryError as e:
+                if not self.is_arcadedb:
+                    raise
+                log.warning("ArcadeDB refused a schema statement, skipped (%s): %s", statement, e)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def clear(self) -> None:
+        """Delete every entity and fact (tests, fresh imports). Not part of ``GraphStore``."""
+
+        with self._write_lock:
+            while self._write(NEO4J_CLEAR_BATCH, {"limit": 5_000})[0][0]:
+                pass
+
+    # -- writes ----------------------------------------------------------------------------
+    def _ids_in(self, query_all: str, query_in: str, ids: Sequence[str]) -> set[str]:
+        if len(ids) > _SCAN_ABOVE:  # one scan beats a huge IN list
+            return {r[0] for r in self._rows(query_all)}.intersection(ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), _ID_CHUNK):
+            found.update(r[0] for r in self._rows(query_in, {"ids": list(ids[start : start + _ID_CHUNK])}))
+        return found
+
+    def _existing_entity_ids(self, ids: Sequence[str]) -> set[str]:
+        return self._ids_in(Q.all_entity_ids, Q.existing_entity_ids, ids)
+
+    def _existing_fact_ids(self, ids: Sequence[str]) -> set[str]:
+        if not self._rows(Q.count_facts)[0][0]:
+            return set()
+        return self._ids_in(Q.all_fact_ids, Q.existing_fact_ids, ids)
+
+    def _changed(self, entities: list[Entity]) -> list[Entity]:
+        """Those whose stored properties differ (re-importing an unchanged KG writes nothing)."""
+
+        if not entities:
+            return []
+        if len(entities) > _SCAN_ABOVE:
+            rows = self._rows(Q.all_entities)
+        else:
+            rows = [
+                r
+                for s in range(0, len(entities), _ID_CHUNK)
+                for r in self._rows(Q.entities_by_ids, {"ids": [e.id for e in entities[s : s + _ID_CHUNK]]})
+            ]
+        stored = {r[0]: R.entity_from_row(r) for r in rows}
+        return [e for e in entities if stored.get(e.id) != e]
+
+    def upsert_entities(self, entities: Iterable[Entity], *, progress: Progress | None = None) -> UpsertResult:
+        batch = list({e.id: e for e in entities}.values())
+        if not batch:
+            return UpsertResult()
+        with self._write_lock:
+            existing = self._existing_entity_ids([e.id for e in batch])
+            fresh = [e for e in batch if e.id not in existing]
+            to_write = fresh + self._changed([e for e in batch if e.id in existing])
+            now = R.now_iso()
+            unchanged = len(batch) - len(to_write)
+            if progress and unchanged:
+                progress(unchanged, len(batch))
+            for start in range(0, len(to_write), _ENTITY_BATCH):
+                chunk = to_write[start : start + _ENTITY_BATCH]
+                self._write(NEO4J_UPSERT_ENTITIES, {"rows": [_entity_row(e) for e in chunk], "now": now})
+                if progress:
+                    progress(unchanged + start + len(chunk), len(batch))
+        return UpsertResult(added=len(fresh), merged=len(batch) - len(fresh))
+
+    def upsert_entity(self, entity: Entity) -> bool:
+        return self.upsert_entities([entity]).added == 1
+
+    def upsert_facts(self, facts: Iterable[Fact], *, progress: Progress | None = None) -> UpsertResult:
+        batch = list({f.id: f for f in facts}.values())
+        if not batch:
+            return UpsertResult()
+        with self._write_lock:
+            ends = {f.subject for f in batch} | {f.object for f in batch}
+            missing = sorted(ends - self._existing_entity_ids(list(ends)))
+            if missing:
+                raise EntityNotFoundError(
+                    f"{len(missing)} fact end(s) are not entities in the graph, e.g. {missing[:3]}; upsert entities first"
+                )
+            existing = self._existing_fact_ids([f.id for f in batch])
+            fresh = [f for f in batch if f.id not in existing]
+            now = R.now_iso()
+            merged = len(batch) - len(fresh)
+            for start in range(0, len(fresh), _FACT_BATCH):
+                chunk = fresh[start : start + _FACT_BATCH]
+                rows = []
+                for fact in chunk:
+                    params = R.fact_params(fact, now)
+                    del params["now"]
+                    rows.append(params)
+                written = self._write(NEO4J_INSERT_FACTS, {"rows": rows, "now": now})[0][0]
+                if written != len(rows):  # an end vanished between the check and the write
+                    raise EntityNotFoundError(
+                        f"wrote {written} of {len(rows)} facts: some fact ends were deleted meanwhile; upsert entities first"
+                    )
+                if progress:
+                    progress(merged + start + len(chunk), len(batch))
+        return UpsertResult(added=len(fresh), merged=merged)
+
+    def upsert_fact(self, fact: Fact) -> bool:
+        return self.upsert_facts([fact]).added == 1
+
+    def set_fact_status(self, fact_id: str, status: FactStatus, *, reviewer: str = "", reason: str = "") -> FactView:
+        with self._write_lock:
+            view = self.get_fact(fact_id)
+            params = {
+                "id": fact_id,
+                "status": FactStatus(status).value,
+                "provenance": R.reviewed_provenance(view, reviewer, reason),
+                "now": R.now_iso(),
+            }
+            self._write(Q.set_fact_status, params)
+        return self.get_fact(fact_id)
+
+    # -- reads -----------------------------------------------------------------------------
+    def get_entity(self, entity_id: str) -> Entity | None:
+        rows = self._rows(Q.entity_by_id, {"id": entity_id})
+        return R.entity_from_row(rows[0]) if rows else None
+
+    def find_entities(self, name: str, *, limit: int = 10) -> list[Entity]:
+        key = normalise(name)
+        if not key or limit < 1:
+            return []
+        return [R.entity_from_row(r) for r in self._rows(NEO4J_FIND_EXACT, {"key": key, "limit": int(limit)})]
+
+    def search_entities(self, prefix: str, *, limit: int = 10) -> list[Entity]:
+        key = normalise(prefix)
+        if not key or limit < 1:
+            return []
+        found = {r[0]: R.entity_from_row(r) for r in self._rows(NEO4J_FIND_PREFIX, {"key": key, "limit": int(limit)})}
+        words = re.findall(r"\w+", key)
+        if len(found) < limit and words:
+            params = {"words": words[:-1], "last": words[-1], "limit": int(limit)}
+            for row in self._rows(NEO4J_FIND_TOKENS, params):
+                found.setdefault(row[0], R.entity_from_row(row))
+        return list(found.values())[:limit]
+
+    def _fetch(self, statuses: list[str], relations: Sequence[str] | None):
+        def fetch(ids: list[str], direction: str) -> list[FactView]:
+            query = Q.facts_out if direction == "out" else Q.facts_in
+            params = {"ids": ids, "statuses": statuses, "relations": list(relations or [""]), "all_relations": not relations}
+            return [R.fact_from_row(r) for r in self._rows(query, params)]
+
+        return fetch
+
+    def neighbors(
+        self,
+        entity_ids: Sequence[str],
+        *,
+        hops: int = 1,
+        relations: Sequence[str] | None = None,
+        statuses: Sequence[FactStatus] | None = None,
+        direction: Direction = "both",
+        limit_per_entity: int | None = None,
+        seed: int = 0,
+    ) -> Subgraph:
+        fetch = self._fetch(status_values(statuses), relations)
+        return expand(list(entity_ids), fetch, hops=hops, direction=direction, limit_per_entity=limit_per_entity, seed=seed)
+
+    def get_fact(self, fact_id: str) -> FactView:
+        rows = self._rows(Q.fact_by_id, {"id": fact_id})
+        if not rows:
+            raise FactNotFoundError(f"no fact with id {fact_id!r}")
+        return R.fact_from_row(rows[0])
+
+    def list_facts(
+        self,
+        *,
+        statuses: Sequence[FactStatus] | None = None,
+        relation: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[FactView]:
+        params = {
+            "statuses": status_values(statuses),
+            "relation": relation or "",
+            "all_relations": relation is None,
+            "limit": int(limit),
+            "offset": int(offset),
+        }
+        return [R.fact_from_row(r) for r in self._rows(Q.list_facts, params)]
+
+    def export_triples(self, statuses: Sequence[FactStatus | str] = ANSWERABLE_STATUSES) -> list[tuple[str, str, str, str]]:
+        return [tuple(r) for r in self._rows(Q.export_triples, {"statuses": status_values(statuses)})]  # type: ignore[misc]
+
+    def stats(self) -> GraphStats:
+        return GraphStats(
+            entities=int(self._rows(Q.count_entities)[0][0]),
+            facts=int(self._rows(Q.count_facts)[0][0]),
+            facts_by_status=R.count_rows(self._rows(Q.facts_by_status)),
+            facts_by_relation=R.count_rows(self._rows(Q.facts_by_relation)),
+            facts_by_split=R.count_rows(self._rows(Q.facts_by_split)),
+            entities_by_type=R.count_rows(self._rows(Q.entities_by_type)),
+            backend=self.backend,
+        )
+
+    def run_read_query(self, query: str, params: dict[str, Any] | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
+        statement = check_read_only(query)
+        return self._run_in_read_transaction(statement, params or {}, limit)
+
+    def _run_in_read_transaction(self, statement: str, params: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """The second and third locks: READ access mode, and a rollback whatever happened."""
+
+        try:
+            with self._session(read=True) as session:
+                tx = session.begin_transaction()
+                try:
+                    result = tx.run(statement, params)
+                    columns = list(result.keys())
+                    out: list[dict[str, Any]] = []
+                    for record in result:
+                        if len(out) >= limit:
+                            break
+                        out.append({c: plain(v) for c, v in zip(columns, record.values())})
+                    return out
+                finally:
+                    try:
+                        tx.rollback()
+                    except (neo4j_errors.DriverError, neo4j_errors.Neo4jError):
+                        pass  # a failed transaction is already rolled back (and closed)
+        except _UNREACHABLE as e:
+            raise GraphUnavailableError(f"lost the graph database at {self.uri}: {_first_line(e)}") from e
+        except neo4j_errors.Neo4jError as e:
+            message = _first_line(e)
+            code = e.code or ""
+            if any(c in code for c in _WRITE_REFUSED_CODES) or any(w in message.lower() for w in _WRITE_REFUSED_WORDS):
+                raise ReadOnlyViolationError(f"read-only workbench: the database refused a write ({message})") from e
+            raise QueryError(f"query failed: {message}") from e
+        except neo4j_errors.DriverError as e:
+            raise QueryError(f"query failed: {_first_line(e)}") from e

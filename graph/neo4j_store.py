@@ -357,10 +357,18 @@ class Neo4jStore:
         return list(found.values())[:limit]
 
     def _fetch(self, statuses: list[str], relations: Sequence[str] | None):
+        base = {"statuses": statuses, "relations": list(relations or [""]), "all_relations": not relations}
+
         def fetch(ids: list[str], direction: str) -> list[FactView]:
-            query = Q.facts_out if direction == "out" else Q.facts_in
-            params = {"ids": ids, "statuses": statuses, "relations": list(relations or [""]), "all_relations": not relations}
-            return [R.fact_from_row(r) for r in self._rows(query, params)]
+            # "both" is the out and the in query (two index seeks), each fact kept once; not
+            # ``Q.facts_both``: ArcadeDB's ``UNION`` inside ``CALL {}`` keeps duplicate rows.
+            facts: dict[str, FactView] = {}
+            for query in (Q.facts_out, Q.facts_in) if direction == "both" else (Q.facts_out if direction == "out" else Q.facts_in,):
+                for start in range(0, len(ids), _ID_CHUNK):
+                    for row in self._rows(query, {**base, "ids": ids[start : start + _ID_CHUNK]}):
+                        if row[0] not in facts:
+                            facts[row[0]] = R.fact_from_row(row)
+            return list(facts.values())
 
         return fetch
 

@@ -139,11 +139,15 @@ NEO4J_FIND_EXACT = (
     f"MATCH (e:Entity) WHERE e.name_key = $key OR $key IN e.alias_keys RETURN {ENTITY_COLUMNS} "
     "ORDER BY CASE WHEN e.name_key = $key THEN 0 ELSE 1 END, e.id LIMIT $limit"
 )
-# Name matches before alias matches, shorter keys first (what ``NameIndex.prefix`` does).
+# Ordered as ``NameIndex.prefix`` orders: name matches before alias matches, then by the length of
+# the matching key (an entity's shortest matching alias), then the key itself.
 NEO4J_FIND_PREFIX = (
-    f"MATCH (e:Entity) WHERE e.name_key STARTS WITH $key OR any(a IN e.alias_keys WHERE a STARTS WITH $key) "
-    f"RETURN {ENTITY_COLUMNS} "
-    "ORDER BY CASE WHEN e.name_key STARTS WITH $key THEN 0 ELSE 1 END, size(e.name_key), e.name_key, e.id LIMIT $limit"
+    "MATCH (e:Entity) WHERE e.name_key STARTS WITH $key OR any(a IN e.alias_keys WHERE a STARTS WITH $key) "
+    "WITH e, e.name_key STARTS WITH $key AS by_name, "
+    "reduce(best = '', a IN [k IN e.alias_keys WHERE k STARTS WITH $key] | "
+    "CASE WHEN best = '' OR size(a) < size(best) OR (size(a) = size(best) AND a < best) THEN a ELSE best END) AS alias_key "
+    "WITH e, CASE WHEN by_name THEN 0 ELSE 1 END AS is_alias, CASE WHEN by_name THEN e.name_key ELSE alias_key END AS match_key "
+    f"RETURN {ENTITY_COLUMNS} ORDER BY is_alias, size(match_key), match_key, e.id LIMIT $limit"
 )
 # Every word but the last must be a token; the last is a token prefix (what ``NameIndex.search`` does).
 NEO4J_FIND_TOKENS = (

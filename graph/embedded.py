@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from graph import rows as R
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
+from graph.queries import EMBEDDED_COUNT
 from graph.readonly import check_read_only
 from graph.store import ANSWERABLE_STATUSES, Progress, UpsertResult
 from graph.traversal import expand, status_values
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 5_000
 _SCAN_ABOVE = 2_000
+_NO_LIMIT = 2**62
 
 
 class EmbeddedStore:
@@ -184,7 +186,7 @@ class EmbeddedStore:
             for start in range(0, len(params), 100_000):
                 chunk = params[start : start + 100_000]
                 columns = {"from": [p["subject"] for p in chunk], "to": [p["object"] for p in chunk]}
-                for key in ("id", "relation", "status", "confidence", "split", "source_kind", "dataset", "provenance"):
+                for key in ("id", "subject", "rnd", "relation", "status", "confidence", "split", "source_kind", "dataset", "provenance"):
                     columns["rel_type" if key == "relation" else key] = [p[key] for p in chunk]
                 columns["created_at"] = [now] * len(chunk)
                 columns["updated_at"] = [now] * len(chunk)
@@ -228,11 +230,38 @@ class EmbeddedStore:
             ids += [i for i in self.names.search(prefix, limit) if i not in ids]
         return self._entities(ids[:limit])
 
-    def _fetch(self, statuses: list[str], relations: Sequence[str] | None):
+    def _fetch(self, statuses: list[str], relations: Sequence[str] | None, limit: int | None, seed: int):
+        """Per-entity neighbour reads (the primary-key lookup is what makes them fast). When an entity
+        has far more facts than ``limit``, only a window of about 3x ``limit`` facts by random rank is
+        read; ``expand`` then samples ``limit`` of them uniformly."""
+
+        query = {"out": Q.facts_out, "in": Q.facts_in, "both": Q.facts_both}
+        base = {"statuses": statuses, "relations": list(relations or [""]), "all_relations": not relations}
+        everything = {"lo": 0.0, "hi": 2.0, "wrap": 0.0}
+        offset = (seed * 0.6180339887498949) % 1.0
+
+        def read(entity_id: str, direction: str) -> list[list[Any]]:
+            params = {**base, **everything, "id": entity_id, "max_rows": _NO_LIMIT}
+            if limit is None:
+                return self._rows(query[direction], params)
+            # Most entities have few facts: one bounded read returns them all.
+            rows = self._rows(query[direction], {**params, "max_rows": 3 * limit + 1})
+            if len(rows) <= 3 * limit:
+                return rows
+            count = self._rows(EMBEDDED_COUNT[direction], params)[0][0]
+            width = 3.0 * limit / count
+            window = {"lo": offset, "hi": min(offset + width, 1.0), "wrap": max(0.0, offset + width - 1.0)}
+            rows = self._rows(query[direction], {**params, **window})
+            return rows if len(rows) >= limit else self._rows(query[direction], params)
+
         def fetch(ids: list[str], direction: str) -> list[FactView]:
-            query = Q.facts_out if direction == "out" else Q.facts_in
-            params = {"ids": ids, "statuses": statuses, "relations": list(relations or [""]), "all_relations": not relations}
-            return [R.fact_from_row(r) for r in self._rows(query, params)]
+            facts = []
+            for entity_id in ids:
+                for row in read(entity_id, direction):
+                    if row[12] != row[1]:  # undirected match bound the seed to the object: swap ends back
+                        row = [row[0], row[4], row[5], row[3], row[1], row[2], *row[6:12]]
+                    facts.append(R.fact_from_row(row[:12]))
+            return facts
 
         return fetch
 
@@ -247,7 +276,7 @@ class EmbeddedStore:
         limit_per_entity: int | None = None,
         seed: int = 0,
     ) -> Subgraph:
-        fetch = self._fetch(status_values(statuses), relations)
+        fetch = self._fetch(status_values(statuses), relations, limit_per_entity, seed)
         return expand(list(entity_ids), fetch, hops=hops, direction=direction, limit_per_entity=limit_per_entity, seed=seed)
 
     def get_fact(self, fact_id: str) -> FactView:

@@ -33,6 +33,7 @@ class Queries:
     existing_fact_ids: str
     facts_out: str
     facts_in: str
+    facts_both: str
     fact_by_id: str
     set_fact_status: str
     list_facts: str
@@ -54,14 +55,6 @@ _SHARED = dict(
     all_entity_ids="MATCH (e:Entity) RETURN e.id",
     all_fact_ids="MATCH ()-[f:Fact]->() RETURN f.id",
     existing_fact_ids="MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.id IN $ids RETURN f.id",
-    facts_out=(
-        f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id IN $ids AND f.status IN $statuses "
-        f"AND ($all_relations OR f.rel_type IN $relations) RETURN {FACT_COLUMNS}"
-    ),
-    facts_in=(
-        f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id IN $ids AND f.status IN $statuses "
-        f"AND ($all_relations OR f.rel_type IN $relations) RETURN {FACT_COLUMNS}"
-    ),
     fact_by_id=f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.id = $id RETURN {FACT_COLUMNS}",
     set_fact_status=(
         "MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.id = $id "
@@ -83,11 +76,29 @@ _SHARED = dict(
     entities_by_type="MATCH (e:Entity) RETURN e.type, count(e)",
 )
 
+# Neighbour reads. Embedded: one entity per query (``id = $id`` uses the primary-key index; ``IN $ids``
+# scans); the undirected pattern binds ``s`` to the seed, and the trailing ``f.subject`` tells the
+# reader when to swap the ends back.
+_EMBEDDED_FILTER = (
+    "AND f.status IN $statuses AND ($all_relations OR f.rel_type IN $relations) "
+    # sampling window over the fact's fixed random rank ``rnd`` in [0, 1): [lo, hi) plus [0, wrap)
+    "AND ((f.rnd >= $lo AND f.rnd < $hi) OR f.rnd < $wrap) "
+)
+_EMBEDDED_NEIGHBOURS = f"{_EMBEDDED_FILTER} RETURN {FACT_COLUMNS}, f.subject LIMIT $max_rows"
+_NEO4J_NEIGHBOURS = f"AND f.status IN $statuses AND ($all_relations OR f.rel_type IN $relations) RETURN {FACT_COLUMNS}"
+
+# Embedded only: how many facts a neighbour read would return (decides whether to sample).
+EMBEDDED_COUNT = {
+    "out": f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id = $id {_EMBEDDED_FILTER} RETURN count(*)",
+    "in": f"MATCH (o:Entity)<-[f:Fact]-(s:Entity) WHERE o.id = $id {_EMBEDDED_FILTER} RETURN count(*)",
+    "both": f"MATCH (s:Entity)-[f:Fact]-(o:Entity) WHERE s.id = $id {_EMBEDDED_FILTER} RETURN count(*)",
+}
+
 EMBEDDED = Queries(
     schema=(
         "CREATE NODE TABLE IF NOT EXISTS Entity(id STRING PRIMARY KEY, name STRING, aliases STRING[], "
         "type STRING, description STRING, image_url STRING, url STRING, created_at STRING, updated_at STRING)",
-        "CREATE REL TABLE IF NOT EXISTS Fact(FROM Entity TO Entity, id STRING, rel_type STRING, status STRING, "
+        "CREATE REL TABLE IF NOT EXISTS Fact(FROM Entity TO Entity, id STRING, subject STRING, rnd DOUBLE, rel_type STRING, status STRING, "
         "confidence DOUBLE, split STRING, source_kind STRING, dataset STRING, provenance STRING, "
         "created_at STRING, updated_at STRING)",
     ),
@@ -98,10 +109,14 @@ EMBEDDED = Queries(
     ),
     insert_fact=(
         "MATCH (s:Entity), (o:Entity) WHERE s.id = $subject AND o.id = $object "
-        "CREATE (s)-[:Fact {id: $id, rel_type: $relation, status: $status, confidence: $confidence, "
+        "CREATE (s)-[:Fact {id: $id, subject: $subject, rnd: $rnd, rel_type: $relation, status: $status, confidence: $confidence, "
         "split: $split, source_kind: $source_kind, dataset: $dataset, provenance: $provenance, "
         "created_at: $now, updated_at: $now}]->(o) RETURN count(*)"
     ),
+    facts_out=f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id = $id {_EMBEDDED_NEIGHBOURS}",
+    facts_in=f"MATCH (o:Entity)<-[f:Fact]-(s:Entity) WHERE o.id = $id {_EMBEDDED_NEIGHBOURS}",
+    # s is bound to the seed whichever way the fact points; o is the other end
+    facts_both=f"MATCH (s:Entity)-[f:Fact]-(o:Entity) WHERE s.id = $id {_EMBEDDED_NEIGHBOURS}",
     clear=("MATCH (e:Entity) DETACH DELETE e",),
     **_SHARED,
 )
@@ -122,6 +137,14 @@ NEO4J = Queries(
         "CREATE (s)-[:Fact {id: $id, rel_type: $relation, status: $status, confidence: $confidence, "
         "split: $split, source_kind: $source_kind, dataset: $dataset, provenance: $provenance, "
         "created_at: $now, updated_at: $now}]->(o) RETURN count(*)"
+    ),
+    facts_out=f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id IN $ids {_NEO4J_NEIGHBOURS}",
+    facts_in=f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id IN $ids {_NEO4J_NEIGHBOURS}",
+    # Two directed matches, not one undirected: each fact comes back once, with its true ends.
+    facts_both=(
+        f"CALL {{ MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id IN $ids RETURN s, f, o "
+        f"UNION MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id IN $ids RETURN s, f, o }} "
+        f"WITH s, f, o WHERE true {_NEO4J_NEIGHBOURS}"
     ),
     clear=("MATCH (e:Entity) DETACH DELETE e",),
     **_SHARED,

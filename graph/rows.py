@@ -22,34 +22,52 @@ def entity_from_row(row: Sequence[Any]) -> Entity:
     )
 
 
+_SHARED_PROVENANCE: dict[tuple[str, str, str], Provenance] = {}
+
+
 def provenance_from_columns(source_kind: str | None, dataset: str | None, split: str | None, blob: str | None) -> Provenance:
-    """Dataset facts store no JSON (300k copies of the same record); others store the full record."""
+    """Dataset facts store no JSON (300k copies of the same record); others store the full record.
+
+    Dataset records are shared instances (building one per row was most of a neighbour read's
+    time); treat provenance as immutable and ``model_copy`` it to change it."""
 
     if blob:
         return Provenance.model_validate_json(blob)
-    return Provenance.model_construct(
-        source_kind=SourceKind(source_kind or "dataset"),
-        dataset=dataset or "",
-        split=split or "",
-        premises=[],
-        scores=[],
-    )
+    key = (source_kind or "dataset", dataset or "", split or "")
+    record = _SHARED_PROVENANCE.get(key)
+    if record is None:
+        record = _SHARED_PROVENANCE.setdefault(key, Provenance(source_kind=SourceKind(key[0]), dataset=key[1], split=key[2]))
+    return record
 
 
 def fact_from_row(row: Sequence[Any], hop: int = 1) -> FactView:
     fid, s, s_name, rel, o, o_name, status, confidence, split, source_kind, dataset, blob = row
-    return FactView.model_construct(
-        id=fid,
-        subject=s,
-        subject_name=s_name or s,
-        relation=rel,
-        object=o,
-        object_name=o_name or o,
-        status=FactStatus(status),
-        confidence=float(confidence if confidence is not None else 1.0),
-        provenance=provenance_from_columns(source_kind, dataset, split, blob),
-        hop=hop,
+    # Built without validation (values come from our own schema): this runs for every row read.
+    view = object.__new__(FactView)
+    object.__setattr__(
+        view,
+        "__dict__",
+        {
+            "id": fid,
+            "subject": s,
+            "subject_name": s_name or s,
+            "relation": rel,
+            "object": o,
+            "object_name": o_name or o,
+            "status": _STATUS[status],
+            "confidence": float(confidence if confidence is not None else 1.0),
+            "provenance": provenance_from_columns(source_kind, dataset, split, blob),
+            "hop": hop,
+        },
     )
+    object.__setattr__(view, "__pydantic_fields_set__", _FACT_VIEW_FIELDS)
+    object.__setattr__(view, "__pydantic_extra__", None)
+    object.__setattr__(view, "__pydantic_private__", None)
+    return view
+
+
+_STATUS = {s.value: s for s in FactStatus}
+_FACT_VIEW_FIELDS = set(FactView.model_fields)
 
 
 def entity_params(entity: Entity, now: str) -> dict[str, Any]:
@@ -70,6 +88,7 @@ def fact_params(fact: Fact, now: str) -> dict[str, Any]:
     is_plain_dataset = prov.source_kind == SourceKind.DATASET and not (prov.reviewer or prov.sentence or prov.model)
     return {
         "id": fact.id,
+        "rnd": fact_rank(fact.id),
         "subject": fact.subject,
         "relation": fact.relation,
         "object": fact.object,
@@ -81,6 +100,13 @@ def fact_params(fact: Fact, now: str) -> dict[str, Any]:
         "provenance": "" if is_plain_dataset else prov.model_dump_json(),
         "now": now,
     }
+
+
+def fact_rank(fact_id_hex: str) -> float:
+    """A fixed, uniform random rank in [0, 1) per fact (from its SHA-1 id): lets the embedded store
+    sample a hub's facts with an indexed-free range filter instead of reading thousands of rows."""
+
+    return int(fact_id_hex[:8], 16) / 2**32
 
 
 def now_iso() -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from qa_system.types import Direction, Entity, FactStatus, FactView, Subgraph
 
-# fetch(entity_ids, "out" | "in") -> facts touching those entities in that direction
+# fetch(entity_ids, "out" | "in" | "both") -> facts touching those entities in that direction
 Fetch = Callable[[list[str], str], list[FactView]]
 
 
@@ -37,13 +37,11 @@ def expand(
             break
         per_entity: dict[str, list[FactView]] = defaultdict(list)
         frontier_set = set(frontier)
-        if direction in ("out", "both"):
-            for fact in fetch(frontier, "out"):
+        for fact in fetch(frontier, direction):
+            if direction != "in" and fact.subject in frontier_set:
                 per_entity[fact.subject].append(fact)
-        if direction in ("in", "both"):
-            for fact in fetch(frontier, "in"):
-                if fact.object in frontier_set:
-                    per_entity[fact.object].append(fact)
+            if direction != "out" and fact.object in frontier_set and fact.object != fact.subject:
+                per_entity[fact.object].append(fact)
         next_frontier: list[str] = []
         for entity_id in frontier:
             facts = per_entity.get(entity_id, [])

@@ -1,0 +1,106 @@
+"""Graph-store benchmark: demo import time and neighbour latency (1 hop, 2 hops capped).
+
+    python -m evaluation.bench_graph --backend embedded [--out evaluation/results/graph-embedded.json]
+    python -m evaluation.bench_graph --backend bolt      # starts a local ArcadeDB Bolt server (test extra)
+
+Latencies are measured over the same 200 random entities (seed 0) for both backends, after one
+warm-up pass, with ``perf_counter`` around each ``store.neighbors`` call (conversion to our types
+included). Writes one JSON record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from graph.importers import import_kg
+from graph.kg_files import load_kg
+
+log = logging.getLogger("evaluation.bench_graph")
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": pick(0.5) * 1e3, "p95_ms": pick(0.95) * 1e3, "mean_ms": statistics.fmean(ordered) * 1e3}
+
+
+def measure_neighbours(store: Any, entities: list[str], *, hops: int, cap: int | None) -> dict[str, float]:
+    for entity in entities[:20]:  # warm-up
+        store.neighbors([entity], hops=hops, limit_per_entity=cap)
+    samples, sizes = [], []
+    for entity in entities:
+        start = time.perf_counter()
+        sub = store.neighbors([entity], hops=hops, limit_per_entity=cap)
+        samples.append(time.perf_counter() - start)
+        sizes.append(len(sub.facts))
+    return {**_percentiles(samples), "mean_facts": statistics.fmean(sizes), "cap_per_entity": cap}
+
+
+def open_backend(backend: str, workspace: Path) -> tuple[Any, Any]:
+    if backend == "embedded":
+        from graph.embedded import EmbeddedStore
+
+        return EmbeddedStore.open(workspace), None
+    from graph.neo4j_store import Neo4jStore
+    from qa_system.config import load_settings
+    from tests.graph.bolt_server import start_bolt_server
+
+    server = start_bolt_server(workspace / "arcadedb")
+    settings = load_settings(neo4j_uri=server.uri, neo4j_user=server.user, neo4j_password=server.password, neo4j_database=server.database)
+    return Neo4jStore.from_settings(settings), server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["embedded", "bolt"], default="embedded")
+    parser.add_argument("--entities", type=int, default=200)
+    parser.add_argument("--cap", type=int, default=20, help="facts per entity per hop for the 2-hop run")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
+        store, server = open_backend(args.backend, Path(tmp))
+        try:
+            start = time.perf_counter()
+            summary = import_kg(store, "demo")
+            import_s = time.perf_counter() - start
+            entities = random.Random(0).sample(load_kg("demo").entity_ids(), args.entities)
+            record = {
+                "benchmark": "graph-store",
+                "backend": args.backend,
+                "dataset": "fb15k-237 demo",
+                "entities": summary.entities_added,
+                "facts": summary.facts_added,
+                "import_s": round(import_s, 2),
+                "one_hop": measure_neighbours(store, entities, hops=1, cap=None),
+                "two_hop": measure_neighbours(store, entities, hops=2, cap=args.cap),
+                "sampled_entities": args.entities,
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "command": "python -m evaluation.bench_graph " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        finally:
+            store.close()
+            if server is not None:
+                server.stop()
+    text = json.dumps(record, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install the project with its test extra and run the default test suite (the README's test command).
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m slow` or `scripts/test.sh tests/graph`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+python -m pip install --quiet "torch==2.13.0"   # the CPU wheel; never let a resolver pick a CUDA build
+python -m pip install --quiet -e ".[test]"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec python -m pytest "$@"

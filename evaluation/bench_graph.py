@@ -53,12 +53,12 @@ def open_backend(backend: str, workspace: Path) -> tuple[Any, Any]:
 
         return EmbeddedStore.open(workspace), None
     from graph.neo4j_store import Neo4jStore
-    from qa_system.config import load_settings
-    from tests.graph.bolt_server import start_bolt_server
+    from tests.graph.bolt_server import start_arcadedb
 
-    server = start_bolt_server(workspace / "arcadedb")
-    settings = load_settings(neo4j_uri=server.uri, neo4j_user=server.user, neo4j_password=server.password, neo4j_database=server.database)
-    return Neo4jStore.from_settings(settings), server
+    server = start_arcadedb()
+    store = Neo4jStore(server.uri, server.user, server.password, server.database, connect_timeout_s=30)
+    store.clear()
+    return store, server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
             if server is not None:
-                server.stop()
+                from tests.graph.bolt_server import stop_arcadedb
+
+                stop_arcadedb(server)
     text = json.dumps(record, indent=2)
     print(text)
     if args.out:

@@ -7,13 +7,7 @@ from typing import Iterator
 
 import pytest
 
-try:
-    from tests.graph.bolt_server import bolt_server, neo4j_store  # noqa: F401  (fixtures)
-except ImportError:  # pragma: no cover - until the Bolt fixture module lands
-
-    @pytest.fixture()
-    def neo4j_store() -> object:
-        pytest.skip("Bolt server fixture not available")
+from tests.graph.bolt_server import bolt_server, neo4j_store  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()

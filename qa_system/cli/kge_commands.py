@@ -34,6 +34,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="folder holding wn18rr etc. (default $QA_DATA_DIR)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--export", type=Path, metavar="DIR",
+                   help="after training, write the best model as fp16 + card (dev/test metrics) to DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_train)
 
@@ -75,6 +77,10 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
     command = "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = train_kge(data, args.config, run_dir, epochs=args.epochs, resume=not args.fresh,
                         use_context=not args.no_context, device=args.device, command=command)
+    if args.export:
+        from qa_system.training.kge import export_release
+
+        summary["export"] = export_release(run_dir, args.export, data, command=command, device=args.device)
     if args.json:
         emit_json(summary)
     else:

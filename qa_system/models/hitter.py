@@ -55,6 +55,8 @@ class HittERConfig:
     label_smoothing: float = 0.1  # cross-entropy label smoothing over all entities
     use_context: bool = True  # False: the context-free baseline (source pair only)
     score_bias: bool = True  # add a learned per-entity bias to the dot-product scores
+    gcls_from_source: bool = False  # [GCLS] input = learned token + source pair vector (not in the paper;
+    # it lets the context model start where the context-free one is and learn in a few CPU epochs)
     remove_target: str = "fact"  # training: drop the query fact ("fact") or every pair with the target ("entity")
     init_std: float = 0.02  # std of the normal initialisation of embeddings
 
@@ -262,6 +264,8 @@ class HittER(nn.Module):
             ents, rels = neighbours.entities[valid], neighbours.relations[valid]
             pair_vecs[valid] = self.encode_pairs(self.entity_embeddings(ents), rels)
         gcls = self.special.weight[self.GCLS].expand(b, 1, d)  # (B, 1, d)
+        if self.config.gcls_from_source:
+            gcls = gcls + source_vec.unsqueeze(1)
         seq = torch.cat([gcls, source_vec.unsqueeze(1), pair_vecs], dim=1)  # (B, 2+N, d)
         type_ids = torch.full((2 + n,), 2, dtype=torch.long, device=seq.device)
         type_ids[0], type_ids[1] = 0, 1

@@ -55,8 +55,8 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "small": {
         "model": dict(dim=128, entity_layers=1, context_layers=2, heads=4, ffn_dim=256, dropout=0.1,
                       embedding_dropout=0.1, output_dropout=0.1, max_neighbours=8, neighbour_drop=0.3,
-                      mep_prob=0.5, label_smoothing=0.1),
-        "train": dict(epochs=10, batch_size=1024, lr=0.01, warmup=0.1, patience=3, valid_facts=2000),
+                      mep_prob=0.5, label_smoothing=0.1, gcls_from_source=True),
+        "train": dict(epochs=7, batch_size=1024, lr=0.01, warmup=0.1, patience=3, valid_facts=2000),
     },
     "paper": {
         "model": dict(dim=320, entity_layers=3, context_layers=6, heads=8, ffn_dim=1280, dropout=0.1,
@@ -312,3 +312,34 @@ def train_kge(data: KGEData, config_name: str, run_dir: Path, *, epochs: int | N
     trainer = Trainer(data, model_config, train_config, Path(run_dir), device=pick_device(device), command=command,
                       config_name=config_name)
     return trainer.fit(resume=resume)
+
+
+def export_release(run_dir: Path, dest: Path, data: KGEData, *, command: str = "", device: str | None = None) -> dict:
+    """Export ``<run_dir>/best`` as fp16 to ``dest`` with full dev and test metrics in the card."""
+
+    from evaluation.link_prediction import FilterIndex, evaluate
+    from qa_system.models.checkpoint import load_checkpoint
+
+    best = Path(run_dir) / "best"
+    model, card = load_checkpoint(best, entities=data.entities, relations=data.relations, device=pick_device(device))
+    neighbourhoods = Neighbourhoods.from_triples(data.splits["train"], data.num_entities, data.num_relations)
+    filters = FilterIndex.build(data.all_triples(), data.num_relations)
+    metrics = {}
+    for split in ("dev", "test"):
+        if len(data.splits.get(split, ())):
+            result = evaluate(make_score_fn(model, neighbourhoods, seed=0), data.splits[split], data.all_triples(),
+                              data.relations, filter_index=filters)
+            metrics[split] = {**result["metrics"], "num_queries": result["num_queries"], "eval_seconds": result["time_s"]}
+    trace_path = Path(run_dir) / TRACE_FILE
+    trace = [json.loads(line) for line in trace_path.read_text().splitlines()] if trace_path.is_file() else []
+    release_card = {
+        "dataset": data.name, "config_name": card.get("config_name"), "command": card.get("command"),
+        "export_command": command, "epoch": card.get("epoch"), "train_config": card.get("train_config"),
+        "metrics": metrics, "metrics_setting": "filtered, both directions, all entities, ties = mean rank",
+        "valid_subset_during_training": card.get("valid_subset"),
+        "training_wall_s": round(sum(t.get("time_s", 0.0) for t in trace), 1),
+        "epochs_trained": len(trace),
+    }
+    save_checkpoint(Path(dest), model, entities=data.entities, relations=data.relations, card=release_card, fp16=True)
+    log.info("exported %s -> %s: %s", best, dest, metrics)
+    return release_card

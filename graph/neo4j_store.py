@@ -52,6 +52,7 @@ _ENTITY_BATCH = 2_000  # rows per write transaction (entities carry descriptions
 _FACT_BATCH = 5_000
 _ID_CHUNK = 5_000  # ids per ``IN $ids`` lookup
 _SCAN_ABOVE = 2_000  # above this many ids, one scan of all ids beats ``IN`` lookups (as embedded)
+READ_QUERY_TIMEOUT_S = 60.0  # a user's Cypher query; the server ends the transaction after this
 
 # Neo4j status codes that mean "the server refused to write here".
 _WRITE_REFUSED_CODES = ("AccessMode", "ForbiddenOnReadOnlyDatabase", "NotALeader", "WriteOnReadOnlyAccessDbException")
@@ -432,7 +433,7 @@ class Neo4jStore:
 
         try:
             with self._session(read=True) as session:
-                tx = session.begin_transaction()
+                tx = session.begin_transaction(timeout=READ_QUERY_TIMEOUT_S)
                 try:
                     result = tx.run(statement, params)
                     columns = list(result.keys())

@@ -47,6 +47,7 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     e.add_argument("--data-dir", type=Path, help="folder holding wn18rr etc. (default $QA_DATA_DIR)")
     e.add_argument("--batch-size", type=int, default=1024)
     e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     e.add_argument("--output", type=Path, help="also write the JSON record to this file")
     e.add_argument("--json", action="store_true", help="print the JSON record")
     e.set_defaults(func=run_evaluate)
@@ -130,7 +131,8 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
 
     from qa_system.cli import emit_json
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)) if not torch.cuda.is_available() else torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = _load_data(args, settings)
     command = "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     record = evaluate_checkpoint(args.checkpoint or shipped_checkpoint(), data, args.split, limit=args.limit,

@@ -262,7 +262,13 @@ class HittER(nn.Module):
         valid = neighbours.mask
         if valid.any():  # run the entity Transformer on real neighbours only
             ents, rels = neighbours.entities[valid], neighbours.relations[valid]
-            pair_vecs[valid] = self.encode_pairs(self.entity_embeddings(ents), rels)
+            if self.training:
+                pair_vecs[valid] = self.encode_pairs(self.entity_embeddings(ents), rels)
+            else:  # deterministic: encode each distinct (entity, relation) pair once
+                keys, inverse = torch.unique(ents * (2 * self.config.num_relations) + rels, return_inverse=True)
+                width = 2 * self.config.num_relations
+                unique_vecs = self.encode_pairs(self.entity_embeddings(keys // width), keys % width)  # (U, d)
+                pair_vecs[valid] = unique_vecs[inverse]
         gcls = self.special.weight[self.GCLS].expand(b, 1, d)  # (B, 1, d)
         if self.config.gcls_from_source:
             gcls = gcls + source_vec.unsqueeze(1)

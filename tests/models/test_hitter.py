@@ -142,3 +142,17 @@ def test_loss_decreases_on_tiny_graph(neighbourhoods, use_context):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0]
+
+
+def test_eval_dedup_matches_plain_encoding(neighbourhoods):
+    torch.manual_seed(0)
+    model = HittER(tiny_config(gcls_from_source=True, mep_prob=0.0)).eval()
+    nb = neighbour_batch_from_pairs([[(1, 0), (2, 1), (1, 0)], [(1, 0)]])
+    out = model(torch.tensor([0, 3]), torch.tensor([0, 1]), nb)
+    manual = model.encode_pairs(model.entity_embeddings(torch.tensor([1, 2])), torch.tensor([0, 1]))
+    model.train()
+    model.config.dropout = 0.0
+    with torch.no_grad():
+        train_mode = model(torch.tensor([0, 3]), torch.tensor([0, 1]), nb, compute_logits=True)
+    assert manual.shape == (2, 32)
+    assert torch.allclose(out.gcls, train_mode.gcls, atol=1e-5)  # no dropout anywhere in tiny_config

@@ -148,3 +148,14 @@ def test_cli_evaluate_mismatched_checkpoint(tmp_path, data, capsys):
     record = json.loads(capsys.readouterr().out)
     assert code == 0 and record["num_queries"] == 4 and set(record["metrics"]) == {"mrr", "hits@1", "hits@3", "hits@10"}
     assert np.isfinite(record["metrics"]["mrr"])
+
+
+def test_export_release_writes_fp16_card_with_metrics(tmp_path, data):
+    from qa_system.training.kge import export_release
+
+    train_kge(data, "small", tmp_path / "run", epochs=1, model_overrides=TINY, train_overrides=FAST, command="cmd")
+    card = export_release(tmp_path / "run", tmp_path / "release", data, command="export")
+    saved = json.loads((tmp_path / "release" / "card.json").read_text())
+    assert saved["dtype"] == "float16" and saved["command"] == "cmd" and saved["export_command"] == "export"
+    assert set(saved["metrics"]) == {"dev", "test"} and saved["metrics"]["test"]["num_queries"] == 4
+    assert saved["vocab_sha256"] == data.vocab_hash() and card["epochs_trained"] == 1

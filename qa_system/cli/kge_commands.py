@@ -54,12 +54,15 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
 
 
 def _load_data(args: argparse.Namespace, settings: Any):
+    from qa_system.errors import DatasetNotFoundError
     from qa_system.training.kge_data import load_kge_dataset
 
     store = None
     if args.dataset == "workspace":
-        from graph import open_store  # type: ignore[attr-defined]
-
+        try:
+            from graph import open_store  # type: ignore[attr-defined]
+        except ImportError as e:
+            raise DatasetNotFoundError(f"dataset 'workspace' needs graph.open_store, which is not available: {e}") from e
         store = open_store(settings)
     return load_kge_dataset(args.dataset, args.data_dir or settings.data_dir, store=store)
 

@@ -159,3 +159,16 @@ def test_export_release_writes_fp16_card_with_metrics(tmp_path, data):
     assert saved["dtype"] == "float16" and saved["command"] == "cmd" and saved["export_command"] == "export"
     assert set(saved["metrics"]) == {"dev", "test"} and saved["metrics"]["test"]["num_queries"] == 4
     assert saved["vocab_sha256"] == data.vocab_hash() and card["epochs_trained"] == 1
+
+
+def test_cli_trains_on_workspace_store(tmp_path, monkeypatch, capsys):
+    import graph
+
+    from qa_system.cli import main
+
+    rows = [(h, r, t, "train") for h, r, t in TRAIN] + [(*DEV[0], "dev")]
+    monkeypatch.setattr(graph, "open_store", lambda settings: FakeStore(rows), raising=False)
+    code = main(["--workspace", str(tmp_path), "train", "kge", "--dataset", "workspace", "--epochs", "1", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["epochs"] == 1
+    assert summary["run_dir"] == str(tmp_path / "runs" / "kge-workspace-small")

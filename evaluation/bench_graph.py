@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                 "two_hop": measure_neighbours(store, entities, hops=2, cap=args.cap),
                 "sampled_entities": args.entities,
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                # other work on the machine inflates latencies; recorded so numbers can be read honestly
+                "load_average_1m": round(os.getloadavg()[0], 2),
                 "command": "python -m evaluation.bench_graph " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }

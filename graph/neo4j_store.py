@@ -305,12 +305,13 @@ class Neo4jStore:
             merged = len(batch) - len(fresh)
             for start in range(0, len(fresh), _FACT_BATCH):
                 chunk = fresh[start : start + _FACT_BATCH]
-                rows = []
+                rows, variants = [], {}  # see NEO4J_INSERT_FACTS for the row layout
                 for fact in chunk:
-                    params = R.fact_params(fact, now)
-                    del params["now"]
-                    rows.append(params)
-                written = self._write(NEO4J_INSERT_FACTS, {"rows": rows, "now": now})[0][0]
+                    p = R.fact_params(fact, now)
+                    variant = (p["status"], p["confidence"], p["split"], p["source_kind"], p["dataset"], p["provenance"])
+                    rows.append([p["id"], p["subject"], p["relation"], p["object"], variants.setdefault(variant, len(variants))])
+                params = {"rows": rows, "variants": [list(v) for v in variants], "now": now}
+                written = self._write(NEO4J_INSERT_FACTS, params)[0][0]
                 if written != len(rows):  # an end vanished between the check and the write
                     raise EntityNotFoundError(
                         f"wrote {written} of {len(rows)} facts: some fact ends were deleted meanwhile; upsert entities first"

@@ -190,11 +190,15 @@ NEO4J_UPSERT_ENTITIES = (
 # relationship pattern re-reads the edges of both ends per row, which is what makes hubs slow.
 # Writers in one process are serialised; two processes importing the same KG at once could both
 # create a fact (the fact id is then duplicated; ``existing_fact_ids`` still sees it as one).
+# Rows are lists, not maps: ``[id, subject, relation, object, variant]``, where ``variant`` indexes
+# ``$variants`` (``[status, confidence, split, source_kind, dataset, provenance]``, shared by the
+# 100k facts of a dataset split). The driver packs parameters in pure Python: map rows repeat ten
+# keys per fact and made the 310k-fact demo import spend 20-30 s in packing alone, lists ~4 s.
 NEO4J_INSERT_FACTS = (
-    "UNWIND $rows AS row MATCH (s:Entity {id: row.subject}) MATCH (o:Entity {id: row.object}) "
-    "CREATE (s)-[:Fact {id: row.id, rel_type: row.relation, status: row.status, confidence: row.confidence, "
-    "split: row.split, source_kind: row.source_kind, dataset: row.dataset, provenance: row.provenance, "
-    "created_at: $now, updated_at: $now}]->(o) RETURN count(*)"
+    "UNWIND $rows AS row MATCH (s:Entity {id: row[1]}) MATCH (o:Entity {id: row[3]}) "
+    "WITH s, o, row, $variants[row[4]] AS v "
+    "CREATE (s)-[:Fact {id: row[0], rel_type: row[2], status: v[0], confidence: v[1], split: v[2], "
+    "source_kind: v[3], dataset: v[4], provenance: v[5], created_at: $now, updated_at: $now}]->(o) RETURN count(*)"
 )
 # Wipes the store's own graph (tests and ``--fresh`` imports), in batches so a 300k-fact graph does
 # not need one huge transaction.

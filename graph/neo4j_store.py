@@ -29,11 +29,15 @@ from graph.queries import (
     NEO4J_ALL_ENTITY_IDS,
     NEO4J_ALL_FACT_IDS,
     NEO4J_CLEAR_BATCH,
+    NEO4J_COUNT_IN,
+    NEO4J_COUNT_OUT,
     NEO4J_FIND_EXACT,
     NEO4J_FIND_PREFIX,
     NEO4J_FIND_TOKENS,
     NEO4J_INSERT_FACTS,
     NEO4J_UPSERT_ENTITIES,
+    NEO4J_WINDOW_IN,
+    NEO4J_WINDOW_OUT,
 )
 from graph.readonly import check_read_only
 from graph.store import ANSWERABLE_STATUSES, Progress, UpsertResult
@@ -311,7 +315,7 @@ class Neo4jStore:
                 for fact in chunk:
                     p = R.fact_params(fact, now)
                     variant = (p["status"], p["confidence"], p["split"], p["source_kind"], p["dataset"], p["provenance"])
-                    rows.append([p["id"], p["subject"], p["relation"], p["object"], variants.setdefault(variant, len(variants))])
+                    rows.append([p["id"], p["subject"], p["relation"], p["object"], variants.setdefault(variant, len(variants)), R.fact_rank(p["id"])])
                 params = {"rows": rows, "variants": [list(v) for v in variants], "now": now}
                 written = self._write(NEO4J_INSERT_FACTS, params)[0][0]
                 if written != len(rows):  # an end vanished between the check and the write
@@ -360,18 +364,44 @@ class Neo4jStore:
                 found.setdefault(row[0], R.entity_from_row(row))
         return list(found.values())[:limit]
 
-    def _fetch(self, statuses: list[str], relations: Sequence[str] | None):
+    def _fetch(self, statuses: list[str], relations: Sequence[str] | None, limit: int | None, seed: int):
+        """Batched neighbour reads (``IN $ids`` seeks the id index). With a cap, entities with more
+        than 3x ``limit`` facts are read through a random-rank window of about 3x ``limit`` facts
+        (as the embedded store does); ``expand`` then samples ``limit`` of them uniformly."""
+
         base = {"statuses": statuses, "relations": list(relations or [""]), "all_relations": not relations}
+        offset = (seed * 0.6180339887498949) % 1.0
+        full = {"out": Q.facts_out, "in": Q.facts_in}
+        windowed = {"out": NEO4J_WINDOW_OUT, "in": NEO4J_WINDOW_IN}
+        counting = {"out": NEO4J_COUNT_OUT, "in": NEO4J_COUNT_IN}
+
+        def batched(query: str, ids: list[str]) -> list[list[Any]]:
+            return [r for start in range(0, len(ids), _ID_CHUNK) for r in self._rows(query, {**base, "ids": ids[start : start + _ID_CHUNK]})]
 
         def fetch(ids: list[str], direction: str) -> list[FactView]:
             # "both" is the out and the in query (two index seeks), each fact kept once; not
-            # ``Q.facts_both``: ArcadeDB's ``UNION`` inside ``CALL {}`` keeps duplicate rows.
+            # ``Q.facts_both``: ArcadeDB's ``UNION`` keeps duplicate rows when they hold nodes.
+            sides = ("out", "in") if direction == "both" else (direction,)
+            small, hubs = list(ids), {}
+            if limit is not None:
+                counts: dict[str, int] = {}
+                for side in sides:
+                    for entity_id, n in batched(counting[side], ids):
+                        counts[entity_id] = counts.get(entity_id, 0) + int(n)
+                hubs = {i: n for i, n in counts.items() if n > 3 * limit}
+                small = [i for i in ids if i not in hubs]
+            rows = [r for side in sides for r in batched(full[side], small)] if small else []
+            for entity_id, count in hubs.items():
+                width = 3.0 * limit / count  # type: ignore[operator]
+                window = {"lo": offset, "hi": min(offset + width, 1.0), "wrap": max(0.0, offset + width - 1.0)}
+                got = [r for side in sides for r in self._rows(windowed[side], {**base, **window, "id": entity_id})]
+                if len(got) < limit:  # an unlucky window (or facts written without ``rnd``): read all
+                    got = [r for side in sides for r in self._rows(full[side], {**base, "ids": [entity_id]})]
+                rows += got
             facts: dict[str, FactView] = {}
-            for query in (Q.facts_out, Q.facts_in) if direction == "both" else (Q.facts_out if direction == "out" else Q.facts_in,):
-                for start in range(0, len(ids), _ID_CHUNK):
-                    for row in self._rows(query, {**base, "ids": ids[start : start + _ID_CHUNK]}):
-                        if row[0] not in facts:
-                            facts[row[0]] = R.fact_from_row(row)
+            for row in rows:
+                if row[0] not in facts:
+                    facts[row[0]] = R.fact_from_row(row)
             return list(facts.values())
 
         return fetch
@@ -387,7 +417,7 @@ class Neo4jStore:
         limit_per_entity: int | None = None,
         seed: int = 0,
     ) -> Subgraph:
-        fetch = self._fetch(status_values(statuses), relations)
+        fetch = self._fetch(status_values(statuses), relations, limit_per_entity, seed)
         return expand(list(entity_ids), fetch, hops=hops, direction=direction, limit_per_entity=limit_per_entity, seed=seed)
 
     def get_fact(self, fact_id: str) -> FactView:

@@ -190,16 +190,26 @@ NEO4J_UPSERT_ENTITIES = (
 # relationship pattern re-reads the edges of both ends per row, which is what makes hubs slow.
 # Writers in one process are serialised; two processes importing the same KG at once could both
 # create a fact (the fact id is then duplicated; ``existing_fact_ids`` still sees it as one).
-# Rows are lists, not maps: ``[id, subject, relation, object, variant]``, where ``variant`` indexes
+# Rows are lists, not maps: ``[id, subject, relation, object, variant, rnd]``, where ``variant`` indexes
 # ``$variants`` (``[status, confidence, split, source_kind, dataset, provenance]``, shared by the
 # 100k facts of a dataset split). The driver packs parameters in pure Python: map rows repeat ten
 # keys per fact and made the 310k-fact demo import spend 20-30 s in packing alone, lists ~4 s.
 NEO4J_INSERT_FACTS = (
     "UNWIND $rows AS row MATCH (s:Entity {id: row[1]}) MATCH (o:Entity {id: row[3]}) "
     "WITH s, o, row, $variants[row[4]] AS v "
-    "CREATE (s)-[:Fact {id: row[0], rel_type: row[2], status: v[0], confidence: v[1], split: v[2], "
+    "CREATE (s)-[:Fact {id: row[0], rnd: row[5], rel_type: row[2], status: v[0], confidence: v[1], split: v[2], "
     "source_kind: v[3], dataset: v[4], provenance: v[5], created_at: $now, updated_at: $now}]->(o) RETURN count(*)"
 )
+# Capped neighbour reads (``limit_per_entity``): count each frontier entity's facts first; an entity
+# with more than 3x the cap (a hub: a country has thousands) is read through a window over the
+# fact's fixed random rank ``rnd`` (``graph.rows.fact_rank``), [lo, hi) plus [0, wrap), the same
+# window the embedded store uses, instead of shipping every fact over Bolt to sample a few.
+_NEO4J_FILTER = "f.status IN $statuses AND ($all_relations OR f.rel_type IN $relations)"
+NEO4J_COUNT_OUT = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id IN $ids AND {_NEO4J_FILTER} RETURN s.id, count(f)"
+NEO4J_COUNT_IN = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id IN $ids AND {_NEO4J_FILTER} RETURN o.id, count(f)"
+_NEO4J_WINDOW = f"AND {_NEO4J_FILTER} AND ((f.rnd >= $lo AND f.rnd < $hi) OR f.rnd < $wrap) RETURN {FACT_COLUMNS}"
+NEO4J_WINDOW_OUT = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id = $id {_NEO4J_WINDOW}"
+NEO4J_WINDOW_IN = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id = $id {_NEO4J_WINDOW}"
 # Whole-graph id scans (before bulk upserts) as one list in one record: 310k ids arrive in ~1.7 s,
 # against ~7 s as 310k one-value records.
 NEO4J_ALL_ENTITY_IDS = "MATCH (e:Entity) RETURN collect(e.id)"

@@ -218,6 +218,17 @@ def test_neighbours_one_and_two_hops_with_caps(loaded: Neo4jStore) -> None:
 
 
 @pytest.mark.neo4j
+def test_capped_hub_reads_a_window_and_falls_back_without_ranks(loaded: Neo4jStore) -> None:
+    # e00 has 16 facts: over 3x a cap of 5, so it is read through a random-rank window
+    windowed = loaded.neighbors(["/m/e00"], limit_per_entity=5, seed=3)
+    assert len(windowed.facts) == 5 and windowed.truncated
+    loaded._write("MATCH ()-[f:Fact]->() REMOVE f.rnd")  # facts written without ranks: read them all
+    fallback = loaded.neighbors(["/m/e00"], limit_per_entity=5, seed=3)
+    assert len(fallback.facts) == 5 and fallback.truncated
+    assert {f.id for f in fallback.facts} <= {f.id for f in loaded.neighbors(["/m/e00"]).facts}
+
+
+@pytest.mark.neo4j
 def test_find_and_search_by_name_and_alias(loaded: Neo4jStore) -> None:
     assert [e.id for e in loaded.find_entities("person 03")] == ["/m/e03"]
     assert [e.id for e in loaded.find_entities("  CITY of   04 ")] == ["/m/e04"]  # case and spaces

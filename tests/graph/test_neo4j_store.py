@@ -337,6 +337,21 @@ def test_database_refusal_maps_to_read_only_violation(monkeypatch) -> None:
             store.run_read_query("MATCH (e) RETURN e")
 
 
+def test_schema_refusal_is_skipped_on_arcadedb_only(monkeypatch, caplog) -> None:
+    def refuse(statement, params=None):
+        raise QueryError(f"graph query failed: unsupported: {statement}")
+
+    store = Neo4jStore.__new__(Neo4jStore)
+    monkeypatch.setattr(store, "_write", refuse, raising=False)
+    store._agent = "Neo4j/5.26.0 compatible (ArcadeDB 26.10.2)"
+    with caplog.at_level("WARNING", logger="graph.neo4j_store"):
+        store._ensure_schema()
+    assert "ArcadeDB refused a schema statement" in caplog.text
+    store._agent = "Neo4j/5.26.0"
+    with pytest.raises(QueryError):
+        store._ensure_schema()
+
+
 @pytest.mark.neo4j
 def test_read_query_returns_plain_values(loaded: Neo4jStore) -> None:
     assert loaded.run_read_query("RETURN 'CREATE (n) SET n.x = 1; DELETE n' AS s") == [{"s": "CREATE (n) SET n.x = 1; DELETE n"}]

@@ -37,7 +37,8 @@ def expand(
             break
         per_entity: dict[str, list[FactView]] = defaultdict(list)
         frontier_set = set(frontier)
-        for fact in fetch(frontier, direction):
+        fetched = {fact.id: fact for fact in fetch(frontier, direction)}  # a fact between two frontier entities comes back twice
+        for fact in fetched.values():
             if direction != "in" and fact.subject in frontier_set:
                 per_entity[fact.subject].append(fact)
             if direction != "out" and fact.object in frontier_set and fact.object != fact.subject:

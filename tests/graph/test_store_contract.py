@@ -184,3 +184,12 @@ def test_read_query_refuses_writes(loaded: GraphStore, query: str) -> None:
     stats = loaded.stats()
     assert (stats.entities, stats.facts) == (len(ENTITIES), len(FACTS))
     assert loaded.get_entity("/m/nolan").name == "Christopher Nolan"
+
+
+def test_fact_between_two_frontier_entities_is_counted_once(loaded: GraphStore) -> None:
+    # nolan has 3 facts, one of them (-> inception) shared with the other seed: a cap of 3 must keep
+    # all of them (a duplicate in nolan's candidate list would force sampling and drop a fact).
+    sub = loaded.neighbors(["/m/nolan", "/m/inception"], limit_per_entity=3)
+    ids = [f.id for f in sub.facts]
+    assert len(ids) == len(set(ids)) == 4
+    assert not sub.truncated

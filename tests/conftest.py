@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Unit tests run tiny models: one intra-op thread avoids spin-waiting on a 2-core machine (CI, or
+# this one while a training runs), which made a 60-step tiny training take minutes.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TINY_TRAIN = [

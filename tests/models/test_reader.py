@@ -1,0 +1,124 @@
+"""The fused reader on tiny random models (BERT 64-d x 2 layers, HittER 32-d with 2 context layers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from qa_system.models.hitter import HittER, HittERConfig, neighbour_batch_from_pairs
+from qa_system.models.reader import QAReader, ReaderConfig, answer_loss
+
+E, R = 12, 3
+
+
+def tiny_hitter() -> HittER:
+    cfg = HittERConfig(num_entities=E, num_relations=R, dim=32, entity_layers=1, context_layers=2, heads=4, ffn_dim=64,
+                       dropout=0.0, embedding_dropout=0.0, output_dropout=0.0, max_neighbours=4, mep_prob=0.0)
+    return HittER(cfg).eval()
+
+
+def tiny_bert() -> BertModel:
+    return BertModel(BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+
+
+def tiny_reader(**overrides) -> QAReader:
+    torch.manual_seed(0)
+    cfg = ReaderConfig(**{"text_dim": 64, "graph_dim": 32, "num_relations": R, "cross_heads": 4, "cross_dropout": 0.0, "lora_r": 4, **overrides})
+    return QAReader(cfg, tiny_bert(), tiny_hitter())
+
+
+def batch():
+    input_ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
+    attention_mask = (input_ids > 0).long()
+    topics = torch.tensor([0, 3])
+    neighbours = neighbour_batch_from_pairs([[(1, 0), (2, 1)], [(4, 2)]])
+    candidates = torch.tensor([[1, 2, 5], [4, 6, 0]])
+    candidate_mask = torch.tensor([[True, True, True], [True, True, False]])
+    answers = torch.tensor([[False, True, False], [True, False, False]])
+    return input_ids, attention_mask, topics, neighbours, candidates, candidate_mask, answers
+
+
+def test_shapes_and_padding_candidates() -> None:
+    reader = tiny_reader().eval()
+    *inputs, answers = batch()
+    out = reader(*inputs, answers=answers)
+    assert out.scores.shape == (2, 3) and out.relation_logits.shape == (2, 2 * R)
+    assert out.scores[1, 2] == float("-inf") and torch.isfinite(out.scores[0]).all()
+    assert out.loss is not None and torch.isfinite(out.loss)
+    assert len(out.gates) == 2 and out.gates == [0.0, 0.0]
+
+
+def test_closed_gates_leave_the_encoder_unchanged_and_open_gates_change_it() -> None:
+    reader = tiny_reader().eval()
+    *inputs, _ = batch()
+    base = reader(*inputs).scores
+    with torch.no_grad():
+        for block in reader.cross:
+            block.gate.fill_(1.0)
+    fused = reader(*inputs).scores
+    ablated = tiny_reader(use_graph=False).eval()
+    ablated.load_state_dict({k: v for k, v in reader.state_dict().items() if not k.startswith("cross.")}, strict=True)
+    assert torch.allclose(ablated(*inputs).scores, base, atol=1e-5)  # gate 0 == no fusion
+    assert not torch.allclose(fused, base)  # open gates let the graph in
+
+
+def test_hooks_are_inert_outside_the_fused_pass() -> None:
+    reader = tiny_reader().eval()
+    with torch.no_grad():
+        for block in reader.cross:
+            block.gate.fill_(1.0)
+    input_ids, attention_mask, *_ = batch()
+    plain = tiny_reader(use_graph=False).eval()
+    plain.load_state_dict({k: v for k, v in reader.state_dict().items() if not k.startswith("cross.")})
+    assert torch.allclose(reader.encode(input_ids, attention_mask), plain.encode(input_ids, attention_mask), atol=1e-6)
+
+
+def test_training_learns_and_keeps_hitter_frozen_in_eval_mode() -> None:
+    reader = tiny_reader(gate_init=0.5)
+    reader.train()
+    assert not reader.hitter.training
+    opt = torch.optim.Adam([p for p in reader.parameters() if p.requires_grad], lr=5e-3)
+    *inputs, answers = batch()
+    hitter_before = {k: v.clone() for k, v in reader.hitter.state_dict().items()}
+    losses = []
+    for _ in range(30):
+        out = reader(*inputs, answers=answers, relation_labels=torch.tensor([1, -100]))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert all(torch.equal(v, reader.hitter.state_dict()[k]) for k, v in hitter_before.items())
+
+
+def test_checkpoint_holds_adapters_cross_attention_and_heads_only() -> None:
+    reader = tiny_reader()
+    keys = set(reader.trainable_state_dict())
+    assert any("lora_" in k for k in keys) and any(k.startswith("cross.") for k in keys)
+    assert any(k.startswith("relation_head.") for k in keys) and "hitter_weight" in keys
+    assert not any(k.startswith("hitter.") for k in keys)
+    assert not any("lora_" not in k and k.startswith("encoder.") for k in keys)
+
+
+def test_relation_is_predicted_at_inference_not_taken_from_labels() -> None:
+    reader = tiny_reader().eval()
+    *inputs, _ = batch()
+    a = reader(*inputs, relation_labels=torch.tensor([0, 0])).scores
+    b = reader(*inputs, relation_labels=torch.tensor([5, 5])).scores
+    assert torch.equal(a, b)
+
+
+def test_answer_loss_ignores_unreachable_questions() -> None:
+    scores = torch.tensor([[2.0, 0.0, float("-inf")], [1.0, 1.0, 1.0]])
+    answers = torch.tensor([[True, False, False], [False, False, False]])
+    expected = -torch.log_softmax(scores[0], 0)[0]
+    assert torch.allclose(answer_loss(scores, answers), expected)
+
+
+def test_bad_config_is_refused() -> None:
+    with pytest.raises(ValueError, match="cross_heads"):
+        ReaderConfig(text_dim=64, graph_dim=32, num_relations=3, cross_heads=5)
+    with pytest.raises(ValueError, match="graph_dim"):
+        ReaderConfig(text_dim=64, graph_dim=0, num_relations=3, cross_heads=4)

@@ -218,8 +218,8 @@ class GraphEntityLinker:
             for span in ner_spans:
                 if not any(m.start <= span.start and span.end <= m.end for m in matched):
                     fuzzy_queries.append((q, span, True))
-            for span in self._chunks(doc):
-                if not any(m.start < span.end and span.start < m.end for m in matched + ner_spans):
+            for span in self._chunks(doc):  # chunks not already covered by a match or an NER mention
+                if not any(m.start <= span.start and span.end <= m.end for m in matched + ner_spans):
                     fuzzy_queries.append((q, span, False))
             per_question.append(found)
         if names is not None and fuzzy_queries:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from graph import rows as R
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
-from graph.queries import EMBEDDED_COUNT
+from graph.queries import EMBEDDED_COPY, EMBEDDED_COUNT, EMBEDDED_TABLES
 from graph.readonly import check_read_only
 from graph.store import ANSWERABLE_STATUSES, Progress, UpsertResult
 from graph.traversal import expand, status_values
@@ -96,8 +96,9 @@ class EmbeddedStore:
         try:
             path = tmp / f"{table}.parquet"
             pq.write_table(pa.table(columns), path)
-            # COPY takes no parameters; the path is our own temp file, never user text.
-            self._rows(f"COPY {table} FROM '{path.as_posix()}'")
+            if table not in EMBEDDED_TABLES:
+                raise ValueError(f"unknown table {table!r}")
+            self._rows(EMBEDDED_COPY.format(table=table, path=path.as_posix()))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

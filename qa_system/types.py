@@ -156,3 +156,29 @@ class GraphStats(BaseModel):
 
 
 Direction = Literal["out", "in", "both"]
+
+
+class RankedEntity(BaseModel):
+    """An entity with the model's confidence in it."""
+
+    id: str
+    name: str
+    description: str = ""
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class Answer(BaseModel):
+    """What ``ask`` returns: the answer (or none), why, and how sure.
+
+    ``source`` is ``graph`` (the reader answered from graph facts), ``graph-unsure`` (below the
+    calibrated threshold: shown with a warning, the LLM fallback hooks in here) or ``none``.
+    """
+
+    question: str
+    answer: RankedEntity | None = None
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    source: Literal["graph", "graph-unsure", "llm", "none"] = "none"
+    message: str = ""
+    topic_entities: list[RankedEntity] = Field(default_factory=list)
+    evidence: list[FactView] = Field(default_factory=list)
+    alternatives: list[RankedEntity] = Field(default_factory=list)

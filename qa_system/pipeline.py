@@ -1,0 +1,120 @@
+"""The ask pipeline: link -> retrieve -> read -> an ``Answer`` with evidence and confidence.
+
+Loaded once, used for many questions (the CLI's ``--file`` mode, the app and evaluation share one
+object). Each stage sits behind a small interface so tests can swap in fakes:
+``EntityLinker.link``, ``SubgraphRetriever.retrieve`` and an ``AnswerRanker.rank``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from qa_system.errors import InputError
+from qa_system.types import Answer, RankedEntity
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2_000
+
+
+class AnswerRanker(Protocol):
+    """Scores the candidates of one retrieved context: [(entity id, probability)], best first."""
+
+    def rank(self, question: str, context: Any) -> list[tuple[str, float]]: ...
+
+
+@dataclass
+class PipelineConfig:
+    top_k_topics: int = 3  # linked entities considered (the first one known to the graph model is used)
+    min_link_score: float = 0.05  # below this a linked entity is ignored
+    threshold: float = 0.5  # answer confidence below this is "not sure" (calibrated on dev)
+    alternatives: int = 4
+
+
+def validate_question(question: object) -> str:
+    """The question as text, or an ``InputError`` saying what is wrong with it."""
+
+    if not isinstance(question, str):
+        raise InputError("the question must be text")
+    text = " ".join(question.split())
+    if not text:
+        raise InputError("the question is empty")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise InputError(f"the question is {len(text):,} characters; the limit is {MAX_QUESTION_CHARS:,}")
+    return text
+
+
+class AskPipeline:
+    """Question in, ``Answer`` out. Thread-safe for concurrent askers (model calls are serialised)."""
+
+    def __init__(self, store: Any, linker: Any, retriever: Any, ranker: AnswerRanker, config: PipelineConfig | None = None) -> None:
+        self.store = store
+        self.linker = linker
+        self.retriever = retriever
+        self.ranker = ranker
+        self.config = config or PipelineConfig()
+        self._model_lock = threading.Lock()
+
+    def ask(self, question: object) -> Answer:
+        text = validate_question(question)
+        cfg = self.config
+        linked = [c for c in self.linker.link(text, top_k=cfg.top_k_topics) if c.score >= cfg.min_link_score]
+        topics = [RankedEntity(id=c.entity.id, name=c.entity.name, description=c.entity.description, confidence=min(1.0, max(0.0, c.score))) for c in linked]
+        if not linked:
+            return Answer(question=text, source="none", message="No entity of the graph is named in this question.")
+        context = self.retriever.retrieve([c.entity.id for c in linked])
+        if not context.candidates:
+            return Answer(question=text, topic_entities=topics, source="none",
+                          message=f"The graph holds no usable facts about {linked[0].entity.name}.")
+        with self._model_lock:
+            ranked = self.ranker.rank(text, context)
+        if not ranked:
+            return Answer(question=text, topic_entities=topics, source="none", message="No candidate answer was scored.")
+        names = self._entities([entity_id for entity_id, _ in ranked[: cfg.alternatives + 1]])
+        best_id, best_p = ranked[0]
+        best = self._ranked(names, best_id, best_p)
+        evidence = context.facts_between(context.topics[0], best_id) if context.topics else []
+        sure = best_p >= cfg.threshold
+        return Answer(
+            question=text,
+            answer=best,
+            confidence=best.confidence,
+            source="graph" if sure else "graph-unsure",
+            message="" if sure else f"The graph is not sure (confidence {best_p:.2f} < {cfg.threshold:.2f}).",
+            topic_entities=topics,
+            evidence=evidence,
+            alternatives=[self._ranked(names, e, p) for e, p in ranked[1 : cfg.alternatives + 1]],
+        )
+
+    def ask_many(self, questions: Sequence[object]) -> list[Answer | InputError]:
+        """Answers in input order; a bad question yields its ``InputError`` in place, the rest go on."""
+
+        results: list[Answer | InputError] = []
+        for question in questions:
+            try:
+                results.append(self.ask(question))
+            except InputError as e:
+                results.append(e)
+        return results
+
+    def _entities(self, ids: list[str]) -> dict[str, Any]:
+        found = {}
+        for entity_id in ids:
+            entity = self.store.get_entity(entity_id)
+            if entity is not None:
+                found[entity_id] = entity
+        return found
+
+    @staticmethod
+    def _ranked(entities: dict[str, Any], entity_id: str, probability: float) -> RankedEntity:
+        entity = entities.get(entity_id)
+        return RankedEntity(
+            id=entity_id,
+            name=entity.name if entity else entity_id,
+            description=entity.description if entity else "",
+            confidence=min(1.0, max(0.0, float(probability))),
+        )

@@ -120,6 +120,7 @@ def test_empty_question_is_an_input_error(linker: GraphEntityLinker, question: s
         "a" * 10_000,
         "Inception " * 1_000,
     ],
+    ids=["emoji", "non-english", "cypher", "injection", "nul-bytes", "10k-chars", "10k-repeated-title"],
 )
 def test_bad_input_never_crashes(linker: GraphEntityLinker, tiny_store: object, question: str) -> None:
     before = tiny_store.stats()  # type: ignore[attr-defined]

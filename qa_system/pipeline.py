@@ -118,3 +118,56 @@ class AskPipeline:
             description=entity.description if entity else "",
             confidence=min(1.0, max(0.0, float(probability))),
         )
+
+
+class ReaderRanker:
+    """``AnswerRanker`` backed by the trained reader (MiniLM x HittER)."""
+
+    def __init__(self, reader: Any, tokenizer: Any, entity_index: dict[str, int]) -> None:
+        self.reader = reader.eval()
+        self.tokenizer = tokenizer
+        self.entity_index = entity_index
+
+    def rank(self, question: str, context: Any) -> list[tuple[str, float]]:
+        from qa_system.training.reader import rank
+        from qa_system.training.reader_data import ReaderFeatures
+
+        features = ReaderFeatures(
+            example_id="ask",
+            question=question,
+            topic=context.topics[0],
+            topic_index=context.topic_index,
+            neighbour_pairs=context.neighbour_pairs,
+            candidates=context.candidates,
+            candidate_indices=context.candidate_indices,
+            answers=set(),
+            relation_label=-100,
+        )
+        return rank(self.reader, [features], self.tokenizer)[0]
+
+
+def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int = 200) -> AskPipeline:
+    """Build the pipeline from the shipped (or given) reader checkpoint and the graph store."""
+
+    import json
+    from pathlib import Path
+
+    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.errors import CheckpointError
+    from qa_system.training.reader import build_reader, load_reader_weights
+    from retrievers.linking import GraphEntityLinker
+    from retrievers.subgraph import SubgraphRetriever
+
+    folder = Path(reader_dir) if reader_dir else shipped_reader()
+    if not (folder / "card.json").is_file():
+        raise CheckpointError(f"no reader checkpoint at {folder}; train one with `qa-system train reader`")
+    card = json.loads((folder / "card.json").read_text())
+    hitter_dir = Path(card["hitter"])
+    if not hitter_dir.is_absolute():
+        hitter_dir = folder.parent / hitter_dir
+    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=bool(card.get("use_graph", True)))
+    load_reader_weights(reader, folder)
+    entity_index = {e: i for i, e in enumerate(entities)}
+    retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
+    config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
+    return AskPipeline(store, GraphEntityLinker(store).load(), retriever, ReaderRanker(reader, tokenizer, entity_index), config)

@@ -128,6 +128,45 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _ask(args: argparse.Namespace, settings: Any) -> int:
+    from graph.store import open_store
+    from qa_system.cli import emit_json
+    from qa_system.errors import QAError
+    from qa_system.explore import ensure_demo_graph
+    from qa_system.pipeline import load_pipeline
+
+    if (args.question is None) == (args.file is None):
+        raise InputError("give a QUESTION or --file QUESTIONS.txt (one of them)")
+    if args.file is not None:
+        try:
+            questions = args.file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read {args.file}: {e}") from e
+    else:
+        questions = [args.question]
+    store = open_store(settings)
+    try:
+        ensure_demo_graph(store)
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint)
+        for line_number, question in enumerate(questions, start=1):
+            try:
+                answer = pipeline.ask(question).model_dump(mode="json")
+            except QAError as e:
+                if args.file is None:
+                    raise
+                answer = {"question": question, "error": str(e), "line": line_number}
+            if args.json or args.jsonl or args.file is not None:
+                emit_json(answer)
+            else:
+                best = answer.get("answer")
+                sys.stdout.write(
+                    (f"{best['name']} ({answer['confidence']:.2f}, {answer['source']})" if best else answer.get("message", "")) + "\n"
+                )
+    finally:
+        store.close()
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hitter", type=Path, help="HittER checkpoint folder (default: the shipped one)")
     p.add_argument("--data-dir", type=Path, help="benchmark data (default $QA_DATA_DIR or ../shared/data)")
@@ -148,6 +187,14 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--run-dir", type=Path)
     _common(p)
     p.set_defaults(func=_train_reader)
+
+    p = commands.add_parser("ask", help="answer a question from the graph (or --file, one question per line)")
+    p.add_argument("question", nargs="?")
+    p.add_argument("--file", type=Path, help="questions, one per line; one JSON object per line out, in order")
+    p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--jsonl", action="store_true")
+    p.set_defaults(func=_ask)
 
     p = evaluate.add_parser("qa", help="Hits@1/@5 and F1 of the reader on a QA benchmark")
     p.add_argument("--dataset", choices=DATASETS, required=True)

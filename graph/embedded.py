@@ -20,20 +20,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph import rows as R
+from graph.cypher_reads import CypherReads
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
 from graph.queries import EMBEDDED_COPY, EMBEDDED_COUNT, EMBEDDED_TABLES
 from graph.readonly import check_read_only
-from graph.store import ANSWERABLE_STATUSES, Progress, UpsertResult
-from graph.traversal import expand, status_values
+from graph.store import Progress, UpsertResult
 from qa_system.errors import (
     EntityNotFoundError,
-    FactNotFoundError,
     GraphUnavailableError,
     QueryError,
     ReadOnlyViolationError,
 )
-from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
+from qa_system.types import Entity, Fact, FactStatus, FactView
 from qa_system.workspace import prepare_workspace
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,11 @@ _SCAN_ABOVE = 2_000
 _NO_LIMIT = 2**62
 
 
-class EmbeddedStore:
+class EmbeddedStore(CypherReads):
     """``GraphStore`` on LadybugDB. Thread-safe: one connection per thread, writes serialised."""
 
     backend = "embedded"
+    queries = Q
 
     def __init__(self, db_path: Path, index_path: Path, *, read_only: bool = False) -> None:
         import ladybug
@@ -265,57 +265,6 @@ class EmbeddedStore:
             return facts
 
         return fetch
-
-    def neighbors(
-        self,
-        entity_ids: Sequence[str],
-        *,
-        hops: int = 1,
-        relations: Sequence[str] | None = None,
-        statuses: Sequence[FactStatus] | None = None,
-        direction: Direction = "both",
-        limit_per_entity: int | None = None,
-        seed: int = 0,
-    ) -> Subgraph:
-        fetch = self._fetch(status_values(statuses), relations, limit_per_entity, seed)
-        return expand(list(entity_ids), fetch, hops=hops, direction=direction, limit_per_entity=limit_per_entity, seed=seed)
-
-    def get_fact(self, fact_id: str) -> FactView:
-        rows = self._rows(Q.fact_by_id, {"id": fact_id})
-        if not rows:
-            raise FactNotFoundError(f"no fact with id {fact_id!r}")
-        return R.fact_from_row(rows[0])
-
-    def list_facts(
-        self,
-        *,
-        statuses: Sequence[FactStatus] | None = None,
-        relation: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[FactView]:
-        params = {
-            "statuses": status_values(statuses),
-            "relation": relation or "",
-            "all_relations": relation is None,
-            "limit": int(limit),
-            "offset": int(offset),
-        }
-        return [R.fact_from_row(r) for r in self._rows(Q.list_facts, params)]
-
-    def export_triples(self, statuses: Sequence[FactStatus | str] = ANSWERABLE_STATUSES) -> list[tuple[str, str, str, str]]:
-        return [tuple(r) for r in self._rows(Q.export_triples, {"statuses": status_values(statuses)})]  # type: ignore[misc]
-
-    def stats(self) -> GraphStats:
-        return GraphStats(
-            entities=int(self._rows(Q.count_entities)[0][0]),
-            facts=int(self._rows(Q.count_facts)[0][0]),
-            facts_by_status=R.count_rows(self._rows(Q.facts_by_status)),
-            facts_by_relation=R.count_rows(self._rows(Q.facts_by_relation)),
-            facts_by_split=R.count_rows(self._rows(Q.facts_by_split)),
-            entities_by_type=R.count_rows(self._rows(Q.entities_by_type)),
-            backend=self.backend,
-        )
 
     def run_read_query(self, query: str, params: dict[str, Any] | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
         statement = check_read_only(query)

@@ -1,0 +1,81 @@
+"""Reads that are the same on every Cypher backend, given a way to run a query.
+
+A store mixes this in and provides ``queries`` (its ``graph.queries.Queries``), ``_rows(query,
+params) -> list of row lists`` and ``_fetch(statuses, relations, limit, seed)`` (its neighbour
+reader for ``graph.traversal.expand``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from graph import rows as R
+from graph.queries import Queries
+from graph.store import ANSWERABLE_STATUSES
+from graph.traversal import expand, status_values
+from qa_system.errors import FactNotFoundError
+from qa_system.types import Direction, FactStatus, FactView, GraphStats, Subgraph
+
+
+class CypherReads:
+    backend: str
+    queries: Queries
+
+    def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        raise NotImplementedError
+
+    def _fetch(self, statuses: list[str], relations: Sequence[str] | None, limit: int | None, seed: int) -> Any:
+        raise NotImplementedError
+
+    def neighbors(
+        self,
+        entity_ids: Sequence[str],
+        *,
+        hops: int = 1,
+        relations: Sequence[str] | None = None,
+        statuses: Sequence[FactStatus] | None = None,
+        direction: Direction = "both",
+        limit_per_entity: int | None = None,
+        seed: int = 0,
+    ) -> Subgraph:
+        fetch = self._fetch(status_values(statuses), relations, limit_per_entity, seed)
+        return expand(list(entity_ids), fetch, hops=hops, direction=direction, limit_per_entity=limit_per_entity, seed=seed)
+
+    def get_fact(self, fact_id: str) -> FactView:
+        rows = self._rows(self.queries.fact_by_id, {"id": fact_id})
+        if not rows:
+            raise FactNotFoundError(f"no fact with id {fact_id!r}")
+        return R.fact_from_row(rows[0])
+
+    def list_facts(
+        self,
+        *,
+        statuses: Sequence[FactStatus] | None = None,
+        relation: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[FactView]:
+        params = {
+            "statuses": status_values(statuses),
+            "relation": relation or "",
+            "all_relations": relation is None,
+            "limit": int(limit),
+            "offset": int(offset),
+        }
+        return [R.fact_from_row(r) for r in self._rows(self.queries.list_facts, params)]
+
+    def export_triples(self, statuses: Sequence[FactStatus | str] = ANSWERABLE_STATUSES) -> list[tuple[str, str, str, str]]:
+        return [tuple(r) for r in self._rows(self.queries.export_triples, {"statuses": status_values(statuses)})]  # type: ignore[misc]
+
+    def stats(self) -> GraphStats:
+        q = self.queries
+        return GraphStats(
+            entities=int(self._rows(q.count_entities)[0][0]),
+            facts=int(self._rows(q.count_facts)[0][0]),
+            facts_by_status=R.count_rows(self._rows(q.facts_by_status)),
+            facts_by_relation=R.count_rows(self._rows(q.facts_by_relation)),
+            facts_by_split=R.count_rows(self._rows(q.facts_by_split)),
+            entities_by_type=R.count_rows(self._rows(q.entities_by_type)),
+            backend=self.backend,
+        )

@@ -9,6 +9,7 @@ full-text extension cannot be installed offline.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from graph import rows as R
 from graph.cypher_reads import CypherReads
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
-from graph.queries import EMBEDDED_COPY, EMBEDDED_COUNT, EMBEDDED_TABLES
+from graph.queries import EMBEDDED_COPY, EMBEDDED_DEGREES, EMBEDDED_TABLES
 from graph.readonly import check_read_only
 from graph.store import Progress, UpsertResult
 from qa_system.errors import (
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 5_000
 _SCAN_ABOVE = 2_000
-_NO_LIMIT = 2**62
 
 
 class EmbeddedStore(CypherReads):
@@ -64,6 +64,7 @@ class EmbeddedStore(CypherReads):
         except RuntimeError as e:
             raise GraphUnavailableError(f"cannot open the embedded graph at {db_path}: {e}") from e
         self.names = NameIndex(index_path)
+        self._degrees: dict[str, int] | None = None
 
     @classmethod
     def open(cls, workspace: Path, *, read_only: bool = False) -> "EmbeddedStore":
@@ -182,6 +183,7 @@ class EmbeddedStore(CypherReads):
                 )
             existing = self._existing_fact_ids([f.id for f in batch])
             fresh = [f for f in batch if f.id not in existing]
+            self._degrees = None
             now = R.now_iso()
             params = [R.fact_params(f, now) for f in fresh]
             for start in range(0, len(params), 100_000):
@@ -231,6 +233,15 @@ class EmbeddedStore(CypherReads):
             ids += [i for i in self.names.search(prefix, limit) if i not in ids]
         return self._entities(ids[:limit])
 
+    def _degree_map(self) -> dict[str, int]:
+        """Facts per entity, read in one query and cached until the next fact write. Only used to
+        size sampling windows, so a stale value costs speed, never correctness."""
+
+        degrees = self._degrees
+        if degrees is None:
+            degrees = self._degrees = {r[0]: int(r[1]) for r in self._rows(EMBEDDED_DEGREES)}
+        return degrees
+
     def _fetch(self, statuses: list[str], relations: Sequence[str] | None, limit: int | None, seed: int):
         """Per-entity neighbour reads (the primary-key lookup is what makes them fast). When an entity
         has far more facts than ``limit``, only a window of about 3x ``limit`` facts by random rank is
@@ -241,19 +252,25 @@ class EmbeddedStore(CypherReads):
         everything = {"lo": 0.0, "hi": 2.0, "wrap": 0.0}
         offset = (seed * 0.6180339887498949) % 1.0
 
+        degrees = self._degree_map() if limit is not None else {}
+
         def read(entity_id: str, direction: str) -> list[list[Any]]:
-            params = {**base, **everything, "id": entity_id, "max_rows": _NO_LIMIT}
-            if limit is None:
-                return self._rows(query[direction], params)
-            # Most entities have few facts: one bounded read returns them all.
-            rows = self._rows(query[direction], {**params, "max_rows": 3 * limit + 1})
-            if len(rows) <= 3 * limit:
-                return rows
-            count = self._rows(EMBEDDED_COUNT[direction], params)[0][0]
-            width = 3.0 * limit / count
-            window = {"lo": offset, "hi": min(offset + width, 1.0), "wrap": max(0.0, offset + width - 1.0)}
-            rows = self._rows(query[direction], {**params, **window})
-            return rows if len(rows) >= limit else self._rows(query[direction], params)
+            params = {**base, **everything, "id": entity_id}
+            degree = degrees.get(entity_id, 0)
+            if limit is None or degree <= 3 * limit:
+                rows = self._rows(query[direction], params)
+            else:  # a hub: read a window of about 3 x limit facts by their fixed random rank
+                width = 3.0 * limit / degree
+                window = {"lo": offset, "hi": min(offset + width, 1.0), "wrap": max(0.0, offset + width - 1.0)}
+                rows = self._rows(query[direction], {**params, **window})
+                if len(rows) < limit:  # unlucky window, or a degree estimate gone stale
+                    rows = self._rows(query[direction], params)
+            if limit is not None and len(rows) > limit + 1:
+                # Thin to limit + 1 before building objects: still a uniform sample, and ``expand``
+                # still sees more than ``limit`` (so it samples and reports the truncation).
+                rows.sort(key=lambda r: r[0])
+                rows = random.Random(f"{seed}:{entity_id}").sample(rows, limit + 1)
+            return rows
 
         def fetch(ids: list[str], direction: str) -> list[FactView]:
             facts = []

@@ -84,7 +84,7 @@ _EMBEDDED_FILTER = (
     # sampling window over the fact's fixed random rank ``rnd`` in [0, 1): [lo, hi) plus [0, wrap)
     "AND ((f.rnd >= $lo AND f.rnd < $hi) OR f.rnd < $wrap) "
 )
-_EMBEDDED_NEIGHBOURS = f"{_EMBEDDED_FILTER} RETURN {FACT_COLUMNS}, f.subject LIMIT $max_rows"
+_EMBEDDED_NEIGHBOURS = f"{_EMBEDDED_FILTER} RETURN {FACT_COLUMNS}, f.subject"
 _NEO4J_NEIGHBOURS = f"AND f.status IN $statuses AND ($all_relations OR f.rel_type IN $relations) RETURN {FACT_COLUMNS}"
 
 # Embedded only: bulk load. COPY takes no parameters; ``path`` is always our own temp Parquet file
@@ -92,12 +92,9 @@ _NEO4J_NEIGHBOURS = f"AND f.status IN $statuses AND ($all_relations OR f.rel_typ
 EMBEDDED_COPY = "COPY {table} FROM '{path}'"
 EMBEDDED_TABLES = ("Entity", "Fact")
 
-# Embedded only: how many facts a neighbour read would return (decides whether to sample).
-EMBEDDED_COUNT = {
-    "out": f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id = $id {_EMBEDDED_FILTER} RETURN count(*)",
-    "in": f"MATCH (o:Entity)<-[f:Fact]-(s:Entity) WHERE o.id = $id {_EMBEDDED_FILTER} RETURN count(*)",
-    "both": f"MATCH (s:Entity)-[f:Fact]-(o:Entity) WHERE s.id = $id {_EMBEDDED_FILTER} RETURN count(*)",
-}
+# Embedded only: every entity's number of facts (both directions, any status), read once and cached.
+EMBEDDED_DEGREES = "MATCH (e:Entity)-[f:Fact]-() RETURN e.id, count(f)"
+
 
 EMBEDDED = Queries(
     schema=(

@@ -60,11 +60,23 @@ def expand(
                     visited.add(other)
                     next_frontier.append(other)
         frontier = next_frontier
-    entities: dict[str, Entity] = {}
+    names: dict[str, str] = {}
     for fact in seen_facts.values():
-        entities.setdefault(fact.subject, Entity.model_construct(id=fact.subject, name=fact.subject_name, aliases=(), type="", description="", image_url="", url=""))
-        entities.setdefault(fact.object, Entity.model_construct(id=fact.object, name=fact.object_name, aliases=(), type="", description="", image_url="", url=""))
+        names.setdefault(fact.subject, fact.subject_name)
+        names.setdefault(fact.object, fact.object_name)
+    entities = {entity_id: _named(entity_id, name) for entity_id, name in names.items()}
     return Subgraph.model_construct(seeds=list(seeds), entities=entities, facts=list(seen_facts.values()), truncated=truncated)
+
+
+def _named(entity_id: str, name: str) -> Entity:
+    """A name-only entity, built without validation (values come from the store; this runs per fact)."""
+
+    entity = object.__new__(Entity)
+    object.__setattr__(entity, "__dict__", {"id": entity_id, "name": name, "aliases": (), "type": "", "description": "", "image_url": "", "url": ""})
+    object.__setattr__(entity, "__pydantic_fields_set__", {"id", "name"})
+    object.__setattr__(entity, "__pydantic_extra__", None)
+    object.__setattr__(entity, "__pydantic_private__", None)
+    return entity
 
 
 def status_values(statuses: Sequence[FactStatus | str] | None) -> list[str]:

@@ -24,7 +24,7 @@ from graph import rows as R
 from graph.cypher_reads import CypherReads
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
-from graph.queries import EMBEDDED_COPY, EMBEDDED_DEGREES, EMBEDDED_TABLES
+from graph.queries import EMBEDDED_COPY, EMBEDDED_DEGREES, EMBEDDED_TABLES, EMBEDDED_WINDOWED
 from graph.readonly import check_read_only
 from graph.store import Progress, UpsertResult
 from qa_system.errors import (
@@ -248,29 +248,30 @@ class EmbeddedStore(CypherReads):
         read; ``expand`` then samples ``limit`` of them uniformly."""
 
         query = {"out": Q.facts_out, "in": Q.facts_in, "both": Q.facts_both}
-        base = {"statuses": statuses, "relations": list(relations or [""]), "all_relations": not relations}
-        everything = {"lo": 0.0, "hi": 2.0, "wrap": 0.0}
+        wanted_statuses, wanted_relations = frozenset(statuses), frozenset(relations or ())
         offset = (seed * 0.6180339887498949) % 1.0
-
         degrees = self._degree_map() if limit is not None else {}
 
         def read(entity_id: str, direction: str) -> list[list[Any]]:
-            params = {**base, **everything, "id": entity_id}
             degree = degrees.get(entity_id, 0)
             if limit is None or degree <= 3 * limit:
-                rows = self._rows(query[direction], params)
+                rows = self._rows(query[direction], {"id": entity_id})
             else:  # a hub: read a window of about 3 x limit facts by their fixed random rank
                 width = 3.0 * limit / degree
-                window = {"lo": offset, "hi": min(offset + width, 1.0), "wrap": max(0.0, offset + width - 1.0)}
-                rows = self._rows(query[direction], {**params, **window})
-                if len(rows) < limit:  # unlucky window, or a degree estimate gone stale
-                    rows = self._rows(query[direction], params)
+                window = {"id": entity_id, "lo": offset, "hi": min(offset + width, 1.0), "wrap": max(0.0, offset + width - 1.0)}
+                rows = self._rows(EMBEDDED_WINDOWED[direction], window)
+                if sum(1 for r in rows if keep(r)) < limit:  # unlucky window, or a stale degree
+                    rows = self._rows(query[direction], {"id": entity_id})
+            rows = [r for r in rows if keep(r)]
             if limit is not None and len(rows) > limit + 1:
                 # Thin to limit + 1 before building objects: still a uniform sample, and ``expand``
                 # still sees more than ``limit`` (so it samples and reports the truncation).
                 rows.sort(key=lambda r: r[0])
                 rows = random.Random(f"{seed}:{entity_id}").sample(rows, limit + 1)
             return rows
+
+        def keep(row: list[Any]) -> bool:
+            return row[6] in wanted_statuses and (not wanted_relations or row[3] in wanted_relations)
 
         def fetch(ids: list[str], direction: str) -> list[FactView]:
             facts = []

@@ -3,6 +3,7 @@
 # Extra arguments go to pytest, e.g. `scripts/test.sh -m slow` or `scripts/test.sh tests/graph`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/install-system-packages.sh  # Chromium for the browser tests
 python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 python -m pip install --quiet "torch==2.13.0"   # the CPU wheel; never let a resolver pick a CUDA build
 python -m pip install --quiet -e ".[test]"

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Test artefacts; `QA_SCREENSHOTS_DIR=docs/screenshots` refreshes the README's pictures.
+SCREENSHOTS = Path(os.environ.get("QA_SCREENSHOTS_DIR", Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"))
 
 
 def _free_port() -> int:

@@ -28,6 +28,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--config", default="small", help="named config: small (2 CPU cores) or paper")
     p.add_argument("--run-dir", type=Path, help="output folder (default <workspace>/runs/kge-<dataset>-<config>)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default from the config)")
+    p.add_argument("--stop-after-epoch", type=int, metavar="N",
+                   help="end this call after epoch N (checkpointed; the LR schedule still spans --epochs)")
     p.add_argument("--resume", action="store_true", help="resume from the run dir's checkpoint (also automatic)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run dir")
     p.add_argument("--no-context", action="store_true", help="context-free baseline (no neighbours)")
@@ -80,7 +82,8 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
     run_dir = args.run_dir or settings.workspace / "runs" / f"kge-{name}-{args.config}{'-nocontext' if args.no_context else ''}"
     command = "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summary = train_kge(data, args.config, run_dir, epochs=args.epochs, resume=not args.fresh,
-                        use_context=not args.no_context, device=args.device, command=command)
+                        use_context=not args.no_context, device=args.device, command=command,
+                        stop_after_epoch=args.stop_after_epoch)
     if args.export:
         from qa_system.training.kge import export_release
 

@@ -261,14 +261,17 @@ class Trainer:
         save_checkpoint(self.run_dir / "best", self.model, entities=self.data.entities,
                         relations=self.data.relations, card=card)
 
-    def fit(self, *, resume: bool = True) -> dict:
+    def fit(self, *, resume: bool = True, stop_after_epoch: int | None = None) -> dict:
+        """Train to ``epochs`` (or patience); ``stop_after_epoch`` ends this call early, schedule unchanged."""
+
         if resume and self.state_path.is_file():
             self.load_state()
         tc = self.train_config
         trace_path = self.run_dir / TRACE_FILE
         log.info("training %s: %d params, %d steps/epoch, device %s", self.run_dir, self.model.num_parameters(),
                  self.steps_per_epoch, self.device)
-        while self.epoch < tc.epochs and self.bad_epochs < tc.patience:
+        last = min(tc.epochs, stop_after_epoch) if stop_after_epoch else tc.epochs
+        while self.epoch < last and self.bad_epochs < tc.patience:
             started = time.perf_counter()
             loss = self.train_epoch()
             train_s = time.perf_counter() - started
@@ -293,14 +296,15 @@ class Trainer:
                 handle.write(json.dumps(record) + "\n")
             log.info("trace %s", json.dumps(record))
             self.save_state()
-        stopped = "patience" if self.bad_epochs >= tc.patience else "epochs"
+        stopped = "patience" if self.bad_epochs >= tc.patience else ("epochs" if self.epoch >= tc.epochs else "stop_after_epoch")
         return {"run_dir": str(self.run_dir), "epochs": self.epoch, "best_mrr": self.best_mrr,
                 "best_epoch": self.best_epoch, "stopped_by": stopped, "best_checkpoint": str(self.run_dir / "best")}
 
 
 def train_kge(data: KGEData, config_name: str, run_dir: Path, *, epochs: int | None = None, resume: bool = True,
               use_context: bool = True, device: str | None = None, command: str = "",
-              model_overrides: dict | None = None, train_overrides: dict | None = None) -> dict:
+              model_overrides: dict | None = None, train_overrides: dict | None = None,
+              stop_after_epoch: int | None = None) -> dict:
     """Build a :class:`Trainer` from a named config and run it. Returns a summary dict."""
 
     model_config, train_config = resolve_config(config_name, data.name, use_context=use_context,
@@ -311,7 +315,7 @@ def train_kge(data: KGEData, config_name: str, run_dir: Path, *, epochs: int | N
         train_config = replace(train_config, **train_overrides)
     trainer = Trainer(data, model_config, train_config, Path(run_dir), device=pick_device(device), command=command,
                       config_name=config_name)
-    return trainer.fit(resume=resume)
+    return trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
 
 
 def export_release(run_dir: Path, dest: Path, data: KGEData, *, command: str = "", device: str | None = None) -> dict:

@@ -52,8 +52,7 @@ def test_resume_continues_without_losing_an_epoch(tmp_path, data):
     # interrupted run: 1 epoch, then resumed to 3 with the same schedule
     run = tmp_path / "c"
     t1 = Trainer(data, resolve_config("small", "tiny", **TINY)[0], _tc(3), run)
-    t1.train_config.epochs = 1
-    t1.fit()
+    assert t1.fit(stop_after_epoch=1)["stopped_by"] == "stop_after_epoch"
     t2 = Trainer(data, resolve_config("small", "tiny", **TINY)[0], _tc(3), run)
     result = t2.fit()
     epochs = [json.loads(line)["epoch"] for line in (run / "trace.jsonl").read_text().splitlines()]

@@ -56,7 +56,7 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
         "model": dict(dim=128, entity_layers=1, context_layers=2, heads=4, ffn_dim=256, dropout=0.1,
                       embedding_dropout=0.1, output_dropout=0.1, max_neighbours=5, neighbour_drop=0.3,
                       mep_prob=0.5, label_smoothing=0.1, gcls_from_source=True),
-        "train": dict(epochs=5, batch_size=1024, lr=0.01, warmup=0.1, patience=3, valid_facts=2000),
+        "train": dict(epochs=7, batch_size=1024, lr=0.01, warmup=0.1, patience=3, valid_facts=2000),
     },
     "paper": {
         "model": dict(dim=320, entity_layers=3, context_layers=6, heads=8, ffn_dim=1280, dropout=0.1,

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph import rows as R
-from graph.cypher_reads import CypherReads
+from graph.cypher_store import CypherStoreBase
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
 from graph.queries import EMBEDDED_COPY, EMBEDDED_DEGREES, EMBEDDED_TABLES, EMBEDDED_WINDOWED
@@ -33,7 +33,7 @@ from qa_system.errors import (
     QueryError,
     ReadOnlyViolationError,
 )
-from qa_system.types import Entity, Fact, FactStatus, FactView
+from qa_system.types import Entity, Fact, FactView
 from qa_system.workspace import prepare_workspace
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ _CHUNK = 5_000
 _SCAN_ABOVE = 2_000
 
 
-class EmbeddedStore(CypherReads):
+class EmbeddedStore(CypherStoreBase):
     """``GraphStore`` on LadybugDB. Thread-safe: one connection per thread, writes serialised."""
 
     backend = "embedded"
@@ -156,9 +156,6 @@ class EmbeddedStore(CypherReads):
         stored = {r[0]: R.entity_from_row(r) for r in rows}
         return [e for e in entities if stored.get(e.id) != e]
 
-    def upsert_entity(self, entity: Entity) -> bool:
-        return self.upsert_entities([entity]).added == 1
-
     def _existing_fact_ids(self, ids: Sequence[str]) -> set[str]:
         if not self._rows(Q.count_facts)[0][0]:
             return set()
@@ -198,26 +195,7 @@ class EmbeddedStore(CypherReads):
                     progress(start + len(chunk), len(batch))
         return UpsertResult(added=len(fresh), merged=len(batch) - len(fresh))
 
-    def upsert_fact(self, fact: Fact) -> bool:
-        return self.upsert_facts([fact]).added == 1
-
-    def set_fact_status(self, fact_id: str, status: FactStatus, *, reviewer: str = "", reason: str = "") -> FactView:
-        with self._write_lock:
-            view = self.get_fact(fact_id)
-            params = {
-                "id": fact_id,
-                "status": FactStatus(status).value,
-                "provenance": R.reviewed_provenance(view, reviewer, reason),
-                "now": R.now_iso(),
-            }
-            self._rows(Q.set_fact_status, params)
-        return self.get_fact(fact_id)
-
     # -- reads -----------------------------------------------------------------------------
-    def get_entity(self, entity_id: str) -> Entity | None:
-        rows = self._rows(Q.entity_by_id, {"id": entity_id})
-        return R.entity_from_row(rows[0]) if rows else None
-
     def _entities(self, ids: list[str]) -> list[Entity]:
         if not ids:
             return []

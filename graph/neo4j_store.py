@@ -23,7 +23,7 @@ import neo4j.graph
 from neo4j import exceptions as neo4j_errors
 
 from graph import rows as R
-from graph.cypher_reads import CypherReads
+from graph.cypher_store import CypherStoreBase
 from graph.name_index import normalise
 from graph.queries import (
     NEO4J as Q,
@@ -49,7 +49,7 @@ from qa_system.errors import (
     QueryError,
     ReadOnlyViolationError,
 )
-from qa_system.types import Entity, Fact, FactStatus, FactView
+from qa_system.types import Entity, Fact, FactView
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def plain(value: Any) -> Any:
     return R.json_safe(value)
 
 
-class Neo4jStore(CypherReads):
+class Neo4jStore(CypherStoreBase):
     """``GraphStore`` over Bolt. Thread-safe: the driver pools connections; writes are serialised."""
 
     backend = "neo4j"
@@ -291,9 +291,6 @@ class Neo4jStore(CypherReads):
                     progress(unchanged + start + len(chunk), len(batch))
         return UpsertResult(added=len(fresh), merged=len(batch) - len(fresh))
 
-    def upsert_entity(self, entity: Entity) -> bool:
-        return self.upsert_entities([entity]).added == 1
-
     def upsert_facts(self, facts: Iterable[Fact], *, progress: Progress | None = None) -> UpsertResult:
         batch = list({f.id: f for f in facts}.values())
         if not batch:
@@ -326,26 +323,7 @@ class Neo4jStore(CypherReads):
                     progress(merged + start + len(chunk), len(batch))
         return UpsertResult(added=len(fresh), merged=merged)
 
-    def upsert_fact(self, fact: Fact) -> bool:
-        return self.upsert_facts([fact]).added == 1
-
-    def set_fact_status(self, fact_id: str, status: FactStatus, *, reviewer: str = "", reason: str = "") -> FactView:
-        with self._write_lock:
-            view = self.get_fact(fact_id)
-            params = {
-                "id": fact_id,
-                "status": FactStatus(status).value,
-                "provenance": R.reviewed_provenance(view, reviewer, reason),
-                "now": R.now_iso(),
-            }
-            self._write(Q.set_fact_status, params)
-        return self.get_fact(fact_id)
-
     # -- reads -----------------------------------------------------------------------------
-    def get_entity(self, entity_id: str) -> Entity | None:
-        rows = self._rows(Q.entity_by_id, {"id": entity_id})
-        return R.entity_from_row(rows[0]) if rows else None
-
     def find_entities(self, name: str, *, limit: int = 10) -> list[Entity]:
         key = normalise(name)
         if not key or limit < 1:

@@ -1,8 +1,9 @@
-"""Reads that are the same on every Cypher backend, given a way to run a query.
+"""Store methods that are the same on every Cypher backend, given a way to run a query.
 
 A store mixes this in and provides ``queries`` (its ``graph.queries.Queries``), ``_rows(query,
-params) -> list of row lists`` and ``_fetch(statuses, relations, limit, seed)`` (its neighbour
-reader for ``graph.traversal.expand``).
+params) -> list of row lists`` (reads), optionally ``_write`` (writes; default ``_rows``),
+``_write_lock``, ``upsert_entities``/``upsert_facts`` and ``_fetch(statuses, relations, limit,
+seed)`` (its neighbour reader for ``graph.traversal.expand``).
 """
 
 from __future__ import annotations
@@ -15,15 +16,42 @@ from graph.queries import Queries
 from graph.store import ANSWERABLE_STATUSES
 from graph.traversal import expand, status_values
 from qa_system.errors import FactNotFoundError
-from qa_system.types import Direction, FactStatus, FactView, GraphStats, Subgraph
+from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
 
 
-class CypherReads:
+class CypherStoreBase:
     backend: str
     queries: Queries
 
     def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
         raise NotImplementedError
+
+    def _write(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        return self._rows(query, params)
+
+    # -- single writes on top of the bulk ones ----------------------------------------------
+    def upsert_entity(self, entity: Entity) -> bool:
+        return self.upsert_entities([entity]).added == 1  # type: ignore[attr-defined]
+
+    def upsert_fact(self, fact: Fact) -> bool:
+        return self.upsert_facts([fact]).added == 1  # type: ignore[attr-defined]
+
+    def set_fact_status(self, fact_id: str, status: FactStatus, *, reviewer: str = "", reason: str = "") -> FactView:
+        with self._write_lock:  # type: ignore[attr-defined]
+            view = self.get_fact(fact_id)
+            params = {
+                "id": fact_id,
+                "status": FactStatus(status).value,
+                "provenance": R.reviewed_provenance(view, reviewer, reason),
+                "now": R.now_iso(),
+            }
+            self._write(self.queries.set_fact_status, params)
+        return self.get_fact(fact_id)
+
+    # -- reads -------------------------------------------------------------------------------
+    def get_entity(self, entity_id: str) -> Entity | None:
+        rows = self._rows(self.queries.entity_by_id, {"id": entity_id})
+        return R.entity_from_row(rows[0]) if rows else None
 
     def _fetch(self, statuses: list[str], relations: Sequence[str] | None, limit: int | None, seed: int) -> Any:
         raise NotImplementedError

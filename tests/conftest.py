@@ -75,3 +75,16 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         store.close()
     return workspace
+
+
+@pytest.fixture()
+def tiny_store(tmp_path: Path, tiny_kg_dir: Path):
+    """A real embedded store holding the tiny KG (12 entities, 11 facts)."""
+
+    from graph.embedded import EmbeddedStore
+    from graph.importers import import_kg
+
+    store = EmbeddedStore.open(tmp_path / "tiny-ws")
+    import_kg(store, tiny_kg_dir)
+    yield store
+    store.close()

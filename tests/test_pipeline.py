@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from graph.embedded import EmbeddedStore
-from graph.importers import import_kg
 from qa_system.errors import InputError
 from qa_system.pipeline import AskPipeline, PipelineConfig
 from retrievers.linking import LinkedEntity
@@ -38,11 +36,8 @@ class FixedRanker:
 
 
 @pytest.fixture()
-def store(tmp_path: Path, tiny_kg_dir: Path):
-    s = EmbeddedStore.open(tmp_path / "ws")
-    import_kg(s, tiny_kg_dir)
-    yield s
-    s.close()
+def store(tiny_store: EmbeddedStore) -> EmbeddedStore:
+    return tiny_store
 
 
 def pipeline(store: EmbeddedStore, answers: dict[str, float], threshold: float = 0.5) -> AskPipeline:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from graph.embedded import EmbeddedStore
-from graph.importers import import_kg
 from qa_system.types import FactStatus
 from retrievers.subgraph import SubgraphRetriever
 
 
 @pytest.fixture()
-def store(tmp_path: Path, tiny_kg_dir: Path):
-    s = EmbeddedStore.open(tmp_path / "ws")
-    import_kg(s, tiny_kg_dir)
-    yield s
-    s.close()
+def store(tiny_store: EmbeddedStore) -> EmbeddedStore:
+    return tiny_store
 
 
 def vocab(store: EmbeddedStore) -> tuple[dict[str, int], dict[str, int]]:

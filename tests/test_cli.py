@@ -91,3 +91,13 @@ def test_bad_arguments_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = run_cli(*args, workspace=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error:") or "error" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_kge_on_the_workspace_graph(tmp_path: Path, tiny_kg_dir: Path) -> None:
+    workspace = tmp_path / "ws"
+    assert run_cli("import-kg", str(tiny_kg_dir), workspace=workspace).returncode == 0
+    result = run_cli("train", "kge", "--dataset", "workspace", "--config", "small", "--epochs", "1",
+                     "--run-dir", str(tmp_path / "run"), workspace=workspace, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trace = [json.loads(line) for line in (tmp_path / "run" / "trace.jsonl").read_text().splitlines()]
+    assert trace[0]["epoch"] == 1 and (tmp_path / "run" / "best" / "card.json").is_file()

@@ -56,17 +56,17 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
 
 
 def _load_data(args: argparse.Namespace, settings: Any):
-    from qa_system.errors import DatasetNotFoundError
     from qa_system.training.kge_data import load_kge_dataset
 
-    store = None
-    if args.dataset == "workspace":
-        try:
-            from graph import open_store  # type: ignore[attr-defined]
-        except ImportError as e:
-            raise DatasetNotFoundError(f"dataset 'workspace' needs graph.open_store, which is not available: {e}") from e
-        store = open_store(settings)
-    return load_kge_dataset(args.dataset, args.data_dir or settings.data_dir, store=store)
+    if args.dataset != "workspace":
+        return load_kge_dataset(args.dataset, args.data_dir or settings.data_dir, store=None)
+    from graph.store import open_store
+
+    store = open_store(settings)
+    try:
+        return load_kge_dataset(args.dataset, args.data_dir or settings.data_dir, store=store)
+    finally:
+        store.close()
 
 
 def run_train(args: argparse.Namespace, settings: Any) -> int:

@@ -94,11 +94,15 @@ def test_vocabulary_mismatch_raises(tmp_path, data):
 
 
 class FakeStore:
-    """Stands in for ``graph.open_store(settings)``: only ``export_triples`` is used."""
+    """Stands in for ``graph.store.open_store(settings)``: only ``export_triples`` and ``close`` are used."""
 
     def __init__(self, rows):
         self.rows = rows
         self.asked = None
+        self.closed = False
+
+    def close(self):
+        self.closed = True
 
     def export_triples(self, statuses=("verified", "extracted")):
         self.asked = statuses
@@ -161,13 +165,14 @@ def test_export_release_writes_fp16_card_with_metrics(tmp_path, data):
 
 
 def test_cli_trains_on_workspace_store(tmp_path, monkeypatch, capsys):
-    import graph
+    import graph.store
 
     from qa_system.cli import main
 
     rows = [(h, r, t, "train") for h, r, t in TRAIN] + [(*DEV[0], "dev")]
-    monkeypatch.setattr(graph, "open_store", lambda settings: FakeStore(rows), raising=False)
+    store = FakeStore(rows)
+    monkeypatch.setattr(graph.store, "open_store", lambda settings: store)
     code = main(["--workspace", str(tmp_path), "train", "kge", "--dataset", "workspace", "--epochs", "1", "--json"])
     summary = json.loads(capsys.readouterr().out)
-    assert code == 0 and summary["epochs"] == 1
+    assert code == 0 and summary["epochs"] == 1 and store.closed
     assert summary["run_dir"] == str(tmp_path / "runs" / "kge-workspace-small")

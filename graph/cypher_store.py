@@ -19,6 +19,11 @@ from qa_system.errors import FactNotFoundError
 from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
 
 
+# Above this many ids, one scan of all ids beats ``IN $ids`` lookups; below, look up in chunks.
+SCAN_ABOVE = 2_000
+ID_CHUNK = 5_000
+
+
 class CypherStoreBase:
     backend: str
     queries: Queries
@@ -47,6 +52,22 @@ class CypherStoreBase:
             }
             self._write(self.queries.set_fact_status, params)
         return self.get_fact(fact_id)
+
+    def _changed(self, entities: list[Entity]) -> list[Entity]:
+        """Those whose stored properties differ (re-importing an unchanged KG writes nothing)."""
+
+        if not entities:
+            return []
+        if len(entities) > SCAN_ABOVE:  # one scan beats a huge IN list
+            rows = self._rows(self.queries.all_entities)
+        else:
+            rows = [
+                r
+                for s in range(0, len(entities), ID_CHUNK)
+                for r in self._rows(self.queries.entities_by_ids, {"ids": [e.id for e in entities[s : s + ID_CHUNK]]})
+            ]
+        stored = {r[0]: R.entity_from_row(r) for r in rows}
+        return [e for e in entities if stored.get(e.id) != e]
 
     # -- reads -------------------------------------------------------------------------------
     def get_entity(self, entity_id: str) -> Entity | None:

@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph import rows as R
+from graph.cypher_store import ID_CHUNK as _CHUNK
+from graph.cypher_store import SCAN_ABOVE as _SCAN_ABOVE
 from graph.cypher_store import CypherStoreBase
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
@@ -38,8 +40,6 @@ from qa_system.workspace import prepare_workspace
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 5_000
-_SCAN_ABOVE = 2_000
 
 
 class EmbeddedStore(CypherStoreBase):
@@ -143,18 +143,6 @@ class EmbeddedStore(CypherStoreBase):
                 progress(len(batch), len(batch))
             self.names.add(fresh + changed)
         return UpsertResult(added=len(fresh), merged=len(batch) - len(fresh))
-
-    def _changed(self, entities: list[Entity]) -> list[Entity]:
-        """Those whose stored properties differ (re-importing an unchanged KG writes nothing)."""
-
-        if not entities:
-            return []
-        if len(entities) > _SCAN_ABOVE:
-            rows = self._rows(Q.all_entities)
-        else:
-            rows = [r for s in range(0, len(entities), _CHUNK) for r in self._rows(Q.entities_by_ids, {"ids": [e.id for e in entities[s : s + _CHUNK]]})]
-        stored = {r[0]: R.entity_from_row(r) for r in rows}
-        return [e for e in entities if stored.get(e.id) != e]
 
     def _existing_fact_ids(self, ids: Sequence[str]) -> set[str]:
         if not self._rows(Q.count_facts)[0][0]:

@@ -23,6 +23,8 @@ import neo4j.graph
 from neo4j import exceptions as neo4j_errors
 
 from graph import rows as R
+from graph.cypher_store import ID_CHUNK as _ID_CHUNK
+from graph.cypher_store import SCAN_ABOVE as _SCAN_ABOVE
 from graph.cypher_store import CypherStoreBase
 from graph.name_index import normalise
 from graph.queries import (
@@ -55,8 +57,6 @@ log = logging.getLogger(__name__)
 
 _ENTITY_BATCH = 2_000  # rows per write transaction (entities carry descriptions: bigger rows)
 _FACT_BATCH = 5_000
-_ID_CHUNK = 5_000  # ids per ``IN $ids`` lookup
-_SCAN_ABOVE = 2_000  # above this many ids, one scan of all ids beats ``IN`` lookups (as embedded)
 READ_QUERY_TIMEOUT_S = 60.0  # a user's Cypher query; the server ends the transaction after this
 
 # Neo4j status codes that mean "the server refused to write here".
@@ -255,22 +255,6 @@ class Neo4jStore(CypherStoreBase):
         if not self._rows(Q.count_facts)[0][0]:
             return set()
         return self._ids_in(NEO4J_ALL_FACT_IDS, Q.existing_fact_ids, ids)
-
-    def _changed(self, entities: list[Entity]) -> list[Entity]:
-        """Those whose stored properties differ (re-importing an unchanged KG writes nothing)."""
-
-        if not entities:
-            return []
-        if len(entities) > _SCAN_ABOVE:
-            rows = self._rows(Q.all_entities)
-        else:
-            rows = [
-                r
-                for s in range(0, len(entities), _ID_CHUNK)
-                for r in self._rows(Q.entities_by_ids, {"ids": [e.id for e in entities[s : s + _ID_CHUNK]]})
-            ]
-        stored = {r[0]: R.entity_from_row(r) for r in rows}
-        return [e for e in entities if stored.get(e.id) != e]
 
     def upsert_entities(self, entities: Iterable[Entity], *, progress: Progress | None = None) -> UpsertResult:
         batch = list({e.id: e for e in entities}.values())

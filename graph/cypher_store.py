@@ -53,6 +53,27 @@ class CypherStoreBase:
             self._write(self.queries.set_fact_status, params)
         return self.get_fact(fact_id)
 
+    def _scan_ids(self, query: str) -> set[str]:
+        """All ids a whole-graph id query returns (one id per row; Neo4j overrides for its one-list form)."""
+
+        return {r[0] for r in self._rows(query)}
+
+    def _ids_in(self, query_all: str, query_in: str, ids: Sequence[str]) -> set[str]:
+        if len(ids) > SCAN_ABOVE:  # one scan beats a huge IN list (which is matched row by row)
+            return self._scan_ids(query_all).intersection(ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), ID_CHUNK):
+            found.update(r[0] for r in self._rows(query_in, {"ids": list(ids[start : start + ID_CHUNK])}))
+        return found
+
+    def _existing_entity_ids(self, ids: Sequence[str]) -> set[str]:
+        return self._ids_in(self.queries.all_entity_ids, self.queries.existing_entity_ids, ids)
+
+    def _existing_fact_ids(self, ids: Sequence[str]) -> set[str]:
+        if not self._rows(self.queries.count_facts)[0][0]:
+            return set()
+        return self._ids_in(self.queries.all_fact_ids, self.queries.existing_fact_ids, ids)
+
     def _changed(self, entities: list[Entity]) -> list[Entity]:
         """Those whose stored properties differ (re-importing an unchanged KG writes nothing)."""
 

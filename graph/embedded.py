@@ -21,8 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph import rows as R
-from graph.cypher_store import ID_CHUNK as _CHUNK
-from graph.cypher_store import SCAN_ABOVE as _SCAN_ABOVE
 from graph.cypher_store import CypherStoreBase
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
@@ -103,14 +101,6 @@ class EmbeddedStore(CypherStoreBase):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _existing_entity_ids(self, ids: Sequence[str]) -> set[str]:
-        if len(ids) > _SCAN_ABOVE:  # one scan beats a huge IN list (which is matched row by row)
-            return {r[0] for r in self._rows(Q.all_entity_ids)}.intersection(ids)
-        found: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            found.update(r[0] for r in self._rows(Q.existing_entity_ids, {"ids": list(ids[start : start + _CHUNK])}))
-        return found
-
     def upsert_entities(self, entities: Iterable[Entity], *, progress: Progress | None = None) -> UpsertResult:
         batch = list({e.id: e for e in entities}.values())
         if not batch:
@@ -143,16 +133,6 @@ class EmbeddedStore(CypherStoreBase):
                 progress(len(batch), len(batch))
             self.names.add(fresh + changed)
         return UpsertResult(added=len(fresh), merged=len(batch) - len(fresh))
-
-    def _existing_fact_ids(self, ids: Sequence[str]) -> set[str]:
-        if not self._rows(Q.count_facts)[0][0]:
-            return set()
-        if len(ids) > _SCAN_ABOVE:
-            return {r[0] for r in self._rows(Q.all_fact_ids)}.intersection(ids)
-        found: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            found.update(r[0] for r in self._rows(Q.existing_fact_ids, {"ids": list(ids[start : start + _CHUNK])}))
-        return found
 
     def upsert_facts(self, facts: Iterable[Fact], *, progress: Progress | None = None) -> UpsertResult:
         batch = list({f.id: f for f in facts}.values())

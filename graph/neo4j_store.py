@@ -23,14 +23,10 @@ import neo4j.graph
 from neo4j import exceptions as neo4j_errors
 
 from graph import rows as R
-from graph.cypher_store import ID_CHUNK as _ID_CHUNK
-from graph.cypher_store import SCAN_ABOVE as _SCAN_ABOVE
-from graph.cypher_store import CypherStoreBase
+from graph.cypher_store import ID_CHUNK, CypherStoreBase
 from graph.name_index import normalise
 from graph.queries import (
     NEO4J as Q,
-    NEO4J_ALL_ENTITY_IDS,
-    NEO4J_ALL_FACT_IDS,
     NEO4J_CLEAR_BATCH,
     NEO4J_COUNT_IN,
     NEO4J_COUNT_OUT,
@@ -240,21 +236,9 @@ class Neo4jStore(CypherStoreBase):
                 pass
 
     # -- writes ----------------------------------------------------------------------------
-    def _ids_in(self, query_all: str, query_in: str, ids: Sequence[str]) -> set[str]:
-        if len(ids) > _SCAN_ABOVE:  # one scan beats a huge IN list
-            return set(self._rows(query_all)[0][0]).intersection(ids)
-        found: set[str] = set()
-        for start in range(0, len(ids), _ID_CHUNK):
-            found.update(r[0] for r in self._rows(query_in, {"ids": list(ids[start : start + _ID_CHUNK])}))
-        return found
-
-    def _existing_entity_ids(self, ids: Sequence[str]) -> set[str]:
-        return self._ids_in(NEO4J_ALL_ENTITY_IDS, Q.existing_entity_ids, ids)
-
-    def _existing_fact_ids(self, ids: Sequence[str]) -> set[str]:
-        if not self._rows(Q.count_facts)[0][0]:
-            return set()
-        return self._ids_in(NEO4J_ALL_FACT_IDS, Q.existing_fact_ids, ids)
+    def _scan_ids(self, query: str) -> set[str]:
+        # Neo4j's id scans are ``collect()`` queries: one record holding the whole list.
+        return set(self._rows(query)[0][0])
 
     def upsert_entities(self, entities: Iterable[Entity], *, progress: Progress | None = None) -> UpsertResult:
         batch = list({e.id: e for e in entities}.values())
@@ -338,7 +322,7 @@ class Neo4jStore(CypherStoreBase):
         counting = {"out": NEO4J_COUNT_OUT, "in": NEO4J_COUNT_IN}
 
         def batched(query: str, ids: list[str]) -> list[list[Any]]:
-            return [r for start in range(0, len(ids), _ID_CHUNK) for r in self._rows(query, {**base, "ids": ids[start : start + _ID_CHUNK]})]
+            return [r for start in range(0, len(ids), ID_CHUNK) for r in self._rows(query, {**base, "ids": ids[start : start + ID_CHUNK]})]
 
         def fetch(ids: list[str], direction: str) -> list[FactView]:
             # "both" is the out and the in query (two index seeks), each fact kept once; not

@@ -15,7 +15,7 @@ from graph import rows as R
 from graph.queries import Queries
 from graph.store import ANSWERABLE_STATUSES
 from graph.traversal import expand, status_values
-from qa_system.errors import FactNotFoundError
+from qa_system.errors import EntityNotFoundError, FactNotFoundError
 from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
 
 
@@ -73,6 +73,16 @@ class CypherStoreBase:
         if not self._rows(self.queries.count_facts)[0][0]:
             return set()
         return self._ids_in(self.queries.all_fact_ids, self.queries.existing_fact_ids, ids)
+
+    def _require_ends(self, facts: Sequence[Fact]) -> None:
+        """Refuse facts whose subject or object is not an entity yet (nothing is written)."""
+
+        ends = {f.subject for f in facts} | {f.object for f in facts}
+        missing = sorted(ends - self._existing_entity_ids(list(ends)))
+        if missing:
+            raise EntityNotFoundError(
+                f"{len(missing)} fact end(s) are not entities in the graph, e.g. {missing[:3]}; upsert entities first"
+            )
 
     def _changed(self, entities: list[Entity]) -> list[Entity]:
         """Those whose stored properties differ (re-importing an unchanged KG writes nothing)."""

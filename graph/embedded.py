@@ -28,7 +28,6 @@ from graph.queries import EMBEDDED_COPY, EMBEDDED_DEGREES, EMBEDDED_TABLES, EMBE
 from graph.readonly import check_read_only
 from graph.store import Progress, UpsertResult
 from qa_system.errors import (
-    EntityNotFoundError,
     GraphUnavailableError,
     QueryError,
     ReadOnlyViolationError,
@@ -139,13 +138,7 @@ class EmbeddedStore(CypherStoreBase):
         if not batch:
             return UpsertResult()
         with self._write_lock:
-            ends = {f.subject for f in batch} | {f.object for f in batch}
-            known = self._existing_entity_ids(list(ends))
-            missing = sorted(ends - known)
-            if missing:
-                raise EntityNotFoundError(
-                    f"{len(missing)} fact end(s) are not entities in the graph, e.g. {missing[:3]}; upsert entities first"
-                )
+            self._require_ends(batch)
             existing = self._existing_fact_ids([f.id for f in batch])
             fresh = [f for f in batch if f.id not in existing]
             self._degrees = None

@@ -264,12 +264,7 @@ class Neo4jStore(CypherStoreBase):
         if not batch:
             return UpsertResult()
         with self._write_lock:
-            ends = {f.subject for f in batch} | {f.object for f in batch}
-            missing = sorted(ends - self._existing_entity_ids(list(ends)))
-            if missing:
-                raise EntityNotFoundError(
-                    f"{len(missing)} fact end(s) are not entities in the graph, e.g. {missing[:3]}; upsert entities first"
-                )
+            self._require_ends(batch)
             existing = self._existing_fact_ids([f.id for f in batch])
             fresh = [f for f in batch if f.id not in existing]
             now = R.now_iso()

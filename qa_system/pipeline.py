@@ -141,12 +141,13 @@ class ReaderRanker:
             candidates=context.candidates,
             candidate_indices=context.candidate_indices,
             answers=set(),
-            relation_label=-100,
+            relation_labels=[],
+            candidate_relations=context.candidate_relations,
         )
         return rank(self.reader, [features], self.tokenizer)[0]
 
 
-def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int = 200) -> AskPipeline:
+def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store."""
 
     import json

@@ -6,11 +6,18 @@ one MiniLM layer per HittER context layer). The blocks are attached with forward
 ``BertLayer.attention``: transformers is composed, never forked. The backbone is fine-tuned through
 LoRA adapters (peft); the cross-attention blocks and heads are trained fully.
 
-Answering is entity-based, not word cloze: the fused ``[CLS]`` is projected into HittER's entity
-space and every candidate entity is scored by a dot product with its embedding, plus HittER's own
-link-prediction score for (topic, predicted relation, candidate). The relation is never read from
-a test record: a head on the graph-free question encoding predicts it (supervised in training by
-the relation that links topic and answer in the training graph).
+Answering is entity-based, not word cloze. A candidate's score sums three terms:
+
+- *path*: the log-probability, under the relation head on the fused ``[CLS]``, of the relations
+  that link the topic to the candidate in the graph (``log sum_r p(r | question, graph)``);
+- *entity*: the fused ``[CLS]`` projected into HittER's entity space, dot the candidate embedding;
+- *link prediction*: HittER's own score for (topic, predicted relation, candidate).
+
+The relation is never read from a test record: the same head on the graph-free question encoding
+predicts the relation HittER is queried with (teacher-forced in training by the relations that
+link topic and answer in the training graph, the distant labels). Cross-attention lets the
+question see which relations and neighbours the topic actually has before the relation head and
+the entity projection decide.
 
 Shapes: B questions, T word pieces, S = 2 + N HittER context tokens, C candidates, d_t text width
 (384), d_g graph width (HittER ``dim``).
@@ -69,7 +76,7 @@ class ReaderOutput:
     """What :meth:`QAReader.forward` returns."""
 
     scores: torch.Tensor  # (B, C) answer scores over the candidates (-inf on padding)
-    relation_logits: torch.Tensor  # (B, 2R)
+    relation_logits: torch.Tensor  # (B, 2R) from the fused encoding
     loss: torch.Tensor | None = None  # answer CE (+ relation CE when relation labels are given)
     gates: list[float] = field(default_factory=list)  # tanh(gate) per cross-attention block
 
@@ -118,6 +125,8 @@ class QAReader(nn.Module):
         self.relation_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(config.text_dim, 2 * config.num_relations))
         self.answer_proj = nn.Linear(config.text_dim, hitter.config.dim)  # fused [CLS] -> entity space
         self.hitter_weight = nn.Parameter(torch.tensor(float(config.hitter_score_weight)))
+        self.path_weight = nn.Parameter(torch.tensor(1.0))
+        self.indirect_score = nn.Parameter(torch.tensor(-5.0))  # path term of candidates with no direct relation
         self._graph: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None = None
         self._hooks = [
             layer.attention.register_forward_hook(self._make_hook(i)) for i, layer in enumerate(layers)
@@ -179,14 +188,15 @@ class QAReader(nn.Module):
         neighbours: NeighbourBatch | None,  # sampled context of each topic
         candidates: torch.Tensor,  # (B, C) HittER entity ids
         candidate_mask: torch.Tensor,  # (B, C) True = real candidate
+        candidate_relations: torch.Tensor | None = None,  # (B, C, K) relations topic -> candidate, -1 = padding
         answers: torch.Tensor | None = None,  # (B, C) True where the candidate is a gold answer
-        relation_labels: torch.Tensor | None = None,  # (B,) in [0, 2R), -100 = unknown (training only)
+        relation_targets: torch.Tensor | None = None,  # (B, L) distant relation labels, -1 = padding (training only)
     ) -> ReaderOutput:
         question = self.encode(input_ids, attention_mask)  # graph-free pass, (B, d_t)
-        relation_logits = self.relation_head(question)  # (B, 2R)
-        relations = relation_logits.argmax(dim=-1)  # predicted, never read from the record
-        if self.training and relation_labels is not None:
-            relations = torch.where(relation_labels >= 0, relation_labels, relations)  # teacher forcing
+        query_logits = self.relation_head(question)  # (B, 2R)
+        relations = query_logits.argmax(dim=-1)  # predicted, never read from the record
+        if self.training and relation_targets is not None:
+            relations = teacher_relations(query_logits, relation_targets, relations)
         with torch.no_grad():
             graph = self.hitter(topics, relations, neighbours, output_hidden_states=True)  # logits (B, E)
         if self.config.use_graph and graph.hidden_states is not None:
@@ -194,19 +204,33 @@ class QAReader(nn.Module):
                 fused = self.encode(input_ids, attention_mask)  # (B, d_t)
         else:
             fused = question
-        query = self.answer_proj(fused)  # (B, d_g)
-        cand_vectors = self.hitter.entity_embeddings(candidates)  # (B, C, d_g)
-        scores = torch.einsum("bd,bcd->bc", query, cand_vectors)  # (B, C)
+        relation_logits = self.relation_head(fused) if self.config.use_graph else query_logits  # (B, 2R)
+        entity_scores = self.answer_proj(fused) @ self.hitter.entity_embeddings.weight.T  # (B, E)
         assert graph.logits is not None
-        scores = scores + self.hitter_weight * torch.gather(graph.logits, 1, candidates)
+        scores = torch.gather(entity_scores + self.hitter_weight * graph.logits, 1, candidates)  # (B, C)
+        if candidate_relations is not None:
+            scores = scores + self.path_weight * self.path_scores(relation_logits, candidate_relations)
         scores = scores.masked_fill(~candidate_mask, float("-inf"))
         loss = None
         if answers is not None:
             loss = answer_loss(scores, answers & candidate_mask)
-            if relation_labels is not None and bool((relation_labels >= 0).any()):
-                loss = loss + F.cross_entropy(relation_logits, relation_labels, ignore_index=-100)
+            if relation_targets is not None:
+                loss = loss + relation_loss(query_logits, relation_targets)
+                if self.config.use_graph:
+                    loss = loss + relation_loss(relation_logits, relation_targets)
         gates = [float(torch.tanh(block.gate.detach())) for block in self.cross]
         return ReaderOutput(scores=scores, relation_logits=relation_logits, loss=loss, gates=gates)
+
+    def path_scores(self, relation_logits: torch.Tensor, candidate_relations: torch.Tensor) -> torch.Tensor:
+        """log sum over the relations linking topic and candidate of p(relation | question). (B, C)"""
+
+        b, c, k = candidate_relations.shape
+        log_p = torch.log_softmax(relation_logits, dim=-1)  # (B, 2R)
+        real = candidate_relations >= 0
+        picked = torch.gather(log_p, 1, candidate_relations.clamp(min=0).reshape(b, c * k)).reshape(b, c, k)
+        picked = picked.masked_fill(~real, float("-inf"))
+        path = torch.logsumexp(picked, dim=-1)  # (B, C); -inf where no relation links them
+        return torch.where(real.any(dim=-1), path, self.indirect_score.expand_as(path))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """What a reader checkpoint ships: LoRA adapters, cross-attention, heads (not MiniLM, not HittER)."""
@@ -226,3 +250,24 @@ def answer_loss(scores: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
     gold = answers[has_gold].float()
     safe = torch.where(gold > 0, log_probs, torch.zeros_like(log_probs))  # avoid -inf * 0 on padding
     return -(safe * gold).sum(dim=1).div(gold.sum(dim=1)).mean()
+
+
+def teacher_relations(logits: torch.Tensor, targets: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """The gold relation the model already likes most, per row (``fallback`` where there is none)."""
+
+    real = targets >= 0
+    picked = torch.gather(logits, 1, targets.clamp(min=0)).masked_fill(~real, float("-inf"))  # (B, L)
+    best = torch.gather(targets, 1, picked.argmax(dim=1, keepdim=True)).squeeze(1)
+    return torch.where(real.any(dim=1), best, fallback)
+
+
+def relation_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log of the probability mass on the gold relations (rows without any are skipped)."""
+
+    real = targets >= 0
+    rows = real.any(dim=1)
+    if not bool(rows.any()):
+        return logits.new_zeros(())
+    log_p = torch.log_softmax(logits[rows], dim=-1)
+    picked = torch.gather(log_p, 1, targets[rows].clamp(min=0)).masked_fill(~real[rows], float("-inf"))
+    return -torch.logsumexp(picked, dim=1).mean()

@@ -80,7 +80,7 @@ def rank(reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, bat
         chunk = features[start : start + batch_size]
         batch = collate(chunk, tokenizer, max_length=max_length)
         batch.pop("answers")
-        batch.pop("relation_labels")
+        batch.pop("relation_targets")
         scores = reader(**batch).scores
         probs = torch.softmax(scores, dim=1)
         for i, f in enumerate(chunk):

@@ -1,8 +1,8 @@
 """Turning QA examples into reader inputs: tokenised question, topic context, candidates, labels.
 
-The relation label (training only) is the relation of the hop-1 fact linking the gold topic and a
-gold answer in the graph (reciprocal id when the fact points at the topic): distant supervision
-from the training questions, never read at inference.
+The relation labels (training only) are the relations of the hop-1 facts linking the gold topic
+and a gold answer in the graph (reciprocal ids when the fact points at the topic): distant
+supervision from the training questions, never read at inference.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class ReaderFeatures:
     candidates: list[str]
     candidate_indices: list[int]
     answers: set[str]
-    relation_label: int  # -100 when no linking fact was found
+    relation_labels: list[int]  # relations linking topic and a gold answer; [] when none (or at inference)
+    candidate_relations: list[list[int]] | None = None  # relations linking the topic to each candidate
 
 
 def load_vocab(checkpoint: Path) -> tuple[list[str], list[str]]:
@@ -39,22 +40,19 @@ def load_vocab(checkpoint: Path) -> tuple[list[str], list[str]]:
     return list(vocab["entities"]), list(vocab["relations"])
 
 
-def relation_label(ctx: RetrievedContext, topic: str, answers: set[str], relation_index: dict[str, int]) -> int:
-    r = len(relation_index)
-    for fact in ctx.subgraph.facts:
-        if fact.hop != 1 or fact.relation not in relation_index:
-            continue
-        if fact.subject == topic and fact.object in answers:
-            return relation_index[fact.relation]
-        if fact.object == topic and fact.subject in answers:
-            return relation_index[fact.relation] + r
-    return -100
+def relation_labels(ctx: RetrievedContext, answers: set[str]) -> list[int]:
+    """Relations (reciprocal ids) from the topic to any gold answer, in candidate order."""
+
+    found: list[int] = []
+    for candidate, relations in zip(ctx.candidates, ctx.candidate_relations):
+        if candidate in answers:
+            found += [r for r in relations if r not in found]
+    return found
 
 
 def featurize(examples: Sequence, retriever: SubgraphRetriever, *, topic_of=None, desc: str = "retrieve") -> list[ReaderFeatures]:
     """Retrieve the context of each example's topic (``topic_of(example)``; default: the gold topic)."""
 
-    relation_index = dict(retriever.relation_index)
     features = []
     for example in tqdm(examples, desc=desc, unit="q", leave=False):
         topics = topic_of(example) if topic_of else list(example.topic_ids)
@@ -74,14 +72,15 @@ def featurize(examples: Sequence, retriever: SubgraphRetriever, *, topic_of=None
                 candidates=ctx.candidates,
                 candidate_indices=ctx.candidate_indices,
                 answers=answers,
-                relation_label=relation_label(ctx, ctx.topics[0], answers, relation_index),
+                relation_labels=relation_labels(ctx, answers),
+                candidate_relations=ctx.candidate_relations,
             )
         )
     return features
 
 
 def collate(features: Sequence[ReaderFeatures], tokenizer, *, max_length: int = 64) -> dict[str, torch.Tensor]:
-    """Pad a batch. Candidates are padded with index 0 and masked out."""
+    """Pad a batch. Candidates are padded with index 0 and masked out; relation lists with -1."""
 
     encoded = tokenizer([f.question for f in features], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     width = max([len(f.candidate_indices) for f in features] + [1])
@@ -93,6 +92,18 @@ def collate(features: Sequence[ReaderFeatures], tokenizer, *, max_length: int = 
         candidates[i, :n] = torch.tensor(f.candidate_indices, dtype=torch.long)
         candidate_mask[i, :n] = True
         answers[i, :n] = torch.tensor([c in f.answers for c in f.candidates], dtype=torch.bool)
+    links = [f.candidate_relations or [[] for _ in f.candidates] for f in features]
+    depth = max([len(r) for row in links for r in row] + [1])
+    candidate_relations = torch.full((len(features), width, depth), -1, dtype=torch.long)
+    for i, row in enumerate(links):
+        for j, relations in enumerate(row):
+            if relations:
+                candidate_relations[i, j, : len(relations)] = torch.tensor(relations, dtype=torch.long)
+    label_width = max([len(f.relation_labels) for f in features] + [1])
+    relation_targets = torch.full((len(features), label_width), -1, dtype=torch.long)
+    for i, f in enumerate(features):
+        if f.relation_labels:
+            relation_targets[i, : len(f.relation_labels)] = torch.tensor(f.relation_labels, dtype=torch.long)
     return {
         "input_ids": encoded["input_ids"],
         "attention_mask": encoded["attention_mask"],
@@ -100,6 +111,7 @@ def collate(features: Sequence[ReaderFeatures], tokenizer, *, max_length: int = 
         "neighbours": neighbour_batch_from_pairs([f.neighbour_pairs for f in features]),
         "candidates": candidates,
         "candidate_mask": candidate_mask,
+        "candidate_relations": candidate_relations,
         "answers": answers,
-        "relation_labels": torch.tensor([f.relation_label for f in features], dtype=torch.long),
+        "relation_targets": relation_targets,
     }

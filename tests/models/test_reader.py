@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from qa_system.models.hitter import HittER, HittERConfig, neighbour_batch_from_pairs
-from qa_system.models.reader import QAReader, ReaderConfig, answer_loss
+from qa_system.models.reader import QAReader, ReaderConfig, answer_loss, relation_loss, teacher_relations
 
 E, R = 12, 3
 
@@ -36,8 +36,9 @@ def batch():
     neighbours = neighbour_batch_from_pairs([[(1, 0), (2, 1)], [(4, 2)]])
     candidates = torch.tensor([[1, 2, 5], [4, 6, 0]])
     candidate_mask = torch.tensor([[True, True, True], [True, True, False]])
+    candidate_relations = torch.tensor([[[0, -1], [1, 4], [-1, -1]], [[2, -1], [5, -1], [-1, -1]]])
     answers = torch.tensor([[False, True, False], [True, False, False]])
-    return input_ids, attention_mask, topics, neighbours, candidates, candidate_mask, answers
+    return input_ids, attention_mask, topics, neighbours, candidates, candidate_mask, candidate_relations, answers
 
 
 def test_shapes_and_padding_candidates() -> None:
@@ -84,7 +85,7 @@ def test_training_learns_and_keeps_hitter_frozen_in_eval_mode() -> None:
     hitter_before = {k: v.clone() for k, v in reader.hitter.state_dict().items()}
     losses = []
     for _ in range(30):
-        out = reader(*inputs, answers=answers, relation_labels=torch.tensor([1, -100]))
+        out = reader(*inputs, answers=answers, relation_targets=torch.tensor([[1, 4], [-1, -1]]))
         opt.zero_grad()
         out.loss.backward()
         opt.step()
@@ -105,9 +106,30 @@ def test_checkpoint_holds_adapters_cross_attention_and_heads_only() -> None:
 def test_relation_is_predicted_at_inference_not_taken_from_labels() -> None:
     reader = tiny_reader().eval()
     *inputs, _ = batch()
-    a = reader(*inputs, relation_labels=torch.tensor([0, 0])).scores
-    b = reader(*inputs, relation_labels=torch.tensor([5, 5])).scores
+    a = reader(*inputs, relation_targets=torch.tensor([[0], [0]])).scores
+    b = reader(*inputs, relation_targets=torch.tensor([[5], [5]])).scores
     assert torch.equal(a, b)
+
+
+def test_path_score_follows_the_relations_linking_topic_and_candidate() -> None:
+    reader = tiny_reader().eval()
+    logits = torch.tensor([[5.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    links = torch.tensor([[[0, -1], [1, 2], [-1, -1]]])
+    path = reader.path_scores(logits, links)
+    log_p = torch.log_softmax(logits, -1)[0]
+    assert torch.allclose(path[0, 0], log_p[0])
+    assert torch.allclose(path[0, 1], torch.logsumexp(log_p[1:3], 0))
+    assert path[0, 2] == reader.indirect_score  # no direct relation
+    assert path[0, 0] > path[0, 1]
+
+
+def test_relation_loss_and_teacher_forcing_use_every_gold_relation() -> None:
+    logits = torch.tensor([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0]])
+    targets = torch.tensor([[2, 1], [-1, -1]])
+    expected = -torch.logsumexp(torch.log_softmax(logits[0], 0)[[1, 2]], 0)
+    assert torch.allclose(relation_loss(logits, targets), expected)  # the row without labels is skipped
+    chosen = teacher_relations(logits, targets, fallback=torch.tensor([0, 0]))
+    assert chosen.tolist() == [1, 0]
 
 
 def test_answer_loss_ignores_unreachable_questions() -> None:

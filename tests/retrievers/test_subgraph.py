@@ -24,7 +24,7 @@ def vocab(store: EmbeddedStore) -> tuple[dict[str, int], dict[str, int]]:
 
 def test_pairs_use_reciprocal_relations_and_candidates_exclude_topics(store: EmbeddedStore) -> None:
     ents, rels = vocab(store)
-    ctx = SubgraphRetriever(store, ents, rels).retrieve(["/m/inception"])
+    ctx = SubgraphRetriever(store, ents, rels, hops=2).retrieve(["/m/inception"])
     assert ctx.topic_index == ents["/m/inception"]
     r = len(rels)
     assert (ents["/m/dicaprio"], rels["/film/film/starring"]) in ctx.neighbour_pairs  # inception -> dicaprio
@@ -32,6 +32,9 @@ def test_pairs_use_reciprocal_relations_and_candidates_exclude_topics(store: Emb
     assert "/m/inception" not in ctx.candidates
     assert {"/m/nolan", "/m/dicaprio", "/m/usa", "/m/titanic"} <= set(ctx.candidates)  # hop 2 included
     assert ctx.candidate_indices == [ents[c] for c in ctx.candidates]
+    linking = dict(zip(ctx.candidates, ctx.candidate_relations))
+    assert linking["/m/nolan"] == [rels["/film/director/film"] + r]  # seen from the topic: the reciprocal
+    assert linking["/m/usa"] == []  # hop 2: no direct relation
     assert [f.relation for f in ctx.facts_between("/m/inception", "/m/nolan")] == ["/film/director/film"]
     assert len(ctx.facts_between("/m/inception", "/m/usa")) == 2  # inception -> dicaprio -> usa
 
@@ -52,3 +55,14 @@ def test_unknown_topic_and_bad_arguments(store: EmbeddedStore) -> None:
         SubgraphRetriever(store, ents, rels, hops=3)
     with pytest.raises(ValueError, match="max_candidates"):
         SubgraphRetriever(store, ents, rels, max_candidates=0)
+
+
+def test_neighbour_context_is_a_seeded_sample_of_all_hop1_facts(store: EmbeddedStore) -> None:
+    ents, rels = vocab(store)
+    full = SubgraphRetriever(store, ents, rels).retrieve(["/m/inception"])
+    assert len(full.neighbour_pairs) >= 3
+    small = SubgraphRetriever(store, ents, rels, max_neighbours=2)
+    first, again = small.retrieve(["/m/inception"]), small.retrieve(["/m/inception"])
+    assert len(first.neighbour_pairs) == 2 and set(first.neighbour_pairs) <= set(full.neighbour_pairs)
+    assert first.neighbour_pairs == again.neighbour_pairs  # deterministic for a topic
+    assert first.candidates == full.candidates  # sampling the context never drops candidates

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     llm_model: str = "smollm2"
     llm_timeout_s: float = Field(default=30.0, gt=0, le=600)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
+    # Threads of the embedded llama.cpp server; 0 = the idle cores at start (at least 1).
+    llm_threads: int = Field(default=0, ge=0, le=256)
 
     # Maintainer login for the app's Review/Ingest/Cypher tabs. Empty password + production => refuse.
     maintainer_user: str = "maintainer"

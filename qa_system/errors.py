@@ -87,3 +87,15 @@ class InputError(QAError):
 
 class LLMError(QAError):
     """The LLM endpoint is down, slow, or answered something unusable."""
+
+
+class LLMUnavailableError(LLMError):
+    """The LLM endpoint cannot be reached, timed out, or the embedded server failed to start."""
+
+    exit_code = 3
+
+
+class ReviewConflictError(QAError):
+    """A review decision lost: the fact was already decided (by someone else or earlier)."""
+
+    exit_code = 3

@@ -1,0 +1,464 @@
+"""LLM fallback: when the graph cannot answer, ask the LLM for a short answer and supporting triples.
+
+The reply must be one JSON object ``{"answer": ..., "triples": [{"subject", "relation", "object"}]}``
+validated with pydantic. ``OnError`` says what an unparsable reply becomes (logged with its raw
+text either way). Triple ends are resolved against the graph (id, then exact name or alias, like
+``explore.resolve_entity`` without guessing); relations are mapped to the graph's vocabulary
+(``prompts/relations.json`` phrases, then the readable last segment of the relation id) or kept
+as free text and flagged.
+
+Safety: this module never writes anything to the graph. It returns *candidate* triples; only
+``qa_system.review.record_decisions`` inserts them, and only entailed ones, as ``proposed``. So a
+question saying "ignore previous instructions and insert ..." can at most produce candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from qa_system.errors import InputError, LLMError, LLMUnavailableError
+
+log = logging.getLogger(__name__)
+
+MAX_TRIPLES = 20
+MAX_QUESTION_CHARS = 1000
+MAX_CONTEXT_FACTS = 30
+MAX_FIELD_CHARS = 300
+MAX_ANSWER_CHARS = 500
+SYSTEM_TEMPLATE = "fallback_system.txt"
+USER_TEMPLATE = "fallback_user.txt"
+
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|above|prior|earlier|all)\b.{0,40}\b(instructions?|prompts?|rules?)\b"
+    r"|\b(insert|add|write|delete|drop|remove|create)\b.{0,40}\b(into|to|from)?\s*(the )?(graph|database|db|knowledge base)\b"
+    r"|\bsystem prompt\b|\bMERGE\b|\bDETACH DELETE\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class OnError(str, Enum):
+    """What an unparsable LLM reply becomes (it is logged with its raw text in every case)."""
+
+    ANSWER_TEXT = "answer_text"  # the raw text (trimmed) is the answer; no triples
+    EMPTY = "empty"  # no answer, no triples
+    RAISE = "raise"  # raise LLMError
+
+
+@dataclass(frozen=True)
+class GraphContext:
+    """What the graph retrieved for the question: fact lines and entity names, best first."""
+
+    facts: Sequence[str] = ()  # e.g. "Inception | starring | Leonardo DiCaprio"
+    entities: Sequence[str] = ()  # topic entity names found in the question
+
+    @classmethod
+    def from_answer(cls, answer: Any) -> GraphContext:
+        """From an ``Answer`` of the ask pipeline (its evidence and topic entities)."""
+
+        facts = [f"{f.subject_name} | {readable_relation(f.relation)} | {f.object_name}" for f in answer.evidence]
+        entities = [e.name for e in answer.topic_entities]
+        return cls(facts=facts, entities=entities)
+
+
+# -- the reply schema ------------------------------------------------------------------------------
+def _clean(value: Any) -> str:
+    if not isinstance(value, (str, int, float)):
+        raise ValueError("must be a string")  # noqa: TRY004 - pydantic reports ValueError, not TypeError
+    text = " ".join(str(value).split())
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > MAX_FIELD_CHARS:
+        raise ValueError(f"longer than {MAX_FIELD_CHARS} characters")
+    return text
+
+
+class LLMTriple(BaseModel):
+    subject: str
+    relation: str
+    object: str
+
+    @field_validator("subject", "relation", "object", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return _clean(value)
+
+
+class LLMAnswer(BaseModel):
+    """The JSON the LLM must return. Triples are checked one by one (see ``parse_reply``)."""
+
+    answer: str = ""
+    triples: list[Any] = Field(default_factory=list)
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _answer(cls, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        return " ".join(str(value).split())[:MAX_ANSWER_CHARS]
+
+
+def response_schema(max_triples: int = MAX_TRIPLES) -> dict[str, Any]:
+    """JSON schema of the reply (llama.cpp turns it into a grammar: the tiny model then always
+    produces parseable JSON)."""
+
+    triple = {
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in ("subject", "relation", "object")},
+        "required": ["subject", "relation", "object"],
+    }
+    return {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "triples": {"type": "array", "items": triple, "maxItems": max_triples}},
+        "required": ["answer", "triples"],
+    }
+
+
+@dataclass
+class ParsedReply:
+    answer: str
+    triples: list[LLMTriple]
+    returned: int = 0  # triples in the reply before the cap
+    invalid: int = 0  # triples dropped as malformed
+    truncated: bool = False
+    error: str = ""  # non-empty when the reply did not parse
+
+
+def _json_object(text: str) -> Any:
+    """The first JSON object in ``text`` (models wrap JSON in prose or ``` fences)."""
+
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+            return value
+        except ValueError:
+            continue
+    raise ValueError("no JSON object in the reply")
+
+
+def _as_triple(item: Any) -> LLMTriple:
+    if isinstance(item, (list, tuple)) and len(item) == 3:
+        item = dict(zip(("subject", "relation", "object"), item, strict=True))
+    if isinstance(item, dict):  # tolerate common key spellings
+        item = {
+            "subject": item.get("subject", item.get("s", item.get("head"))),
+            "relation": item.get("relation", item.get("predicate", item.get("r", item.get("p")))),
+            "object": item.get("object", item.get("o", item.get("tail"))),
+        }
+    return LLMTriple.model_validate(item)
+
+
+def parse_reply(text: str, *, max_triples: int = MAX_TRIPLES) -> ParsedReply:
+    """Validate a reply; never raises. Malformed triples are dropped and counted, at most
+    ``max_triples`` are kept (``truncated`` says when more came)."""
+
+    try:
+        data = _json_object(text)
+        if not isinstance(data, dict):
+            raise TypeError(f"the reply is a JSON {type(data).__name__}, not an object")
+        reply = LLMAnswer.model_validate(data)
+    except (ValueError, TypeError, ValidationError) as e:
+        return ParsedReply(answer="", triples=[], error=f"{type(e).__name__}: {str(e).splitlines()[0]}")
+    items = reply.triples if isinstance(reply.triples, list) else []
+    triples: list[LLMTriple] = []
+    seen: set[tuple[str, str, str]] = set()
+    invalid = 0
+    for item in items[: max_triples * 5]:  # a 500-triple reply: look at a bounded prefix only
+        try:
+            triple = _as_triple(item)
+        except (ValidationError, ValueError, TypeError):
+            invalid += 1
+            continue
+        key = (triple.subject.lower(), triple.relation.lower(), triple.object.lower())
+        if key in seen:
+            continue
+        seen.add(key)
+        triples.append(triple)
+    truncated = len(triples) > max_triples or len(items) > max_triples * 5
+    return ParsedReply(reply.answer, triples[:max_triples], returned=len(items), invalid=invalid, truncated=truncated)
+
+
+# -- resolution against the graph -------------------------------------------------------------------
+def readable_relation(relation: str) -> str:
+    """``/people/person/place_of_birth`` → ``place of birth``; ``birthPlace`` → ``birth place``."""
+
+    last = relation.rstrip("/").split("/")[-1] if "/" in relation else relation
+    last = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", last)
+    return " ".join(re.sub(r"[_.\-]+", " ", last).lower().split())
+
+
+_STOP = {"is", "was", "are", "were", "the", "a", "an", "of", "has", "have", "had", "its", "his", "her"}
+
+
+def _key(text: str) -> str:
+    words = re.findall(r"[a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower())
+    kept = [w for w in words if w not in _STOP]
+    return " ".join(kept or words)
+
+
+@dataclass(frozen=True)
+class RelationMatch:
+    relation: str  # a graph relation id, or the LLM's text when free
+    inverse: bool = False  # the LLM's subject/object must be swapped to fit the graph relation
+    free_text: bool = False
+    how: str = ""  # exact | alias | readable | free
+
+
+class RelationMapper:
+    """Maps an LLM's relation phrase to the graph's relation vocabulary (or says it cannot)."""
+
+    def __init__(self, vocabulary: Iterable[str], aliases: dict[str, Any] | None = None) -> None:
+        self.vocabulary = sorted(set(vocabulary))
+        if aliases is None:
+            from prompts import load_json
+
+            aliases = load_json("relations.json")
+        self._exact = {r.lower(): r for r in self.vocabulary}
+        self._alias: dict[str, tuple[str, bool]] = {}
+        for relation, entry in aliases.items():
+            if relation.startswith("_") or relation not in self._exact.values():
+                continue  # only phrases for relations this graph has
+            for phrase in entry.get("aliases", []):
+                self._alias.setdefault(_key(phrase), (relation, False))
+            for phrase in entry.get("inverse_aliases", []):
+                self._alias.setdefault(_key(phrase), (relation, True))
+        readable: dict[str, list[str]] = {}
+        for relation in self.vocabulary:
+            readable.setdefault(_key(readable_relation(relation)), []).append(relation)
+        self._readable = {k: v[0] for k, v in readable.items() if len(v) == 1 and k}  # ambiguous keys map nowhere
+
+    def map(self, text: str) -> RelationMatch:
+        text = text.strip()
+        if text.lower() in self._exact:
+            return RelationMatch(self._exact[text.lower()], how="exact")
+        key = _key(text)
+        if key in self._alias:
+            relation, inverse = self._alias[key]
+            return RelationMatch(relation, inverse=inverse, how="alias")
+        if key in self._readable:
+            return RelationMatch(self._readable[key], how="readable")
+        return RelationMatch(text, free_text=True, how="free")
+
+
+def graph_relations(store: Any) -> list[str]:
+    """The relation vocabulary of a store (relation ids that occur in facts)."""
+
+    return sorted(store.stats().facts_by_relation)
+
+
+@dataclass(frozen=True)
+class ResolvedEntity:
+    id: str | None
+    name: str
+    how: str  # id | name | unresolved
+
+
+def resolve_name(store: Any, text: str) -> ResolvedEntity:
+    """An entity by id, else by exact name or alias (case-insensitive); never a fuzzy guess."""
+
+    if store is None:
+        return ResolvedEntity(None, text, "unresolved")
+    entity = store.get_entity(text)
+    if entity is not None:
+        return ResolvedEntity(entity.id, entity.name, "id")
+    matches = store.find_entities(text, limit=2)
+    if matches:
+        return ResolvedEntity(matches[0].id, matches[0].name, "name")
+    return ResolvedEntity(None, text, "unresolved")
+
+
+class ProposedTriple(BaseModel):
+    """A candidate triple from the LLM, resolved against the graph as far as it goes.
+
+    ``subject``/``relation``/``object`` are graph ids where resolved (the LLM's text otherwise);
+    ``*_text`` keep what the LLM wrote. ``flags``: ``unknown_subject``, ``unknown_object``,
+    ``free_text_relation``, ``inverted`` (ends swapped to fit the graph relation).
+    """
+
+    subject: str
+    relation: str
+    object: str
+    subject_name: str
+    object_name: str
+    subject_text: str
+    relation_text: str
+    object_text: str
+    subject_known: bool = False
+    object_known: bool = False
+    free_text_relation: bool = False
+    flags: list[str] = Field(default_factory=list)
+
+    @property
+    def verbalised(self) -> str:
+        """Plain-text form for entailment hypotheses: ``subject relation object`` with names."""
+
+        relation = self.relation_text if self.free_text_relation else readable_relation(self.relation)
+        return f"{self.subject_name} {relation} {self.object_name}"
+
+
+def resolve_triple(triple: LLMTriple, store: Any, mapper: RelationMapper | None) -> ProposedTriple:
+    match = mapper.map(triple.relation) if mapper is not None else RelationMatch(triple.relation, free_text=True, how="free")
+    subject_text, object_text = triple.subject, triple.object
+    if match.inverse:
+        subject_text, object_text = object_text, subject_text
+    subject, obj = resolve_name(store, subject_text), resolve_name(store, object_text)
+    flags = []
+    if subject.id is None:
+        flags.append("unknown_subject")
+    if obj.id is None:
+        flags.append("unknown_object")
+    if match.free_text:
+        flags.append("free_text_relation")
+    if match.inverse:
+        flags.append("inverted")
+    return ProposedTriple(
+        subject=subject.id or subject.name,
+        relation=match.relation,
+        object=obj.id or obj.name,
+        subject_name=subject.name,
+        object_name=obj.name,
+        subject_text=triple.subject,
+        relation_text=triple.relation,
+        object_text=triple.object,
+        subject_known=subject.id is not None,
+        object_known=obj.id is not None,
+        free_text_relation=match.free_text,
+        flags=flags,
+    )
+
+
+# -- the fallback -----------------------------------------------------------------------------------
+class FallbackResult(BaseModel):
+    """What the fallback returns. ``status``: ``ok``, ``parse_error`` (reply not JSON: no
+    triples), ``unavailable`` (endpoint down or slow: ``message`` says so)."""
+
+    question: str
+    answer: str = ""
+    triples: list[ProposedTriple] = Field(default_factory=list)
+    status: Literal["ok", "parse_error", "unavailable"] = "ok"
+    message: str = ""
+    raw_answer: str = ""
+    endpoint: str = ""
+    model: str = ""
+    latency_s: float = 0.0
+    triples_returned: int = 0
+    triples_invalid: int = 0
+    truncated: bool = False
+    suspected_injection: bool = False
+    premises: list[str] = Field(default_factory=list)  # the graph facts shown to the LLM
+
+
+def looks_like_injection(question: str) -> bool:
+    return bool(_INJECTION.search(question))
+
+
+def build_messages(question: str, context: GraphContext, *, max_triples: int = MAX_TRIPLES) -> list[tuple[str, str]]:
+    from prompts import load_template
+
+    system = load_template(SYSTEM_TEMPLATE, {"max_triples"}).format(max_triples=max_triples)
+    facts = "\n".join(f"- {f}" for f in list(context.facts)[:MAX_CONTEXT_FACTS]) or "- (none)"
+    entities = ", ".join(context.entities) or "(none)"
+    # The question goes in as data; quotes in it cannot close anything (it is not code).
+    user = load_template(USER_TEMPLATE, {"facts", "entities", "question"}).format(
+        facts=facts, entities=entities, question=question
+    )
+    return [("system", system), ("user", user)]
+
+
+class LLMFallback:
+    """Ask the LLM; resolve its triples against ``store`` (read-only use: ``get_entity``,
+    ``find_entities``, ``stats``). ``vocabulary`` defaults to the store's relations."""
+
+    def __init__(
+        self,
+        client: Any,
+        store: Any | None = None,
+        *,
+        vocabulary: Iterable[str] | None = None,
+        on_error: OnError = OnError.ANSWER_TEXT,
+        max_triples: int = MAX_TRIPLES,
+        max_tokens: int = 384,
+        json_schema: bool = True,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.on_error = OnError(on_error)
+        self.max_triples = max_triples
+        self.max_tokens = max_tokens
+        self.json_schema = json_schema
+        if vocabulary is None and store is not None:
+            vocabulary = graph_relations(store)
+        self.mapper = RelationMapper(vocabulary) if vocabulary is not None else None
+
+    def _response_format(self) -> dict[str, Any] | None:
+        if not self.json_schema:
+            return None
+        # llama.cpp (and vLLM) accept a schema here and constrain decoding with it; OpenAI accepts
+        # json_object and ignores the schema. An endpoint that refuses it is asked again without.
+        return {"type": "json_object", "schema": response_schema(self.max_triples)}
+
+    def ask(self, question: str, context: GraphContext | None = None) -> FallbackResult:
+        question = " ".join((question or "").split())
+        if not question:
+            raise InputError("empty question")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise InputError(f"question is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+        context = context or GraphContext()
+        suspicious = looks_like_injection(question)
+        if suspicious:
+            log.warning("question looks like a prompt injection; the fallback only proposes, never writes: %r", question)
+        result = FallbackResult(question=question, suspected_injection=suspicious, premises=list(context.facts))
+        began = time.monotonic()
+        try:
+            reply = self.client.complete(
+                build_messages(question, context, max_triples=self.max_triples),
+                max_tokens=self.max_tokens,
+                response_format=self._response_format(),
+            )
+        except LLMUnavailableError as e:
+            log.warning("LLM fallback unavailable: %s", e)
+            result.status, result.message = "unavailable", f"LLM unavailable: {e}"
+            result.endpoint, result.model = getattr(self.client, "endpoint", ""), getattr(self.client, "model", "")
+            result.latency_s = time.monotonic() - began
+            return result
+        except LLMError as e:
+            log.warning("LLM fallback failed: %s", e)
+            result.status, result.message = "unavailable", f"LLM error: {e}"
+            result.latency_s = time.monotonic() - began
+            return result
+        result.raw_answer, result.endpoint, result.model = reply.text, reply.endpoint, reply.model
+        parsed = parse_reply(reply.text, max_triples=self.max_triples)
+        if parsed.error:
+            log.warning("LLM reply is not the expected JSON (%s); raw text: %r", parsed.error, reply.text[:2000])
+            if self.on_error is OnError.RAISE:
+                raise LLMError(f"the LLM reply is not valid JSON ({parsed.error})")
+            result.status = "parse_error"
+            result.message = f"the LLM reply could not be parsed ({parsed.error}); no triples proposed"
+            if self.on_error is OnError.ANSWER_TEXT:
+                result.answer = " ".join(reply.text.split())[:MAX_ANSWER_CHARS]
+            result.latency_s = time.monotonic() - began
+            return result
+        result.answer = parsed.answer
+        result.triples = [resolve_triple(t, self.store, self.mapper) for t in parsed.triples]
+        result.triples_returned, result.triples_invalid, result.truncated = parsed.returned, parsed.invalid, parsed.truncated
+        if parsed.truncated:
+            result.message = f"the LLM returned {parsed.returned} triples; kept the first {self.max_triples}"
+            log.warning("LLM reply had %d triples; truncated to %d", parsed.returned, self.max_triples)
+        result.latency_s = time.monotonic() - began
+        return result

@@ -1,4 +1,32 @@
-"""The Gradio app. Tabs are built by small modules; all logic lives in ``qa_system`` and ``graph``."""
+"""The Gradio app. Tabs are built by small modules; all logic lives in ``qa_system`` and ``graph``.
+
+``build_app(store, pipeline=None, auth=None)`` returns the ``gr.Blocks``; ``qa-system serve``
+launches it with ``launch_options()`` (theme and CSS, which Gradio 6 takes at launch).
+
+* ``pipeline`` is the ONE shared ``AskPipeline`` (thread-safe) serving every asker; ``None`` when
+  no reader checkpoint is available — the Ask tab then says so instead of answering.
+* ``auth`` is a ``ui.auth.MaintainerAuth`` (credentials from settings); ``None`` disables
+  maintainer logins.
+
+Tabs: Ask, Explore, Dashboard (open to everyone); Cypher workbench (maintainers); Maintainer login.
+
+Adding a maintainer-only tab (Review, Ingest, ...)
+-------------------------------------------------
+Inside ``build_app``, before ``gate.build_login_tab()``::
+
+    with gate.tab("Review"):                 # hidden until this browser session logs in
+        build_review_tab(store, gate)
+
+and in the tab module wrap EVERY event handler with ``ui.auth.maintainer_only``, passing
+``gate.session`` as the first input (the handler receives the ``ui.auth.Session`` first)::
+
+    accept.click(maintainer_only(do_accept), inputs=[gate.session, fact_id], outputs=[...],
+                 api_visibility="private")
+
+The tab's visibility is only cosmetic; ``maintainer_only`` is the check that counts (it refuses
+with a ``gr.Error`` toast when the session is not logged in, whatever called the handler).
+``gate.session.value``/the handler's first argument carries ``.user`` for audit logs.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +34,44 @@ from typing import Any
 
 import gradio as gr
 
+from ui.ask_tab import build_ask_tab
+from ui.auth import MaintainerAuth, MaintainerGate
+from ui.cypher_tab import build_cypher_tab
+from ui.dashboard_tab import build_dashboard_tab
 from ui.explore_tab import build_explore_tab
 
+CSS = """
+.gradio-container { max-width: 1280px !important; margin: auto; }
+#app-header h1 { margin-bottom: 0; }
+#app-header p { color: #6b7280; margin-top: 4px; }
+.login-form { max-width: 420px; }
+#ask-graph svg { display: block; margin: 4px 0 8px; }
+"""
 
-def build_app(store: Any) -> gr.Blocks:
+
+def launch_options() -> dict[str, Any]:
+    """Theme and CSS for ``Blocks.launch`` (Gradio 6 takes them there, not on ``Blocks``)."""
+
+    return {"theme": gr.themes.Soft(primary_hue="blue", neutral_hue="slate"), "css": CSS}
+
+
+def build_app(store: Any, pipeline: Any | None = None, *, auth: MaintainerAuth | None = None) -> gr.Blocks:
     stats = store.stats()
+    auth = auth or MaintainerAuth(user="maintainer", password="")
     with gr.Blocks(title="qa-system") as app:
         gr.Markdown(
             f"# qa-system\nQuestion answering over a knowledge graph — {stats.entities:,} entities, "
-            f"{stats.facts:,} facts ({stats.backend})."
+            f"{stats.facts:,} facts ({stats.backend}).",
+            elem_id="app-header",
         )
-        with gr.Tab("Explore"):
+        gate = MaintainerGate(auth)
+        with gr.Tab("Ask", elem_id="tab-ask"):
+            build_ask_tab(pipeline, store=store)
+        with gr.Tab("Explore", elem_id="tab-explore"):
             build_explore_tab(store)
+        with gr.Tab("Dashboard", elem_id="tab-dashboard") as dashboard:
+            build_dashboard_tab(store, dashboard)
+        with gate.tab("Cypher workbench", elem_id="tab-cypher"):
+            build_cypher_tab(store, gate)
+        gate.build_login_tab()
     return app

@@ -1,14 +1,54 @@
-"""``qa-system serve``: the Gradio app on the configured graph (demo graph imported on first start)."""
+"""``qa-system serve``: the Gradio app on the configured graph (demo graph imported on first start).
+
+The ask pipeline is loaded once, when a reader checkpoint exists, and shared by every asker; without
+one the app starts anyway and its Ask tab says so. Maintainer credentials come from settings; outside
+production mode a missing password is generated for this run and printed once on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
-from qa_system.errors import InputError
+from qa_system.errors import InputError, QAError
 
 log = logging.getLogger(__name__)
+
+
+def _load_pipeline(settings: Any, store: Any) -> Any | None:
+    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.pipeline import load_pipeline
+
+    if not (shipped_reader() / "card.json").is_file():
+        log.warning("no reader checkpoint at %s: serving without the Ask pipeline (train one with `qa-system train reader`)", shipped_reader())
+        return None
+    try:
+        pipeline = load_pipeline(settings, store)
+    except QAError as e:  # a missing or unreadable checkpoint: ask is off, the rest works
+        log.warning("serving without the Ask pipeline: %s", e)
+        return None
+    log.info("ask pipeline loaded from %s", shipped_reader())
+    return pipeline
+
+
+def _maintainer_auth(settings: Any) -> Any:
+    from ui.auth import MaintainerAuth, generate_password
+
+    if settings.maintainer_password:
+        return MaintainerAuth.from_settings(settings)
+    if settings.production:
+        log.warning("production mode and no QA_MAINTAINER_PASSWORD: maintainer logins are disabled")
+        return MaintainerAuth.from_settings(settings)
+    generated = generate_password()
+    print(
+        f"maintainer login for this run (set QA_MAINTAINER_PASSWORD to choose one): "
+        f"user {settings.maintainer_user!r}, password {generated!r}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return MaintainerAuth.from_settings(settings, generated_password=generated)
 
 
 def _serve(args: argparse.Namespace, settings: Any) -> int:
@@ -16,15 +56,18 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
         raise InputError(f"--port must be between 1 and 65535, got {args.port}")
     from graph.store import open_store
     from qa_system.explore import ensure_demo_graph
-    from ui.app import build_app
+    from ui.app import build_app, launch_options
 
     store = open_store(settings)
     try:
         if not args.no_demo:
             ensure_demo_graph(store)
-        app = build_app(store)
+        pipeline = None if args.no_reader else _load_pipeline(settings, store)
+        app = build_app(store, pipeline, auth=_maintainer_auth(settings))
         log.info("serving on http://%s:%d", args.host, args.port)
-        app.queue(default_concurrency_limit=8).launch(server_name=args.host, server_port=args.port, show_error=True)
+        app.queue(default_concurrency_limit=8).launch(
+            server_name=args.host, server_port=args.port, show_error=True, **launch_options()
+        )
     finally:
         store.close()
     return 0
@@ -35,4 +78,5 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--no-demo", action="store_true", help="do not import the demo graph into an empty workspace")
+    p.add_argument("--no-reader", action="store_true", help="start without loading the reader (the Ask tab says so)")
     p.set_defaults(func=_serve)

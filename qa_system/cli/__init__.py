@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "qa_system.cli.kge_commands",
     "qa_system.cli.qa_commands",
     "qa_system.cli.serve_commands",
+    "qa_system.cli.review_commands",
 )
 
 log = logging.getLogger("qa_system.cli")

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-system-packages.sh  # Chromium for the browser tests
 python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 python -m pip install --quiet "torch==2.13.0"   # the CPU wheel; never let a resolver pick a CUDA build
-python -m pip install --quiet -e ".[test]"
+# llm extra: llama-cpp-python compiles from source the first time (~8 min on 2 cores); pip caches the wheel.
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_CURL=OFF}" python -m pip install --quiet -e ".[test,llm]"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec python -m pytest "$@"

@@ -364,6 +364,25 @@ class FallbackResult(BaseModel):
     premises: list[str] = Field(default_factory=list)  # the graph facts shown to the LLM
 
 
+def merge_into_answer(result: FallbackResult, graph_answer: Any, store: Any | None = None) -> Any:
+    """The ``Answer`` to show: the LLM's (``source="llm"``, marked unverified) when it answered,
+    else the graph's best answer with the LLM's failure in ``message``. Graph evidence is kept."""
+
+    from qa_system.types import RankedEntity
+
+    if result.status == "unavailable" or not result.answer:
+        note = result.message or "the LLM gave no answer"
+        message = f"{graph_answer.message} {note}".strip() if graph_answer.message else note
+        return graph_answer.model_copy(update={"message": message})
+    resolved = resolve_name(store, result.answer)
+    entity = RankedEntity(id=resolved.id or "", name=resolved.name[:MAX_ANSWER_CHARS], confidence=0.0)
+    message = (
+        f"answer from the LLM ({result.model}), not from the graph: unverified; "
+        f"{len(result.triples)} candidate triple(s) proposed for validation"
+    )
+    return graph_answer.model_copy(update={"answer": entity, "confidence": 0.0, "source": "llm", "message": message})
+
+
 def looks_like_injection(question: str) -> bool:
     return bool(_INJECTION.search(question))
 

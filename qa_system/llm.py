@@ -341,7 +341,9 @@ class LLMClient:
         import openai
 
         chat = self._model()
-        kwargs: dict[str, Any] = {"max_tokens": max_tokens}
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens}  # sent as max_completion_tokens
+        if self.embedded:  # llama-cpp-python's server reads only the legacy max_tokens
+            kwargs["extra_body"] = {"max_tokens": max_tokens}
         if response_format is not None:
             kwargs["response_format"] = response_format
         began = time.monotonic()

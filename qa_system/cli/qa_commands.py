@@ -94,24 +94,33 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
-    from evaluation.qa_data import load_qa
-    from evaluation.qa_metrics import summarise
-    from graph.store import open_store
-    from qa_system.cli import emit_json
-    from qa_system.explore import ensure_demo_graph
-    from qa_system.training.reader import build_reader, load_reader_weights, rank
-    from qa_system.training.reader_data import featurize
+def _load_reader(args: argparse.Namespace) -> tuple[Any, Any, list[str], list[str], Path, dict[str, Any]]:
+    """The reader of ``--checkpoint`` (default: the shipped one), with its card."""
+
+    from qa_system.training.reader import build_reader, load_reader_weights
 
     reader_dir = args.checkpoint or shipped_reader()
     if not (reader_dir / "card.json").is_file():
         raise CheckpointError(f"no reader checkpoint at {reader_dir}; train one with `qa-system train reader`")
-    reader_card = json.loads((reader_dir / "card.json").read_text())
-    use_graph = bool(reader_card.get("use_graph", True)) and not args.no_graph
-    reader, tokenizer, entities, relations = build_reader(Path(reader_card.get("hitter") or _hitter_dir(args)), use_graph=use_graph)
+    card = json.loads((reader_dir / "card.json").read_text())
+    use_graph = bool(card.get("use_graph", True)) and not getattr(args, "no_graph", False)
+    hitter_dir = Path(card["hitter"]) if card.get("hitter") else _hitter_dir(args)
+    if not hitter_dir.is_absolute():
+        hitter_dir = reader_dir.parent / hitter_dir
+    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=use_graph)
     load_reader_weights(reader, reader_dir)
-    examples = load_qa(args.dataset, args.split, args.setting, args.data_dir)[: args.limit]
-    started = time.time()
+    return reader, tokenizer, entities, relations, reader_dir, card
+
+
+def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any], reader: Any, tokenizer: Any,
+                    entities: list[str], relations: list[str], desc: str) -> tuple[list[Any], list[list[tuple[str, float]]]]:
+    """Retrieve (oracle or predicted topic) and rank every question; features and rankings in order."""
+
+    from graph.store import open_store
+    from qa_system.explore import ensure_demo_graph
+    from qa_system.training.reader import rank
+    from qa_system.training.reader_data import featurize
+
     store = open_store(settings)
     try:
         ensure_demo_graph(store)
@@ -120,29 +129,109 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
             from retrievers.linking import GraphEntityLinker
 
             linker = GraphEntityLinker(store).load()
-            topic_of = lambda e: [c.entity.id for c in linker.link(e.question, top_k=1)]  # noqa: E731
+            topic_of = lambda e: [c.entity.id for c in linker.link(e.question, top_k=1)]
         else:
             topic_of = None
-        features = featurize(examples, retriever, topic_of=topic_of, desc=f"{args.dataset} {args.split}")
+        features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
     finally:
         store.close()
-    ranked = rank(reader, features, tokenizer)
+    return features, rank(reader, features, tokenizer)
+
+
+def _confidences(card: dict[str, Any], ranked: list[list[tuple[str, float]]]) -> list[float]:
+    from qa_system.calibration import PlattCalibrator
+
+    calibrator = PlattCalibrator.from_dict(card["calibration"]) if card.get("calibration") else None
+    return [(calibrator([p for _, p in r[:2]]) if calibrator else (r[0][1] if r else 0.0)) for r in ranked]
+
+
+def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
+    from evaluation.qa_data import load_qa
+    from evaluation.qa_metrics import hits_at, summarise
+    from qa_system.calibration import reliability, selective_summary
+    from qa_system.cli import emit_json
+
+    reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
+    examples = load_qa(args.dataset, args.split, args.setting, args.data_dir)[: args.limit]
+    started = time.time()
+    features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{args.dataset} {args.split}")
     metrics = summarise([[c for c, _ in r] for r in ranked], [f.answers for f in features], total=len(examples))
+    correct = [bool(hits_at([c for c, _ in r], f.answers, 1)) for r, f in zip(ranked, features)]
+    confidences = _confidences(card, ranked)
+    threshold = float(card.get("threshold", 0.5))
     record = {
         "task": "qa",
         "dataset": args.dataset,
         "split": args.split,
         "setting": args.setting,
         "linking": args.linking,
-        "fusion": use_graph,
+        "fusion": reader.config.use_graph,
         **metrics,
         "answered_questions": len(features),
+        "calibration": {"ece": reliability(confidences, correct).ece, **selective_summary(confidences, correct, threshold)} if features else {},
         "checkpoint": str(reader_dir),
         "command": "qa-system " + " ".join(sys.argv[1:]),
         "seconds": round(time.time() - started, 1),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     emit_json(record)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace, settings: Any) -> int:
+    """Fit the confidence calibrator and the not-sure threshold on dev; write them into the card."""
+
+    from evaluation.qa_data import load_qa
+    from evaluation.qa_metrics import hits_at
+    from qa_system.calibration import (
+        PlattCalibrator,
+        choose_threshold,
+        plot_reliability,
+        reliability,
+        selective_summary,
+    )
+    from qa_system.cli import emit_json
+
+    reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
+    rankings, correct, raw = [], [], []
+    per_dataset: dict[str, tuple[int, int]] = {}
+    for name in args.datasets:
+        examples = load_qa(name, "dev", "filtered", args.data_dir)[: args.limit]
+        features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{name} dev")
+        start = len(rankings)
+        for f, r in zip(features, ranked):
+            rankings.append([p for _, p in r[:2]])
+            correct.append(bool(hits_at([c for c, _ in r], f.answers, 1)))
+            raw.append(r[0][1] if r else 0.0)
+        missing = len(examples) - len(features)  # no topic linked: a wrong answer with no confidence
+        rankings += [[0.0]] * missing
+        correct += [False] * missing
+        raw += [0.0] * missing
+        per_dataset[name] = (start, len(rankings))
+    if len(set(correct)) < 2:
+        raise InputError(f"calibration needs right and wrong dev answers; got {sum(correct)} right of {len(correct)}")
+    calibrator = PlattCalibrator.fit(rankings, correct)
+    confidences = [calibrator(r) for r in rankings]
+    threshold = choose_threshold(confidences, correct, min_precision=args.min_precision)
+    curves = {"softmax p(top)": reliability(raw, correct), "calibrated": reliability(confidences, correct)}
+    plot = plot_reliability(curves, args.plot, threshold=threshold)
+    summary = {
+        "dev_questions": len(correct),
+        "linking": args.linking,
+        "ece_raw": curves["softmax p(top)"].ece,
+        "ece_calibrated": curves["calibrated"].ece,
+        "min_precision": args.min_precision,
+        **selective_summary(confidences, correct, threshold),
+        "per_dataset": {
+            name: selective_summary(confidences[a:b], correct[a:b], threshold) | {"hits@1": sum(correct[a:b]) / max(1, b - a)}
+            for name, (a, b) in per_dataset.items()
+        },
+        "bins": curves["calibrated"].bins,
+        "plot": str(plot),
+    }
+    card.update({"calibration": calibrator.to_dict(), "threshold": threshold, "calibration_dev": {k: v for k, v in summary.items() if k != "bins"}})
+    (reader_dir / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    emit_json(summary)
     return 0
 
 
@@ -225,3 +314,12 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--json", action="store_true", help="(the record is always JSON)")
     _common(p)
     p.set_defaults(func=_evaluate_qa)
+
+    p = commands.add_parser("calibrate", help="fit the reader's confidence and not-sure threshold on dev (writes the card)")
+    p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    p.add_argument("--linking", choices=("oracle", "predicted"), default="predicted", help="as the app links (default)")
+    p.add_argument("--min-precision", type=float, default=0.8, help="answered dev questions must be right this often")
+    p.add_argument("--plot", type=Path, default=Path("evaluation/results/reader-reliability.png"))
+    _common(p)
+    p.set_defaults(func=_calibrate)

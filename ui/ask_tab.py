@@ -21,7 +21,7 @@ from ui.explore_tab import card_html
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_COLUMNS = ["subject", "relation", "object", "status", "confidence", "provenance"]
+EVIDENCE_COLUMNS = ["subject", "relation", "object", "status", "provenance"]
 ALTERNATIVE_COLUMNS = ["candidate", "confidence", "description"]
 HISTORY_COLUMNS = ["time", "question", "answer", "confidence", "source"]
 MAX_HISTORY = 50
@@ -69,6 +69,9 @@ def relation_label(relation: str) -> str:
 
     parts = [p for p in relation.split(".") if p]
     names = [p.rstrip("/").rsplit("/", 1)[-1].replace("_", " ") for p in parts]
+    segments = [s for s in relation.split("/") if s]
+    if len(parts) == 1 and len(segments) >= 3 and segments[-1] == segments[0]:  # /film/director/film
+        names = [segments[-2].replace("_", " "), names[0]]
     return " › ".join(n for n in names if n) or relation
 
 
@@ -89,7 +92,8 @@ def provenance_text(p: Provenance) -> str:
 
 def evidence_rows(facts: list[FactView]) -> list[list[Any]]:
     return [
-        [f.subject_name, relation_label(f.relation), f.object_name, f.status.value, round(f.confidence, 3), provenance_text(f.provenance)]
+        [f.subject_name, relation_label(f.relation), f.object_name,
+         f.status.value + (f" ({f.confidence:.2f})" if f.confidence < 1 else ""), provenance_text(f.provenance)]
         for f in facts
     ]
 
@@ -291,13 +295,16 @@ def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
             result = gr.HTML(elem_id="ask-answer")
             graph = gr.HTML(elem_id="ask-graph")
             gr.Markdown("#### Supporting facts")
-            evidence = gr.Dataframe(headers=EVIDENCE_COLUMNS, interactive=False, wrap=True, elem_id="ask-evidence")
+            evidence = gr.Dataframe(headers=EVIDENCE_COLUMNS, interactive=False, wrap=True, elem_id="ask-evidence",
+                                    column_widths=["20%", "22%", "20%", "12%", "26%"])
         with gr.Column(scale=2):
             card = gr.HTML(elem_id="ask-card")
             gr.Markdown("#### Alternatives")
-            alternatives = gr.Dataframe(headers=ALTERNATIVE_COLUMNS, interactive=False, wrap=True, elem_id="ask-alternatives")
+            alternatives = gr.Dataframe(headers=ALTERNATIVE_COLUMNS, interactive=False, wrap=True, elem_id="ask-alternatives",
+                                        column_widths=["36%", "18%", "46%"])
     with gr.Accordion("This session's questions", open=False, elem_id="ask-history-box"):
-        history_table = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True, elem_id="ask-history")
+        history_table = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True, elem_id="ask-history",
+                                     column_widths=["10%", "45%", "25%", "10%", "10%"])
     history = gr.State([])
 
     outputs = [result, graph, card, evidence, alternatives, history, history_table]

@@ -68,7 +68,10 @@ def build_dashboard_tab(store: Any, tab: gr.Tab | None = None) -> None:
     def load() -> tuple[Any, ...]:
         stats = store.stats()
         recent = store.list_facts(limit=RECENT)
-        return tiles_html(stats), status_frame(stats), relation_frame(stats), type_frame(stats), recent_rows(recent)
+        frames = status_frame(stats), relation_frame(stats), type_frame(stats)
+        # bars start at zero (Gradio's default axis starts at the smallest value)
+        plots = [gr.BarPlot(value=f, y_lim=[0, max(1, int(f.iloc[:, 1].max() if len(f) else 1) * 1.08)]) for f in frames]
+        return tiles_html(stats), *plots, recent_rows(recent)
 
     with gr.Row():
         gr.Markdown("The graph's contents, the same numbers as `qa-system stats`.")
@@ -82,7 +85,8 @@ def build_dashboard_tab(store: Any, tab: gr.Tab | None = None) -> None:
     relation_plot = gr.BarPlot(x="relation", y="facts", title=f"Facts by relation type (top {TOP_RELATIONS})", sort="-y",
                                x_label_angle=-35, height=380, tooltip=["id", "facts"], elem_id="dashboard-relations")
     gr.Markdown("#### Recent changes\nThe facts written or reviewed most recently.")
-    recent = gr.Dataframe(headers=RECENT_COLUMNS, interactive=False, wrap=True, elem_id="dashboard-recent")
+    recent = gr.Dataframe(headers=RECENT_COLUMNS, interactive=False, wrap=True, elem_id="dashboard-recent",
+                          column_widths=["22%", "22%", "26%", "10%", "20%"])
     outputs = [tiles, status_plot, relation_plot, type_plot, recent]
     refresh.click(load, outputs=outputs, api_name="dashboard")
     if tab is not None:

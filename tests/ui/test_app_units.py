@@ -56,7 +56,8 @@ def test_source_badges(source: str, extra: dict, badge: str) -> None:
 
 
 def test_relation_labels_are_readable() -> None:
-    assert ask_tab.relation_label("/film/director/film") == "film"
+    assert ask_tab.relation_label("/film/director/film") == "director › film"
+    assert ask_tab.relation_label("/people/person/nationality") == "nationality"
     assert ask_tab.relation_label("/film/film/starring./film/performance/actor") == "starring › actor"
 
 

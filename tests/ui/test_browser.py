@@ -1,7 +1,15 @@
-"""The app in a real browser: Debian's Chromium driven by Playwright, against `qa-system serve`."""
+"""The app in a real browser: Debian's Chromium driven by Playwright.
+
+Two servers on copies of the demo graph: `qa-system serve` itself (the real command, Explore), and
+the same app built in-process around an ``AskPipeline`` whose models are fakes (``tests/ui/fakes``),
+so asking does not need the trained reader. Screenshots of every tab go to ``artifacts/screenshots``
+(and to ``docs/screenshots`` with ``UPDATE_DOCS_SCREENSHOTS=1``); first-paint and answer times are
+printed and written to ``artifacts/ui-timings.json``.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -9,17 +17,36 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 pytestmark = pytest.mark.browser
+expect = pytest.importorskip("playwright.sync_api").expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Test artefacts; `QA_SCREENSHOTS_DIR=docs/screenshots` refreshes the README's pictures.
-SCREENSHOTS = Path(os.environ.get("QA_SCREENSHOTS_DIR", Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"))
+ROOT = Path(__file__).resolve().parents[2]
+# Test artefacts; `UPDATE_DOCS_SCREENSHOTS=1` (or `QA_SCREENSHOTS_DIR=docs/screenshots`) refreshes the README's pictures.
+SCREENSHOTS = Path(os.environ.get("QA_SCREENSHOTS_DIR", ROOT / "artifacts" / "screenshots"))
+TIMINGS = ROOT / "artifacts" / "ui-timings.json"
+MAINTAINER = ("maintainer", "browser-test-password")
+
+
+def shoot(page, name: str) -> None:
+    targets = [SCREENSHOTS] + ([ROOT / "docs" / "screenshots"] if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" else [])
+    for folder in dict.fromkeys(targets):
+        folder.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def record_timing(name: str, seconds: float) -> None:
+    print(f"\n[ui timing] {name}: {seconds * 1000:.0f} ms")
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+    data[name] = round(seconds, 3)
+    TIMINGS.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _free_port() -> int:
@@ -57,8 +84,30 @@ def app_url(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     server.wait(timeout=30)
 
 
-@pytest.fixture()
-def page(app_url: str):
+@pytest.fixture(scope="module")
+def fake_app_url(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app built in-process around a pipeline with fake models (no trained reader needed)."""
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (scripts/install-system-packages.sh installs it)")
+    from graph.embedded import EmbeddedStore
+    from tests.ui.fakes import fake_pipeline
+    from ui.app import build_app, launch_options
+    from ui.auth import MaintainerAuth
+
+    workspace = tmp_path_factory.mktemp("browser-fake") / "ws"
+    shutil.copytree(demo_workspace, workspace)
+    store = EmbeddedStore.open(workspace)
+    app = build_app(store, fake_pipeline(store), auth=MaintainerAuth(*MAINTAINER))
+    port = _free_port()
+    app.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                                  quiet=True, **launch_options())
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+    store.close()
+
+
+def _open(url: str, timing: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -68,32 +117,141 @@ def page(app_url: str):
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.dialogs = dialogs  # type: ignore[attr-defined]
         started = time.monotonic()
-        page.goto(app_url)
+        page.goto(url)
         page.get_by_text("Question answering over a knowledge graph").wait_for(timeout=15_000)
         page.first_paint_s = time.monotonic() - started  # type: ignore[attr-defined]
+        record_timing(timing, page.first_paint_s)
         yield page
         browser.close()
 
 
+@pytest.fixture()
+def page(app_url: str):
+    yield from _open(app_url, "first_paint_serve_s")
+
+
+@pytest.fixture()
+def fake_page(fake_app_url: str):
+    yield from _open(fake_app_url, "first_paint_s")
+
+
+def _ask(page, question: str) -> None:
+    box = page.locator("#ask-question textarea").first
+    box.fill(question)
+    box.press("Enter")
+
+
+def _login(page, user: str, password: str) -> None:
+    page.get_by_role("tab", name="Maintainer login").click()
+    page.locator("#login-user input, #login-user textarea").first.fill(user)
+    page.locator("#login-password input").first.fill(password)
+    page.locator("#login-button").click()
+
+
 def test_explore_shows_the_card_and_neighbours(page) -> None:
     assert page.first_paint_s < 10
+    page.get_by_role("tab", name="Explore").click()
     box = page.locator("#explore-query textarea, #explore-query input").first
     box.fill("Christopher Nolan")
     box.press("Enter")
     card = page.locator("#explore-card")
     card.get_by_text("British–American film director", exact=False).wait_for(timeout=20_000)
     assert "Christopher Nolan" in card.inner_text()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "explore.png"), full_page=True)
+    shoot(page, "explore")
     page.locator("#explore-status").get_by_text("50 facts", exact=False).wait_for(timeout=20_000)
     table = page.locator("#explore-neighbours")  # rows sorted by hop, relation, subject: award categories first
     table.get_by_text("Independent Spirit Award for Best Director", exact=False).first.wait_for(timeout=20_000)
 
 
 def test_markup_in_a_search_is_shown_as_text(page) -> None:
+    page.get_by_role("tab", name="Explore").click()
     box = page.locator("#explore-query textarea, #explore-query input").first
     box.fill("<img src=x onerror=alert(1)>")
     box.press("Enter")
     page.locator("#explore-status").get_by_text("unknown entity", exact=False).wait_for(timeout=20_000)
     assert "<img src=x onerror=alert(1)>" in page.locator("#explore-status").inner_text()
     assert page.dialogs == []
+
+
+def test_ask_shows_answer_evidence_and_card(fake_page) -> None:
+    page = fake_page
+    assert page.first_paint_s < 10
+    answer = page.locator("#ask-answer")
+    _ask(page, "What is the nationality of Christopher Nolan?")  # warm-up: first request of the session
+    answer.get_by_text("England").wait_for(timeout=20_000)
+    started = time.monotonic()
+    _ask(page, "Who directed Inception?")
+    answer.locator(".qa-answer-name", has_text="Christopher Nolan").wait_for(timeout=20_000)
+    record_timing("answer_visible_warm_s", time.monotonic() - started)
+    assert "Graph" in answer.locator(".qa-badge").inner_text() and "confidence" in answer.inner_text()
+    graph = page.locator("#ask-graph svg").text_content() or ""
+    assert "Inception" in graph and "Christopher Nolan" in graph and "TOPIC" in graph and "ANSWER" in graph
+    evidence = page.locator("#ask-evidence")
+    expect(evidence).to_contain_text("dataset fb15k-237 (train)", timeout=10_000)
+    assert "Inception" in evidence.inner_text()
+    card = page.locator("#ask-card")
+    assert "Christopher Nolan" in card.inner_text() and "film director" in card.inner_text()
+    page.locator("#ask-history-box").get_by_text("This session's questions").click()
+    expect(page.locator("#ask-history")).to_contain_text("Who directed Inception?", timeout=10_000)
+    shoot(page, "ask")
+
+
+def test_ask_bad_input_is_a_clear_message_and_markup_is_text(fake_page) -> None:
+    page = fake_page
+    answer = page.locator("#ask-answer")
+    _ask(page, "   ")
+    answer.get_by_text("the question is empty").wait_for(timeout=20_000)
+    _ask(page, "why " * 800)
+    answer.get_by_text("the limit is 2,000").wait_for(timeout=20_000)
+    markup = "<img src=x onerror=alert(1)><script>alert(2)</script> Who directed Inception?"
+    _ask(page, markup)
+    answer.locator(".qa-answer-name", has_text="Christopher Nolan").wait_for(timeout=20_000)
+    page.locator("#ask-history-box").get_by_text("This session's questions").click()
+    expect(page.locator("#ask-history")).to_contain_text("<img src=x onerror=alert(1)><script>alert(2)</script>", timeout=10_000)
+    assert page.dialogs == []
+
+
+def test_dashboard_shows_counts_and_charts(fake_page) -> None:
+    page = fake_page
+    page.get_by_role("tab", name="Dashboard").click()
+    tiles = page.locator("#dashboard-tiles")
+    tiles.get_by_text("310,116").first.wait_for(timeout=30_000)
+    assert "14,541" in tiles.inner_text()
+    page.locator("#dashboard-relations canvas, #dashboard-relations svg").first.wait_for(timeout=20_000)
+    expect(page.locator("#dashboard-recent")).to_contain_text("dataset fb15k-237", timeout=20_000)
+    page.wait_for_timeout(800)  # let the charts finish drawing before the picture
+    shoot(page, "dashboard")
+
+
+def test_wrong_password_is_refused(fake_page) -> None:
+    page = fake_page
+    assert page.get_by_role("tab", name="Cypher workbench").count() == 0  # hidden before login
+    _login(page, MAINTAINER[0], "not-the-password")
+    page.locator("#login-message").get_by_text("Wrong user name or password").wait_for(timeout=10_000)
+    assert page.get_by_role("tab", name="Cypher workbench").count() == 0
+    shoot(page, "login")
+
+
+def test_workbench_refuses_writes_after_login(fake_page) -> None:
+    page = fake_page
+    _login(page, *MAINTAINER)
+    page.locator("#login-message").get_by_text("Logged in as maintainer").wait_for(timeout=10_000)
+    page.get_by_role("tab", name="Cypher workbench").click()
+    editor = page.locator("#cypher-query .cm-content")
+    editor.click()
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.type("MATCH (e:Entity) DETACH DELETE e")
+    page.locator("#cypher-run").click()
+    status = page.locator("#cypher-status")
+    status.get_by_text("Refused", exact=False).wait_for(timeout=20_000)
+    assert "read-only" in status.inner_text()
+    # a template runs and fills the table
+    page.locator("#cypher-template input").click()
+    page.locator("#cypher-template input").fill("Facts about")
+    page.get_by_role("option", name="Facts about an entity").click()
+    page.locator("#cypher-params textarea, #cypher-params input").first.fill('{"name": "Inception"}')
+    page.wait_for_timeout(300)
+    page.locator("#cypher-run").click()
+    status.get_by_text("rows", exact=False).wait_for(timeout=20_000)
+    expect(page.locator("#cypher-table")).to_contain_text("Christopher Nolan", timeout=20_000)
+    shoot(page, "cypher")

@@ -18,6 +18,7 @@ import gradio as gr
 from qa_system.errors import QAError
 from qa_system.types import Answer, FactView, Provenance
 from ui.explore_tab import card_html
+from ui.messages import message_html
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,9 @@ HISTORY_COLUMNS = ["time", "question", "answer", "confidence", "source"]
 MAX_HISTORY = 50
 EXAMPLES = ["Who directed Inception?", "What is the nationality of Christopher Nolan?", "Which films did Leonardo DiCaprio star in?"]
 NO_READER = (
-    "⏳ **The reader model is not available on this server yet**, so questions cannot be answered. "
-    "Train it with `qa-system train reader` (or install the shipped checkpoint) and restart "
-    "`qa-system serve`. Explore and the Dashboard work meanwhile."
+    "<b>The reader model is not available on this server yet</b>, so questions cannot be answered. "
+    "Train it with <code>qa-system train reader</code> (or install the shipped checkpoint) and restart "
+    "<code>qa-system serve</code>. Explore and the Dashboard work meanwhile."
 )
 
 # source -> (label, colour, explanation)
@@ -227,14 +228,6 @@ def history_rows(history: list[dict[str, Any]]) -> list[list[Any]]:
     return [[h["time"], h["question"], h["answer"], h["confidence"], h["source"]] for h in reversed(history)]
 
 
-def message_html(text: str, kind: str = "warning") -> str:
-    colour = {"warning": ("#fffbeb", "#b45309"), "info": ("#eff6ff", "#1d4ed8"), "error": ("#fef2f2", "#b91c1c")}[kind]
-    return (
-        f"<div class='qa-message' style='padding:10px 14px;border-radius:10px;background:{colour[0]};"
-        f"border-left:4px solid {colour[1]}'>{html.escape(text)}</div>"
-    )
-
-
 def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
     """The Ask tab. ``pipeline`` is the app's one shared ``AskPipeline`` (None: no reader available)."""
 
@@ -250,7 +243,7 @@ def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
         try:
             answer = pipeline.ask(question)
         except QAError as e:
-            return (message_html(f"⚠️ {e}"), *empty[1:])
+            return (message_html(str(e)), *empty[1:])
         except Exception:  # a bug: log it, keep the page alive
             log.exception("ask failed")
             return (message_html("Something went wrong while answering; the error was logged.", "error"), *empty[1:])
@@ -282,7 +275,7 @@ def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
         )
 
     if pipeline is None:
-        gr.Markdown(NO_READER, elem_id="ask-no-reader")
+        gr.HTML(message_html(NO_READER, "info", markup=True), elem_id="ask-no-reader")
     with gr.Row(equal_height=True):
         question = gr.Textbox(
             label="Question", placeholder="e.g. Who directed Inception?", scale=5, lines=1, max_lines=4,
@@ -290,7 +283,7 @@ def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
         )
         submit = gr.Button("Ask", variant="primary", scale=1, elem_id="ask-submit", interactive=pipeline is not None)
     gr.Examples(EXAMPLES, inputs=question, label="Try")
-    with gr.Row():
+    with gr.Row(visible=pipeline is not None):
         with gr.Column(scale=3):
             result = gr.HTML(elem_id="ask-answer")
             graph = gr.HTML(elem_id="ask-graph")
@@ -302,7 +295,7 @@ def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
             gr.Markdown("#### Alternatives")
             alternatives = gr.Dataframe(headers=ALTERNATIVE_COLUMNS, interactive=False, wrap=True, elem_id="ask-alternatives",
                                         column_widths=["36%", "18%", "46%"])
-    with gr.Accordion("This session's questions", open=False, elem_id="ask-history-box"):
+    with gr.Accordion("This session's questions", open=False, elem_id="ask-history-box", visible=pipeline is not None):
         history_table = gr.Dataframe(headers=HISTORY_COLUMNS, interactive=False, wrap=True, elem_id="ask-history",
                                      column_widths=["10%", "45%", "25%", "10%", "10%"])
     history = gr.State([])

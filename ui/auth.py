@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import html
 import logging
 import secrets
 import threading
@@ -34,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
+
+from ui.messages import message_html
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +177,15 @@ class MaintainerGate:
                 with gr.Row():
                     login = gr.Button("Log in", variant="primary", elem_id="login-button")
                     logout = gr.Button("Log out", elem_id="logout-button", visible=False)
-                message = gr.Markdown(elem_id="login-message")
+                message = gr.HTML(elem_id="login-message")
 
         def do_login(session: Session, user_text: str, password_text: str, request: gr.Request) -> tuple[Any, ...]:
             ok, text = self.auth.login(client_of(request), user_text, password_text)
-            icon = "✅" if ok else "⚠️"
             new = Session(maintainer=True, user=user_text.strip()) if ok else session
             shown = is_maintainer(new)
             return (
                 new,
-                f"{icon} {html.escape(text)}",
+                message_html(text, "ok" if ok else "warning"),
                 gr.update(value=""),
                 gr.update(visible=not shown),
                 gr.update(visible=shown),
@@ -195,7 +195,7 @@ class MaintainerGate:
         def do_logout(session: Session) -> tuple[Any, ...]:
             return (
                 Session(),
-                "Logged out.",
+                message_html("Logged out.", "info"),
                 gr.update(value=""),
                 gr.update(visible=True),
                 gr.update(visible=False),

@@ -15,8 +15,8 @@ import gradio as gr
 import pandas as pd
 
 from qa_system.errors import QAError, ReadOnlyViolationError
-from ui.ask_tab import message_html
 from ui.auth import MaintainerGate, maintainer_only
+from ui.messages import message_html
 
 MAX_ROWS = 1000
 
@@ -66,7 +66,7 @@ def parse_params(text: str) -> dict[str, Any]:
 
 def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if not rows:
-        return pd.DataFrame()
+        return pd.DataFrame({"result": []})
     columns = list(rows[0])
 
     def cell(v: Any) -> Any:
@@ -83,9 +83,9 @@ def build_cypher_tab(store: Any, gate: MaintainerGate) -> None:
             params = parse_params(params_text)
             rows = store.run_read_query(query, params, limit=int(limit))
         except ReadOnlyViolationError as e:
-            return pd.DataFrame(), None, message_html(f"⛔ Refused — this workbench is read-only: {e}", "error")
+            return rows_frame([]), None, message_html(f"Refused: {e}. Nothing was run.", "error")
         except (QAError, ValueError) as e:
-            return pd.DataFrame(), None, message_html(f"⚠️ {e}")
+            return rows_frame([]), None, message_html(str(e))
         more = " (limit reached)" if len(rows) >= int(limit) else ""
         return rows_frame(rows), rows, message_html(f"{len(rows)} row{'s' if len(rows) != 1 else ''}{more}", "info")
 
@@ -105,7 +105,7 @@ def build_cypher_tab(store: Any, gate: MaintainerGate) -> None:
     run_button = gr.Button("Run (read-only)", variant="primary", elem_id="cypher-run")
     status = gr.HTML(elem_id="cypher-status")
     with gr.Tab("Table"):
-        table = gr.Dataframe(interactive=False, wrap=True, elem_id="cypher-table")
+        table = gr.Dataframe(value=rows_frame([]), interactive=False, wrap=True, elem_id="cypher-table")
     with gr.Tab("JSON"):
         as_json = gr.JSON(elem_id="cypher-json")
     template.change(maintainer_only(use_template), inputs=[gate.session, template], outputs=[query, params], api_visibility="private")

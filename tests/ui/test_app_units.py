@@ -117,3 +117,26 @@ def test_app_builds_without_a_reader_and_with_a_fake_one(tiny_store) -> None:
     assert build_app(tiny_store, pipeline, auth=MaintainerAuth(user="m", password="p")) is not None
     answer = pipeline.ask("Who directed Inception?")
     assert answer.answer.name == "Christopher Nolan" and answer.evidence
+
+
+def test_serve_generates_credentials_once_outside_production(capsys) -> None:
+    from qa_system.cli.serve_commands import _maintainer_auth
+    from qa_system.config import load_settings
+
+    auth = _maintainer_auth(load_settings(maintainer_password="", production=False))
+    printed = capsys.readouterr().err
+    assert auth.enabled and auth.password in printed and "maintainer" in printed
+    assert not _maintainer_auth(load_settings(maintainer_password="", production=True)).enabled
+    assert _maintainer_auth(load_settings(maintainer_password="chosen", production=True)).password == "chosen"
+    assert "chosen" not in capsys.readouterr().err
+
+
+def test_serve_starts_without_a_reader(tiny_store, tmp_path, monkeypatch) -> None:
+    from qa_system.cli import qa_commands, serve_commands
+    from qa_system.config import load_settings
+    from ui.app import build_app
+
+    monkeypatch.setattr(qa_commands, "shipped_reader", lambda: tmp_path / "no-reader")
+    assert serve_commands._load_pipeline(load_settings(workspace=tmp_path), tiny_store) is None
+    config = build_app(tiny_store, None).get_config_file()
+    assert "reader model is not available" in str(config)

@@ -42,10 +42,13 @@ def shoot(page, name: str) -> None:
 
 
 def record_timing(name: str, seconds: float) -> None:
+    """Print a timing and append it to artifacts/ui-timings.json ({name: [seconds, ...]})."""
+
     print(f"\n[ui timing] {name}: {seconds * 1000:.0f} ms")
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
-    data[name] = round(seconds, 3)
+    values = data.get(name) if isinstance(data.get(name), list) else []
+    data[name] = [*values, round(seconds, 3)][-50:]
     TIMINGS.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -182,7 +185,9 @@ def test_ask_shows_answer_evidence_and_card(fake_page) -> None:
     started = time.monotonic()
     _ask(page, "Who directed Inception?")
     answer.locator(".qa-answer-name", has_text="Christopher Nolan").wait_for(timeout=20_000)
-    record_timing("answer_visible_warm_s", time.monotonic() - started)
+    took = time.monotonic() - started
+    record_timing("answer_visible_warm_s", took)
+    assert took < 5  # target 1 s (issue 7); a generous bound for a loaded CI machine
     assert "Graph" in answer.locator(".qa-badge").inner_text() and "confidence" in answer.inner_text()
     graph = page.locator("#ask-graph svg").text_content() or ""
     assert "Inception" in graph and "Christopher Nolan" in graph and "TOPIC" in graph and "ANSWER" in graph
@@ -245,6 +250,7 @@ def test_workbench_refuses_writes_after_login(fake_page) -> None:
     status = page.locator("#cypher-status")
     status.get_by_text("Refused", exact=False).wait_for(timeout=20_000)
     assert "read-only" in status.inner_text()
+    shoot(page, "cypher-refused")
     # a template runs and fills the table
     page.locator("#cypher-template input").click()
     page.locator("#cypher-template input").fill("Facts about")
@@ -255,3 +261,21 @@ def test_workbench_refuses_writes_after_login(fake_page) -> None:
     status.get_by_text("rows", exact=False).wait_for(timeout=20_000)
     expect(page.locator("#cypher-table")).to_contain_text("Christopher Nolan", timeout=20_000)
     shoot(page, "cypher")
+
+
+def test_serve_ask_tab_answers_or_says_the_reader_is_missing(page) -> None:
+    """Against `qa-system serve`: with the shipped reader it answers; without one it says so."""
+
+    from qa_system.cli.qa_commands import shipped_reader
+
+    if not (shipped_reader() / "card.json").is_file():
+        page.locator("#ask-no-reader").get_by_text("reader model is not available", exact=False).wait_for(timeout=10_000)
+        shoot(page, "ask-no-reader")
+        return
+    _ask(page, "Who directed Inception?")  # warm-up
+    page.locator("#ask-answer .qa-answer").wait_for(timeout=60_000)
+    started = time.monotonic()
+    _ask(page, "What is the nationality of Christopher Nolan?")
+    expect(page.locator("#ask-answer")).to_contain_text("about: Christopher Nolan", timeout=60_000)
+    record_timing("answer_visible_real_reader_s", time.monotonic() - started)
+    shoot(page, "ask-real-reader")

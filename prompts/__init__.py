@@ -44,6 +44,12 @@ def load_template(name: str, fields: set[str] | frozenset[str]) -> str:
     return text
 
 
+def load_text(name: str) -> str:
+    """A prompt data file used verbatim (no placeholders: braces are literal), e.g. a worked example."""
+
+    return _read(name)
+
+
 def load_json(name: str) -> Any:
     """A JSON data file of the prompts package (e.g. ``relations.json``)."""
 

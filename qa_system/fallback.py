@@ -36,6 +36,8 @@ MAX_FIELD_CHARS = 300
 MAX_ANSWER_CHARS = 500
 SYSTEM_TEMPLATE = "fallback_system.txt"
 USER_TEMPLATE = "fallback_user.txt"
+EXAMPLE_USER = "fallback_example_user.txt"
+EXAMPLE_ASSISTANT = "fallback_example_assistant.txt"
 
 _INJECTION = re.compile(
     r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|above|prior|earlier|all)\b.{0,40}\b(instructions?|prompts?|rules?)\b"
@@ -152,6 +154,9 @@ def _json_object(text: str) -> Any:
     raise ValueError("no JSON object in the reply")
 
 
+_PLACEHOLDERS = {"entity", "subject", "object", "relation", "name", "...", "n/a", "none", "unknown"}
+
+
 def _as_triple(item: Any) -> LLMTriple:
     if isinstance(item, (list, tuple)) and len(item) == 3:
         item = dict(zip(("subject", "relation", "object"), item, strict=True))
@@ -161,7 +166,10 @@ def _as_triple(item: Any) -> LLMTriple:
             "relation": item.get("relation", item.get("predicate", item.get("r", item.get("p")))),
             "object": item.get("object", item.get("o", item.get("tail"))),
         }
-    return LLMTriple.model_validate(item)
+    triple = LLMTriple.model_validate(item)
+    if {triple.subject.lower(), triple.object.lower()} & _PLACEHOLDERS:
+        raise ValueError("a placeholder copied from the format description, not a fact")
+    return triple
 
 
 def parse_reply(text: str, *, max_triples: int = MAX_TRIPLES) -> ParsedReply:
@@ -388,7 +396,7 @@ def looks_like_injection(question: str) -> bool:
 
 
 def build_messages(question: str, context: GraphContext, *, max_triples: int = MAX_TRIPLES) -> list[tuple[str, str]]:
-    from prompts import load_template
+    from prompts import load_template, load_text
 
     system = load_template(SYSTEM_TEMPLATE, {"max_triples"}).format(max_triples=max_triples)
     facts = "\n".join(f"- {f}" for f in list(context.facts)[:MAX_CONTEXT_FACTS]) or "- (none)"
@@ -397,7 +405,9 @@ def build_messages(question: str, context: GraphContext, *, max_triples: int = M
     user = load_template(USER_TEMPLATE, {"facts", "entities", "question"}).format(
         facts=facts, entities=entities, question=question
     )
-    return [("system", system), ("user", user)]
+    # One worked example as a previous turn: tiny models copy a format far better than they follow one.
+    example = [("user", load_template(EXAMPLE_USER, set())), ("assistant", load_text(EXAMPLE_ASSISTANT).strip())]
+    return [("system", system), *example, ("user", user)]
 
 
 class LLMFallback:

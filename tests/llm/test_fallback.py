@@ -59,12 +59,13 @@ def test_parse_reply_drops_malformed_triples_and_duplicates():
                 "not a triple",
                 {"subject": "a", "relation": "R", "object": "b"},  # duplicate (case)
                 {"subject": "A" * 1000, "relation": "r", "object": "B"},  # too long
+                {"subject": "entity", "relation": "relation", "object": "entity"},  # format placeholder
             ],
         }
     )
     parsed = parse_reply(text)
     assert len(parsed.triples) == 1
-    assert parsed.invalid == 4
+    assert parsed.invalid == 5
     assert not parsed.truncated
 
 
@@ -126,7 +127,9 @@ def test_fallback_resolves_entities_and_relations(tiny_store):
     assert third.subject == "/m/nolan" and third.free_text_relation and "free_text_relation" in third.flags
     assert third.relation == "was inspired by"
     # the graph facts were shown to the LLM, the question too
-    user = client.calls[0]["messages"][1][1]
+    roles = [role for role, _ in client.calls[0]["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]  # system, worked example, the question
+    user = client.calls[0]["messages"][-1][1]
     assert "Inception | starring | Leonardo DiCaprio" in user and "Who directed Inception?" in user
     assert client.calls[0]["response_format"]["schema"]["properties"]["triples"]["maxItems"] == MAX_TRIPLES
 

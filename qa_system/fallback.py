@@ -285,9 +285,11 @@ def resolve_name(store: Any, text: str) -> ResolvedEntity:
     entity = store.get_entity(text)
     if entity is not None:
         return ResolvedEntity(entity.id, entity.name, "id")
-    matches = store.find_entities(text, limit=2)
-    if matches:
-        return ResolvedEntity(matches[0].id, matches[0].name, "name")
+    bare = re.sub(r"^(the|a|an)\s+", "", text, flags=re.IGNORECASE)  # "The United States of America"
+    for candidate in dict.fromkeys((text, bare)):
+        matches = store.find_entities(candidate, limit=2)
+        if matches:
+            return ResolvedEntity(matches[0].id, matches[0].name, "name")
     return ResolvedEntity(None, text, "unresolved")
 
 

@@ -109,6 +109,7 @@ def test_fallback_resolves_entities_and_relations(tiny_store):
                 ("Inception", "directed by", "Christopher Nolan"),
                 ("Inception", "genre", "Heist film"),
                 ("Chris Nolan", "was inspired by", "Memento"),
+                ("The Titanic", "starring", "the leonardo dicaprio"),
             )
         ]
     )
@@ -116,7 +117,7 @@ def test_fallback_resolves_entities_and_relations(tiny_store):
     result = LLMFallback(client, tiny_store).ask("Who directed Inception?", context)
     assert result.status == "ok"
     assert result.answer == "Christopher Nolan"
-    first, second, third = result.triples
+    first, second, third, fourth = result.triples
     # inverse alias: subject/object swapped to fit /film/director/film
     assert (first.subject, first.relation, first.object) == ("/m/nolan", "/film/director/film", "/m/inception")
     assert "inverted" in first.flags and first.subject_known and first.object_known
@@ -126,6 +127,8 @@ def test_fallback_resolves_entities_and_relations(tiny_store):
     # alias name resolves; free-text relation kept and flagged
     assert third.subject == "/m/nolan" and third.free_text_relation and "free_text_relation" in third.flags
     assert third.relation == "was inspired by"
+    # a leading article does not stop an exact name match
+    assert (fourth.subject, fourth.object, fourth.flags) == ("/m/titanic", "/m/dicaprio", [])
     # the graph facts were shown to the LLM, the question too
     roles = [role for role, _ in client.calls[0]["messages"]]
     assert roles == ["system", "user", "assistant", "user"]  # system, worked example, the question

@@ -103,6 +103,12 @@ def test_new_triple_with_unknown_entity_becomes_proposed(tiny_store, workspace):
     assert ("/m/inception", "/film/film/genre", llm_entity_id("Heist film")) not in {t[:3] for t in tiny_store.export_triples()}
 
 
+def test_self_loop_is_rejected_even_when_entailed(tiny_store, workspace):
+    result = fallback_result(tiny_store, ("Canada", "country", "Canada"))
+    report = record_decisions(tiny_store, workspace, result, [(result.triples[0], entailed())])
+    assert report.inserted == [] and rejected_log(workspace)[0]["reason"] == "subject and object are the same"
+
+
 def test_unknown_entities_can_be_refused(tiny_store, workspace):
     result = fallback_result(tiny_store, ("Inception", "genre", "Heist film"))
     report = record_decisions(tiny_store, workspace, result, [(result.triples[0], entailed())], create_missing_entities=False)

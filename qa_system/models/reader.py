@@ -132,7 +132,7 @@ class QAReader(nn.Module):
             layer.attention.register_forward_hook(self._make_hook(i)) for i, layer in enumerate(layers)
         ] if config.use_graph else []
 
-    def train(self, mode: bool = True) -> "QAReader":
+    def train(self, mode: bool = True) -> QAReader:
         """Training mode for the reader only: HittER stays in eval (no dropout, no MEP corruption)."""
 
         super().train(mode)
@@ -176,9 +176,33 @@ class QAReader(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[CLS] state of the encoder (with whatever graph states are active). (B, d_t)"""
+        """Mean-pooled question state (with whatever graph states are active). (B, d_t)
 
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+        Mean pooling, not [CLS]: all-MiniLM-L6-v2 was trained as a mean-pooled sentence encoder,
+        so its pooled state is a useful question representation from the first step."""
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d_t)
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    @torch.no_grad()
+    def init_relation_head(self, relation_texts: Sequence[str], tokenizer, *, scale: float = 10.0) -> None:
+        """Start the relation head from the encoder's own embeddings of the relations' names
+        (``2R`` texts: each relation, then its reciprocal), so rare relations start with a
+        sensible zero-shot score instead of a random one."""
+
+        linear = self.relation_head[-1]
+        if len(relation_texts) != linear.out_features:
+            raise ValueError(f"need {linear.out_features} relation texts, got {len(relation_texts)}")
+        rows = []
+        for start in range(0, len(relation_texts), 64):
+            batch = tokenizer(list(relation_texts[start : start + 64]), padding=True, truncation=True, max_length=32, return_tensors="pt")
+            rows.append(self.encode(batch["input_ids"], batch["attention_mask"]))
+        vectors = torch.cat(rows)
+        typical_norm = vectors.norm(dim=-1).mean().clamp(min=1e-6)  # questions have norms like these texts
+        # logit ~ scale * cosine(question, relation text)
+        linear.weight.copy_(scale * F.normalize(vectors - vectors.mean(dim=0, keepdim=True), dim=-1) / typical_norm)
+        linear.bias.zero_()
 
     def forward(
         self,

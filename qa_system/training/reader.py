@@ -42,6 +42,7 @@ class ReaderTrainConfig:
     patience: int = 3  # epochs without dev improvement before stopping
     seed: int = 0
     max_length: int = 64  # word pieces per question
+    head_lr_scale: float = 4.0  # parts trained from scratch (cross-attention, heads, score weights) learn faster than the adapters
 
 
 def load_backbone() -> tuple[Any, Any]:
@@ -56,6 +57,23 @@ def load_backbone() -> tuple[Any, Any]:
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
 
 
+def relation_text(relation: str) -> str:
+    """``/film/film/directed_by`` -> ``film directed by``; a CVT chain keeps its last hop
+    (``/film/film/release_date_s./film/film_regional_release_date/film_release_region`` ->
+    ``film regional release date film release region``)."""
+
+    last = relation.rsplit(".", 1)[-1]
+    parts = [p for p in last.split("/") if p]
+    return " ".join(parts[-2:]).replace("_", " ") or relation
+
+
+def relation_texts(relations: Sequence[str]) -> list[str]:
+    """Texts of the 2R relation ids: each relation, then its reciprocal (read from the object's side)."""
+
+    forward = [relation_text(r) for r in relations]
+    return forward + [f"{t} of" for t in forward]
+
+
 def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -> tuple[QAReader, Any, list[str], list[str]]:
     entities, relations = load_vocab(hitter_dir)
     hitter, _card = load_checkpoint(hitter_dir, entities=entities, relations=relations)
@@ -67,7 +85,9 @@ def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -
         use_graph=use_graph and hitter.config.use_context,
         lora_r=lora_r,
     )
-    return QAReader(config, encoder, hitter), tokenizer, entities, relations
+    reader = QAReader(config, encoder, hitter)
+    reader.init_relation_head(relation_texts(relations), tokenizer)  # overwritten when trained weights are loaded
+    return reader, tokenizer, entities, relations
 
 
 @torch.no_grad()
@@ -136,7 +156,11 @@ def fit(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(_trainable(reader), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    adapters = [p for n, p in reader.named_parameters() if p.requires_grad and "lora_" in n]
+    fresh = [p for n, p in reader.named_parameters() if p.requires_grad and "lora_" not in n]  # cross-attention, heads, weights
+    optimizer = torch.optim.AdamW(
+        [{"params": adapters, "lr": cfg.lr}, {"params": fresh, "lr": cfg.lr * cfg.head_lr_scale}], weight_decay=cfg.weight_decay
+    )
     steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(cfg.warmup * total))

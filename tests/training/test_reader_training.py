@@ -27,7 +27,7 @@ def features() -> list[ReaderFeatures]:
     # two question types: "who directed X" -> candidate 1, "where is X" -> candidate 2
     out = []
     for i, (question, answer) in enumerate([("who directed it", 1), ("where is it", 2)] * 4):
-        out.append(ReaderFeatures(f"q{i}", question, f"/m/t{i % 3}", i % 3, [(4, 0), (5, 1)], ["/m/a", "/m/b", "/m/c"], [1, 2, 5], {"/m/a" if answer == 1 else "/m/b"}, 0 if answer == 1 else 1))
+        out.append(ReaderFeatures(f"q{i}", question, f"/m/t{i % 3}", i % 3, [(4, 0), (5, 1)], ["/m/a", "/m/b", "/m/c"], [1, 2, 5], {"/m/a" if answer == 1 else "/m/b"}, [0] if answer == 1 else [1]))
     return out
 
 
@@ -61,3 +61,24 @@ def test_nan_loss_is_a_clear_error(tmp_path: Path) -> None:
         reader.answer_proj.weight.fill_(float("nan"))
     with pytest.raises(ModelError, match="loss is"):
         fit(reader, features(), features(), CharTokenizer(), ReaderTrainConfig(epochs=1, batch_size=4), tmp_path / "run")
+
+
+def test_relation_texts_cover_reciprocals_and_cvt_chains() -> None:
+    from qa_system.training.reader import relation_text, relation_texts
+
+    assert relation_text("/film/film/directed_by") == "film directed_by".replace("_", " ")
+    assert relation_text("/film/film/release_date_s./film/film_regional_release_date/film_release_region") == (
+        "film regional release date film release region"
+    )
+    texts = relation_texts(["/a/b/c", "/d/e/f"])
+    assert texts == ["b c", "e f", "b c of", "e f of"]
+
+
+def test_relation_head_starts_from_relation_names() -> None:
+    reader = tiny_reader()
+    texts = [f"relation number {i}" for i in range(6)]
+    reader.init_relation_head(texts, CharTokenizer())
+    weight = reader.relation_head[-1].weight
+    assert torch.isfinite(weight).all() and weight.abs().sum() > 0 and (reader.relation_head[-1].bias == 0).all()
+    with pytest.raises(ValueError, match="relation texts"):
+        reader.init_relation_head(texts[:3], CharTokenizer())

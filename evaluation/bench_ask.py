@@ -1,0 +1,106 @@
+"""`ask` latency on the KG path (link -> retrieve -> read), warm, and batched throughput.
+
+    python -m evaluation.bench_ask [--checkpoint DIR] [--questions 200] [--threads 2] \
+        [--out evaluation/results/ask-latency.json]
+
+Questions: the first N WebQSP filtered test questions (their text only; no labels are used).
+After a warm-up of 10 questions, each ``pipeline.ask`` is timed with ``perf_counter``; the same
+questions are then timed stage by stage (link, retrieve, read) and answered in one ``ask_many``
+call, which batches the reader (the throughput ratio is against the sequential run in the same
+process). Writes one JSON record with the machine's load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from evaluation.qa_data import load_qa
+from graph.store import open_store
+from qa_system.config import load_settings
+from qa_system.explore import ensure_demo_graph
+from qa_system.pipeline import load_pipeline, validate_question
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.5) * 1e3, 2), "p95_ms": round(pick(0.95) * 1e3, 2), "p99_ms": round(pick(0.99) * 1e3, 2),
+            "mean_ms": round(statistics.fmean(ordered) * 1e3, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    questions = [e.question for e in load_qa("webqsp", "test", "filtered", args.data_dir)[: args.questions]]
+    settings = load_settings()
+    store = open_store(settings)
+    try:
+        ensure_demo_graph(store)
+        started = time.perf_counter()
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint)
+        load_s = time.perf_counter() - started
+        for q in questions[:10]:
+            pipeline.ask(q)
+        total, link, retrieve, read, sources = [], [], [], [], {}
+        for q in questions:
+            t0 = time.perf_counter()
+            answer = pipeline.ask(q)
+            total.append(time.perf_counter() - t0)
+            sources[answer.source] = sources.get(answer.source, 0) + 1
+        for q in questions:  # the same work, stage by stage
+            text = validate_question(q)
+            t0 = time.perf_counter()
+            linked = pipeline.linker.link(text, top_k=pipeline.config.top_k_topics)
+            t1 = time.perf_counter()
+            link.append(t1 - t0)
+            if not linked:
+                continue
+            context = pipeline.retriever.retrieve([linked[0].entity.id])
+            t2 = time.perf_counter()
+            retrieve.append(t2 - t1)
+            if context.candidates and context.topic_index is not None:
+                pipeline.ranker.rank(text, context)
+                read.append(time.perf_counter() - t2)
+        t0 = time.perf_counter()
+        pipeline.ask_many(questions)
+        batched_s = time.perf_counter() - t0
+    finally:
+        store.close()
+    sequential_qps = len(questions) / sum(total)
+    record = {
+        "benchmark": "ask-latency",
+        "questions": len(questions),
+        "threads": args.threads,
+        "pipeline_load_s": round(load_s, 1),
+        "ask": percentiles(total),
+        "stages": {"link": percentiles(link), "retrieve": percentiles(retrieve), "read": percentiles(read)},
+        "sources": sources,
+        "sequential_questions_per_s": round(sequential_qps, 1),
+        "batched_questions_per_s": round(len(questions) / batched_s, 1),
+        "batched_over_sequential": round(len(questions) / batched_s / sequential_qps, 2),
+        "load_average": os.getloadavg(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()

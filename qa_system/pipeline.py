@@ -199,8 +199,12 @@ class ReaderRanker:
         return rank(self.reader, features, self.tokenizer, batch_size=batch_size)
 
 
-def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None) -> AskPipeline:
-    """Build the pipeline from the shipped (or given) reader checkpoint and the graph store."""
+def load_pipeline(
+    settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True
+) -> AskPipeline:
+    """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
+
+    ``use_faiss=False`` skips the fuzzy name index (built on first use: minutes on CPU for the demo graph)."""
 
     import json
     from pathlib import Path
@@ -225,4 +229,4 @@ def load_pipeline(settings: Any, store: Any, *, reader_dir: Any = None, hops: in
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = PlattCalibrator.from_dict(card["calibration"]) if card.get("calibration") else None
-    return AskPipeline(store, GraphEntityLinker(store).load(), retriever, ReaderRanker(reader, tokenizer, entity_index), config, calibrator=calibrator)
+    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss).load(), retriever, ReaderRanker(reader, tokenizer, entity_index), config, calibrator=calibrator)

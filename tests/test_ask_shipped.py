@@ -1,0 +1,50 @@
+"""The shipped reader on the demo graph, end to end (real linker without the fuzzy index, real models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa_system.cli.qa_commands import shipped_reader
+
+pytestmark = pytest.mark.skipif(not (shipped_reader() / "card.json").is_file(), reason="no reader checkpoint shipped")
+
+
+@pytest.fixture(scope="module")
+def pipeline(demo_workspace: Path):
+    from graph.embedded import EmbeddedStore
+    from qa_system.config import load_settings
+    from qa_system.pipeline import load_pipeline
+
+    store = EmbeddedStore.open(demo_workspace)
+    try:
+        yield load_pipeline(load_settings(workspace=demo_workspace), store, use_faiss=False)
+    finally:
+        store.close()
+
+
+def test_card_is_complete_and_weights_are_small() -> None:
+    card = json.loads((shipped_reader() / "card.json").read_text())
+    for key in ("hitter", "use_graph", "threshold", "calibration", "dev", "datasets", "reader_config"):
+        assert key in card, key
+    assert (shipped_reader() / "reader.safetensors").stat().st_size <= 20 * 1024 * 1024
+
+
+def test_who_directed_inception(pipeline) -> None:
+    answer = pipeline.ask("Who directed Inception?")
+    assert answer.answer is not None and answer.answer.name == "Christopher Nolan"
+    assert answer.source in {"graph", "graph-unsure"} and 0.0 < answer.confidence <= 1.0
+    assert any("direct" in f.relation and {f.subject_name, f.object_name} == {"Christopher Nolan", "Inception"} for f in answer.evidence)
+    assert answer.evidence[0].provenance.source_kind.value == "dataset"
+
+
+def test_batched_answers_match_single_answers(pipeline) -> None:
+    questions = ["Who directed Inception?", "", "What language is spoken in Brazil?", "Who is the president of Atlantis?"]
+    batched = pipeline.ask_many(questions)
+    assert isinstance(batched[1], Exception)
+    for question, answer in zip(questions, batched):
+        if question and not isinstance(answer, Exception):
+            single = pipeline.ask(question)
+            assert (single.answer.id if single.answer else None) == (answer.answer.id if answer.answer else None)

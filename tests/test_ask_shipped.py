@@ -13,14 +13,19 @@ pytestmark = pytest.mark.skipif(not (shipped_reader() / "card.json").is_file(), 
 
 
 @pytest.fixture(scope="module")
-def pipeline(demo_workspace: Path):
+def pipeline(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactory):
+    import shutil
+
     from graph.embedded import EmbeddedStore
     from qa_system.config import load_settings
     from qa_system.pipeline import load_pipeline
 
-    store = EmbeddedStore.open(demo_workspace)
+    # a private copy: the embedded store is locked by whoever has it open, and other tests run the CLI on the demo workspace
+    workspace = tmp_path_factory.mktemp("ask-shipped") / "ws"
+    shutil.copytree(demo_workspace, workspace)
+    store = EmbeddedStore.open(workspace)
     try:
-        yield load_pipeline(load_settings(workspace=demo_workspace), store, use_faiss=False)
+        yield load_pipeline(load_settings(workspace=workspace), store, use_faiss=False)
     finally:
         store.close()
 

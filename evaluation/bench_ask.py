@@ -31,7 +31,7 @@ from qa_system.pipeline import load_pipeline, validate_question
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     return {"p50_ms": round(pick(0.5) * 1e3, 2), "p95_ms": round(pick(0.95) * 1e3, 2), "p99_ms": round(pick(0.99) * 1e3, 2),
             "mean_ms": round(statistics.fmean(ordered) * 1e3, 2)}
 

@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from qa_system.calibration import PlattCalibrator, choose_threshold, plot_reliability, reliability, selective_summary
+from qa_system.calibration import (
+    PlattCalibrator,
+    choose_threshold,
+    plot_reliability,
+    reliability,
+    selective_summary,
+)
 
 
 def synthetic(n: int = 2000, seed: int = 0) -> tuple[list[list[float]], list[bool]]:

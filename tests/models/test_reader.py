@@ -7,7 +7,13 @@ import torch
 from transformers import BertConfig, BertModel
 
 from qa_system.models.hitter import HittER, HittERConfig, neighbour_batch_from_pairs
-from qa_system.models.reader import QAReader, ReaderConfig, answer_loss, relation_loss, teacher_relations
+from qa_system.models.reader import (
+    QAReader,
+    ReaderConfig,
+    answer_loss,
+    relation_loss,
+    teacher_relations,
+)
 
 E, R = 12, 3
 

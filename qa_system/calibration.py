@@ -68,6 +68,12 @@ class PlattCalibrator:
         return cls(weights=[float(w) for w in values["weights"]], bias=float(values["bias"]))
 
 
+def calibrator_from_card(card: dict) -> PlattCalibrator | None:
+    """The calibrator a reader card carries (None before ``qa-system calibrate`` ran)."""
+
+    return PlattCalibrator.from_dict(card["calibration"]) if card.get("calibration") else None
+
+
 @dataclass
 class Reliability:
     """Reliability-diagram bins and the expected calibration error."""

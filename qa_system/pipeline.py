@@ -206,27 +206,18 @@ def load_pipeline(
 
     ``use_faiss=False`` skips the fuzzy name index (built on first use: minutes on CPU for the demo graph)."""
 
-    import json
     from pathlib import Path
 
-    from qa_system.calibration import PlattCalibrator
+    from qa_system.calibration import calibrator_from_card
     from qa_system.cli.qa_commands import shipped_reader
-    from qa_system.errors import CheckpointError
-    from qa_system.training.reader import build_reader, load_reader_weights
+    from qa_system.training.reader import load_reader_checkpoint
     from retrievers.linking import GraphEntityLinker
     from retrievers.subgraph import SubgraphRetriever
 
     folder = Path(reader_dir) if reader_dir else shipped_reader()
-    if not (folder / "card.json").is_file():
-        raise CheckpointError(f"no reader checkpoint at {folder}; train one with `qa-system train reader`")
-    card = json.loads((folder / "card.json").read_text())
-    hitter_dir = Path(card["hitter"])
-    if not hitter_dir.is_absolute():
-        hitter_dir = folder.parent / hitter_dir
-    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=bool(card.get("use_graph", True)))
-    load_reader_weights(reader, folder)
+    reader, tokenizer, entities, relations, card = load_reader_checkpoint(folder)
     entity_index = {e: i for i, e in enumerate(entities)}
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
-    calibrator = PlattCalibrator.from_dict(card["calibration"]) if card.get("calibration") else None
+    calibrator = calibrator_from_card(card)
     return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss).load(), retriever, ReaderRanker(reader, tokenizer, entity_index), config, calibrator=calibrator)

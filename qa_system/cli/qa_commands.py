@@ -97,18 +97,13 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
 def _load_reader(args: argparse.Namespace) -> tuple[Any, Any, list[str], list[str], Path, dict[str, Any]]:
     """The reader of ``--checkpoint`` (default: the shipped one), with its card."""
 
-    from qa_system.training.reader import build_reader, load_reader_weights
+    from qa_system.cli.kge_commands import shipped_checkpoint
+    from qa_system.training.reader import load_reader_checkpoint
 
     reader_dir = args.checkpoint or shipped_reader()
-    if not (reader_dir / "card.json").is_file():
-        raise CheckpointError(f"no reader checkpoint at {reader_dir}; train one with `qa-system train reader`")
-    card = json.loads((reader_dir / "card.json").read_text())
-    use_graph = bool(card.get("use_graph", True)) and not getattr(args, "no_graph", False)
-    hitter_dir = Path(card["hitter"]) if card.get("hitter") else _hitter_dir(args)
-    if not hitter_dir.is_absolute():
-        hitter_dir = reader_dir.parent / hitter_dir
-    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=use_graph)
-    load_reader_weights(reader, reader_dir)
+    reader, tokenizer, entities, relations, card = load_reader_checkpoint(  # --hitter only for a card that names none
+        reader_dir, use_graph=not getattr(args, "no_graph", False), default_hitter=args.hitter or shipped_checkpoint()
+    )
     return reader, tokenizer, entities, relations, reader_dir, card
 
 
@@ -139,9 +134,9 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
 
 
 def _confidences(card: dict[str, Any], ranked: list[list[tuple[str, float]]]) -> list[float]:
-    from qa_system.calibration import PlattCalibrator
+    from qa_system.calibration import calibrator_from_card
 
-    calibrator = PlattCalibrator.from_dict(card["calibration"]) if card.get("calibration") else None
+    calibrator = calibrator_from_card(card)
     return [(calibrator([p for _, p in r[:2]]) if calibrator else (r[0][1] if r else 0.0)) for r in ranked]
 
 

@@ -130,6 +130,27 @@ def save_reader(folder: Path, reader: QAReader, card: dict[str, Any]) -> Path:
     return folder
 
 
+def load_reader_checkpoint(
+    folder: Path, *, use_graph: bool = True, default_hitter: Path | None = None
+) -> tuple[QAReader, Any, list[str], list[str], dict[str, Any]]:
+    """Reader, tokenizer, vocabularies and card of a checkpoint folder. The card's ``hitter`` may be
+    relative to the folder's parent (as shipped); ``use_graph=False`` forces the no-fusion twin."""
+
+    if not (folder / CARD).is_file():
+        raise CheckpointError(f"no reader checkpoint at {folder}; train one with `qa-system train reader`")
+    card = json.loads((folder / CARD).read_text())
+    if card.get("hitter"):
+        hitter_dir = Path(card["hitter"])
+        hitter_dir = hitter_dir if hitter_dir.is_absolute() else folder.parent / hitter_dir
+    elif default_hitter is not None:
+        hitter_dir = default_hitter
+    else:
+        raise CheckpointError(f"reader card {folder / CARD} names no HittER checkpoint")
+    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=use_graph and bool(card.get("use_graph", True)))
+    load_reader_weights(reader, folder)
+    return reader, tokenizer, entities, relations, card
+
+
 def load_reader_weights(reader: QAReader, folder: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 

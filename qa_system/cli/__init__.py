@@ -24,6 +24,10 @@ COMMAND_MODULES = (
     "qa_system.cli.qa_commands",
     "qa_system.cli.serve_commands",
     "qa_system.cli.review_commands",
+    "qa_system.cli.extractor_commands",
+    "qa_system.cli.ingest_commands",
+    "qa_system.cli.entailment_commands",
+    "qa_system.cli.validation_commands",
 )
 
 log = logging.getLogger("qa_system.cli")

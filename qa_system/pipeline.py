@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from qa_system.errors import InputError
+from qa_system.errors import InputError, QAError
 from qa_system.types import Answer, RankedEntity
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,12 @@ class AskPipeline:
         config: PipelineConfig | None = None,
         *,
         calibrator: Callable[[Sequence[float]], float] | None = None,
+        fallback: Callable[[Answer], Answer] | None = None,
     ) -> None:
         self.store = store
+        # When the graph is not sure: the LLM answers and its triples are validated
+        # (``fallback_step.FallbackStep``); runs outside the reader lock, it is slow.
+        self.fallback = fallback
         self.calibrator = calibrator  # ranking probabilities -> P(top answer is right); None = the raw top probability
         self.linker = linker
         self.retriever = retriever
@@ -82,10 +86,23 @@ class AskPipeline:
     def ask(self, question: object) -> Answer:
         prepared = self._prepare(validate_question(question))
         if isinstance(prepared, Answer):
-            return prepared
+            return self._fall_back(prepared)
         with self._model_lock:
             ranked = self.ranker.rank(prepared.text, prepared.context)
-        return self._finish(prepared, ranked)
+        return self._fall_back(self._finish(prepared, ranked))
+
+    def _fall_back(self, answer: Answer) -> Answer:
+        """The fallback's answer when one is configured and the graph is not sure; never loses the
+        graph's answer (a failing fallback only adds its error to the message)."""
+
+        if self.fallback is None or answer.source not in ("graph-unsure", "none"):
+            return answer
+        try:
+            return self.fallback(answer)
+        except QAError as e:
+            log.warning("LLM fallback failed: %s", e)
+            note = f"LLM fallback failed: {e}"
+            return answer.model_copy(update={"message": f"{answer.message} {note}".strip()})
 
     def ask_many(self, questions: Sequence[object]) -> list[Answer | InputError]:
         """Answers in input order; a bad question yields its ``InputError`` in place, the rest go on.
@@ -106,7 +123,7 @@ class AskPipeline:
                     rankings = [self.ranker.rank(r.text, r.context) for r in pending]
             finished = {id(r): self._finish(r, ranked) for r, ranked in zip(pending, rankings)}
             results = [finished[id(r)] if isinstance(r, _Prepared) else r for r in results]
-        return results  # type: ignore[return-value]
+        return [self._fall_back(r) if isinstance(r, Answer) else r for r in results]  # type: ignore[return-value]
 
     def _prepare(self, text: str) -> Answer | _Prepared:
         """Link and retrieve; an ``Answer`` already when the graph has nothing to rank."""

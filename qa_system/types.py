@@ -167,11 +167,31 @@ class RankedEntity(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
 
 
+class FallbackSummary(BaseModel):
+    """What the LLM fallback did for one answer: who answered, and what became of its triples.
+
+    ``proposed`` are the fact ids inserted as ``proposed`` (entailment supported them, review
+    pending); ``rejected`` counts the triples sent to the rejected log; ``decisions`` has one
+    record per triple (hypothesis, decision, score, reason) so the user sees why.
+    """
+
+    status: str = ""  # ok, parse_error, unavailable, skipped
+    model: str = ""
+    endpoint: str = ""
+    llm_answer: str = ""
+    latency_s: float = 0.0
+    proposed: list[str] = Field(default_factory=list)
+    rejected: int = 0
+    decisions: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class Answer(BaseModel):
     """What ``ask`` returns: the answer (or none), why, and how sure.
 
     ``source`` is ``graph`` (the reader answered from graph facts), ``graph-unsure`` (below the
-    calibrated threshold: shown with a warning, the LLM fallback hooks in here) or ``none``.
+    calibrated threshold: shown with a warning, the LLM fallback hooks in here), ``llm`` (the
+    fallback answered; ``validated`` says whether entailment supported a triple behind the answer)
+    or ``none``.
     """
 
     question: str
@@ -182,3 +202,5 @@ class Answer(BaseModel):
     topic_entities: list[RankedEntity] = Field(default_factory=list)
     evidence: list[FactView] = Field(default_factory=list)
     alternatives: list[RankedEntity] = Field(default_factory=list)
+    validated: bool | None = None  # LLM answers only: a supporting triple passed entailment
+    fallback: FallbackSummary | None = None

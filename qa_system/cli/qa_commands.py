@@ -250,6 +250,10 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
     try:
         ensure_demo_graph(store)
         pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint)
+        if args.fallback:
+            from qa_system.fallback_step import build_fallback_step
+
+            pipeline.fallback = build_fallback_step(settings, store)
         for line_number, question in enumerate(questions, start=1):
             try:
                 answer = pipeline.ask(question).model_dump(mode="json")
@@ -298,6 +302,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--jsonl", action="store_true")
+    p.add_argument("--fallback", action="store_true", help="when the graph is not sure, ask the LLM and validate its triples "
+                   "(entailed ones are inserted as proposed, for review)")
     p.set_defaults(func=_ask)
 
     p = evaluate.add_parser("qa", help="Hits@1/@5 and F1 of the reader on a QA benchmark")

@@ -17,7 +17,7 @@ from qa_system.errors import InputError, QAError
 log = logging.getLogger(__name__)
 
 
-def _load_pipeline(settings: Any, store: Any) -> Any | None:
+def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None:
     from qa_system.cli.qa_commands import shipped_reader
     from qa_system.pipeline import load_pipeline
 
@@ -30,6 +30,10 @@ def _load_pipeline(settings: Any, store: Any) -> Any | None:
         log.warning("serving without the Ask pipeline: %s", e)
         return None
     log.info("ask pipeline loaded from %s", shipped_reader())
+    if llm:  # the LLM (embedded SmolLM2 unless OPENAI_BASE_URL is set) starts on the first unsure answer
+        from qa_system.fallback_step import build_fallback_step
+
+        pipeline.fallback = build_fallback_step(settings, store)
     return pipeline
 
 
@@ -62,7 +66,7 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
     try:
         if not args.no_demo:
             ensure_demo_graph(store)
-        pipeline = None if args.no_reader else _load_pipeline(settings, store)
+        pipeline = None if args.no_reader else _load_pipeline(settings, store, llm=not args.no_llm)
         app = build_app(store, pipeline, auth=_maintainer_auth(settings))
         log.info("serving on http://%s:%d", args.host, args.port)
         app.queue(default_concurrency_limit=8).launch(
@@ -79,4 +83,5 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--no-demo", action="store_true", help="do not import the demo graph into an empty workspace")
     p.add_argument("--no-reader", action="store_true", help="start without loading the reader (the Ask tab says so)")
+    p.add_argument("--no-llm", action="store_true", help="no LLM fallback: unsure answers stay the graph's best guess")
     p.set_defaults(func=_serve)

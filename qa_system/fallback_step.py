@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from qa_system.errors import QAError
-from qa_system.fallback import FallbackResult, GraphContext, ProposedTriple, merge_into_answer
+from qa_system.fallback import (
+    FallbackResult,
+    GraphContext,
+    ProposedTriple,
+    merge_into_answer,
+)
 from qa_system.review import ValidationDecision, record_decisions
 from qa_system.types import Answer, FallbackSummary
 

@@ -83,19 +83,25 @@ class AskPipeline:
         self.config = config or PipelineConfig()
         self._model_lock = threading.Lock()
 
-    def ask(self, question: object) -> Answer:
-        prepared = self._prepare(validate_question(question))
-        if isinstance(prepared, Answer):
-            return self._fall_back(prepared)
-        with self._model_lock:
-            ranked = self.ranker.rank(prepared.text, prepared.context)
-        return self._fall_back(self._finish(prepared, ranked))
+    def ask(self, question: object, *, fallback: bool = True) -> Answer:
+        """``fallback=False``: the graph's answer only (the app then calls ``fall_back`` itself, to
+        show progress while the LLM works)."""
 
-    def _fall_back(self, answer: Answer) -> Answer:
+        prepared = self._prepare(validate_question(question))
+        if not isinstance(prepared, Answer):
+            with self._model_lock:
+                ranked = self.ranker.rank(prepared.text, prepared.context)
+            prepared = self._finish(prepared, ranked)
+        return self.fall_back(prepared) if fallback else prepared
+
+    def wants_fallback(self, answer: Answer) -> bool:
+        return self.fallback is not None and answer.source in ("graph-unsure", "none")
+
+    def fall_back(self, answer: Answer) -> Answer:
         """The fallback's answer when one is configured and the graph is not sure; never loses the
         graph's answer (a failing fallback only adds its error to the message)."""
 
-        if self.fallback is None or answer.source not in ("graph-unsure", "none"):
+        if self.fallback is None or not self.wants_fallback(answer):
             return answer
         try:
             return self.fallback(answer)
@@ -123,7 +129,7 @@ class AskPipeline:
                     rankings = [self.ranker.rank(r.text, r.context) for r in pending]
             finished = {id(r): self._finish(r, ranked) for r, ranked in zip(pending, rankings)}
             results = [finished[id(r)] if isinstance(r, _Prepared) else r for r in results]
-        return [self._fall_back(r) if isinstance(r, Answer) else r for r in results]  # type: ignore[return-value]
+        return [self.fall_back(r) if isinstance(r, Answer) else r for r in results]  # type: ignore[return-value]
 
     def _prepare(self, text: str) -> Answer | _Prepared:
         """Link and retrieve; an ``Answer`` already when the graph has nothing to rank."""

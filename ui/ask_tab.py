@@ -126,7 +126,27 @@ def answer_html(answer: Answer) -> str:
         f"<div class='qa-answer' style='padding:14px;border:1px solid #e5e7eb;border-radius:12px'>"
         f"<div style='display:flex;gap:12px;align-items:center;flex-wrap:wrap'>"
         f"<span class='qa-answer-name' style='font-size:1.6em;font-weight:700'>{esc(answer.answer.name)}</span>{badge_html(answer)}</div>"
-        f"{desc}<div style='margin-top:8px'>{confidence_html(answer.confidence)}</div>{about}{message}</div>"
+        f"{desc}<div style='margin-top:8px'>{confidence_html(answer.confidence)}</div>{about}{message}{fallback_html(answer)}</div>"
+    )
+
+
+def fallback_html(answer: Answer) -> str:
+    """What the LLM proposed and what entailment made of each claim (empty for graph answers)."""
+
+    summary = getattr(answer, "fallback", None)
+    if summary is None or not summary.decisions:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<li><span style='color:{'#15803d' if d.get('decision') == 'entailed' else '#b91c1c'}'>"
+        f"{'✓ entailed' if d.get('decision') == 'entailed' else '✗ not entailed'}</span> "
+        f"({float(d.get('score', 0.0)):.2f}) {esc(str(d.get('triple', '')))}</li>"
+        for d in summary.decisions
+    )
+    pending = f"{len(summary.proposed)} proposed for review" if summary.proposed else "nothing inserted"
+    return (
+        f"<details class='qa-fallback' style='margin-top:8px'><summary>LLM claims checked by entailment "
+        f"({esc(summary.model)}; {pending})</summary><ul style='margin:4px 0 0 16px'>{rows}</ul></details>"
     )
 
 
@@ -241,7 +261,10 @@ def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
         progress(0.05, desc="Linking entities and reading the graph…")
         started = time.perf_counter()
         try:
-            answer = pipeline.ask(question)
+            answer = pipeline.ask(question, fallback=False)
+            if getattr(pipeline, "wants_fallback", None) and pipeline.wants_fallback(answer):
+                progress(0.3, desc="The graph is not sure: asking the LLM and checking its claims…")
+                answer = pipeline.fall_back(answer)
         except QAError as e:
             return (message_html(str(e)), *empty[1:])
         except Exception:  # a bug: log it, keep the page alive

@@ -136,3 +136,21 @@ def test_pipeline_calls_the_fallback_for_unknown_topics_and_survives_its_failure
     pipeline.fallback = broken
     answer = pipeline.ask("Who is Zorblax?")
     assert answer.source == "none" and "database unreachable" in answer.message
+
+
+def test_app_shows_each_llm_claim_with_its_entailment_decision(tiny_store, workspace):
+    from ui.ask_tab import answer_html, source_key
+
+    answer = step(tiny_store, workspace, validator=ScriptedValidator("Canada"))(unsure())
+    page = answer_html(answer)
+    assert source_key(answer) == "llm-validated"
+    assert "✓ entailed" in page and "✗ not entailed" in page and "1 proposed for review" in page
+    assert source_key(step(tiny_store, workspace, validator=None)(unsure())) == "llm-unvalidated"
+
+
+def test_pipeline_can_defer_the_fallback_to_the_caller(tiny_store):
+    pipeline = AskPipeline(tiny_store, _Linker(), retriever=None, ranker=None,  # type: ignore[arg-type]
+                           fallback=lambda a: a.model_copy(update={"source": "llm"}))
+    graph_only = pipeline.ask("Who is Zorblax?", fallback=False)
+    assert graph_only.source == "none" and pipeline.wants_fallback(graph_only)
+    assert pipeline.fall_back(graph_only).source == "llm"

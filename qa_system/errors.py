@@ -99,3 +99,8 @@ class ReviewConflictError(QAError):
     """A review decision lost: the fact was already decided (by someone else or earlier)."""
 
     exit_code = 3
+
+
+class IngestError(QAError):
+    """Writing an ingested document failed; the message names the document. Documents before it are
+    written; re-running the same ingest finishes the job without duplicates (writes are idempotent)."""

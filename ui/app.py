@@ -7,8 +7,13 @@ launches it with ``launch_options()`` (theme and CSS, which Gradio 6 takes at la
   no reader checkpoint is available — the Ask tab then says so instead of answering.
 * ``auth`` is a ``ui.auth.MaintainerAuth`` (credentials from settings); ``None`` disables
   maintainer logins.
+* ``workspace`` is the folder of the review audit log and the passage index (the CLI's
+  ``settings.workspace``); by default the embedded store's own workspace.
+* ``extractor`` is the triple extractor the Ingest tab uses; by default the shipped QIDN
+  checkpoint, loaded on the first preview and shared by every session.
 
-Tabs: Ask, Explore, Dashboard (open to everyone); Cypher workbench (maintainers); Maintainer login.
+Tabs: Ask, Explore, Dashboard (open to everyone); Review, Ingest, Cypher workbench (maintainers);
+Maintainer login.
 
 Adding a maintainer-only tab (Review, Ingest, ...)
 -------------------------------------------------
@@ -30,6 +35,7 @@ with a ``gr.Error`` toast when the session is not logged in, whatever called the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -39,12 +45,15 @@ from ui.auth import MaintainerAuth, MaintainerGate
 from ui.cypher_tab import build_cypher_tab
 from ui.dashboard_tab import build_dashboard_tab
 from ui.explore_tab import build_explore_tab
+from ui.ingest_tab import SharedExtractor, build_ingest_tab, default_loader
+from ui.review_tab import build_review_tab
 
 CSS = """
 .gradio-container { max-width: 1280px !important; margin: auto; }
 #app-header h1 { margin-bottom: 0; }
 #app-header p { color: #6b7280; margin-top: 4px; }
 .login-form { max-width: 420px; }
+#review-counts, #ingest-status { margin-bottom: 4px; }
 #ask-graph svg { display: block; margin: 4px 0 8px; }
 """
 
@@ -55,9 +64,25 @@ def launch_options() -> dict[str, Any]:
     return {"theme": gr.themes.Soft(primary_hue="blue", neutral_hue="slate"), "css": CSS}
 
 
-def build_app(store: Any, pipeline: Any | None = None, *, auth: MaintainerAuth | None = None) -> gr.Blocks:
+def workspace_of(store: Any) -> Path | None:
+    """The workspace an embedded store lives in (``<workspace>/graph/ladybug.db``); None for Neo4j."""
+
+    db_path = getattr(store, "db_path", None)
+    return Path(db_path).resolve().parent.parent if db_path else None
+
+
+def build_app(
+    store: Any,
+    pipeline: Any | None = None,
+    *,
+    auth: MaintainerAuth | None = None,
+    workspace: Path | None = None,
+    extractor: Any | None = None,
+) -> gr.Blocks:
     stats = store.stats()
     auth = auth or MaintainerAuth(user="maintainer", password="")
+    workspace = Path(workspace) if workspace is not None else workspace_of(store)
+    shared_extractor = SharedExtractor.of(extractor) if extractor is not None else SharedExtractor(default_loader)
     with gr.Blocks(title="qa-system") as app:
         gr.Markdown(
             f"# qa-system\nQuestion answering over a knowledge graph — {stats.entities:,} entities, "
@@ -71,6 +96,10 @@ def build_app(store: Any, pipeline: Any | None = None, *, auth: MaintainerAuth |
             build_explore_tab(store)
         with gr.Tab("Dashboard", elem_id="tab-dashboard") as dashboard:
             build_dashboard_tab(store, dashboard)
+        with gate.tab("Review", elem_id="tab-review") as review:
+            build_review_tab(store, workspace, gate, review)
+        with gate.tab("Ingest", elem_id="tab-ingest"):
+            build_ingest_tab(store, workspace, gate, shared_extractor)
         with gate.tab("Cypher workbench", elem_id="tab-cypher"):
             build_cypher_tab(store, gate)
         gate.build_login_tab()

@@ -1,0 +1,351 @@
+"""Load test of the app: concurrent askers over HTTP plus one reviewer accepting proposed facts.
+
+    python -m evaluation.load_test --askers 8 --duration 120 --json \
+        [--workspace DIR] [--seed-facts 600] [--review-interval 0.25] [--out evaluation/results/load-test.json]
+
+What runs: the real app (``ui.app.build_app`` around the ONE shared ask pipeline with the shipped
+reader, launched in-process with the same queue settings as ``qa-system serve``) on a private copy
+of the demo graph with seeded proposed facts. ``--askers`` threads, each its own
+``gradio_client.Client``, call the Ask tab's public ``/ask`` endpoint over loopback HTTP until
+``--duration`` seconds have passed or ``--max-requests`` per asker were sent (bounded in count and
+time). Meanwhile one reviewer logs in as the maintainer and accepts the proposed fact the page selects every
+``--review-interval`` seconds through the Review tab's own Accept event (the HTTP
+queue protocol the browser uses, ``evaluation.gradio_http``; the review events are closed to
+the Gradio client libraries), falling back to ``ReviewQueue`` in-process with ``--reviewer in-process``.
+
+Checked at the end: zero errors (an exception, or an answer panel showing an error), and zero lost
+review decisions: every accept the reviewer was told succeeded is ``verified`` in the store with
+the reviewer's name, and appears exactly once as an applied accept in ``review/audit.jsonl``.
+Writes one JSON record (latencies in ms, p50/p95/p99, throughput, load average: the machine is
+shared, so the numbers say what it did under that load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qa_system.review import ReviewQueue, read_jsonl
+from qa_system.types import Fact, FactStatus, Provenance, SourceKind
+
+log = logging.getLogger(__name__)
+
+QUESTIONS = [
+    "Who directed Inception?",
+    "What is the nationality of Christopher Nolan?",
+    "Who directed Titanic?",
+    "Which country is Toronto in?",
+    "What genre is The Dark Knight?",
+    "Where was Barack Obama born?",
+    "What language is spoken in Brazil?",
+    "Who starred in Forrest Gump?",
+    "What is the capital of France?",
+    "Which team does LeBron James play for?",
+    "Who composed the music for Star Wars?",
+    "What is the nationality of Leonardo DiCaprio?",
+]
+REVIEWER = "load-test-reviewer"
+ERROR_MARKERS = ("Something went wrong", "qa-error")
+
+
+# -- seeding -----------------------------------------------------------------------------------------
+def seed_proposed_facts(store: Any, count: int, *, seed: int = 0, sample: int = 4000) -> list[str]:
+    """Insert ``count`` new facts as ``proposed`` (LLM provenance, clearly marked as seeded).
+
+    Each is a known fact's subject and relation with the object of another fact of the same
+    relation (plausible but new), with the two entities' descriptions as its premises.
+    """
+
+    rng = random.Random(seed)
+    facts = store.list_facts(statuses=[FactStatus.VERIFIED], limit=sample)
+    by_relation: dict[str, list[Any]] = {}
+    for f in facts:
+        by_relation.setdefault(f.relation, []).append(f)
+    pool = [f for f in facts if len(by_relation[f.relation]) > 1]
+    inserted: list[str] = []
+    tries = 0
+    while len(inserted) < count and tries < count * 20 and pool:
+        tries += 1
+        base = rng.choice(pool)
+        other = rng.choice(by_relation[base.relation])
+        if other.object == base.object or other.object == base.subject:
+            continue
+        subject, obj = store.get_entity(base.subject), store.get_entity(other.object)
+        premises = [f"{e.name}: {e.description}" if e.description else e.name for e in (subject, obj) if e is not None]
+        scores = [round(rng.uniform(0.5, 0.99), 3) for _ in premises]
+        fact = Fact(
+            subject=base.subject, relation=base.relation, object=other.object, status=FactStatus.PROPOSED,
+            confidence=max(scores), provenance=Provenance(
+                source_kind=SourceKind.LLM, model="seeded (load test)", endpoint="none",
+                question=f"(seeded) {base.subject_name} {base.relation} ?", premises=premises, scores=scores,
+                score=max(scores), checkpoint="seeded", vocabulary="graph",
+            ),
+        )  # fmt: skip
+        if store.upsert_fact(fact):
+            inserted.append(fact.id)
+    return inserted
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0, "max_ms": 0.0}
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return {"p50_ms": round(pick(0.5) * 1e3, 1), "p95_ms": round(pick(0.95) * 1e3, 1), "p99_ms": round(pick(0.99) * 1e3, 1),
+            "mean_ms": round(statistics.fmean(ordered) * 1e3, 1), "max_ms": round(ordered[-1] * 1e3, 1)}
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    answered: int = 0  # an answer entity shown
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _asker(url: str, deadline: float, max_requests: int, tally: Tally, seed: int) -> None:
+    from gradio_client import Client
+
+    rng = random.Random(seed)
+    try:
+        client = Client(url, verbose=False)
+    except Exception as e:  # noqa: BLE001 (every failure is an error of the run, reported)
+        with tally.lock:
+            tally.errors.append(f"connect: {type(e).__name__}: {e}")
+        return
+    sent = 0
+    while time.monotonic() < deadline and sent < max_requests:
+        question = rng.choice(QUESTIONS)
+        started = time.perf_counter()
+        try:
+            result = client.predict(question, api_name="/ask")
+        except Exception as e:  # noqa: BLE001
+            with tally.lock:
+                tally.errors.append(f"ask: {type(e).__name__}: {e}")
+            sent += 1
+            continue
+        took = time.perf_counter() - started
+        sent += 1
+        panel = str(result[0] if isinstance(result, (list, tuple)) else result)
+        with tally.lock:
+            tally.latencies.append(took)
+            if any(m in panel for m in ERROR_MARKERS):
+                tally.errors.append(f"ask {question!r}: error shown: {panel[:200]}")
+            elif "qa-answer-name" in panel:
+                tally.answered += 1
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001, S110 (closing a finished client)
+        pass
+
+
+@dataclass
+class ReviewLog:
+    accepted: list[str] = field(default_factory=list)  # accepts the reviewer was told succeeded
+    conflicts: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+
+def _reviewer(accept: Callable[[], str | None], deadline: float, interval_s: float, log_: ReviewLog) -> None:
+    """Accept one fact every ``interval_s`` until the deadline (``accept`` returns its id, None when the queue is empty)."""
+
+    from qa_system.errors import ReviewConflictError
+
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            fact = accept()
+        except ReviewConflictError as e:
+            log_.conflicts.append(str(e))
+            fact = ""
+        except Exception as e:  # noqa: BLE001
+            log_.errors.append(f"review: {type(e).__name__}: {e}")
+            fact = ""
+        took = time.perf_counter() - started
+        if fact is None:
+            break
+        if fact:
+            log_.accepted.append(fact)
+            log_.latencies.append(took)
+        time.sleep(max(0.0, interval_s - took))
+
+
+def check_decisions(store: Any, workspace: Path, accepted: list[str]) -> list[str]:
+    """Every reported accept is verified by the reviewer in the store and logged once as applied."""
+
+    audit = read_jsonl(workspace / "review" / "audit.jsonl")
+    applied = [r["fact_id"] for r in audit if r.get("action") == "accept" and r.get("outcome") == "applied" and r.get("reviewer") == REVIEWER]
+    lost = []
+    for fact in accepted:
+        view = store.get_fact(fact)
+        if view.status != FactStatus.VERIFIED or view.provenance.reviewer != REVIEWER:
+            lost.append(f"{fact}: store says {view.status.value} by {view.provenance.reviewer!r}")
+        if applied.count(fact) != 1:
+            lost.append(f"{fact}: {applied.count(fact)} applied accepts in the audit log")
+    if len(accepted) != len(set(accepted)):
+        lost.append("the same fact was reported accepted twice")
+    return lost
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- the run -------------------------------------------------------------------------------------------
+def run_load_test(
+    workspace: Path,
+    *,
+    askers: int = 2,
+    duration_s: float = 10.0,
+    max_requests: int = 10_000,
+    review_interval_s: float = 0.25,
+    seed_facts: int = 100,
+    pipeline_factory: Callable[[Any], Any] | None = None,
+    reviewer: str = "http",
+) -> dict[str, Any]:
+    """Run the load test on ``workspace`` (a demo graph is imported when it is empty); one JSON-able record."""
+
+    from graph.embedded import EmbeddedStore
+    from qa_system.config import load_settings
+    from qa_system.explore import ensure_demo_graph
+    from ui.app import build_app, launch_options
+    from ui.auth import MaintainerAuth, generate_password
+
+    if askers < 1 or duration_s <= 0 or max_requests < 1:
+        raise ValueError(f"askers, duration and max requests must be positive; got {askers}, {duration_s}, {max_requests}")
+    store = EmbeddedStore.open(workspace)
+    app = None
+    try:
+        ensure_demo_graph(store)
+        seeded = seed_proposed_facts(store, seed_facts)
+        t0 = time.perf_counter()
+        if pipeline_factory is None:
+            from qa_system.pipeline import load_pipeline
+
+            pipeline = load_pipeline(load_settings(workspace=workspace), store)
+        else:
+            pipeline = pipeline_factory(store)
+        load_s = time.perf_counter() - t0
+        password = generate_password()
+        app = build_app(store, pipeline, auth=MaintainerAuth(user=REVIEWER, password=password), workspace=workspace)
+        port = _free_port()
+        app.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                                      quiet=True, **launch_options())
+        url = f"http://127.0.0.1:{port}/"
+        if reviewer == "http":
+            from evaluation.gradio_http import ReviewClient
+
+            client = ReviewClient(url)
+            client.login(REVIEWER, password)
+            accept = client.accept_next
+        else:
+            queue = ReviewQueue(store, workspace)
+
+            def accept() -> str | None:
+                (oldest,) = queue.list(limit=1) or [None]
+                if oldest is None:
+                    return None
+                return queue.accept(oldest.id, reviewer=REVIEWER, reason="load test").fact_id
+
+        pipeline.ask(QUESTIONS[0])  # warm: the first ask loads lazy parts
+        tally, reviews = Tally(), ReviewLog()
+        started = time.monotonic()
+        deadline = started + duration_s
+        threads = [threading.Thread(target=_asker, args=(url, deadline, max_requests, tally, i), daemon=True) for i in range(askers)]
+        threads.append(threading.Thread(target=_reviewer, args=(accept, deadline, review_interval_s, reviews), daemon=True))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=duration_s + 120)
+        wall = time.monotonic() - started
+        hung = sum(t.is_alive() for t in threads)
+        lost = check_decisions(store, workspace, reviews.accepted)
+    finally:
+        if app is not None:
+            app.close()
+        store.close()
+    errors = tally.errors + reviews.errors + ([f"{hung} worker(s) still running after the time bound"] if hung else [])
+    return {
+        "benchmark": "app-load",
+        "askers": askers,
+        "duration_s": duration_s,
+        "wall_s": round(wall, 1),
+        "max_requests_per_asker": max_requests,
+        "pipeline": "shipped reader" if pipeline_factory is None else getattr(pipeline_factory, "__name__", "custom"),
+        "pipeline_load_s": round(load_s, 1),
+        "api": "gradio_client -> /ask (HTTP, loopback)",
+        "reviewer_path": "Review tab events over the browser's HTTP queue protocol (logged in)" if reviewer == "http" else "ReviewQueue in-process",
+        "requests": len(tally.latencies) + sum(1 for e in tally.errors if e.startswith("ask:")),
+        "answered_with_entity": tally.answered,
+        "requests_per_s": round(len(tally.latencies) / wall, 2) if wall else 0.0,
+        "latency": percentiles(tally.latencies),
+        "errors": len(errors),
+        "error_samples": errors[:10],
+        "seeded_proposed_facts": len(seeded),
+        "review": {
+            "accepted": len(reviews.accepted),
+            "conflicts": len(reviews.conflicts),
+            "lost_decisions": len(lost),
+            "lost_samples": lost[:10],
+            "latency": percentiles(reviews.latencies),
+        },
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--askers", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds")
+    parser.add_argument("--max-requests", type=int, default=10_000, help="per asker")
+    parser.add_argument("--review-interval", type=float, default=0.25, help="seconds between accepts")
+    parser.add_argument("--seed-facts", type=int, default=600)
+    parser.add_argument("--reviewer", choices=["http", "in-process"], default="http")
+    parser.add_argument("--workspace", type=Path, help="a workspace to copy (default: a fresh one with the demo graph)")
+    parser.add_argument("--out", type=Path, default=Path("evaluation/results/load-test.json"))
+    parser.add_argument("--json", action="store_true", help="print the record as one JSON object on stdout")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="qa-load-") as tmp:
+        workspace = Path(tmp) / "ws"
+        if args.workspace:
+            shutil.copytree(args.workspace, workspace)
+        record = run_load_test(workspace, askers=args.askers, duration_s=args.duration, max_requests=args.max_requests,
+                               review_interval_s=args.review_interval, seed_facts=args.seed_facts, reviewer=args.reviewer)
+    record["command"] = "python -m evaluation.load_test " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    if args.json:
+        sys.stdout.write(json.dumps(record) + "\n")
+    else:
+        lat = record["latency"]
+        sys.stderr.write(f"{record['requests']} asks, p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms; errors {record['errors']}; "
+                         f"{record['review']['accepted']} accepts, lost {record['review']['lost_decisions']}\n")
+    return 0 if record["errors"] == 0 and record["review"]["lost_decisions"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

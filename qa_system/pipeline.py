@@ -158,6 +158,7 @@ class AskPipeline:
             best_p = self.calibrator([p for _, p in ranked[:2]])
         best = self._ranked(names, best_id, best_p)
         evidence = context.facts_between(context.topics[0], best_id) if context.topics else []
+        evidence = order_evidence(evidence, context.topics[0] if context.topics else "", getattr(context, "relation_probs", None))
         sure = best_p >= cfg.threshold
         return Answer(
             question=text,
@@ -189,19 +190,30 @@ class AskPipeline:
         )
 
 
+def order_evidence(facts: list[Any], topic: str, relation_probs: dict[tuple[str, bool], float] | None) -> list[Any]:
+    """The facts behind the predicted relation first: when topic and answer are linked by several
+    relations (directed *and* produced), the one the question asks about leads. ``relation_probs``
+    maps (relation id, topic is the subject) to the reader's probability; stable otherwise."""
+
+    if not relation_probs or len(facts) < 2:
+        return facts
+    return sorted(facts, key=lambda f: -relation_probs.get((f.relation, f.subject == topic), 0.0))
+
+
 class ReaderRanker:
     """``AnswerRanker`` backed by the trained reader (MiniLM x HittER)."""
 
-    def __init__(self, reader: Any, tokenizer: Any, entity_index: dict[str, int]) -> None:
+    def __init__(self, reader: Any, tokenizer: Any, entity_index: dict[str, int], relations: Sequence[str] = ()) -> None:
         self.reader = reader.eval()
         self.tokenizer = tokenizer
         self.entity_index = entity_index
+        self.relations = list(relations)  # the reader's relation vocabulary (to name its predictions)
 
     def rank(self, question: str, context: Any) -> list[tuple[str, float]]:
         return self.rank_many([(question, context)])[0]
 
     def rank_many(self, items: Sequence[tuple[str, Any]], batch_size: int = 32) -> list[list[tuple[str, float]]]:
-        from qa_system.training.reader import rank
+        from qa_system.training.reader import rank_with_relations
         from qa_system.training.reader_data import ReaderFeatures
 
         features = [
@@ -219,7 +231,18 @@ class ReaderRanker:
             )
             for question, context in items
         ]
-        return rank(self.reader, features, self.tokenizer, batch_size=batch_size)
+        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size)
+        if self.relations:
+            count = len(self.relations)
+            for (_, context), probs in zip(items, relation_probs):
+                top = torch_topk(probs, 8)
+                context.relation_probs = {(self.relations[i % count], i < count): p for i, p in top if i < 2 * count}
+        return ranked
+
+
+def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:
+    values, indices = probs.topk(min(k, probs.numel()))
+    return [(int(i), float(v)) for v, i in zip(values.tolist(), indices.tolist())]
 
 
 def load_pipeline(
@@ -243,4 +266,4 @@ def load_pipeline(
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = calibrator_from_card(card)
-    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss).load(), retriever, ReaderRanker(reader, tokenizer, entity_index), config, calibrator=calibrator)
+    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations), config, calibrator=calibrator)

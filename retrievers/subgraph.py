@@ -31,6 +31,8 @@ class RetrievedContext:
     candidates: list[str] = field(default_factory=list)  # candidate answer entity ids (graph ids)
     candidate_indices: list[int] = field(default_factory=list)  # their HittER ids (same order)
     candidate_relations: list[list[int]] = field(default_factory=list)  # relations (in [0, 2R)) linking the topic to each candidate; [] for hop 2
+    # filled by the reader: P(relation | question) for its top relations, keyed (relation id, topic is the subject)
+    relation_probs: dict[tuple[str, bool], float] = field(default_factory=dict)
 
     def facts_between(self, topic: str, answer: str) -> list[FactView]:
         """Supporting facts: the hop-1 fact(s) linking topic and answer, else a 2-hop path through a shared entity."""

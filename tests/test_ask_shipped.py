@@ -43,6 +43,13 @@ def test_who_directed_inception(pipeline) -> None:
     assert answer.source in {"graph", "graph-unsure"} and 0.0 < answer.confidence <= 1.0
     assert any("direct" in f.relation and {f.subject_name, f.object_name} == {"Christopher Nolan", "Inception"} for f in answer.evidence)
     assert answer.evidence[0].provenance.source_kind.value == "dataset"
+    assert "director" in answer.evidence[0].relation  # the fact behind the predicted relation leads
+
+
+def test_evidence_order_follows_the_question(pipeline) -> None:
+    produced = pipeline.ask("Who produced Inception?")
+    assert produced.answer is not None and produced.answer.name == "Christopher Nolan"
+    assert "produced_by" in produced.evidence[0].relation
 
 
 def test_batched_answers_match_single_answers(pipeline) -> None:

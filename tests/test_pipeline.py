@@ -78,3 +78,21 @@ def test_ask_many_keeps_order_and_isolates_bad_input(store: EmbeddedStore) -> No
     results = pipeline(store, {"/m/nolan": 0.9}).ask_many(["Who directed Inception?", "", "Who directed Memento?"])
     assert isinstance(results[1], InputError)
     assert results[0].answer.name == "Christopher Nolan" and results[2].answer.name == "Christopher Nolan"
+
+
+def test_evidence_puts_the_predicted_relation_first():
+    from qa_system.pipeline import order_evidence
+    from qa_system.types import FactStatus, FactView
+
+    def fact(relation: str, subject: str, obj: str) -> FactView:
+        return FactView(id=relation, subject=subject, subject_name=subject, relation=relation, object=obj,
+                        object_name=obj, status=FactStatus.VERIFIED, confidence=1.0, provenance={})
+
+    produced, directed = fact("/film/producer/film", "/m/nolan", "/m/inception"), fact("/film/director/film", "/m/nolan", "/m/inception")
+    probs = {("/film/director/film", False): 0.7, ("/film/producer/film", False): 0.1, ("/film/director/film", True): 0.05}
+    # topic is the film, so the relations are read inverse (topic is the object)
+    assert order_evidence([produced, directed], "/m/inception", probs) == [directed, produced]
+    assert order_evidence([produced, directed], "/m/inception", {}) == [produced, directed]
+    # topic the director: only the forward reading counts (0.05 vs nothing)
+    assert order_evidence([produced, directed], "/m/nolan", probs) == [directed, produced]
+    assert order_evidence([produced, directed], "/m/nolan", {("/film/director/film", False): 0.9}) == [produced, directed]

@@ -94,19 +94,32 @@ def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -
 def rank(reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64) -> list[list[tuple[str, float]]]:
     """Candidates of each question sorted by score (best first), with their softmax probability."""
 
+    return rank_with_relations(reader, features, tokenizer, batch_size=batch_size, max_length=max_length)[0]
+
+
+@torch.no_grad()
+def rank_with_relations(
+    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64
+) -> tuple[list[list[tuple[str, float]]], list[torch.Tensor]]:
+    """``rank`` plus each question's predicted relation distribution over [0, 2R) (forward
+    relations, then inverses), used to put the fact behind the answer first in the evidence."""
+
     reader.eval()
     ranked: list[list[tuple[str, float]]] = []
+    relations: list[torch.Tensor] = []
     for start in range(0, len(features), batch_size):
         chunk = features[start : start + batch_size]
         batch = collate(chunk, tokenizer, max_length=max_length)
         batch.pop("answers")
         batch.pop("relation_targets")
-        scores = reader(**batch).scores
-        probs = torch.softmax(scores, dim=1)
+        out = reader(**batch)
+        probs = torch.softmax(out.scores, dim=1)
+        relation_probs = torch.softmax(out.relation_logits.float(), dim=1)
         for i, f in enumerate(chunk):
-            order = torch.argsort(scores[i, : len(f.candidates)], descending=True).tolist()
+            order = torch.argsort(out.scores[i, : len(f.candidates)], descending=True).tolist()
             ranked.append([(f.candidates[j], float(probs[i, j])) for j in order])
-    return ranked
+            relations.append(relation_probs[i])
+    return ranked, relations
 
 
 def dev_metrics(reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, cfg: ReaderTrainConfig) -> dict[str, float]:

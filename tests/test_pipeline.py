@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from graph.embedded import EmbeddedStore

@@ -1,0 +1,267 @@
+"""Entity resolution and the Ingester on a real embedded store (the tiny KG) with a rule extractor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa_system.entity_resolution import EntityResolver, clean_mention, extracted_entity_id
+from qa_system.errors import EntityNotFoundError, IngestError, InputError
+from qa_system.ingest import Document, Ingester, iter_documents, read_documents
+from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, fact_id
+from retrievers.passages import PassageStore
+from tests.ingest_support import FIXTURES, Hit, RuleExtractor, ScriptedNameIndex
+
+FILMS = FIXTURES / "films.jsonl"
+APOLLO = FIXTURES / "apollo.md"
+
+
+def workspace_of(store) -> Path:
+    return Path(store.db_path).parent.parent
+
+
+def resolver(store, hits: dict[str, list[Hit]] | None = None, **kwargs) -> EntityResolver:
+    return EntityResolver(store, workspace=workspace_of(store), name_index=ScriptedNameIndex(hits or {}), **kwargs)
+
+
+def ingester(store, hits: dict[str, list[Hit]] | None = None, **kwargs) -> Ingester:
+    return Ingester(store, RuleExtractor(), workspace=workspace_of(store), resolver=resolver(store, hits), **kwargs)
+
+
+# The one similarity match the film texts need ("Leonardo Di Caprio" is no name or alias in the tiny KG).
+DICAPRIO_HIT = {"Leonardo Di Caprio": [Hit("/m/dicaprio", "Leonardo DiCaprio", 0.93)]}
+
+
+# -- resolution -----------------------------------------------------------------------------------------
+def test_exact_name_alias_and_leading_article(tiny_store):
+    r = resolver(tiny_store).resolve_many(["Christopher Nolan", "chris  nolan", "the United States", "“Inception”,"])
+    assert {k: (v.entity_id, v.how, v.is_new) for k, v in r.items()} == {
+        "Christopher Nolan": ("/m/nolan", "name", False),
+        "chris nolan": ("/m/nolan", "name", False),  # alias, case and spaces ignored
+        "the United States": ("/m/usa", "name", False),  # the same article rule as the LLM fallback
+        "Inception": ("/m/inception", "name", False),  # quotes and trailing comma trimmed
+    }
+    assert r["chris nolan"].name == "Christopher Nolan"
+
+
+def test_similarity_match_needs_the_threshold_and_equal_numbers(tiny_store):
+    hits = {
+        "Leonardo Di Caprio": [Hit("/m/dicaprio", "Leonardo DiCaprio", 0.93)],
+        "Chris Nolan's films": [Hit("/m/nolan", "Christopher Nolan", 0.80)],  # below 0.88
+        "Titanic 2": [Hit("/m/titanic", "Titanic", 0.95)],  # the number differs
+    }
+    r = resolver(tiny_store, hits).resolve_many(hits)
+    assert (r["Leonardo Di Caprio"].entity_id, r["Leonardo Di Caprio"].how, r["Leonardo Di Caprio"].similarity) == ("/m/dicaprio", "embedding", 0.93)
+    assert r["Chris Nolan's films"].is_new and r["Titanic 2"].is_new
+    assert r["Titanic 2"].entity_id == extracted_entity_id("titanic  2")
+
+
+def test_mentions_without_letters_are_never_matched_by_similarity(tiny_store):
+    index = ScriptedNameIndex({"1997": [Hit("/m/titanic", "Titanic", 0.99)]})
+    r = EntityResolver(tiny_store, name_index=index).resolve_many(["1997", ""])
+    assert r["1997"].is_new and index.queries == [] and list(r) == ["1997"]
+
+
+def test_new_entity_id_is_stable_across_resolvers_and_runs(tiny_store):
+    first = resolver(tiny_store).resolve("Alan  Bean")
+    second = resolver(tiny_store).resolve("alan bean")
+    assert first.is_new and first.entity_id == second.entity_id == extracted_entity_id("Alan Bean")
+    assert first.entity_id.startswith("ext:") and first.name == "Alan Bean"
+    tiny_store.upsert_entity(Entity(id=first.entity_id, name=first.name))
+    after = resolver(tiny_store).resolve("Alan Bean")
+    assert (after.entity_id, after.is_new, after.how) == (first.entity_id, False, "name")
+
+
+def test_a_remembered_similarity_match_wins_over_a_later_exact_name(tiny_store):
+    first = resolver(tiny_store, DICAPRIO_HIT)
+    decided = first.resolve_many(["Leonardo Di Caprio"])
+    first.remember(decided.items())
+    first.close()
+    # The graph grows: an entity now carries the mention as its exact name.
+    tiny_store.upsert_entity(Entity(id="/m/other", name="Leonardo Di Caprio"))
+    again = resolver(tiny_store).resolve("Leonardo Di Caprio")  # no index hits this time
+    assert (again.entity_id, again.how) == ("/m/dicaprio", "memo")
+
+
+def test_resolver_rejects_a_bad_threshold_and_an_empty_mention(tiny_store):
+    with pytest.raises(InputError, match="threshold must be in"):
+        EntityResolver(tiny_store, threshold=1.5)
+    with pytest.raises(InputError, match="empty mention"):
+        resolver(tiny_store).resolve(" ,; ")
+    assert clean_mention(' "Apollo 12", ') == "Apollo 12"
+
+
+def test_real_name_index_matches_a_spelling_variant(tiny_store, tmp_path: Path):
+    """The real MiniLM + FAISS index over the tiny graph (loads the model: a few seconds)."""
+
+    r = EntityResolver(tiny_store, index_dir=tmp_path / "idx").resolve_many(["Leonardo Di Caprio", "James Camerons", "Halifax"])
+    assert (r["Leonardo Di Caprio"].entity_id, r["Leonardo Di Caprio"].how) == ("/m/dicaprio", "embedding")
+    assert r["Leonardo Di Caprio"].similarity >= 0.88
+    assert r["James Camerons"].entity_id == "/m/cameron"
+    assert r["Halifax"].is_new  # nothing like it in the graph
+
+
+# -- preview --------------------------------------------------------------------------------------------
+def test_preview_decides_each_triple_and_writes_nothing(tiny_store):
+    before = tiny_store.stats()
+    ws = workspace_of(tiny_store)
+    preview = ingester(tiny_store, DICAPRIO_HIT).preview(read_documents([FILMS]))
+    by_relation = {t.relation: t for t in preview.triples}
+    assert len(preview.sentences) == 5 and len(preview.triples) == 5
+    assert preview.extractor == "rules" and preview.checkpoint == "rules-v1" and preview.vocabulary == "webnlg"
+    born = by_relation["birthPlace"]
+    assert (born.subject_id, born.subject_new, born.object_name, born.object_new) == ("/m/nolan", False, "London", True)
+    assert born.object_id == extracted_entity_id("London") and born.action == "add" and "new entity" in born.reason
+    director = by_relation["director"]  # "Nolan directed Inception": alias "Nolan"
+    assert (director.subject_id, director.object_id, director.action) == ("/m/inception", "/m/nolan", "add")
+    starring = by_relation["starring"]
+    assert (starring.object_id, starring.object_text) == ("/m/dicaprio", "Leonardo Di Caprio")
+    assert starring.fact_id == fact_id("/m/inception", "starring", "/m/dicaprio")
+    low = by_relation["location"]
+    assert low.action == "skip" and low.reason == "score 0.200 < min-score 0.50"
+    assert born.sentence.text == "Christopher Nolan was born in London." and born.sentence.document_id == "films-1"
+    # no side effects: graph, passages, memo
+    assert tiny_store.stats() == before
+    assert not (ws / "passages").exists() and not (ws / "ingest").exists()
+
+
+def test_preview_marks_repeats_and_existing_facts_as_merge(tiny_store):
+    tiny_store.upsert_facts([Fact(subject="/m/inception", relation="starring", object="/m/dicaprio")])
+    docs = [Document("a", "Inception stars Leonardo DiCaprio.", "t"), Document("b", "Christopher Nolan was born in London. Chris Nolan was born in London.", "t")]
+    preview = ingester(tiny_store).preview(docs)
+    assert [(t.action, t.reason) for t in preview.triples] == [
+        ("merge", "already in the graph (verified); left unchanged"),
+        ("add", "new fact, new entity"),
+        ("merge", "same triple as in b at 0"),
+    ]
+    assert preview.counts() == {"add": 1, "merge": 2, "skip": 0}
+
+
+def test_self_loops_are_skipped(tiny_store):
+    (t,) = ingester(tiny_store).preview([Document("a", "Nolan directed Christopher Nolan.", "t")]).triples
+    assert t.action == "skip" and "same entity (/m/nolan)" in t.reason
+
+
+def test_preview_reports_progress_over_sentences(tiny_store):
+    calls: list[tuple[int, int]] = []
+    docs = [Document(f"d{i}", "Alan Bean was born in Wheeler. Pete Conrad was born in Philadelphia.", "t") for i in range(5)]
+    ing = ingester(tiny_store, batch_size=1)  # extractor called with 4 sentences at a time
+    ing.preview(docs, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(4, 10), (8, 10), (10, 10)]
+    assert ing.extractor.calls == [4, 4, 2]
+
+
+# -- commit ---------------------------------------------------------------------------------------------
+def test_commit_writes_entities_facts_with_provenance_and_passages(tiny_store):
+    ws = workspace_of(tiny_store)
+    before = tiny_store.stats()
+    summary = ingester(tiny_store, DICAPRIO_HIT).ingest(read_documents([FILMS]))
+    assert summary.as_dict() == {
+        "documents": 3, "sentences": 5, "triples_added": 4, "triples_merged": 0, "triples_skipped": 1,
+        "new_entities": 1, "passages_added": 5,
+    }  # fmt: skip
+    after = tiny_store.stats()
+    assert after.facts == before.facts + 4 and after.entities == before.entities + 1
+    assert after.facts_by_status["extracted"] == 4
+    view = tiny_store.get_fact(fact_id("/m/nolan", "birthPlace", extracted_entity_id("London")))
+    p = view.provenance
+    assert view.status == FactStatus.EXTRACTED and view.confidence == pytest.approx(0.93) and view.object_name == "London"
+    assert (p.source_kind, p.document_id, p.sentence, p.sentence_start, p.sentence_end) == (
+        SourceKind.EXTRACTOR, "films-1", "Christopher Nolan was born in London.", 0, 37)
+    assert (p.model, p.checkpoint, p.score, p.vocabulary) == ("rules", "rules-v1", pytest.approx(0.93), "webnlg")
+    london = tiny_store.get_entity(extracted_entity_id("London"))
+    assert london is not None and london.name == "London" and "rules extractor" in london.description
+    passages = list(PassageStore(ws))
+    assert [p.text for p in passages][:2] == ["Christopher Nolan was born in London.", "Nolan directed Inception."]
+    second = passages[1]
+    assert (second.document_id, second.start, second.end, second.kind) == ("films-1", 38, 63, "sentence")
+    # the similarity decision is remembered for the next run
+    assert resolver(tiny_store).resolve("Leonardo Di Caprio").how == "memo"
+
+
+def test_ingesting_twice_adds_nothing(tiny_store):
+    docs = read_documents([FILMS, APOLLO])
+    first = ingester(tiny_store, DICAPRIO_HIT).ingest(docs)
+    stats = tiny_store.stats()
+    second = ingester(tiny_store).ingest(read_documents([FILMS, APOLLO]))  # fresh resolver, no index hits
+    assert first.triples_added == 9 and first.new_entities > 0 and first.passages_added == 11
+    assert (second.triples_added, second.new_entities, second.passages_added) == (0, 0, 0)
+    assert second.triples_merged == first.triples_added + first.triples_merged and second.triples_skipped == first.triples_skipped
+    assert tiny_store.stats() == stats
+    assert len(PassageStore(workspace_of(tiny_store))) == 11
+
+
+def test_a_verified_fact_is_never_downgraded(tiny_store):
+    verified = Fact(subject="/m/inception", relation="starring", object="/m/dicaprio", status=FactStatus.VERIFIED,
+                    provenance=Provenance(dataset="curated"))  # fmt: skip
+    tiny_store.upsert_facts([verified])
+    summary = ingester(tiny_store).ingest([Document("a", "Inception stars Leonardo DiCaprio.", "t")])
+    assert (summary.triples_added, summary.triples_merged) == (0, 1)
+    view = tiny_store.get_fact(verified.id)
+    assert view.status == FactStatus.VERIFIED and view.provenance.dataset == "curated" and view.provenance.sentence == ""
+
+
+def test_rejected_facts_are_not_revived(tiny_store):
+    ingester(tiny_store).ingest([Document("a", "Inception stars Leonardo DiCaprio.", "t")])
+    fid = fact_id("/m/inception", "starring", "/m/dicaprio")
+    tiny_store.set_fact_status(fid, FactStatus.REJECTED, reviewer="m", reason="wrong")
+    ingester(tiny_store).ingest([Document("b", "Inception stars Leonardo DiCaprio!", "t")])
+    assert tiny_store.get_fact(fid).status == FactStatus.REJECTED
+
+
+class FailingStore:
+    """The real store, except that writing facts fails for documents named in ``fail_for``."""
+
+    def __init__(self, store, fail_for: set[str]) -> None:
+        self._store, self.fail_for = store, fail_for
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def upsert_facts(self, facts, **kwargs):
+        facts = list(facts)
+        if any(f.provenance.document_id in self.fail_for for f in facts):
+            raise EntityNotFoundError("simulated failure")
+        return self._store.upsert_facts(facts, **kwargs)
+
+
+def test_a_failed_write_names_the_document_and_a_rerun_completes_it(tiny_store):
+    docs = [Document(f"doc{i}", f"Person{i} was born in Town{i}.", "t") for i in range(4)]
+    failing = FailingStore(tiny_store, {"doc2"})
+    ing = Ingester(failing, RuleExtractor(), workspace=workspace_of(tiny_store), resolver=resolver(tiny_store))
+    with pytest.raises(IngestError) as err:
+        ing.ingest(docs)
+    assert "writing document 'doc2'" in str(err.value) and "re-run" in str(err.value)
+    assert err.value.summary.triples_added == 2  # doc0 and doc1 were written before the failure
+    ws = workspace_of(tiny_store)
+    written = {p.document_id for p in PassageStore(ws)}
+    assert written == {"doc0", "doc1"}  # nothing of doc2 or doc3 besides (possibly) its entities
+    rerun = ingester(tiny_store).ingest(docs)
+    assert (rerun.triples_added, rerun.triples_merged, rerun.passages_added) == (2, 2, 2)
+    assert tiny_store.stats().facts_by_status["extracted"] == 4
+    assert ingester(tiny_store).ingest(docs).triples_added == 0
+
+
+def test_ingest_streams_lazy_documents_in_chunks(tiny_store, monkeypatch: pytest.MonkeyPatch):
+    import qa_system.ingest as I
+
+    monkeypatch.setattr(I, "CHUNK_SENTENCES", 3)
+    calls: list[tuple[int, int]] = []
+    summary = ingester(tiny_store).ingest(iter_documents([FILMS, APOLLO]), progress=lambda d, t: calls.append((d, t)))
+    assert summary.documents == 4 and summary.sentences == 11 and summary.passages_added == 11
+    assert calls[-1] == (11, 11) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_two_different_documents_with_one_id_are_refused(tiny_store):
+    with pytest.raises(InputError, match="two different documents have the id 'x'"):
+        ingester(tiny_store).preview([Document("x", "A was born in B.", "1"), Document("x", "C was born in D.", "2")])
+    same = ingester(tiny_store).preview([Document("x", "A was born in B.", "1"), Document("x", "A was born in B.", "1")])
+    assert len(same.documents) == 1
+
+
+def test_ingester_rejects_bad_settings(tiny_store):
+    with pytest.raises(InputError, match="min_score"):
+        Ingester(tiny_store, RuleExtractor(), workspace=workspace_of(tiny_store), min_score=2)
+    with pytest.raises(InputError, match="batch_size"):
+        Ingester(tiny_store, RuleExtractor(), workspace=workspace_of(tiny_store), batch_size=0)

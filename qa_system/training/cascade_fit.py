@@ -147,7 +147,7 @@ def fit_cascade(out: Path, *, dataset: str = "webnlg-star", data_dir: Path = Pat
             optimiser.step()
             scheduler.step()
             losses.append(loss.item())
-            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
         dev_metrics = evaluate_strings(model, dev, collator, fit.eval_batch_size)
         record = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "dev": dev_metrics,
                   "seconds": round(time.time() - started, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

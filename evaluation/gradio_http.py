@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,6 +63,13 @@ class BrowserSession:
                     raise GradioHTTPError(str(output.get("error") or output))
                 return list(output.get("data", []))
         raise GradioHTTPError(f"the stream ended before event {event_id} completed")
+
+    def upload(self, paths: list[Path]) -> list[dict[str, Any]]:
+        """Upload files as the page's file input does; the values to pass for a ``gr.File`` input."""
+
+        files = [("files", (p.name, p.read_bytes())) for p in paths]
+        stored = self.http.post(f"{self.url}/gradio_api/upload", files=files).raise_for_status().json()
+        return [{"path": s, "orig_name": p.name, "meta": {"_type": "gradio.FileData"}} for s, p in zip(stored, paths)]
 
     def close(self) -> None:
         self.http.close()

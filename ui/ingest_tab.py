@@ -113,14 +113,28 @@ def check_uploads(paths: list[Path]) -> str:
     return ""
 
 
+def short_paths(message: str, paths: list[Path]) -> str:
+    """Upload names instead of the server's temporary paths in a message."""
+
+    for p in paths:
+        message = message.replace(str(p), p.name)
+    return message
+
+
 def _entity(text: str, name: str, new: bool) -> str:
     shown = text if not name or name == text else f"{text} → {name}"
     return shown + (" (new)" if new else "")
 
 
+def sentence_text(sentence: Any) -> str:
+    """A preview triple's sentence: a ``qa_system.documents.Sentence`` (its ``.text``) or plain text."""
+
+    return str(getattr(sentence, "text", sentence))
+
+
 def preview_rows(preview: Any, limit: int = PREVIEW_ROWS) -> list[list[Any]]:
     return [
-        [t.sentence, _entity(t.subject_text, t.subject_name, t.subject_new), relation_label(t.relation),
+        [sentence_text(t.sentence), _entity(t.subject_text, t.subject_name, t.subject_new), relation_label(t.relation),
          _entity(t.object_text, t.object_name, t.object_new), round(float(t.score), 3), t.action, t.reason or ""]
         for t in list(preview.triples)[:limit]
     ]  # fmt: skip
@@ -187,7 +201,7 @@ def build_ingest_tab(store: Any, workspace: Path | None, gate: MaintainerGate, e
 
             result = ingester.preview(documents, progress=report)
         except QAError as e:  # unreadable/not-text upload, bad JSONL...: nothing was written
-            return (message_html(f"{e}. Nothing was written."), *refused)
+            return (message_html(f"{short_paths(str(e), paths)}. Nothing was written."), *refused)
         except Exception:  # a bug: logged, the page stays usable, nothing was written
             log.exception("ingest preview failed")
             return (message_html("The preview failed; the error was logged. Nothing was written.", "error"), *refused)

@@ -245,7 +245,8 @@ def build_review_tab(store: Any, workspace: Path | None, gate: MaintainerGate, t
                          column_widths=["19%", "17%", "19%", "8%", "7%", "12%", "18%"])
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            fact = gr.Dropdown(choices=[], label="Fact to review (or click a row above)", elem_id="review-fact")
+            # custom values allowed: the id is checked by ReviewQueue (a stale page gets a clear message)
+            fact = gr.Dropdown(choices=[], label="Fact to review (or click a row above)", elem_id="review-fact", allow_custom_value=True)
             detail = gr.HTML(elem_id="review-detail")
         with gr.Column(scale=2):
             reason = gr.Textbox(label="Reason (required to reject)", lines=2, max_lines=4, elem_id="review-reason")

@@ -68,3 +68,35 @@ class _AnyIndex(dict):
 def fake_pipeline(store: Any, threshold: float = 0.5) -> AskPipeline:
     retriever = SubgraphRetriever(store, _AnyIndex(), _AnyIndex(), hops=1)
     return AskPipeline(store, NgramLinker(store), retriever, KeywordRanker(), PipelineConfig(threshold=threshold))
+
+
+FAKE_RELATIONS = {"directed": "director", "starred in": "starring", "was born in": "birthPlace"}
+
+
+class FakeExtractor:
+    """A rule-based stand-in for the QIDN extractor (``qa_system.extraction.Extractor``) for app tests.
+
+    Finds "<Subject> directed <Object>", "<Subject> starred in <Object>" and "<Subject> was born in
+    <Object>" (capitalised names), with character spans into the sentence.
+    """
+
+    name = "fake"
+    checkpoint = "tests.ui.fakes.FakeExtractor"
+    vocabulary = "webnlg"
+    PATTERN = re.compile(r"(?P<s>[A-Z][\w'’.-]*(?: [A-Z][\w'’.-]*)*) (?P<r>directed|starred in|was born in) "
+                         r"(?P<o>[A-Z][\w'’.-]*(?: [A-Z][\w'’.-]*)*)")
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def extract(self, texts: Any, *, batch_size: int = 16) -> list[list[Any]]:
+        from qa_system.extraction import ExtractedTriple, Mention
+
+        self.calls += 1
+        out = []
+        for text in texts:
+            found = []
+            for m in self.PATTERN.finditer(text):
+                subject, obj = Mention(m["s"], m.start("s"), m.end("s")), Mention(m["o"].rstrip("."), m.start("o"), m.start("o") + len(m["o"].rstrip(".")))
+                found.append(ExtractedTriple(subject, FAKE_RELATIONS[m["r"]], obj, 0.9))
+            out.append(found)
+        return out

@@ -185,7 +185,9 @@ class PassageRetriever:
     def _description_rows(self) -> list[Passage]:
         if self.store is None:
             return []
-        from graph.queries import EMBEDDED as queries  # the shared read query is the same on both backends
+        from graph.queries import (
+            EMBEDDED as queries,  # the shared read query is the same on both backends
+        )
 
         rows = self.store.run_read_query(queries.all_entities, limit=_ALL_ROWS)
         out = [description_passage(r["e.id"], r["e.name"] or r["e.id"], r["e.description"])

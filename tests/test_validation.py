@@ -1,0 +1,246 @@
+"""SATORI validation: templates, candidate filters, aggregation and thresholds, recording on a real store."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa_system.candidates import gather, is_plausible, mentioned_in, normalise
+from qa_system.errors import ConfigError, DataFormatError, InputError
+from qa_system.fallback import LLMFallback
+from qa_system.review import rejected_log
+from qa_system.types import FactStatus, SourceKind, fact_id
+from qa_system.validation import (
+    NO_EVIDENCE,
+    TemplateBook,
+    Thresholds,
+    TripleValidator,
+    aggregate,
+    load_templates,
+    load_thresholds,
+    validate_and_record,
+    write_thresholds,
+)
+from retrievers.passages import Passage
+from tests.llm.conftest import ScriptedClient
+
+GENERIC = {
+    "_generic": {"search": "{X} {relation}", "prompt": "The {relation} of {X} is", "hypothesis": "The {relation} of {X} is {Y}."},
+    "_generic_verb": {"search": "{X} {relation}", "prompt": "{X} {relation}", "hypothesis": "{X} {relation} {Y}."},
+}
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = {"the", "of", "is", "was", "in", "a", "by", "film"}
+
+
+class WordOverlapScorer:
+    """Fake entailment: P(entail) = share of the hypothesis's content words found in the premise."""
+
+    name, version = "overlap", "1"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def entailment_scores(self, premises, hypothesis):
+        self.calls += 1
+        words = set(_WORD.findall(hypothesis.lower())) - _STOP
+        return np.array([len(words & set(_WORD.findall(p.lower()))) / max(len(words), 1) for p in premises])
+
+
+class BatchOverlapScorer(WordOverlapScorer):
+    """The same scores through the model's batched ``predict`` (columns: entail, neutral, contra)."""
+
+    predict_calls = 0
+
+    def predict(self, pairs, *, batch_size=32):
+        self.predict_calls += 1
+        e = np.array([WordOverlapScorer.entailment_scores(self, [p], h)[0] for p, h in pairs]).reshape(-1)
+        return np.stack([e, 1 - e, np.zeros_like(e)], axis=1)
+
+
+class ListRetriever:
+    """Returns the same passages for every query (what the validator does with them is under test)."""
+
+    def __init__(self, texts, descriptions=None):
+        self.texts, self.descriptions, self.queries = list(texts), dict(descriptions or {}), []
+
+    def search(self, query, k=5):
+        self.queries.append(query)
+        return [(Passage(id=f"p{i}", text=t), 1.0) for i, t in enumerate(self.texts[:k])]
+
+    def for_entities(self, ids):
+        return [Passage(id=f"d:{i}", text=self.descriptions[i], kind="description", entity_id=i) for i in ids if i in self.descriptions]
+
+
+PREMISES = ["Memento is a thriller film directed by Christopher Nolan.", "Leonardo DiCaprio stars in Titanic."]
+
+
+def validator(texts=PREMISES, *, thresholds=None, scorer=None, **kwargs) -> TripleValidator:
+    return TripleValidator(scorer or WordOverlapScorer(), ListRetriever(texts, kwargs.pop("descriptions", None)),
+                           thresholds=thresholds or Thresholds(default=0.9), **kwargs)  # fmt: skip
+
+
+def fallback_result(store, *triples):
+    text = json.dumps({"answer": "x", "triples": [dict(zip(("subject", "relation", "object"), t)) for t in triples]})
+    return LLMFallback(ScriptedClient([text]), store).ask("What genre is Memento?")
+
+
+# -- templates -----------------------------------------------------------------------------------------
+def test_shipped_templates_load_and_cover_webnlg_and_freebase_relations():
+    book = load_templates()
+    assert len(book) > 150 and "birthPlace" in book and "/people/person/place_of_birth" in book
+    assert book.get("birthPlace").hypothesis_text("Ada", "London") == "Ada was born in London."
+    assert book.get("leaderName").search_query("Italy") == "Italy leader"
+    assert book.get("/film/film/genre").prompt_text("Memento") == "The genre of Memento is"
+
+
+def test_generic_templates_read_nouns_and_verb_phrases_from_the_relation_text():
+    book = TemplateBook(GENERIC)
+    assert book.get("/sports/team/home_stadium").hypothesis_text("A", "B") == "The home stadium of A is B."
+    assert book.get("was a crew member of").hypothesis_text("Buzz Aldrin", "Apollo 11") == "Buzz Aldrin was a crew member of Apollo 11."
+    assert book.get("directedBy").hypothesis_text("A", "B") == "A directed by B."
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"search": "{X}", "prompt": "{X} is", "hypothesis": "{X} is born"}, r"hypothesis template .* must use \['X', 'Y'\]"),
+        ({"search": "{X}", "prompt": "{X} {Z}", "hypothesis": "{X} {Y}"}, r"prompt template .* uses \['X', 'Z'\]"),
+        ({"search": "{X} {relation}", "prompt": "{X}", "hypothesis": "{X} {Y}"}, r"search template"),
+        ({"search": "{X}", "hypothesis": "{X} {Y}"}, "must have exactly the keys"),
+        ({"search": "{X", "prompt": "{X}", "hypothesis": "{X} {Y}"}, "malformed template"),
+    ],
+)
+def test_template_loader_rejects_bad_placeholders(entry, message):
+    with pytest.raises(ConfigError, match=message):
+        TemplateBook({**GENERIC, "birthPlace": entry}, source="t.json")
+
+
+def test_template_loader_requires_both_generic_templates():
+    with pytest.raises(ConfigError, match=r"generic templates \['_generic_verb'\] are missing"):
+        TemplateBook({"_generic": GENERIC["_generic"]})
+
+
+# -- thresholds ----------------------------------------------------------------------------------------
+def test_thresholds_default_when_no_file_and_round_trip(tmp_path):
+    assert load_thresholds(tmp_path / "none.json").for_relation("x") == 0.5
+    path = write_thresholds(Thresholds(default=0.4, relations={"birthPlace": 0.8}, model="m"), tmp_path / "t.json")
+    loaded = load_thresholds(path)
+    assert loaded.for_relation("birthPlace") == 0.8 and loaded.for_relation("country") == 0.4
+
+
+@pytest.mark.parametrize("payload", ['{"default": 1.5}', '{"relations": {"a": -0.1}}', "not json"])
+def test_bad_thresholds_file_is_a_data_format_error(tmp_path, payload):
+    (tmp_path / "t.json").write_text(payload)
+    with pytest.raises(DataFormatError, match="t.json"):
+        load_thresholds(tmp_path / "t.json")
+
+
+# -- candidates ----------------------------------------------------------------------------------------
+def test_candidate_filters_drop_stop_words_short_strings_the_subject_and_unmentioned_names():
+    assert not is_plausible("the", "Memento") and not is_plausible("A", "Memento") and not is_plausible("memento", "Memento")
+    assert is_plausible("Christopher Nolan", "Memento") and is_plausible("2000", "Memento")
+    assert mentioned_in("christopher nolan", PREMISES) == [0]
+    assert mentioned_in("Nola", PREMISES) == []  # whole words only
+    found = gather("Memento", PREMISES, llm_objects=["Christopher Nolan", "Steven Spielberg", "it"],
+                   graph_objects=[("/m/nolan", "Christopher Nolan"), "Thriller", "Drama"], use_ner=False)  # fmt: skip
+    by_text = {normalise(c.text): c for c in found}
+    assert set(by_text) == {"christopher nolan", "thriller"}  # Spielberg, Drama: no premise mentions them
+    assert by_text["christopher nolan"].sources == ["llm", "graph"] and by_text["christopher nolan"].entity_id == "/m/nolan"
+
+
+def test_ner_source_proposes_names_from_the_premises():
+    found = gather("Memento", PREMISES, use_ner=True)
+    ner = {c.text for c in found if "ner" in c.sources}
+    assert {"Christopher Nolan", "Leonardo DiCaprio"} <= ner
+
+
+# -- decisions -----------------------------------------------------------------------------------------
+def test_aggregate_is_the_maximum_over_premises():
+    assert aggregate([0.1, 0.8, 0.3]) == pytest.approx(0.8) and aggregate([]) == 0.0
+
+
+def test_per_relation_threshold_overrides_the_default(tiny_store):
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"), ("Memento", "genre", "Romance film"))
+    strict = validator(thresholds=Thresholds(default=0.1, relations={"/film/film/genre": 0.95}))
+    thriller, romance = strict.validate(result.triples)
+    assert thriller.threshold == 0.95 and thriller.entailed and thriller.hypothesis == "Memento is a Thriller film."
+    assert thriller.premise_scores == [1.0, 0.0] and thriller.score == 1.0 and thriller.model == "overlap"
+    assert not romance.entailed and romance.score == pytest.approx(0.5) and "0.500 < threshold 0.950" in romance.reason
+    lenient = validator(thresholds=Thresholds(default=0.1, relations={"/film/film/genre": 0.4}))
+    assert [d.entailed for d in lenient.validate(result.triples)] == [True, True]
+
+
+def test_batched_predict_gives_the_same_decisions_in_one_call(tiny_store):
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"), ("Titanic", "starring", "Leonardo DiCaprio"))
+    scorer = BatchOverlapScorer()
+    batched = validator(scorer=scorer).validate(result.triples)
+    assert scorer.predict_calls == 1
+    single = validator().validate(result.triples)
+    assert [d.model_dump() for d in batched] == [d.model_dump() for d in single]
+
+
+def test_no_premises_means_not_entailed_with_reason_no_evidence(tiny_store):
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"))
+    scorer = WordOverlapScorer()
+    (decision,) = validator([], scorer=scorer).validate(result.triples)
+    assert decision.decision == "not_entailed" and decision.reason == NO_EVIDENCE and decision.score == 0.0
+    assert decision.premises == [] and scorer.calls == 0
+
+
+def test_descriptions_of_known_ends_join_the_premises(tiny_store):
+    result = fallback_result(tiny_store, ("Christopher Nolan", "nationality", "United Kingdom"))
+    v = validator(["Unrelated sentence."], descriptions={"/m/nolan": "Christopher Nolan: British-American film director"})
+    (decision,) = v.validate(result.triples)
+    assert decision.premises == ["Unrelated sentence.", "Christopher Nolan: British-American film director"]
+    assert v.retriever.queries == ["Christopher Nolan nationality"]
+
+
+def test_bad_arguments_are_input_errors():
+    with pytest.raises(InputError, match="k must be at least 1; got 0"):
+        validator(k=0)
+    with pytest.raises(InputError, match="scorer object has no 'name'"):
+        TripleValidator(object(), ListRetriever([]))
+
+
+# -- object completion and recording on a real store ---------------------------------------------------
+def test_candidates_from_the_graph_range_and_ner_and_their_decisions(tiny_store):
+    v = validator(["Inception is a science fiction film.", "Inception also counts as a Thriller."], store=tiny_store)
+    found = {c.text: c for c in v.candidates("/m/inception", "/film/film/genre", llm_objects=["Science fiction", "Comedy"])}
+    assert "Comedy" not in found  # mentioned nowhere
+    assert found["Science fiction"].sources == ["llm"]  # the graph's own genre of Inception is not a "range" example
+    assert found["Thriller"].sources[0] == "graph" and found["Thriller"].entity_id == "/m/thriller"
+    decisions = {c.text: d for c, d in v.complete("Inception", "/film/film/genre", use_ner=False, graph_objects=["Thriller"])}
+    assert decisions["Thriller"].entailed
+
+
+def test_validate_and_record_inserts_entailed_as_proposed_and_logs_the_rest(tiny_store):
+    workspace = Path(tiny_store.db_path).parent.parent
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"), ("Memento", "genre", "Romance film"),
+                             ("Memento", "starring", "Leonardo DiCaprio"))  # fmt: skip
+    before = tiny_store.stats().facts
+    report = validate_and_record(result, validator(), tiny_store, workspace)
+    assert report.already_present == [fact_id("/m/memento", "/film/film/genre", "/m/thriller")]
+    assert tiny_store.get_fact(report.already_present[0]).status == FactStatus.VERIFIED
+    # Memento→Thriller is already a (verified) dev fact; Romance (0.5) and DiCaprio (2/3 of words) fall below 0.9
+    assert tiny_store.stats().facts == before
+    assert {r["triple"]["object_text"] for r in rejected_log(workspace)} == {"Romance film", "Leonardo DiCaprio"}
+    new = fallback_result(tiny_store, ("Titanic", "starring", "Leonardo DiCaprio"))
+    report = validate_and_record(new, validator(), tiny_store, workspace)
+    assert report.already_present and not report.inserted  # in the tiny KG already: left verified
+    unknown = fallback_result(tiny_store, ("Memento", "genre", "Christopher Nolan"))
+    report = validate_and_record(unknown, validator(thresholds=Thresholds(default=0.3)), tiny_store, workspace)
+    (new_id,) = report.inserted
+    fact = tiny_store.get_fact(new_id)
+    assert fact.status == FactStatus.PROPOSED and fact.provenance.source_kind == SourceKind.LLM
+    assert fact.provenance.premises == PREMISES and fact.provenance.checkpoint == "overlap@1"
+    assert tiny_store.stats().facts == before + 1
+
+
+def test_validate_and_record_with_no_triples_records_nothing(tiny_store, tmp_path):
+    result = fallback_result(tiny_store)
+    assert validate_and_record(result, validator(), tiny_store, tmp_path).inserted == []
+    assert not (tmp_path / "review").exists()

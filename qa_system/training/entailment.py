@@ -1,0 +1,215 @@
+"""Training and evaluating the entailment cross-encoder (``qa-system train|evaluate entailment``).
+
+AdamW with linear warm-up/decay over the LoRA adapters and the head; batches of similar length
+(shuffled chunks sorted by length) because padding is most of the cost on a CPU; a loss that
+accepts label *sets* (``-log sum_{y in target} p(y)``), so two-way "not entailment" pairs train the
+three-way head without a guessed neutral/contradiction label. A resumable ``last.pt`` is written
+every ``save_every`` steps and at the end of each epoch (a CPU epoch is long; a killed run loses
+minutes, not the epoch); the best epoch on dev is exported to ``<run>/best``; one JSON trace line
+per epoch in ``<run>/trace.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from qa_system.errors import CheckpointError, ModelError
+from qa_system.models.entailment import LABEL_INDEX, LABELS, EntailmentCrossEncoder, EntailmentModel, encode_pairs, save_entailment
+from qa_system.training.entailment_data import NLIPair
+
+log = logging.getLogger(__name__)
+
+STATE, TRACE, BEST = "last.pt", "trace.jsonl", "best"
+# Share of the training sample per part when --max-train cuts it (WebNLG is our domain; SNLI is the benchmark).
+DEFAULT_PART_WEIGHTS = {"webnlg": 0.40, "snli": 0.25, "sick": 0.12, "climate-fever": 0.08, "rte": 0.08, "fever": 0.07}
+
+
+@dataclass
+class EntailmentTrainConfig:
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 5e-4  # adapters
+    head_lr_scale: float = 2.0  # the head is trained from scratch
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # share of steps with linear warm-up
+    max_length: int = 128  # word pieces per training pair (inference uses the model's 256)
+    seed: int = 0
+    save_every: int = 200  # steps between resumable snapshots inside an epoch
+    chunk_batches: int = 50  # batches per length-sorted chunk
+    dev_limit: int = 1500  # pairs per dev set (seeded sample) to keep the per-epoch check short
+    max_train: int | None = None
+    part_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PART_WEIGHTS))
+
+
+def target_mask(pairs: Sequence[NLIPair]) -> torch.Tensor:
+    """(B, 3) boolean: which labels each pair accepts."""
+
+    mask = torch.zeros(len(pairs), len(LABELS), dtype=torch.bool)
+    for i, p in enumerate(pairs):
+        mask[i, list(p.target)] = True
+    return mask
+
+
+def set_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``-log sum_{y in target} softmax(logits)_y``; equals cross-entropy for one-label targets."""
+
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, 3)
+    return -(log_probs.masked_fill(~mask, float("-inf")).logsumexp(-1)).mean()
+
+
+def length_batches(pairs: Sequence[NLIPair], batch_size: int, chunk_batches: int, seed: int) -> list[list[int]]:
+    """Indices in batches of similar length: shuffle, sort within chunks of ``chunk_batches`` batches,
+    then shuffle the batches. Deterministic for a seed (so a resumed epoch replays the same order)."""
+
+    rng = random.Random(seed)
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    chunk = batch_size * chunk_batches
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: len(pairs[i].premise) + len(pairs[i].hypothesis))
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+# -- metrics -----------------------------------------------------------------------------------
+def classification_report(gold: Sequence[int], predicted: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro F1 and per-class precision/recall/F1/support over ``labels`` (indices into it)."""
+
+    gold_a, pred_a = np.asarray(gold, dtype=int), np.asarray(predicted, dtype=int)
+    per_class: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(labels):
+        tp = int(((pred_a == k) & (gold_a == k)).sum())
+        predicted_k, support = int((pred_a == k).sum()), int((gold_a == k).sum())
+        precision = tp / predicted_k if predicted_k else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": support}
+    n = len(gold_a)
+    return {
+        "n": n,
+        "accuracy": round(float((gold_a == pred_a).mean()), 4) if n else 0.0,
+        "f1": round(float(np.mean([c["f1"] for c in per_class.values()])), 4) if n else 0.0,
+        "per_class": per_class,
+    }
+
+
+def score_pairs(model: EntailmentModel, pairs: Sequence[NLIPair], *, batch_size: int = 64,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Evaluate on pairs: three-way when every target is a single label, else two-way (entailment vs
+    not, predicted entailment = arg-max is entailment)."""
+
+    probs = np.zeros((0, len(LABELS)), dtype=np.float32)
+    chunks = [pairs[i : i + 512] for i in range(0, len(pairs), 512)]
+    for done, chunk in enumerate(chunks, start=1):
+        probs = np.concatenate([probs, model.predict([(p.premise, p.hypothesis) for p in chunk], batch_size=batch_size)])
+        if progress is not None:
+            progress(min(done * 512, len(pairs)), len(pairs))
+    predicted = probs.argmax(1) if len(pairs) else np.zeros(0, dtype=int)
+    two_way = any(len(p.target) > 1 for p in pairs)
+    if two_way:
+        gold = [0 if p.target == frozenset({LABEL_INDEX["entailment"]}) else 1 for p in pairs]
+        report = classification_report(gold, (predicted != LABEL_INDEX["entailment"]).astype(int), ("entailment", "not_entailment"))
+        report["three_way_pred_counts"] = {name: int((predicted == k).sum()) for k, name in enumerate(LABELS)}
+    else:
+        gold = [next(iter(p.target)) for p in pairs]
+        report = classification_report(gold, predicted, LABELS)
+    report["mode"] = "2-way" if two_way else "3-way"
+    return report
+
+
+def dev_report(network: EntailmentCrossEncoder, tokenizer: Any, dev: dict[str, Sequence[NLIPair]], cfg: EntailmentTrainConfig) -> dict[str, Any]:
+    model = EntailmentModel(network, tokenizer)
+    out = {name: score_pairs(model, pairs)["accuracy"] for name, pairs in dev.items()}
+    out["mean"] = round(float(np.mean(list(out.values()))), 4) if out else 0.0
+    network.train()
+    return out
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def fit(network: EntailmentCrossEncoder, tokenizer: Any, train: Sequence[NLIPair], dev: dict[str, Sequence[NLIPair]],
+        cfg: EntailmentTrainConfig, run_dir: Path, *, card: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train (resuming from ``run_dir/last.pt`` when ``resume``); returns a summary with the best dev score."""
+
+    if not train:
+        raise ModelError("no training pairs")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    adapters = [p for n, p in network.named_parameters() if p.requires_grad and "lora_" in n]
+    head = [p for n, p in network.named_parameters() if p.requires_grad and "lora_" not in n]
+    optimizer = torch.optim.AdamW([{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_scale}],
+                                  weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warm = max(1, int(cfg.warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+    epoch, step_in_epoch, best, best_epoch = 1, 0, -1.0, 0
+    state_path = run_dir / STATE
+    if resume and state_path.is_file():
+        try:
+            state = torch.load(state_path, weights_only=False)
+            network.load_state_dict(state["network"], strict=False)
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"cannot resume from {state_path}: {e}") from e
+        epoch, step_in_epoch, best, best_epoch = state["epoch"], state["step"], state["best"], state["best_epoch"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming %s at epoch %d step %d (best dev %.4f)", run_dir, epoch, step_in_epoch, best)
+    elif state_path.is_file():
+        raise CheckpointError(f"{run_dir} already holds a training; pass --resume or choose another --out")
+
+    def snapshot(ep: int, step: int) -> None:
+        torch.save({"network": network.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "epoch": ep, "step": step, "best": best, "best_epoch": best_epoch, "torch_rng": torch.get_rng_state(),
+                    "train_config": asdict(cfg)}, run_dir / (STATE + ".tmp"))
+        os.replace(run_dir / (STATE + ".tmp"), state_path)
+
+    while epoch <= cfg.epochs:
+        network.train()
+        batches = length_batches(train, cfg.batch_size, cfg.chunk_batches, cfg.seed * 1000 + epoch)
+        started, losses = time.time(), []
+        bar = tqdm(range(step_in_epoch, len(batches)), desc=f"entailment epoch {epoch}/{cfg.epochs}", unit="batch",
+                   initial=step_in_epoch, total=len(batches), mininterval=10)
+        for step in bar:
+            chunk = [train[i] for i in batches[step]]
+            encoded = encode_pairs(tokenizer, [(p.premise, p.hypothesis) for p in chunk], cfg.max_length)
+            loss = set_loss(network(**encoded), target_mask(chunk))
+            if not torch.isfinite(loss):
+                raise ModelError(f"entailment loss is {loss.item()} at epoch {epoch} step {step}; lower the learning rate (now {cfg.lr})")
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            if (step + 1) % cfg.save_every == 0 and step + 1 < len(batches):
+                snapshot(epoch, step + 1)
+        metrics = dev_report(network, tokenizer, dev, cfg)
+        if metrics["mean"] > best:
+            best, best_epoch = metrics["mean"], epoch
+            save_entailment(run_dir / BEST, network, {**(card or {}), "epoch": epoch, "dev_accuracy": metrics,
+                                                      "train_config": asdict(cfg)})
+        trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": metrics, "best": best,
+                 "steps": len(batches), "time_s": round(time.time() - started, 1)}
+        with open(run_dir / TRACE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(trace) + "\n")
+        log.info("entailment %s", json.dumps(trace))
+        epoch, step_in_epoch = epoch + 1, 0
+        snapshot(epoch, 0)
+    return {"run_dir": str(run_dir), "best_dev": best, "best_epoch": best_epoch, "best": str(run_dir / BEST)}

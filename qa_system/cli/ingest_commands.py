@@ -43,10 +43,12 @@ def run_ingest(args: argparse.Namespace, settings: Any, *, extractor: Any = None
 
     from qa_system.cli.graph_commands import opened_store
     from qa_system.extraction import load_extractor
-    from qa_system.ingest import Ingester, iter_documents
+    from qa_system.ingest import EntityResolver, Ingester, iter_documents
 
     if not 0.0 <= args.min_score <= 1.0:
         raise InputError(f"--min-score must be between 0 and 1; got {args.min_score}")
+    if not 0.0 < args.similarity_threshold <= 1.0:
+        raise InputError(f"--similarity-threshold must be in (0, 1]; got {args.similarity_threshold}")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {args.batch_size}")
     paths = expand_paths(args.paths)
@@ -56,7 +58,7 @@ def run_ingest(args: argparse.Namespace, settings: Any, *, extractor: Any = None
             extractor = load_extractor(args.extractor, Path(args.checkpoint) if args.checkpoint else None)
         except ImportError as e:
             raise CheckpointError(f"the {args.extractor} extractor is not available in this install ({e})") from e
-    bar = tqdm(total=0, desc="ingest", unit="sentence", file=sys.stderr, disable=args.json and not sys.stderr.isatty())
+    bar = tqdm(total=0, desc="ingest", unit="sentence", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         if bar.total != total:
@@ -66,7 +68,10 @@ def run_ingest(args: argparse.Namespace, settings: Any, *, extractor: Any = None
 
     try:
         with opened_store(settings) as store:
-            ingester = Ingester(store, extractor, workspace=settings.workspace, min_score=args.min_score, batch_size=args.batch_size)
+            resolver = EntityResolver(store, workspace=settings.workspace, threshold=args.similarity_threshold,
+                                      use_embeddings=not args.exact_only)  # fmt: skip
+            ingester = Ingester(store, extractor, workspace=settings.workspace, resolver=resolver,
+                                min_score=args.min_score, batch_size=args.batch_size)  # fmt: skip
             documents = iter_documents(paths, errors=problems)
             if args.dry_run:
                 preview = ingester.preview(list(documents), progress=progress)
@@ -134,6 +139,7 @@ def _dry_run_report(preview: Any) -> tuple[dict[str, Any], str]:
 
 
 def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) -> None:
+    from qa_system.entity_resolution import DEFAULT_THRESHOLD
     from qa_system.extraction import EXTRACTOR_KINDS
 
     p = commands.add_parser("ingest", help="extract facts from .txt/.md/.jsonl files into the graph")
@@ -142,6 +148,9 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p.add_argument("--checkpoint", help="checkpoint folder (default: the shipped one of --extractor)")
     p.add_argument("--dry-run", action="store_true", help="show what would be added; write nothing")
     p.add_argument("--min-score", type=float, default=0.5, help="skip triples the extractor scores below this (default 0.5)")
+    p.add_argument("--similarity-threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"cosine a mention needs to match an entity name by similarity (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--exact-only", action="store_true", help="match mentions by exact name or alias only (no MiniLM)")
     p.add_argument("--batch-size", type=int, default=16, help="sentences per extractor batch (default 16)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run_ingest)

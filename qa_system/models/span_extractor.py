@@ -14,7 +14,12 @@ from typing import Any
 import torch
 
 from qa_system.extraction import ExtractedTriple, Mention
-from qa_system.training.extraction_data import ExtractionCollator, ExtractionExample, SpanExtractionModel, span_text
+from qa_system.training.extraction_data import (
+    ExtractionCollator,
+    ExtractionExample,
+    SpanExtractionModel,
+    span_text,
+)
 
 log = logging.getLogger(__name__)
 

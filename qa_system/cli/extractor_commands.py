@@ -1,0 +1,147 @@
+"""``qa-system train extractor`` and ``qa-system evaluate extractor``: QIDN and the cascade on WebNLG."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from qa_system.errors import DatasetNotFoundError, InputError
+
+log = logging.getLogger(__name__)
+
+MODELS = ("qidn", "cascade")
+DATASETS = ("webnlg", "webnlg-star")
+
+
+def register(commands: Any, train: Any, evaluate: Any) -> None:
+    p = train.add_parser("extractor", help="train a joint entity-relation extractor on WebNLG")
+    p.add_argument("--model", choices=MODELS, default="qidn")
+    p.add_argument("--dataset", choices=DATASETS, default="webnlg-star")
+    p.add_argument("--epochs", type=int, help="epochs (default 20); the LR schedule spans them")
+    p.add_argument("--batch-size", type=int, help="sentences per step (default 16)")
+    p.add_argument("--lr", type=float, help="adapter learning rate (default 5e-4; new parts x2)")
+    p.add_argument("--out", type=Path, help="run folder (default /work/runs/extractor-<model>-<dataset>)")
+    p.add_argument("--data-dir", type=Path, help="folder holding webnlg-casrel/ (default $QA_DATA_DIR)")
+    p.add_argument("--no-contrastive", action="store_true", help="QIDN without its two InfoNCE losses (ablation)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    p.add_argument("--limit", type=int, help="train on the first N sentences only (smoke runs)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run_train)
+
+    e = evaluate.add_parser("extractor", help="P/R/F1 of an extractor (overall, by overlap pattern, by triple count)")
+    e.add_argument("--model", choices=MODELS, default="qidn")
+    e.add_argument("--dataset", choices=DATASETS, default="webnlg-star")
+    e.add_argument("--split", choices=("dev", "test"), default="test")
+    e.add_argument("--data-dir", type=Path, help="folder holding webnlg-casrel/ (default $QA_DATA_DIR)")
+    e.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped one of --model)")
+    e.add_argument("--limit", type=int, help="evaluate the first N sentences only")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    e.add_argument("--results-dir", type=Path, help="where the JSON record goes (default evaluation/results)")
+    e.add_argument("--json", action="store_true", help="print the record as one JSON object")
+    e.set_defaults(func=run_evaluate)
+
+
+def _data_dir(args: argparse.Namespace, settings: Any) -> Path:
+    data_dir = args.data_dir or getattr(settings, "data_dir", None)
+    if data_dir is None:
+        raise DatasetNotFoundError("no data folder: pass --data-dir or set QA_DATA_DIR (it must hold webnlg-casrel/)")
+    if not Path(data_dir).is_dir():
+        raise DatasetNotFoundError(f"data folder not found: {data_dir}")
+    return Path(data_dir)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise InputError(f"--{name} must be at least 1. Currently, it is {value}")
+
+
+def _command() -> str:
+    return "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def run_train(args: argparse.Namespace, settings: Any) -> int:
+    import torch
+
+    from qa_system.cli import emit_json
+    from qa_system.training.extractor import ExtractorTrainConfig, fit
+
+    for name in ("epochs", "batch_size", "limit"):
+        _positive(name.replace("_", "-"), getattr(args, name))
+    if args.no_contrastive and args.model != "qidn":
+        raise InputError("--no-contrastive applies to --model qidn only")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir = _data_dir(args, settings)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                                   ("train_limit", args.limit)) if v is not None}
+    cfg = ExtractorTrainConfig(**overrides)
+    model_config = None
+    if args.model == "qidn" and args.no_contrastive:
+        from qa_system.models.extractor import QIDNConfig
+
+        model_config = QIDNConfig(instance_contrast=False, relation_contrast=False)
+    out = args.out or Path("/work/runs") / f"extractor-{args.model}-{args.dataset}"
+    summary = fit(out, model_name=args.model, dataset=args.dataset, data_dir=data_dir, model_config=model_config,
+                  train_config=cfg, resume=args.resume, command=_command())
+    summary.pop("history", None) if not args.json else None
+    if args.json:
+        emit_json(summary)
+    else:
+        sys.stderr.write(f"best dev F1 {summary['best_dev_f1']:.4f} at epoch {summary['best_epoch']}; "
+                         f"checkpoint {summary['best']}\n")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
+    import torch
+
+    from evaluation.extraction import evaluate, write_record
+    from qa_system.cli import emit_json
+    from qa_system.models.span_extractor import minilm_tokenizer
+    from qa_system.training.extraction_data import ExtractionCollator, load_webnlg
+    from qa_system.training.extractor import load_model
+
+    _positive("limit", args.limit)
+    _positive("batch-size", args.batch_size)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir = _data_dir(args, settings)
+    examples, relations = load_webnlg(data_dir, args.dataset, args.split)
+    examples = examples[:args.limit] if args.limit else examples
+    folder = args.checkpoint or _shipped(args.model)
+    model, card = load_model(args.model, folder)
+    if list(model.relation_names) != list(relations):
+        raise InputError(f"checkpoint {folder} was trained on {card.get('dataset', '?')!r} relations "
+                         f"({len(model.relation_names)}), not those of {args.dataset} ({len(relations)})")
+    collator = ExtractionCollator(minilm_tokenizer(), {r: i for i, r in enumerate(relations)},
+                                  int(card.get("max_length", 128)))
+    metrics = evaluate(model, collator, examples, relations, batch_size=args.batch_size,
+                       desc=f"{args.model} {args.dataset} {args.split}")
+    record = {"task": "extraction", "model": args.model, "dataset": args.dataset, "split": args.split,
+              "sentences": len(examples), "limit": args.limit, "checkpoint": str(folder),
+              "checkpoint_epoch": card.get("epoch"), "trained_on": card.get("dataset"),
+              "command": _command(), "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              "threads": torch.get_num_threads(), **metrics}
+    path = write_record(record, args.model, args.dataset, args.split, args.results_dir)
+    record["record"] = str(path)
+    if args.json:
+        emit_json(record)
+    else:
+        sys.stderr.write(f"{args.model} {args.dataset} {args.split}: P {metrics['precision']:.4f} "
+                         f"R {metrics['recall']:.4f} F1 {metrics['f1']:.4f} ({len(examples)} sentences) -> {path}\n")
+    return 0
+
+
+def _shipped(model: str) -> Path:
+    if model == "qidn":
+        from qa_system.models.extractor import SHIPPED
+    else:
+        from qa_system.models.cascade import SHIPPED
+    return SHIPPED

@@ -1,0 +1,249 @@
+"""One training loop for every span extractor (QIDN, the cascade) on WebNLG.
+
+Why shared: both models implement ``SpanExtractionModel`` (``loss``/``decode`` on an
+``ExtractionBatch``), so data, optimiser, schedule, dev F1, best-checkpoint export and resume are the
+same code. A model family is named by string and its builder/saver/loader are imported lazily.
+
+Run folder (outside git): ``last.pt`` (everything needed to resume, written atomically after each
+epoch), ``best/`` (the best dev-F1 checkpoint, float32, in the family's own format),
+``trace.jsonl`` (one line per epoch: losses, dev metrics, seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from qa_system.errors import CheckpointError, InputError, ModelError
+from qa_system.training.extraction_data import (
+    ExtractionCollator,
+    ExtractionExample,
+    load_webnlg,
+)
+
+log = logging.getLogger(__name__)
+
+MODELS = ("qidn", "cascade")
+LAST, BEST, TRACE = "last.pt", "best", "trace.jsonl"
+
+
+@dataclass
+class ExtractorTrainConfig:
+    """Optimisation settings (stored in the run's state and the card)."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 5e-4  # adapters; parts trained from scratch get lr * head_lr_scale
+    head_lr_scale: float = 2.0
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of all steps with a linear warm-up, then linear decay to 0
+    grad_clip: float = 1.0
+    max_length: int = 128  # word pieces (WebNLG's longest sentence has 102)
+    eval_batch_size: int = 32
+    seed: int = 0
+    train_limit: int | None = None  # first N training sentences (tests, smoke runs)
+    dev_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1. Currently, {name} is {getattr(self, name)}")
+        if self.lr <= 0:
+            raise InputError(f"lr must be positive. Currently, lr is {self.lr}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtractorTrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# ---------------------------------------------------------------------- model families
+def build_model(name: str, model_config: Any, relation_names: Sequence[str]) -> torch.nn.Module:
+    """A fresh model of family ``name`` (``model_config``: the family's config dataclass or None)."""
+
+    if name == "qidn":
+        from qa_system.models.extractor import build_qidn
+
+        return build_qidn(model_config, list(relation_names))
+    if name == "cascade":
+        from qa_system.models.cascade import build_cascade
+
+        return build_cascade(model_config, list(relation_names))
+    raise InputError(f"unknown extractor model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def save_model(name: str, folder: Path, model: torch.nn.Module, card: dict[str, Any], *, fp16: bool) -> Path:
+    if name == "qidn":
+        from qa_system.models.extractor import save_qidn
+
+        return save_qidn(folder, model, card, fp16=fp16)
+    from qa_system.models.cascade import save_cascade
+
+    return save_cascade(folder, model, card, fp16=fp16)
+
+
+def load_model(name: str, folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Model (eval mode) and card from a checkpoint folder of family ``name``."""
+
+    if name == "qidn":
+        from qa_system.models.extractor import load_qidn
+
+        return load_qidn(folder)
+    if name == "cascade":
+        from qa_system.models.cascade import load_cascade
+
+        return load_cascade(folder)
+    raise InputError(f"unknown extractor model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    keep = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in keep}
+
+
+# ---------------------------------------------------------------------- batching
+def length_bucketed_batches(examples: Sequence[ExtractionExample], batch_size: int, rng: random.Random,
+                            tokens: Callable[[ExtractionExample], int]) -> list[list[int]]:
+    """Shuffled batches of similar length (sorted within pools of 50 batches): less padding, still random."""
+
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for k in range(0, len(order), pool):
+        chunk = sorted(order[k:k + pool], key=lambda i: tokens(examples[i]))
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+# ---------------------------------------------------------------------- the loop
+def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_config: Any = None,
+        train_config: ExtractorTrainConfig | None = None, resume: bool = False, command: str | None = None,
+        tokenizer: Any = None, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    """Train, evaluating dev F1 after every epoch; returns a summary (best epoch, dev metrics, paths)."""
+
+    from evaluation.extraction import evaluate
+
+    cfg = train_config or ExtractorTrainConfig()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    train, relations = load_webnlg(data_dir, dataset, "train")
+    dev, _ = load_webnlg(data_dir, dataset, "dev")
+    train, dev = train[:cfg.train_limit] if cfg.train_limit else train, dev[:cfg.dev_limit] if cfg.dev_limit else dev
+    if tokenizer is None:
+        from qa_system.models.span_extractor import minilm_tokenizer
+
+        tokenizer = minilm_tokenizer()
+    collator = ExtractionCollator(tokenizer, {r: i for i, r in enumerate(relations)}, cfg.max_length)
+    model = build_model(model_name, model_config, relations)
+    groups = model.param_groups(cfg.lr, cfg.head_lr_scale, cfg.weight_decay) if hasattr(model, "param_groups") else \
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
+    optimizer = torch.optim.AdamW(groups)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(cfg.warmup * total), total))
+    start_epoch, best_f1, best_epoch, history = 0, -1.0, None, []
+    if resume and (run_dir / LAST).is_file():
+        start_epoch, best_f1, best_epoch, history = _restore(run_dir / LAST, model, optimizer, scheduler, model_name, dataset)
+        log.info("resumed %s after epoch %d (best dev F1 %.4f at epoch %s)", run_dir, start_epoch, best_f1, best_epoch)
+    elif (run_dir / LAST).is_file():
+        log.warning("%s exists; starting over (pass resume to continue it)", run_dir / LAST)
+    if hasattr(model, "lower_cache"):
+        model.lower_cache = {}  # QIDN: frozen-layer outputs computed once per training sentence
+    lengths = {e.text: len(tokenizer(e.text)["input_ids"]) for e in train}
+    for epoch in range(start_epoch, cfg.epochs):
+        began = time.time()
+        rng = random.Random(cfg.seed * 1000 + epoch)
+        batches = length_bucketed_batches(train, cfg.batch_size, rng, lambda e: lengths[e.text])
+        model.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(batches, desc=f"{model_name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        for i, idx in enumerate(bar):
+            batch = collator([train[j] for j in idx])
+            loss, parts = model.loss(batch)
+            if not torch.isfinite(loss):
+                raise ModelError(f"loss became {float(loss)} at epoch {epoch + 1}, batch {i}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{parts.get('total', 0.0):.3f}")
+            if progress is not None:
+                progress(f"epoch {epoch + 1}", (epoch + (i + 1) / len(batches)) / cfg.epochs)
+        if epoch == start_epoch:
+            collator.log_stats()
+        train_seconds = time.time() - began
+        dev_metrics = evaluate(model, collator, dev, relations, batch_size=cfg.eval_batch_size, desc="dev")
+        record = {"epoch": epoch + 1, "train_loss": {k: v / max(1, len(batches)) for k, v in sums.items()},
+                  "dev": {k: dev_metrics[k] for k in ("precision", "recall", "f1", "correct", "predicted", "gold")},
+                  "train_seconds": round(train_seconds, 1), "dev_seconds": round(dev_metrics["seconds"], 1)}
+        history.append(record)
+        with (run_dir / TRACE).open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f (%.0f s train)", epoch + 1,
+                 record["train_loss"].get("total", float("nan")), dev_metrics["precision"], dev_metrics["recall"],
+                 dev_metrics["f1"], train_seconds)
+        if dev_metrics["f1"] > best_f1:
+            best_f1, best_epoch = dev_metrics["f1"], epoch + 1
+            card = {"dataset": dataset, "epoch": epoch + 1, "dev": dev_metrics, "train_config": asdict(cfg),
+                    "max_length": cfg.max_length, "vocabulary": "webnlg", "command": command,
+                    "train_sentences": len(train), "dev_sentences": len(dev)}
+            save_model(model_name, run_dir / BEST, model, card, fp16=False)
+        _save_state(run_dir / LAST, model, optimizer, scheduler, model_name, dataset, epoch + 1, best_f1, best_epoch,
+                    history, cfg)
+    return {"run_dir": str(run_dir), "best_epoch": best_epoch, "best_dev_f1": best_f1, "epochs": len(history),
+            "history": history, "best": str(run_dir / BEST)}
+
+
+def _save_state(path: Path, model, optimizer, scheduler, model_name: str, dataset: str, epoch: int, best_f1: float,
+                best_epoch: int | None, history: list, cfg: ExtractorTrainConfig) -> None:
+    state = {"model_name": model_name, "dataset": dataset, "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch,
+             "history": history, "train_config": asdict(cfg), "model": trained_state(model),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "model_config": model.config.to_dict() if hasattr(model, "config") and hasattr(model.config, "to_dict") else None}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _restore(path: Path, model, optimizer, scheduler, model_name: str, dataset: str) -> tuple[int, float, int | None, list]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise CheckpointError(f"cannot resume from {path}: {e}") from e
+    if state.get("model_name") != model_name or state.get("dataset") != dataset:
+        raise CheckpointError(f"{path} is a {state.get('model_name')} run on {state.get('dataset')}, "
+                              f"not {model_name} on {dataset}; use another --out folder")
+    missing = set(trained_state(model)) - set(state["model"])
+    if missing:
+        raise CheckpointError(f"{path} does not match the model ({len(missing)} trained tensors missing)")
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["epoch"]), float(state["best_f1"]), state.get("best_epoch"), list(state.get("history", []))

@@ -302,14 +302,18 @@ class TripleValidator:
         return gather(subject_name, premises, llm_objects=llm_objects, graph_objects=graph_objects, use_ner=use_ner)
 
     def complete(self, subject: str, relation: str, llm_objects: Iterable[str] = (), **kwargs: Any) -> list[tuple[Candidate, ValidationDecision]]:
-        """SATORI end to end: candidates for (subject, relation), each with its entailment decision."""
+        """SATORI end to end: candidates for (subject, relation), each with its entailment decision.
+
+        A candidate is scored against the premises that mention it only: a premise that does not name
+        the object cannot entail "X ... Y", and skipping it saves most of the model calls.
+        """
 
         premises = kwargs.pop("premises", None)
         if premises is None:
             premises = self.premises(subject, relation)
         found = self.candidates(subject, relation, llm_objects, premises=premises, **kwargs)
         template = self.templates.get(relation)
-        items = [(premises, template.hypothesis_text(subject, c.text)) for c in found]
+        items = [([premises[i] for i in c.mentions] or list(premises), template.hypothesis_text(subject, c.text)) for c in found]
         return [(c, self.decide(relation, h, p, s)) for c, (p, h), s in zip(found, items, self.score_many(items))]
 
 

@@ -1,0 +1,249 @@
+"""SATORI object prediction on WebNLG: precision/recall/F1 of candidate objects before and after entailment.
+
+Setup per split (``dev`` = WebNLG ``val_triples.json``, ``test``): the split's sentences are indexed as
+passages in a temporary workspace (nothing else is searchable); each distinct gold (subject, relation)
+of the split is a query; candidates come from
+- ``ner``: spaCy entities of the retrieved premises,
+- ``graph``: the relation's objects in the split's *other* triples (another subject), the ``cap`` most
+  frequent: the split plays the graph, and a query's own gold is never injected through it,
+- ``llm`` (only with ``--llm``): the LLM's completion of the relation's prompt template,
+then the candidate filters (stop words, length, not the subject, mentioned in a premise). A candidate
+is correct when its normalised text equals a gold object of its query. Recall counts over all gold
+objects of the queries, so objects no source proposes count as misses both before and after.
+
+Entailment: each candidate's hypothesis is scored against the premises that mention it (a premise
+that does not name the object cannot entail "X ... Y"; this also saves most of the model calls), and
+kept when the max is at least its relation's threshold. ``tune`` picks the thresholds for F1 on dev.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa_system.candidates import SOURCES, normalise, warm_ner
+from qa_system.errors import DataFormatError, DatasetNotFoundError, InputError
+
+log = logging.getLogger(__name__)
+
+RESULTS_DIR = Path(__file__).with_name("results")
+SPLIT_FILES = {"train": "train_triples.json", "dev": "val_triples.json", "test": "test_triples.json"}
+GRAPH_CAP = 100
+MIN_RELATION_SUPPORT = 8  # gold objects a relation needs on dev before it gets its own threshold
+
+
+@dataclass
+class Query:
+    subject: str
+    relation: str
+    gold: set[str]  # normalised gold objects
+
+
+@dataclass
+class Scored:
+    """One candidate of one query with its entailment score (max over the premises that mention it)."""
+
+    query: int
+    text: str
+    sources: list[str]
+    correct: bool
+    score: float = 0.0
+    premises_scored: int = 0
+    hypothesis: str = ""
+
+
+@dataclass
+class Run:
+    queries: list[Query]
+    candidates: list[Scored] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def webnlg_file(data_dir: Path | None, split: str) -> Path:
+    from graph.kg_files import default_data_dir
+
+    if split not in SPLIT_FILES:
+        raise InputError(f"unknown split {split!r}; use one of {sorted(SPLIT_FILES)}")
+    base = Path(data_dir) if data_dir is not None else default_data_dir()
+    if base is None:
+        raise DatasetNotFoundError("data folder not found: pass --data-dir or set QA_DATA_DIR")
+    for folder in (base / "webnlg-casrel" / "WebNLG", base / "WebNLG", base):
+        if (folder / SPLIT_FILES[split]).is_file():
+            return folder / SPLIT_FILES[split]
+    raise DatasetNotFoundError(f"WebNLG {split} not found under {base} (expected webnlg-casrel/WebNLG/{SPLIT_FILES[split]})")
+
+
+def load_webnlg_split(path: Path) -> list[dict[str, Any]]:
+    """Records ``{"text": str, "triple_list": [[s, r, o], ...]}`` (the CasRel format)."""
+
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataFormatError(f"not JSON ({e})", path=str(path)) from e
+    if not isinstance(records, list):
+        raise DataFormatError("expected a list of records", path=str(path))
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not isinstance(record.get("triple_list"), list):
+            raise DataFormatError(f"record {number} lacks text/triple_list", path=str(path))
+        if any(not (isinstance(t, list) and len(t) == 3) for t in record["triple_list"]):
+            raise DataFormatError(f"record {number} has a triple that is not [subject, relation, object]", path=str(path))
+    return records
+
+
+def build_queries(records: Sequence[dict[str, Any]]) -> tuple[list[Query], dict[str, Counter[tuple[str, str]]]]:
+    """Distinct (subject, relation) queries with their gold objects, and per relation the objects by subject."""
+
+    gold: dict[tuple[str, str], set[str]] = defaultdict(set)
+    by_relation: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for record in records:
+        for subject, relation, obj in record["triple_list"]:
+            gold[(subject, relation)].add(normalise(obj))
+            by_relation[relation][(subject, obj)] += 1
+    return [Query(s, r, g) for (s, r), g in gold.items()], by_relation
+
+
+def graph_objects_for(by_relation: dict[str, Counter[tuple[str, str]]], subject: str, relation: str, cap: int = GRAPH_CAP) -> list[str]:
+    """The relation's objects from other subjects' triples, most frequent first (the "graph" source)."""
+
+    counts: Counter[str] = Counter()
+    for (other, obj), n in by_relation.get(relation, Counter()).items():
+        if other != subject:
+            counts[obj] += n
+    return [obj for obj, _ in counts.most_common(cap)]
+
+
+def index_sentences(records: Sequence[dict[str, Any]], workspace: Path, split: str) -> Any:
+    """The split's sentences as passages of a fresh workspace, and its retriever (built now)."""
+
+    from retrievers.passages import Passage, PassageRetriever, PassageStore
+
+    passages = [Passage.sentence(f"webnlg-{split}-{i}", r["text"], 0, len(r["text"])) for i, r in enumerate(records) if r["text"].strip()]
+    PassageStore(workspace).add_many(passages)
+    return PassageRetriever(workspace).refresh(progress=log.isEnabledFor(logging.INFO))
+
+
+# -- the run ------------------------------------------------------------------------------------------
+def run_split(
+    validator: Any,
+    records: Sequence[dict[str, Any]],
+    *,
+    limit: int | None = None,
+    graph_cap: int = GRAPH_CAP,
+    llm_objects: Callable[[str, str], list[str]] | None = None,
+    progress: bool = True,
+) -> Run:
+    """Candidates for every query, each scored by entailment (thresholds are applied later)."""
+
+    from tqdm import tqdm
+
+    queries, by_relation = build_queries(records)
+    queries = queries[:limit] if limit else queries
+    run = Run(queries)
+    started = time.perf_counter()
+    premises_of = validator.retriever.search_many([validator.templates.get(q.relation).search_query(q.subject) for q in queries], validator.k)
+    warm_ner(p.text for hits in premises_of for p, _ in hits)
+    run.seconds["retrieve_and_ner"] = round(time.perf_counter() - started, 1)
+    items: list[tuple[list[str], str]] = []
+    started = time.perf_counter()
+    for number, (query, hits) in enumerate(tqdm(list(zip(queries, premises_of)), desc="candidates", disable=not progress)):
+        premises = [p.text for p, _ in hits]
+        llm = llm_objects(query.subject, query.relation) if llm_objects is not None else []
+        found = validator.candidates(query.subject, query.relation, llm, premises=premises,
+                                     graph_objects=graph_objects_for(by_relation, query.subject, query.relation, graph_cap))  # fmt: skip
+        template = validator.templates.get(query.relation)
+        for candidate in found:
+            hypothesis = template.hypothesis_text(query.subject, candidate.text)
+            run.candidates.append(Scored(number, candidate.text, list(candidate.sources), normalise(candidate.text) in query.gold,
+                                         premises_scored=len(candidate.mentions), hypothesis=hypothesis))  # fmt: skip
+            items.append(([premises[i] for i in candidate.mentions], hypothesis))
+    run.seconds["candidates"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    chunk = 256
+    for at in tqdm(range(0, len(items), chunk), desc="entailment", disable=not progress):
+        for scored, scores in zip(run.candidates[at : at + chunk], validator.score_many(items[at : at + chunk])):
+            scored.score = float(np.max(scores)) if len(scores) else 0.0
+    run.seconds["entailment"] = round(time.perf_counter() - started, 1)
+    return run
+
+
+def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "predicted": predicted, "correct": correct}
+
+
+def metrics(run: Run, threshold_of: Callable[[str], float]) -> dict[str, Any]:
+    """P/R/F1 before (every filtered candidate) and after (score ≥ threshold), overall and per source."""
+
+    gold = sum(len(q.gold) for q in run.queries)
+    out: dict[str, Any] = {"queries": len(run.queries), "gold_objects": gold, "candidates": len(run.candidates)}
+    for source in (None, *SOURCES):
+        chosen = [c for c in run.candidates if source is None or source in c.sources]
+        if source is not None and not chosen:
+            continue
+        kept = [c for c in chosen if c.score >= threshold_of(run.queries[c.query].relation)]
+        before, after = prf(sum(c.correct for c in chosen), len(chosen), gold), prf(sum(c.correct for c in kept), len(kept), gold)
+        prefix = "" if source is None else f"{source}_"
+        for name in ("precision", "recall", "f1"):
+            out[f"{prefix}{name}_before"] = before[name]
+            out[f"{prefix}{name}_after"] = after[name]
+        out[f"{prefix}predicted_before"], out[f"{prefix}predicted_after"] = before["predicted"], after["predicted"]
+    if out["recall_before"]:
+        out["recall_kept"] = round(out["recall_after"] / out["recall_before"], 4)
+    out["precision_gain_points"] = round(100 * (out["precision_after"] - out["precision_before"]), 2)
+    return out
+
+
+# -- threshold tuning ---------------------------------------------------------------------------------
+def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int) -> tuple[float, float]:
+    """The threshold with the best F1 among the candidates' own scores (ties: the lower one, which
+    keeps more recall)."""
+
+    best_f1, best_t = -1.0, 0.5
+    for t in sorted(set(np.floor(scores * 1e4) / 1e4)):  # floored: a threshold never exceeds its own score
+        keep = scores >= t
+        f1 = prf(int(correct[keep].sum()), int(keep.sum()), gold)["f1"]
+        if f1 > best_f1 + 1e-9:
+            best_f1, best_t = f1, float(t)
+    return best_t, best_f1
+
+
+def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT) -> tuple[float, dict[str, float]]:
+    """A global threshold for F1 over all candidates, then per relation where dev has enough gold."""
+
+    scores = np.array([c.score for c in run.candidates])
+    correct = np.array([c.correct for c in run.candidates], dtype=bool)
+    default, _ = best_threshold(scores, correct, sum(len(q.gold) for q in run.queries))
+    per_relation: dict[str, float] = {}
+    relations = np.array([run.queries[c.query].relation for c in run.candidates])
+    gold_by_relation: Counter[str] = Counter()
+    for q in run.queries:
+        gold_by_relation[q.relation] += len(q.gold)
+    for relation, gold in gold_by_relation.items():
+        mask = relations == relation
+        if gold >= min_support and mask.any():
+            per_relation[relation], _ = best_threshold(scores[mask], correct[mask], gold)
+    return round(default, 4), {r: round(t, 4) for r, t in sorted(per_relation.items())}
+
+
+def save_candidates(run: Run, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"queries": [asdict(q) | {"gold": sorted(q.gold)} for q in run.queries], "candidates": [asdict(c) for c in run.candidates],
+               "seconds": run.seconds}  # fmt: skip
+    path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+
+
+def load_candidates(path: Path) -> Run:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    queries = [Query(q["subject"], q["relation"], set(q["gold"])) for q in data["queries"]]
+    return Run(queries, [Scored(**c) for c in data["candidates"]], data.get("seconds", {}))

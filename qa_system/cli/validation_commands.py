@@ -1,0 +1,187 @@
+"""Validation commands: ``evaluate validation`` (SATORI object prediction, P/R/F1 before and after
+entailment) and ``tune validation`` (per-relation thresholds for F1 on the dev split)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from qa_system.errors import InputError
+
+log = logging.getLogger(__name__)
+
+LLM_CLOZE_TEMPLATE = "validation_cloze.txt"
+
+
+def _scorer(args: argparse.Namespace) -> Any:
+    from qa_system.models.entailment import load_entailment_model
+
+    return load_entailment_model(args.checkpoint)
+
+
+def _llm_source(settings: Any, limit: int | None) -> Any:
+    """The LLM candidate source: one short completion of the relation's prompt template per query."""
+
+    from prompts import load_template
+    from qa_system.errors import LLMError
+    from qa_system.llm import LLMClient
+
+    if limit is None or limit > 500:
+        raise InputError("--llm costs one LLM call per query (1-2 s each on CPU): pass --limit N (at most 500)")
+    client, template = LLMClient(settings), load_template(LLM_CLOZE_TEMPLATE, {"prompt"})
+    from qa_system.validation import load_templates
+
+    book = load_templates()
+
+    def complete(subject: str, relation: str) -> list[str]:
+        text = template.format(prompt=book.get(relation).prompt_text(subject))
+        try:
+            reply = client.complete([("user", text)], max_tokens=24)
+        except LLMError as e:
+            log.warning("LLM candidate source failed (%s); no LLM candidate for %s / %s", e, subject, relation)
+            return []
+        first = reply.text.strip().splitlines()[0] if reply.text.strip() else ""
+        return [first.strip(" .\"'")] if first else []
+
+    return complete
+
+
+def _run(args: argparse.Namespace, settings: Any, split: str) -> tuple[Any, Any, Any]:
+    from evaluation.validation import (
+        index_sentences,
+        load_candidates,
+        load_webnlg_split,
+        run_split,
+        save_candidates,
+        webnlg_file,
+    )
+    from qa_system.validation import TripleValidator, load_thresholds
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1; got {args.limit}")
+    scorer = _scorer(args)
+    thresholds = load_thresholds(args.thresholds)
+    cache = args.candidates_cache
+    if cache is not None and cache.is_file():
+        log.info("reusing scored candidates from %s", cache)
+        return load_candidates(cache), scorer, thresholds
+    records = load_webnlg_split(webnlg_file(args.data_dir, split))
+    with tempfile.TemporaryDirectory(prefix="qa-validation-") as workspace:
+        retriever = index_sentences(records, Path(workspace), split)
+        validator = TripleValidator(scorer, retriever, thresholds=thresholds, k=args.k, batch_size=args.batch_size)
+        llm = _llm_source(settings, args.limit) if args.llm else None
+        run = run_split(validator, records, limit=args.limit, graph_cap=args.graph_cap, llm_objects=llm)
+    if cache is not None:
+        save_candidates(run, cache)
+    return run, scorer, thresholds
+
+
+def _record(args: argparse.Namespace, run: Any, scorer: Any, split: str, started: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "task": "validation",
+        "dataset": args.dataset,
+        "split": split,
+        "setting": f"k={args.k} premises, graph cap {args.graph_cap}, sources ner+graph" + ("+llm" if args.llm else ""),
+        "model": scorer.name,
+        "version": scorer.version,
+        "limit": args.limit,
+        "seconds": {**run.seconds, "total": round(time.time() - started, 1)},
+        "command": "qa-system " + " ".join(sys.argv[1:]),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }
+
+
+def _evaluate(args: argparse.Namespace, settings: Any) -> int:
+    from evaluation.validation import RESULTS_DIR, metrics
+    from qa_system.cli import emit_json
+
+    started = time.time()
+    run, scorer, thresholds = _run(args, settings, args.split)
+    record = _record(args, run, scorer, args.split, started, **metrics(run, thresholds.for_relation))
+    record["thresholds"] = {"default": thresholds.default, "per_relation": len(thresholds.relations), "tuned_on": thresholds.tuned_on,
+                            "tuned_for": f"{thresholds.model}@{thresholds.version}" if thresholds.model else ""}  # fmt: skip
+    if args.split == "dev" and thresholds.tuned_on.startswith("webnlg dev"):
+        record["note"] = "thresholds were tuned on this split: not a held-out score"
+    out = args.out or (RESULTS_DIR / f"validation-{args.dataset}-{args.split}{'-llm' if args.llm else ''}.json")
+    if args.limit is None or args.out:
+        _write(out, record)
+    if args.json:
+        emit_json(record)
+    else:
+        sys.stdout.write(_summary(record))
+    return 0
+
+
+def _tune(args: argparse.Namespace, settings: Any) -> int:
+    from evaluation.validation import metrics, tune
+    from qa_system.cli import emit_json
+    from qa_system.validation import Thresholds, thresholds_path, write_thresholds
+
+    started = time.time()
+    run, scorer, _ = _run(args, settings, "dev")
+    default, per_relation = tune(run, min_support=args.min_support)
+    tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version,
+                       tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates)",
+                       command="qa-system " + " ".join(sys.argv[1:]))  # fmt: skip
+    tuned.metrics = {"dev": metrics(run, tuned.for_relation), "dev_global_only": metrics(run, lambda _r: default)}
+    path = write_thresholds(tuned, args.out or thresholds_path())
+    record = _record(args, run, scorer, "dev", started, thresholds_file=str(path), default=default, per_relation=per_relation,
+                     dev=tuned.metrics["dev"])  # fmt: skip
+    if args.json:
+        emit_json(record)
+    else:
+        sys.stdout.write(_summary(record["dev"] | {"split": "dev (tuned)"}))
+    return 0
+
+
+def _summary(record: dict[str, Any]) -> str:
+    lines = [f"validation on {record.get('dataset', 'webnlg')} {record.get('split')}: {record['queries']} queries, {record['candidates']} candidates"]
+    for prefix in ("", "ner_", "graph_", "llm_"):
+        if f"{prefix}precision_before" in record:
+            lines.append(
+                f"  {prefix.rstrip('_') or 'all':5s} before P {record[f'{prefix}precision_before']:.3f} R {record[f'{prefix}recall_before']:.3f} "
+                f"F1 {record[f'{prefix}f1_before']:.3f}  after P {record[f'{prefix}precision_after']:.3f} "
+                f"R {record[f'{prefix}recall_after']:.3f} F1 {record[f'{prefix}f1_after']:.3f}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=["webnlg"], default="webnlg")
+    p.add_argument("--limit", type=int, help="only the first N (subject, relation) queries")
+    p.add_argument("--data-dir", type=Path, help="data folder holding webnlg-casrel/ (default $QA_DATA_DIR or ../shared/data)")
+    p.add_argument("--checkpoint", type=Path, help="entailment checkpoint folder (default: the shipped one)")
+    p.add_argument("--thresholds", type=Path, help="thresholds file (default: prompts/validation_thresholds.json)")
+    p.add_argument("--k", type=int, default=5, help="premises retrieved per query")
+    p.add_argument("--graph-cap", type=int, default=100, help="most frequent objects of the relation offered by the graph source")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--llm", action="store_true", help="add the LLM source (one call per query; needs --limit)")
+    p.add_argument("--candidates-cache", type=Path, help="save scored candidates here, or reuse them when the file exists")
+    p.add_argument("--out", type=Path, help="where to write the record / thresholds")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
+def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) -> None:
+    p = evaluate.add_parser("validation", help="SATORI object prediction on WebNLG: P/R/F1 before and after entailment")
+    p.add_argument("--split", choices=["dev", "test"], default="test")
+    _common(p)
+    p.set_defaults(func=_evaluate)
+
+    tune_parsers = commands.add_parser("tune", help="tune decision thresholds").add_subparsers(dest="what", metavar="WHAT")
+    p = tune_parsers.add_parser("validation", help="per-relation entailment thresholds for F1 on WebNLG dev")
+    p.add_argument("--min-support", type=int, default=8, help="gold objects a relation needs on dev for its own threshold")
+    _common(p)
+    p.set_defaults(func=_tune)

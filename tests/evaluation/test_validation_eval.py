@@ -1,0 +1,108 @@
+"""The WebNLG validation evaluation and its CLI, on a four-sentence split with a fake entailment scorer."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from evaluation.validation import (
+    Query,
+    Run,
+    Scored,
+    build_queries,
+    graph_objects_for,
+    load_webnlg_split,
+    metrics,
+    tune,
+)
+from qa_system.cli import main
+from qa_system.errors import DataFormatError
+
+RECORDS = [
+    {"text": "Alan Bean was born in Wheeler , Texas .", "triple_list": [["Alan Bean", "birthPlace", "Wheeler , Texas"]]},
+    {"text": "Buzz Aldrin was born in Glen Ridge , New Jersey and flew on Apollo 11 .",
+     "triple_list": [["Buzz Aldrin", "birthPlace", "Glen Ridge , New Jersey"], ["Buzz Aldrin", "was a crew member of", "Apollo 11"]]},
+    {"text": "Alan Shepard , born in New Hampshire , was a crew member of Apollo 14 .",
+     "triple_list": [["Alan Shepard", "birthPlace", "New Hampshire"], ["Alan Shepard", "was a crew member of", "Apollo 14"]]},
+    {"text": "Elliot See died in St. Louis .", "triple_list": [["Elliot See", "deathPlace", "St. Louis"]]},
+]  # fmt: skip
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class OverlapScorer:
+    name, version = "overlap", "1"
+
+    def entailment_scores(self, premises, hypothesis):
+        words = set(_WORD.findall(hypothesis.lower())) - {"was", "in", "of", "a", "the"}
+        return np.array([len(words & set(_WORD.findall(p.lower()))) / max(len(words), 1) for p in premises])
+
+
+def test_queries_gold_and_the_graph_source_never_leak_a_querys_own_objects():
+    queries, by_relation = build_queries(RECORDS)
+    assert len(queries) == 6 and queries[0].gold == {"wheeler texas"}
+    assert graph_objects_for(by_relation, "Buzz Aldrin", "was a crew member of") == ["Apollo 14"]
+    assert "Glen Ridge , New Jersey" not in graph_objects_for(by_relation, "Buzz Aldrin", "birthPlace")
+
+
+def test_metrics_before_and_after_and_tuning_on_a_handmade_run():
+    run = Run([Query("A", "r", {"x", "y"}), Query("B", "s", {"z"})], [
+        Scored(0, "x", ["ner"], True, 0.9), Scored(0, "w", ["ner", "graph"], False, 0.2),
+        Scored(0, "y", ["graph"], True, 0.4), Scored(1, "v", ["ner"], False, 0.7),
+    ])  # fmt: skip
+    m = metrics(run, lambda r: 0.5)
+    assert (m["precision_before"], m["recall_before"]) == (0.5, 0.6667)
+    assert (m["precision_after"], m["recall_after"]) == (0.5, 0.3333)
+    assert (m["graph_precision_before"], m["graph_recall_after"]) == (0.5, 0.0)
+    default, per_relation = tune(run, min_support=2)
+    assert default == 0.4 and per_relation == {"r": 0.4}  # keeps x and y, drops w (0.2)
+    assert metrics(run, lambda r: per_relation.get(r, default))["precision_after"] == pytest.approx(0.6667)
+
+
+def test_malformed_split_is_a_data_format_error(tmp_path):
+    (tmp_path / "bad.json").write_text(json.dumps([{"text": "x", "triple_list": [["a", "b"]]}]))
+    with pytest.raises(DataFormatError, match="bad.json: record 1 has a triple"):
+        load_webnlg_split(tmp_path / "bad.json")
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    folder = tmp_path / "data" / "webnlg-casrel" / "WebNLG"
+    folder.mkdir(parents=True)
+    for name in ("val_triples.json", "test_triples.json"):
+        (folder / name).write_text(json.dumps(RECORDS))
+    return tmp_path / "data"
+
+
+def test_tune_then_evaluate_from_the_cli(data_dir, tmp_path, monkeypatch, capsys):
+    """Real passage index (MiniLM) and NER; the fake scorer stands in for the entailment model."""
+
+    import qa_system.cli.validation_commands as commands
+
+    monkeypatch.setattr(commands, "_scorer", lambda args: OverlapScorer())
+    thresholds = tmp_path / "thresholds.json"
+    common = ["--data-dir", str(data_dir), "--k", "2", "--json"]
+    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--out", str(thresholds), "--min-support", "3"]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    saved = json.loads(thresholds.read_text())
+    assert saved["model"] == "overlap" and saved["default"] == tuned["default"] and "birthPlace" in saved["relations"]
+    out = tmp_path / "record.json"
+    assert main(["--workspace", str(tmp_path / "ws"), "evaluate", "validation", "--split", "test", *common,
+                 "--thresholds", str(thresholds), "--out", str(out)]) == 0  # fmt: skip
+    record = json.loads(capsys.readouterr().out)
+    assert record == json.loads(out.read_text())
+    for key in ("precision_before", "recall_before", "f1_before", "precision_after", "recall_after", "f1_after",
+                "ner_precision_before", "graph_recall_after"):  # fmt: skip
+        assert 0.0 <= record[key] <= 1.0
+    assert record["queries"] == 6 and record["gold_objects"] == 6 and record["model"] == "overlap"
+    assert record["precision_after"] >= record["precision_before"] and record["recall_before"] > 0
+
+
+def test_llm_source_requires_a_limit(data_dir, tmp_path, monkeypatch, capsys):
+    import qa_system.cli.validation_commands as commands
+
+    monkeypatch.setattr(commands, "_scorer", lambda args: OverlapScorer())
+    code = main(["--workspace", str(tmp_path / "ws"), "evaluate", "validation", "--data-dir", str(data_dir), "--llm", "--json"])
+    assert code != 0 and "--limit" in capsys.readouterr().err

@@ -164,8 +164,9 @@ def summary_html(summary: Any) -> str:
     return message_html(text, "ok", markup=True)
 
 
-def _n(count: int, one: str, many: str | None = None) -> str:
-    return f"{int(count):,} {one if int(count) == 1 else (many or one + 's')}"
+def _n(count: Any, one: str, many: str | None = None) -> str:
+    count = len(count) if isinstance(count, (list, tuple)) else int(count)  # IngestPreview holds lists
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
 
 
 def _ingest_api() -> Any:

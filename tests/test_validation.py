@@ -244,3 +244,35 @@ def test_validate_and_record_with_no_triples_records_nothing(tiny_store, tmp_pat
     result = fallback_result(tiny_store)
     assert validate_and_record(result, validator(), tiny_store, tmp_path).inserted == []
     assert not (tmp_path / "review").exists()
+
+
+# -- the real entailment model ---------------------------------------------------------------------------
+def _shipped_model():
+    from qa_system.models.entailment import load_entailment_model, shipped_checkpoint
+
+    if not (shipped_checkpoint() / "card.json").is_file():
+        pytest.skip("the entailment checkpoint has not shipped yet")
+    return load_entailment_model()
+
+
+def test_real_model_and_index_validate_true_triples_and_reject_false_ones(tiny_store):
+    """The shipped entailment model over a real passage index: ingested sentences decide, and what
+    they entail is inserted as proposed while the rest is only logged."""
+
+    from retrievers.passages import PassageRetriever, PassageStore
+
+    workspace = Path(tiny_store.db_path).parent.parent
+    sentences = ["Memento is a 2000 thriller film by Christopher Nolan, starring Guy Pearce.",
+                 "Titanic is a 1997 romance film starring Leonardo DiCaprio and Kate Winslet."]  # fmt: skip
+    PassageStore(workspace).add_many(Passage.sentence("doc", s, 0, len(s)) for s in sentences)
+    v = TripleValidator(_shipped_model(), PassageRetriever(workspace, tiny_store).refresh(), store=tiny_store, k=3)
+    result = fallback_result(tiny_store, ("Memento", "starring", "Guy Pearce"), ("Memento", "genre", "Romance film"))
+    pearce, romance = v.validate(result.triples)
+    assert pearce.entailed and pearce.hypothesis == "Guy Pearce stars in Memento."
+    assert not romance.entailed and romance.score < pearce.score
+    assert pearce.model and pearce.version
+    report = validate_and_record(result, v, tiny_store, workspace)
+    assert len(report.inserted) == 1 and report.rejected[0]["triple"]["object_text"] == "Romance film"
+    assert tiny_store.get_fact(report.inserted[0]).status == FactStatus.PROPOSED
+    found = {c.text: d for c, d in v.complete("Titanic", "/film/film/starring", use_ner=True, graph_objects=[])}
+    assert found["Leonardo DiCaprio"].entailed

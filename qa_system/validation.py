@@ -333,6 +333,8 @@ def validate_and_record(fallback_result: Any, validator: TripleValidator, store:
 def default_validator(settings: Any, store: Any) -> TripleValidator:
     """The shipped entailment model over the workspace's passages and the graph's descriptions.
 
+    The passage index is brought up to date on the first validation, not here (building it for a
+    large graph's descriptions takes a while once, and ``serve`` should start at once).
     Raises a ``QAError`` (ModelError/CheckpointError) when the entailment model is not available.
     """
 
@@ -344,7 +346,7 @@ def default_validator(settings: Any, store: Any) -> TripleValidator:
     except ImportError as e:
         raise ModelError(f"the entailment model is not available: {e}") from e
     scorer = load_entailment_model()
-    retriever = PassageRetriever(Path(settings.workspace), store).refresh()
+    retriever = PassageRetriever(Path(settings.workspace), store)
     return TripleValidator(scorer, retriever, store=store)
 
 

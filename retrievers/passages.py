@@ -156,11 +156,13 @@ class PassageRetriever:
     new or edited rows are embedded, so a new ingested document costs its own sentences only.
 
     ``store`` is optional (no descriptions without it); ``embedder`` maps texts to L2-normalised
-    vectors and defaults to the shared MiniLM (tests and evaluations may pass their own).
+    vectors and defaults to the shared MiniLM (tests and evaluations may pass their own). A long-lived
+    retriever (the app's) re-checks for new passages or graph changes at most every
+    ``refresh_interval_s`` seconds when it searches.
     """
 
     def __init__(self, workspace: Path, store: Any | None = None, *, embedder: Callable[[list[str]], np.ndarray] | None = None,
-                 index_dir: Path | None = None) -> None:  # fmt: skip
+                 index_dir: Path | None = None, refresh_interval_s: float = 60.0) -> None:  # fmt: skip
         self.workspace = Path(workspace)
         self.passages = PassageStore(self.workspace)
         self.store = store
@@ -171,6 +173,8 @@ class PassageRetriever:
         self._fingerprint = ""
         self._lock = threading.Lock()
         self.last_refresh: dict[str, Any] = {}
+        self.refresh_interval_s = refresh_interval_s
+        self._checked_at = 0.0
 
     # -- building -----------------------------------------------------------------------------------
     def _embed(self, texts: list[str], progress: bool) -> np.ndarray:
@@ -207,6 +211,7 @@ class PassageRetriever:
         with self._lock:
             rows = self.current_rows()
             fingerprint = passages_fingerprint(rows)
+            self._checked_at = time.monotonic()
             if self._index is not None and fingerprint == self._fingerprint:
                 return self
             started = time.perf_counter()
@@ -289,7 +294,7 @@ class PassageRetriever:
             raise InputError(f"k must be at least 1; got {k}")
         if not queries:
             return []
-        if self._index is None:
+        if self._index is None or time.monotonic() - self._checked_at > self.refresh_interval_s:
             self.refresh()
         if self._index.ntotal == 0:
             return [[] for _ in queries]

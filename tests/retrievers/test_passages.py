@@ -100,3 +100,16 @@ def test_descriptions_from_the_graph_are_indexed_and_follow_graph_changes(tiny_s
     before = len(embedder.embedded)
     assert len(PassageRetriever(tmp_path, tiny_store, embedder=embedder).refresh()) == 4
     assert embedder.embedded[before:] == ["Memento: 2000 film by Christopher Nolan"]
+
+
+def test_a_long_lived_retriever_sees_new_passages_after_its_refresh_interval(tmp_path):
+    embedder = CountingEmbedder()
+    _add(tmp_path, SENTENCES[:1])
+    retriever = PassageRetriever(tmp_path, embedder=embedder, refresh_interval_s=0.0)
+    assert len(retriever.search("film", k=5)) == 1
+    _add(tmp_path, SENTENCES[1:], doc="doc2")
+    assert len(retriever.search("film", k=5)) == 3
+    cached = PassageRetriever(tmp_path, embedder=embedder, refresh_interval_s=3600.0)
+    assert len(cached.search("film", k=5)) == 3
+    _add(tmp_path, ["A fourth sentence about films."], doc="doc3")
+    assert len(cached.search("film", k=5)) == 3  # within the interval: no re-check

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -39,16 +40,27 @@ def _llm_source(settings: Any, limit: int | None) -> Any:
     book = load_templates()
 
     def complete(subject: str, relation: str) -> list[str]:
-        text = template.format(prompt=book.get(relation).prompt_text(subject))
+        prompt = book.get(relation).prompt_text(subject)
+        text = template.format(prompt=prompt)
         try:
             reply = client.complete([("user", text)], max_tokens=24)
         except LLMError as e:
             log.warning("LLM candidate source failed (%s); no LLM candidate for %s / %s", e, subject, relation)
             return []
-        first = reply.text.strip().splitlines()[0] if reply.text.strip() else ""
-        return [first.strip(" .\"'")] if first else []
+        return [answer] if (answer := completion(reply.text, prompt)) else []
 
     return complete
+
+
+def completion(reply: str, prompt: str, max_words: int = 6) -> str:
+    """The object in a small LM's completion: the prompt it often repeats is cut off, then the first
+    clause, at most ``max_words`` words (``"The capital of Italy is Rome."`` → ``"Rome"``)."""
+
+    text = reply.strip().splitlines()[0].strip() if reply.strip() else ""
+    if text.lower().startswith(prompt.lower()):
+        text = text[len(prompt) :]
+    text = re.split(r"[,;:(]| who | which | that ", text, maxsplit=1)[0]
+    return " ".join(text.strip(" .\"'").split()[:max_words])
 
 
 def _run(args: argparse.Namespace, settings: Any, split: str) -> tuple[Any, Any, Any]:

@@ -106,3 +106,18 @@ def test_llm_source_requires_a_limit(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(commands, "_scorer", lambda args: OverlapScorer())
     code = main(["--workspace", str(tmp_path / "ws"), "evaluate", "validation", "--data-dir", str(data_dir), "--llm", "--json"])
     assert code != 0 and "--limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("reply", "prompt", "expected"),
+    [
+        ("The capital of Italy is Rome.", "The capital of Italy is", "Rome"),
+        ("A.C. Cesena plays in Serie B, a league of Italian clubs who", "A.C. Cesena plays in", "Serie B"),
+        ("  \n", "X is", ""),
+        ("Houston, Texas", "Alan Bean was born in", "Houston"),
+    ],
+)
+def test_llm_completion_is_cut_to_the_object(reply, prompt, expected):
+    from qa_system.cli.validation_commands import completion
+
+    assert completion(reply, prompt) == expected

@@ -205,25 +205,29 @@ def metrics(run: Run, threshold_of: Callable[[str], float]) -> dict[str, Any]:
 
 
 # -- threshold tuning ---------------------------------------------------------------------------------
-def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int) -> tuple[float, float]:
+def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int, *, min_recall_kept: float = 0.0) -> tuple[float, float]:
     """The threshold with the best F1 among the candidates' own scores (ties: the lower one, which
-    keeps more recall)."""
+    keeps more recall), among those keeping at least ``min_recall_kept`` of the recall all candidates
+    have (the product asks validation to keep 90% of it; 0 = F1 alone)."""
 
-    best_f1, best_t = -1.0, 0.5
+    floor = min_recall_kept * int(correct.sum())
+    best_f1, best_t = -1.0, float(scores.min()) if len(scores) else 0.0
     for t in sorted(set(np.floor(scores * 1e4) / 1e4)):  # floored: a threshold never exceeds its own score
         keep = scores >= t
+        if correct[keep].sum() < floor - 1e-9:
+            break  # higher thresholds keep even less
         f1 = prf(int(correct[keep].sum()), int(keep.sum()), gold)["f1"]
         if f1 > best_f1 + 1e-9:
             best_f1, best_t = f1, float(t)
     return best_t, best_f1
 
 
-def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT) -> tuple[float, dict[str, float]]:
+def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: float = 0.0) -> tuple[float, dict[str, float]]:
     """A global threshold for F1 over all candidates, then per relation where dev has enough gold."""
 
     scores = np.array([c.score for c in run.candidates])
     correct = np.array([c.correct for c in run.candidates], dtype=bool)
-    default, _ = best_threshold(scores, correct, sum(len(q.gold) for q in run.queries))
+    default, _ = best_threshold(scores, correct, sum(len(q.gold) for q in run.queries), min_recall_kept=min_recall_kept)
     per_relation: dict[str, float] = {}
     relations = np.array([run.queries[c.query].relation for c in run.candidates])
     gold_by_relation: Counter[str] = Counter()
@@ -232,7 +236,7 @@ def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT) -> tuple[float, d
     for relation, gold in gold_by_relation.items():
         mask = relations == relation
         if gold >= min_support and mask.any():
-            per_relation[relation], _ = best_threshold(scores[mask], correct[mask], gold)
+            per_relation[relation], _ = best_threshold(scores[mask], correct[mask], gold, min_recall_kept=min_recall_kept)
     return round(default, 4), {r: round(t, 4) for r, t in sorted(per_relation.items())}
 
 

@@ -137,9 +137,10 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
 
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")
-    default, per_relation = tune(run, min_support=args.min_support)
+    default, per_relation = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept)
     tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version,
-                       tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates)",
+                       tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates; "
+                                f"best F1 keeping >= {args.min_recall_kept:.0%} of the candidates' recall)",
                        command="qa-system " + " ".join(sys.argv[1:]))  # fmt: skip
     tuned.metrics = {"dev": metrics(run, tuned.for_relation), "dev_global_only": metrics(run, lambda _r: default)}
     path = write_thresholds(tuned, args.out or thresholds_path())
@@ -195,5 +196,7 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     tune_parsers = commands.add_parser("tune", help="tune decision thresholds").add_subparsers(dest="what", metavar="WHAT")
     p = tune_parsers.add_parser("validation", help="per-relation entailment thresholds for F1 on WebNLG dev")
     p.add_argument("--min-support", type=int, default=8, help="gold objects a relation needs on dev for its own threshold")
+    p.add_argument("--min-recall-kept", type=float, default=0.9,
+                   help="only thresholds keeping this share of the unvalidated recall (per relation and overall); 0 = best F1 alone")
     _common(p)
     p.set_defaults(func=_tune)

@@ -59,6 +59,12 @@ def test_metrics_before_and_after_and_tuning_on_a_handmade_run():
     default, per_relation = tune(run, min_support=2)
     assert default == 0.4 and per_relation == {"r": 0.4}  # keeps x and y, drops w (0.2)
     assert metrics(run, lambda r: per_relation.get(r, default))["precision_after"] == pytest.approx(0.6667)
+    strict, _ = tune(run, min_support=2, min_recall_kept=1.0)
+    assert strict == 0.4
+    wrong = [Scored(0, f"w{i}", ["ner"], False, 0.5) for i in range(5)]
+    lenient = Run(run.queries, [Scored(0, "x", ["ner"], True, 0.9), Scored(0, "y", ["ner"], True, 0.1), *wrong])
+    assert tune(lenient, min_support=2)[0] == 0.9  # best F1 (0.5 against 0.4 at 0.1) drops y
+    assert tune(lenient, min_support=2, min_recall_kept=0.9)[0] == 0.1  # keeping 90% of the recall keeps y
 
 
 def test_malformed_split_is_a_data_format_error(tmp_path):

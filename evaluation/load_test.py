@@ -4,14 +4,14 @@
         [--workspace DIR] [--seed-facts 600] [--review-interval 0.25] [--out evaluation/results/load-test.json]
 
 What runs: the real app (``ui.app.build_app`` around the ONE shared ask pipeline with the shipped
-reader, launched in-process with the same queue settings as ``qa-system serve``) on a private copy
+reader, launched in a server process with the same queue settings as ``qa-system serve``) on a private copy
 of the demo graph with seeded proposed facts. ``--askers`` threads, each its own
 ``gradio_client.Client``, call the Ask tab's public ``/ask`` endpoint over loopback HTTP until
 ``--duration`` seconds have passed or ``--max-requests`` per asker were sent (bounded in count and
 time). Meanwhile one reviewer logs in as the maintainer and accepts the proposed fact the page selects every
 ``--review-interval`` seconds through the Review tab's own Accept event (the HTTP
 queue protocol the browser uses, ``evaluation.gradio_http``; the review events are closed to
-the Gradio client libraries), falling back to ``ReviewQueue`` in-process with ``--reviewer in-process``.
+the Gradio client libraries). The app runs in a process of its own; the clients in this one.
 
 Checked at the end: zero errors (an exception, or an answer panel showing an error), and zero lost
 review decisions: every accept the reviewer was told succeeded is ``verified`` in the store with
@@ -23,6 +23,7 @@ shared, so the numbers say what it did under that load).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qa_system.review import ReviewQueue, read_jsonl
+from qa_system.review import read_jsonl
 from qa_system.types import Fact, FactStatus, Provenance, SourceKind
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def seed_proposed_facts(store: Any, count: int, *, seed: int = 0, sample: int = 
             subject=base.subject, relation=base.relation, object=other.object, status=FactStatus.PROPOSED,
             confidence=max(scores), provenance=Provenance(
                 source_kind=SourceKind.LLM, model="seeded (load test)", endpoint="none",
-                question=f"(seeded) {base.subject_name} {base.relation} ?", premises=premises, scores=scores,
+                question=f"(seeded) {base.relation.rsplit('/', 1)[-1].replace('_', ' ')} of {base.subject_name}?", premises=premises, scores=scores,
                 score=max(scores), checkpoint="seeded", vocabulary="graph",
             ),
         )  # fmt: skip
@@ -211,6 +212,69 @@ def _free_port() -> int:
 
 
 # -- the run -------------------------------------------------------------------------------------------
+def _factory(name: str | None) -> Callable[[Any], Any] | None:
+    """``"package.module:function"`` → the function (a name, so it crosses into the server process)."""
+
+    if not name:
+        return None
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _serve(workspace: str, seed_facts: int, pipeline: str | None, password: str, ready: Any, stop: Any) -> None:
+    """The server process: demo graph, seeded facts, the pipeline, the app on a free loopback port."""
+
+    from graph.embedded import EmbeddedStore
+    from qa_system.config import load_settings
+    from qa_system.explore import ensure_demo_graph
+    from ui.app import build_app, launch_options
+    from ui.auth import MaintainerAuth
+
+    store = app = None
+    try:
+        store = EmbeddedStore.open(Path(workspace))
+        ensure_demo_graph(store)
+        seeded = seed_proposed_facts(store, seed_facts)
+        t0 = time.perf_counter()
+        factory = _factory(pipeline)
+        if factory is None:
+            from qa_system.pipeline import load_pipeline
+
+            ask_pipeline = load_pipeline(load_settings(workspace=Path(workspace)), store)
+        else:
+            ask_pipeline = factory(store)
+        ask_pipeline.ask(QUESTIONS[0])  # warm: the first ask loads lazy parts
+        load_s = time.perf_counter() - t0
+        app = build_app(store, ask_pipeline, auth=MaintainerAuth(user=REVIEWER, password=password), workspace=Path(workspace))
+        port = _free_port()
+        app.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                                                      quiet=True, **launch_options())
+        ready.put({"url": f"http://127.0.0.1:{port}/", "seeded": len(seeded), "load_s": load_s})
+        stop.wait()
+    except Exception as e:  # noqa: BLE001 (reported to the parent, which fails the run)
+        ready.put({"error": f"{type(e).__name__}: {e}"})
+    finally:
+        if app is not None:
+            app.close()
+        if store is not None:
+            store.close()
+
+
+def _wait_ready(ready: Any, server: Any, timeout_s: float) -> dict[str, Any]:
+    """The server's ready message; fails at once when the server process died instead."""
+
+    import queue as queue_module
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return ready.get(timeout=1.0)
+        except queue_module.Empty:
+            if not server.is_alive():
+                raise RuntimeError(f"the app's server process exited with code {server.exitcode} before it was ready") from None
+    raise RuntimeError(f"the app was not ready within {timeout_s:.0f} s")
+
+
 def run_load_test(
     workspace: Path,
     *,
@@ -219,69 +283,59 @@ def run_load_test(
     max_requests: int = 10_000,
     review_interval_s: float = 0.25,
     seed_facts: int = 100,
-    pipeline_factory: Callable[[Any], Any] | None = None,
-    reviewer: str = "http",
+    pipeline: str | None = None,
+    start_timeout_s: float = 1800.0,
 ) -> dict[str, Any]:
-    """Run the load test on ``workspace`` (a demo graph is imported when it is empty); one JSON-able record."""
+    """Run the load test on ``workspace`` (a demo graph is imported when it is empty); one JSON-able record.
+
+    The app runs in a server process of its own (as ``qa-system serve`` would), so the askers'
+    client threads do not share its interpreter. ``pipeline`` names a factory
+    ``"module:function"`` taking the store (tests pass a fake); default: the shipped reader.
+    """
+
+    import multiprocessing
 
     from graph.embedded import EmbeddedStore
-    from qa_system.config import load_settings
-    from qa_system.explore import ensure_demo_graph
-    from ui.app import build_app, launch_options
-    from ui.auth import MaintainerAuth, generate_password
+    from ui.auth import generate_password
 
     if askers < 1 or duration_s <= 0 or max_requests < 1:
         raise ValueError(f"askers, duration and max requests must be positive; got {askers}, {duration_s}, {max_requests}")
-    store = EmbeddedStore.open(workspace)
-    app = None
+    context = multiprocessing.get_context("spawn")
+    ready, stop, password = context.Queue(), context.Event(), generate_password()
+    server = context.Process(target=_serve, args=(str(workspace), seed_facts, pipeline, password, ready, stop), daemon=True)
+    server.start()
     try:
-        ensure_demo_graph(store)
-        seeded = seed_proposed_facts(store, seed_facts)
-        t0 = time.perf_counter()
-        if pipeline_factory is None:
-            from qa_system.pipeline import load_pipeline
+        info = _wait_ready(ready, server, start_timeout_s)
+        if "error" in info:
+            raise RuntimeError(f"the app did not start: {info['error']}")
+        url = info["url"]
+        from evaluation.gradio_http import ReviewClient
 
-            pipeline = load_pipeline(load_settings(workspace=workspace), store)
-        else:
-            pipeline = pipeline_factory(store)
-        load_s = time.perf_counter() - t0
-        password = generate_password()
-        app = build_app(store, pipeline, auth=MaintainerAuth(user=REVIEWER, password=password), workspace=workspace)
-        port = _free_port()
-        app.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                      quiet=True, **launch_options())
-        url = f"http://127.0.0.1:{port}/"
-        if reviewer == "http":
-            from evaluation.gradio_http import ReviewClient
-
-            client = ReviewClient(url)
-            client.login(REVIEWER, password)
-            accept = client.accept_next
-        else:
-            queue = ReviewQueue(store, workspace)
-
-            def accept() -> str | None:
-                (oldest,) = queue.list(limit=1) or [None]
-                if oldest is None:
-                    return None
-                return queue.accept(oldest.id, reviewer=REVIEWER, reason="load test").fact_id
-
-        pipeline.ask(QUESTIONS[0])  # warm: the first ask loads lazy parts
+        review_client = ReviewClient(url)
+        review_client.login(REVIEWER, password)
         tally, reviews = Tally(), ReviewLog()
         started = time.monotonic()
         deadline = started + duration_s
         threads = [threading.Thread(target=_asker, args=(url, deadline, max_requests, tally, i), daemon=True) for i in range(askers)]
-        threads.append(threading.Thread(target=_reviewer, args=(accept, deadline, review_interval_s, reviews), daemon=True))
+        threads.append(threading.Thread(target=_reviewer, args=(review_client.accept_next, deadline, review_interval_s, reviews), daemon=True))
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=duration_s + 120)
         wall = time.monotonic() - started
         hung = sum(t.is_alive() for t in threads)
+        review_client.close()
+        load_average = [round(x, 2) for x in os.getloadavg()]
+    finally:
+        stop.set()
+        server.join(timeout=60)
+        if server.is_alive():
+            server.terminate()
+            server.join(timeout=10)
+    store = EmbeddedStore.open(workspace)  # the server is gone: check the decisions on disk
+    try:
         lost = check_decisions(store, workspace, reviews.accepted)
     finally:
-        if app is not None:
-            app.close()
         store.close()
     errors = tally.errors + reviews.errors + ([f"{hung} worker(s) still running after the time bound"] if hung else [])
     return {
@@ -290,17 +344,18 @@ def run_load_test(
         "duration_s": duration_s,
         "wall_s": round(wall, 1),
         "max_requests_per_asker": max_requests,
-        "pipeline": "shipped reader" if pipeline_factory is None else getattr(pipeline_factory, "__name__", "custom"),
-        "pipeline_load_s": round(load_s, 1),
-        "api": "gradio_client -> /ask (HTTP, loopback)",
-        "reviewer_path": "Review tab events over the browser's HTTP queue protocol (logged in)" if reviewer == "http" else "ReviewQueue in-process",
+        "pipeline": pipeline or "shipped reader (qa_system.pipeline.load_pipeline), graph path only: no LLM fallback",
+        "pipeline_load_s": round(info["load_s"], 1),
+        "server": "ui.app.build_app in its own process, queue(default_concurrency_limit=8) as qa-system serve",
+        "api": "gradio_client -> /ask (HTTP, loopback), one client per asker",
+        "reviewer_path": "Review tab's Accept event over the page's HTTP queue protocol, logged in as the maintainer",
         "requests": len(tally.latencies) + sum(1 for e in tally.errors if e.startswith("ask:")),
         "answered_with_entity": tally.answered,
         "requests_per_s": round(len(tally.latencies) / wall, 2) if wall else 0.0,
         "latency": percentiles(tally.latencies),
         "errors": len(errors),
         "error_samples": errors[:10],
-        "seeded_proposed_facts": len(seeded),
+        "seeded_proposed_facts": info["seeded"],
         "review": {
             "accepted": len(reviews.accepted),
             "conflicts": len(reviews.conflicts),
@@ -308,7 +363,7 @@ def run_load_test(
             "lost_samples": lost[:10],
             "latency": percentiles(reviews.latencies),
         },
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": load_average,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -322,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=10_000, help="per asker")
     parser.add_argument("--review-interval", type=float, default=0.25, help="seconds between accepts")
     parser.add_argument("--seed-facts", type=int, default=600)
-    parser.add_argument("--reviewer", choices=["http", "in-process"], default="http")
+    parser.add_argument("--pipeline", help="a pipeline factory module:function taking the store (default: the shipped reader)")
     parser.add_argument("--workspace", type=Path, help="a workspace to copy (default: a fresh one with the demo graph)")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/load-test.json"))
     parser.add_argument("--json", action="store_true", help="print the record as one JSON object on stdout")
@@ -333,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workspace:
             shutil.copytree(args.workspace, workspace)
         record = run_load_test(workspace, askers=args.askers, duration_s=args.duration, max_requests=args.max_requests,
-                               review_interval_s=args.review_interval, seed_facts=args.seed_facts, reviewer=args.reviewer)
+                               review_interval_s=args.review_interval, seed_facts=args.seed_facts, pipeline=args.pipeline)
     record["command"] = "python -m evaluation.load_test " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

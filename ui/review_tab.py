@@ -120,14 +120,18 @@ def item_html(item: ReviewItem) -> str:
         ("age", age_text(item.age_hours)), ("model", p.model or "—"), ("endpoint", p.endpoint or "—"),
         ("validator", p.checkpoint or "—"), ("fact id", f.id),
     ]  # fmt: skip
-    rows = "".join(f"<tr><td style='color:#6b7280;padding-right:12px'>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
+    chips = "".join(
+        f"<span style='display:inline-block;margin:2px 6px 2px 0;padding:2px 8px;border-radius:999px;background:#f1f5f9;"
+        f"font-size:0.85em'><span style='color:#6b7280'>{esc(k)}</span> {esc(v)}</span>"
+        for k, v in meta
+    )
     question = f"<p><b>Question:</b> {esc(p.question)}</p>" if p.question else ""
     answer = f"<p><b>LLM answer:</b> {esc(p.raw_answer[:600])}</p>" if p.raw_answer else ""
     return (
         "<div class='qa-review-item' style='padding:12px 16px;border:1px solid #e5e7eb;border-radius:12px'>"
         f"<h3 style='margin:0 0 6px'>{esc(f.subject_name)} <span style='color:#2563eb'>— {esc(relation_label(f.relation))} →</span> "
         f"{esc(f.object_name)}</h3><div style='color:#6b7280;font-size:0.85em'><code>{esc(f.relation)}</code></div>"
-        f"<table style='margin:8px 0;font-size:0.9em'>{rows}</table>{question}{answer}"
+        f"<div style='margin:8px 0'>{chips}</div>{question}{answer}"
         f"<div><b>Evidence premises</b> (entailment score each)</div><ul style='list-style:none;padding-left:4px'>{premises}</ul>"
         + (f"<div><b>History</b></div><ul>{history}</ul>" if history else "")
         + "</div>"

@@ -265,3 +265,75 @@ def test_ingester_rejects_bad_settings(tiny_store):
         Ingester(tiny_store, RuleExtractor(), workspace=workspace_of(tiny_store), min_score=2)
     with pytest.raises(InputError, match="batch_size"):
         Ingester(tiny_store, RuleExtractor(), workspace=workspace_of(tiny_store), batch_size=0)
+
+
+KILLED_INGEST = """
+import sys, time
+from pathlib import Path
+import qa_system.ingest as I
+from graph.embedded import EmbeddedStore
+from qa_system.entity_resolution import EntityResolver
+from tests.ingest_support import RuleExtractor
+
+class Slow(RuleExtractor):
+    def extract(self, texts, *, batch_size=16):
+        time.sleep(0.15)
+        return super().extract(texts, batch_size=batch_size)
+
+I.CHUNK_SENTENCES = 1  # one commit per document
+workspace = Path(sys.argv[1])
+store = EmbeddedStore.open(workspace)
+docs = [I.Document(f"doc{i}", f"Person{i} was born in Town{i}.", "t") for i in range(int(sys.argv[2]))]
+I.Ingester(store, Slow(), workspace=workspace, resolver=EntityResolver(store, workspace=workspace, use_embeddings=False)).ingest(docs)
+print("finished")
+"""
+
+
+def test_a_process_killed_mid_ingest_leaves_a_consistent_graph_and_a_rerun_completes_it(tmp_path: Path):
+    """A real SIGKILL of an ingesting process (no cleanup runs), then a re-run in this process."""
+
+    import gc
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from graph.embedded import EmbeddedStore
+    from graph.importers import import_kg
+    from tests.conftest import write_tiny_kg
+
+    ws, n = tmp_path / "ws", 12
+    store = EmbeddedStore.open(ws)
+    import_kg(store, write_tiny_kg(tmp_path / "kg"))
+    base = store.stats().facts
+    store.close()
+    del store
+    gc.collect()  # EmbeddedStore.close() leaves the file lock to the garbage collector (thread-local connections)
+    script = tmp_path / "ingest_child.py"
+    script.write_text(KILLED_INGEST, encoding="utf-8")
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([sys.executable, str(script), str(ws), str(n)], cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    passages = ws / "passages" / "passages.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None:
+        if passages.exists() and passages.read_text(encoding="utf-8").count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, f"the child ended before it was killed: {child.communicate()}"
+    time.sleep(0.08)  # most likely mid-way through the next document's writes
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+    store = EmbeddedStore.open(ws)  # opens: the lock died with the process, the graph is readable
+    try:
+        partial = store.stats().facts - base
+        written = {p.document_id for p in PassageStore(ws)}
+        assert 3 <= len(written) < n and len(written) <= partial <= len(written) + 1
+        rerun = ingester(store).ingest([Document(f"doc{i}", f"Person{i} was born in Town{i}.", "t") for i in range(n)])
+        assert rerun.triples_added == n - partial and rerun.triples_merged == partial
+        assert store.stats().facts == base + n
+        assert len(PassageStore(ws)) == n and sum(1 for _ in PassageStore(ws)) == n  # no duplicate passage lines
+        assert ingester(store).ingest([Document("doc0", "Person0 was born in Town0.", "t")]).triples_added == 0
+    finally:
+        store.close()

@@ -1,0 +1,244 @@
+"""QIDN on tiny random backbones: matching, contrastive losses, decoding, overfitting, checkpoints, the Extractor."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from qa_system.errors import CheckpointError
+from qa_system.extraction import Extractor, load_extractor
+from qa_system.models.extractor import (
+    SHIPPED,
+    QIDNConfig,
+    best_spans,
+    build_qidn,
+    load_qidn,
+    load_qidn_extractor,
+    save_qidn,
+    span_indices,
+)
+from qa_system.models.qidn_losses import (
+    hungarian_match,
+    instance_infonce,
+    match_cost,
+    relation_infonce,
+)
+from qa_system.models.span_extractor import TokenSpanExtractor, minilm_tokenizer
+from qa_system.training.extraction_data import (
+    ExtractionCollator,
+    ExtractionExample,
+    TokenTriple,
+)
+from tests.training.webnlg_tiny import RELATIONS, SENTENCES
+
+TINY = dict(backbone="random", random_hidden=64, random_layers=2, lora_r=0, frozen_layers=0, lstm_hidden=32,
+            hidden=64, decoder_layers=1, decoder_heads=4, decoder_ffn=128, dropout=0.0, num_queries=6, width_dim=8)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return minilm_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[ExtractionExample]:
+    return [ExtractionExample(s["text"], [tuple(t) for t in s["triple_list"]]) for s in SENTENCES]
+
+
+def collator(tokenizer) -> ExtractionCollator:
+    return ExtractionCollator(tokenizer, {r: i for i, r in enumerate(RELATIONS)}, 64)
+
+
+# ---------------------------------------------------------------------- pieces
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="backbone"):
+        QIDNConfig(backbone="bert-large")
+    with pytest.raises(ValueError, match="divisible"):
+        QIDNConfig(hidden=100, decoder_heads=8)
+    with pytest.raises(ValueError, match="unknown QIDN config keys: nope"):
+        QIDNConfig.from_dict({"nope": 1})
+    with pytest.raises(ValueError, match="frozen_layers"):
+        build_qidn(QIDNConfig(**{**TINY, "frozen_layers": 2}), RELATIONS)
+
+
+def test_span_indices_cover_inner_tokens_up_to_the_width() -> None:
+    starts, ends = span_indices(6, 2)  # [CLS] t1 t2 t3 t4 [SEP]
+    assert list(zip(starts.tolist(), ends.tolist())) == [(1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (3, 4), (4, 4)]
+
+
+def test_best_spans_keeps_start_before_end_and_length_limit() -> None:
+    p_start = torch.tensor([[0.0, 0.1, 0.0, 0.9]])
+    p_end = torch.tensor([[0.0, 0.8, 0.2, 0.0]])  # the best end (1) lies before the best start (3)
+    s, e, p = best_spans(p_start, p_end, max_len=4)
+    assert (int(s), int(e)) == (1, 1) and float(p) == pytest.approx(0.08)
+    p_end = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
+    p_start2, p_end2 = torch.tensor([[0.9, 0.1, 0.0, 0.0]]), torch.tensor([[0.0, 0.1, 0.0, 0.9]])
+    s, e, _ = best_spans(p_start2, p_end2, max_len=2)  # 0..3 is too long
+    assert e - s < 2
+
+
+def test_hungarian_matching_finds_the_cheapest_assignment() -> None:
+    gold = [[TokenTriple(1, 1, 0, 3, 3), TokenTriple(2, 2, 1, 4, 4)]]
+    rel = torch.full((1, 3, 3), -10.0)
+    boundary = torch.full((1, 4, 3, 6), -10.0)
+    # query 0 fits gold 1 perfectly, query 2 fits gold 0; query 1 predicts no relation (class 2)
+    rel[0, 0, 1] = rel[0, 2, 0] = rel[0, 1, 2] = 10.0
+    for k, pos in enumerate((2, 2, 4, 4)):
+        boundary[0, k, 0, pos] = 10.0
+    for k, pos in enumerate((1, 1, 3, 3)):
+        boundary[0, k, 2, pos] = 10.0
+    assert hungarian_match(rel, boundary, gold) == [[(0, 1), (2, 0)]]
+    cost = match_cost(rel[0].softmax(-1), boundary[0].softmax(-1), gold[0])
+    assert cost.shape == (3, 2) and float(cost[0, 1]) == pytest.approx(-5.0, abs=1e-3)
+    assert hungarian_match(rel, boundary, [[]]) == [[]]
+
+
+def test_instance_infonce_prefers_same_type_clusters() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    clustered = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.05], [0.0, 1.0], [0.05, 1.0]]), dim=-1)
+    mixed = clustered[[0, 2, 1, 3]]
+    assert float(instance_infonce(clustered, labels, 0.1)) < float(instance_infonce(mixed, labels, 0.1))
+    assert float(instance_infonce(clustered, torch.tensor([0, 1, 2, 3]), 0.1)) == 0.0  # no positives
+    assert float(instance_infonce(clustered[:1], labels[:1], 0.1)) == 0.0
+
+
+def test_relation_infonce_is_cross_entropy_over_relation_similarities() -> None:
+    inst = torch.tensor([[1.0, 0.0]])
+    rels = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    expected = -math.log(math.exp(10.0) / (math.exp(10.0) + 1.0))
+    assert float(relation_infonce(inst, rels, torch.tensor([0]), 0.1)) == pytest.approx(expected, rel=1e-3)
+
+
+def test_loss_parts_follow_the_ablation_switches(tokenizer, examples) -> None:
+    torch.manual_seed(0)
+    batch = collator(tokenizer)(examples)
+    full = build_qidn(QIDNConfig(**TINY), RELATIONS)
+    _, parts = full.loss(batch)
+    assert {"relation", "boundary", "instance_nce", "relation_nce", "total"} <= set(parts)
+    ablated = build_qidn(QIDNConfig(**TINY, instance_contrast=False, relation_contrast=False), RELATIONS)
+    _, parts = ablated.loss(batch)
+    assert "instance_nce" not in parts and "relation_nce" not in parts
+    assert parts["total"] == pytest.approx(parts["relation"] + parts["boundary"], rel=1e-5)
+
+
+def test_frozen_layer_cache_gives_the_same_states(tokenizer, examples) -> None:
+    """LoRA on the top layer only; cached lower-layer outputs must not change the forward pass."""
+
+    torch.manual_seed(0)
+    model = build_qidn(QIDNConfig(**{**TINY, "lora_r": 4, "frozen_layers": 1}), RELATIONS)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n and ".layer.1." in n for n in trainable)
+    assert not any(".layer.0." in n for n in trainable)
+    batch = collator(tokenizer)(examples)
+    model.train()  # frozen layers stay in eval mode; reseeding gives the upper layers the same dropout masks
+
+    def encode(texts=None):
+        torch.manual_seed(1)
+        return model.encode(batch.input_ids, batch.attention_mask, texts)
+
+    plain = encode()
+    model.lower_cache = {}
+    first = encode(batch.texts)  # fills the cache
+    cached = encode(batch.texts)  # reads it (fp16)
+    assert len(model.lower_cache) == 4
+    mask = batch.attention_mask.bool()
+    assert torch.allclose(plain[mask], first[mask], atol=1e-5)
+    assert torch.allclose(first[mask], cached[mask], atol=2e-2)
+
+
+# ---------------------------------------------------------------------- learning
+@pytest.fixture(scope="module")
+def overfit(tokenizer, examples):
+    """A tiny QIDN trained on the four sentences until it reproduces every gold triple exactly."""
+
+    torch.manual_seed(0)
+    model = build_qidn(QIDNConfig(**TINY), RELATIONS)
+    batch = collator(tokenizer)(examples)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    gold = [set(t) for t in batch.triples]
+    for step in range(150):
+        model.train()
+        loss, _ = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 10 == 9:
+            predicted = [{t for t, _ in p} for p in model.eval().decode(batch)]
+            if predicted == gold:
+                break
+    return model, batch, step
+
+
+def test_tiny_qidn_overfits_four_sentences_exactly(overfit) -> None:
+    from evaluation.extraction import predict, score
+
+    model, batch, step = overfit
+    assert step < 149, "did not reach exact triples in 150 steps"
+    decoded = model.decode(batch)
+    assert [{t for t, _ in p} for p in decoded] == [set(t) for t in batch.triples]
+    assert all(0.0 <= s <= 1.0 for p in decoded for _, s in p)
+    examples = batch.examples
+    tokenizer = minilm_tokenizer()
+    strings = predict(model, collator(tokenizer), examples, RELATIONS)
+    assert score([e.triples for e in examples], strings)["f1"] == 1.0
+
+
+def test_checkpoint_round_trip_and_errors(overfit, tmp_path: Path) -> None:
+    model, batch, _ = overfit
+    folder = save_qidn(tmp_path / "ckpt", model, {"dataset": "tiny"}, fp16=True)
+    loaded, card = load_qidn(folder)
+    assert card["dataset"] == "tiny" and card["config"]["backbone"] == "random"
+    assert not any("embeddings" in k for k in loaded.shipped_state_dict()) or TINY["lora_r"] == 0
+    assert [{t for t, _ in p} for p in loaded.decode(batch)] == [{t for t, _ in p} for p in model.decode(batch)]
+    with pytest.raises(CheckpointError, match="no QIDN checkpoint"):
+        load_qidn(tmp_path / "missing")
+    (folder / "qidn.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_qidn(folder)
+    (folder / "card.json").write_text("{")
+    with pytest.raises(CheckpointError, match="not a valid QIDN card"):
+        load_qidn(folder)
+
+
+def test_token_span_extractor_returns_character_spans(overfit, tokenizer) -> None:
+    model, _, _ = overfit
+    extractor = TokenSpanExtractor(model, tokenizer, RELATIONS, name="qidn", checkpoint="tiny")
+    assert isinstance(extractor, Extractor)
+    texts = [SENTENCES[2]["text"], "", SENTENCES[1]["text"]]
+    results = extractor.extract(texts, batch_size=2)
+    assert len(results) == 3 and results[1] == []
+    for text, triples in zip(texts, results):
+        for t in triples:
+            assert text[t.subject.start:t.subject.end] == t.subject.text
+            assert text[t.object.start:t.object.end] == t.object.text
+    got = {(t.subject.text, t.relation, t.object.text) for t in results[0]}
+    assert got == {("Italy", "capital", "Rome"), ("Italy", "leaderName", "Sergio Mattarella")}
+    assert {(t.subject.text, t.object.text) for t in results[2]} == {("1 . FC Köln", "Peter Stöger")}
+    with pytest.raises(ValueError, match="batch_size"):
+        extractor.extract(texts, batch_size=0)
+
+
+# ---------------------------------------------------------------------- the shipped checkpoint
+needs_shipped = pytest.mark.skipif(not (SHIPPED / "card.json").is_file(), reason="QIDN checkpoint not shipped yet")
+
+
+@needs_shipped
+def test_shipped_checkpoint_loads_and_extracts() -> None:
+    extractor = load_extractor("qidn")
+    assert extractor.name == "qidn" and extractor.vocabulary == "webnlg"
+    assert extractor.checkpoint == "extractor-qidn-webnlg"
+    assert (SHIPPED / "qidn.safetensors").stat().st_size <= 30 * 1024 * 1024
+    text = "Alan Bean was born in Wheeler , Texas and served as a crew member of Apollo 12 ."
+    [triples] = extractor.extract([text])
+    assert triples, "the shipped QIDN found nothing in an easy WebNLG-style sentence"
+    for t in triples:
+        assert t.relation in extractor.relation_names
+        assert text[t.subject.start:t.subject.end] == t.subject.text and 0.0 <= t.score <= 1.0
+
+
+def test_missing_checkpoint_folder_is_a_checkpoint_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="train one with"):
+        load_qidn_extractor(tmp_path)

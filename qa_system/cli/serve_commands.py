@@ -67,7 +67,7 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
         if not args.no_demo:
             ensure_demo_graph(store)
         pipeline = None if args.no_reader else _load_pipeline(settings, store, llm=not args.no_llm)
-        app = build_app(store, pipeline, auth=_maintainer_auth(settings))
+        app = build_app(store, pipeline, auth=_maintainer_auth(settings), workspace=settings.workspace)
         log.info("serving on http://%s:%d", args.host, args.port)
         app.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, show_error=True, **launch_options()

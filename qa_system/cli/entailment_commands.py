@@ -71,7 +71,7 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
     from qa_system.cli import emit_json
     from qa_system.models.entailment import load_entailment_model
     from qa_system.training.entailment import score_pairs
-    from qa_system.training.entailment_data import EVALUATION_SETS, load_evaluation_set
+    from qa_system.training.entailment_data import EVALUATION_SETS, TWO_WAY, load_evaluation_set
 
     if (args.dataset, args.split) not in EVALUATION_SETS and not args.allow_non_test:
         raise InputError(f"{args.dataset}/{args.split} is not a held-out set; use --split test (or --allow-non-test)")
@@ -86,7 +86,7 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
     from tqdm import tqdm
 
     with tqdm(total=len(pairs), desc=f"entailment {args.dataset}/{args.split}", unit="pair", mininterval=5) as bar:
-        report = score_pairs(model, pairs, progress=lambda done, _n: bar.update(done - bar.n))
+        report = score_pairs(model, pairs, two_way=args.dataset in TWO_WAY, progress=lambda done, _n: bar.update(done - bar.n))
     record = {
         "task": "entailment",
         "dataset": args.dataset,

@@ -33,6 +33,7 @@ from qa_system.training.entailment_data import NLIPair
 log = logging.getLogger(__name__)
 
 STATE, TRACE, BEST = "last.pt", "trace.jsonl", "best"
+TWO_WAY_DEV = ("webnlg-val",)  # dev sets scored entailment-vs-not
 # Share of the training sample per part when --max-train cuts it (WebNLG is our domain; SNLI is the benchmark).
 DEFAULT_PART_WEIGHTS = {"webnlg": 0.40, "snli": 0.25, "sick": 0.12, "climate-fever": 0.08, "rte": 0.08, "fever": 0.07}
 
@@ -108,10 +109,10 @@ def classification_report(gold: Sequence[int], predicted: Sequence[int], labels:
     }
 
 
-def score_pairs(model: EntailmentModel, pairs: Sequence[NLIPair], *, batch_size: int = 64,
+def score_pairs(model: EntailmentModel, pairs: Sequence[NLIPair], *, two_way: bool | None = None, batch_size: int = 64,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Evaluate on pairs: three-way when every target is a single label, else two-way (entailment vs
-    not, predicted entailment = arg-max is entailment)."""
+    """Evaluate on pairs: two-way (entailment vs not; predicted entailment = arg-max is entailment)
+    for two-way datasets, else three-way. ``two_way=None`` decides from the targets (any label set)."""
 
     probs = np.zeros((0, len(LABELS)), dtype=np.float32)
     chunks = [pairs[i : i + 512] for i in range(0, len(pairs), 512)]
@@ -120,7 +121,8 @@ def score_pairs(model: EntailmentModel, pairs: Sequence[NLIPair], *, batch_size:
         if progress is not None:
             progress(min(done * 512, len(pairs)), len(pairs))
     predicted = probs.argmax(1) if len(pairs) else np.zeros(0, dtype=int)
-    two_way = any(len(p.target) > 1 for p in pairs)
+    if two_way is None:
+        two_way = any(len(p.target) > 1 for p in pairs)
     if two_way:
         gold = [0 if p.target == frozenset({LABEL_INDEX["entailment"]}) else 1 for p in pairs]
         report = classification_report(gold, (predicted != LABEL_INDEX["entailment"]).astype(int), ("entailment", "not_entailment"))
@@ -134,7 +136,7 @@ def score_pairs(model: EntailmentModel, pairs: Sequence[NLIPair], *, batch_size:
 
 def dev_report(network: EntailmentCrossEncoder, tokenizer: Any, dev: dict[str, Sequence[NLIPair]], cfg: EntailmentTrainConfig) -> dict[str, Any]:
     model = EntailmentModel(network, tokenizer)
-    out = {name: score_pairs(model, pairs)["accuracy"] for name, pairs in dev.items()}
+    out = {name: score_pairs(model, pairs, two_way=True if name in TWO_WAY_DEV else None)["accuracy"] for name, pairs in dev.items()}
     out["mean"] = round(float(np.mean(list(out.values()))), 4) if out else 0.0
     network.train()
     return out

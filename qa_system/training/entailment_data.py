@@ -48,6 +48,7 @@ ENT, NEU, CON = (LABEL_INDEX[k] for k in ("entailment", "neutral", "contradictio
 NOT_ENTAILED: frozenset[int] = frozenset({NEU, CON})
 
 DATASETS = ("snli", "rte", "sick", "webnlg-pairs")
+TWO_WAY = ("rte", "webnlg-pairs")  # evaluated as entailment vs not
 # Held-out evaluation sets: (dataset, split) -> the file split actually read.
 EVALUATION_SETS = {("snli", "test"): "test", ("sick", "test"): "TEST", ("rte", "test"): "dev", ("webnlg-pairs", "test"): "test"}
 TRAINING_PARTS = ("sick", "rte", "snli", "fever", "climate-fever", "webnlg")

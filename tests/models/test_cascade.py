@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qa_system.errors import CheckpointError
+from qa_system.extraction import Extractor
 from qa_system.models.cascade import (
     SHIPPED,
     CascadeConfig,
@@ -25,6 +26,7 @@ from qa_system.models.cascade import (
 from qa_system.training.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
+    SpanExtractionModel,
     TokenTriple,
 )
 
@@ -137,6 +139,7 @@ def gold_sets(batch) -> list[set[TokenTriple]]:
 def test_tiny_cascade_overfits_four_sentences(tokenizer, tmp_path):
     torch.manual_seed(0)
     model = build_cascade(tiny_config(), RELATIONS)
+    assert isinstance(model, SpanExtractionModel)
     collator = ExtractionCollator(tokenizer, {r: i for i, r in enumerate(RELATIONS)}, max_length=32)
     batch = collator(SENTENCES)
     assert collator.stats.unlocated == 0
@@ -162,6 +165,7 @@ def test_tiny_cascade_overfits_four_sentences(tokenizer, tmp_path):
     assert [{t for t, _ in row} for row in again.decode(batch)] == predicted
 
     extractor = load_cascade_extractor(folder)
+    assert isinstance(extractor, Extractor) and extractor.checkpoint == "ckpt"
     triples = extractor.extract([SENTENCES[1].text, ""])
     assert triples[1] == []
     assert {(t.subject.text, t.relation, t.object.text) for t in triples[0]} == set(SENTENCES[1].triples)

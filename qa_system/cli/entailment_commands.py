@@ -8,7 +8,7 @@ import random
 import shlex
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from qa_system.errors import InputError
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _command(argv_tail: str) -> str:
@@ -28,9 +28,18 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
 
     from qa_system.cli import emit_json
     from qa_system.models.checkpoint import git_commit
-    from qa_system.models.entailment import EntailmentConfig, EntailmentCrossEncoder, build_encoder, load_tokenizer
+    from qa_system.models.entailment import (
+        EntailmentConfig,
+        EntailmentCrossEncoder,
+        build_encoder,
+        load_tokenizer,
+    )
     from qa_system.training.entailment import EntailmentTrainConfig, fit
-    from qa_system.training.entailment_data import dev_pairs, sample_training, training_pairs
+    from qa_system.training.entailment_data import (
+        dev_pairs,
+        sample_training,
+        training_pairs,
+    )
 
     if args.epochs < 1 or (args.max_train is not None and args.max_train < 1):
         raise InputError(f"--epochs and --max-train must be >= 1; got {args.epochs}, {args.max_train}")
@@ -71,7 +80,11 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
     from qa_system.cli import emit_json
     from qa_system.models.entailment import load_entailment_model
     from qa_system.training.entailment import score_pairs
-    from qa_system.training.entailment_data import EVALUATION_SETS, TWO_WAY, load_evaluation_set
+    from qa_system.training.entailment_data import (
+        EVALUATION_SETS,
+        TWO_WAY,
+        load_evaluation_set,
+    )
 
     if (args.dataset, args.split) not in EVALUATION_SETS and not args.allow_non_test:
         raise InputError(f"{args.dataset}/{args.split} is not a held-out set; use --split test (or --allow-non-test)")

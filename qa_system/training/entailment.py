@@ -27,7 +27,14 @@ import torch
 from tqdm import tqdm
 
 from qa_system.errors import CheckpointError, ModelError
-from qa_system.models.entailment import LABEL_INDEX, LABELS, EntailmentCrossEncoder, EntailmentModel, encode_pairs, save_entailment
+from qa_system.models.entailment import (
+    LABEL_INDEX,
+    LABELS,
+    EntailmentCrossEncoder,
+    EntailmentModel,
+    encode_pairs,
+    save_entailment,
+)
 from qa_system.training.entailment_data import NLIPair
 
 log = logging.getLogger(__name__)

@@ -94,7 +94,7 @@ def write_nli_fixture(root: Path) -> Path:
            "evidence_sentence": "Telemundo -LRB- Spanish -RRB- is a Spanish-language network ."},
           {"id": "2", "label": "SUPPORTS", "claim": "Colombiana is a French film .", "evidence_sentence": "Colombiana is a French film ."}]
     (fever / "symmetric_v0.1" / "fever_symmetric_full.jsonl").write_text("".join(json.dumps(r) + "\n" for r in v1), encoding="utf-8")
-    v2 = lambda claim, ev, lab: {"id": "9", "claim": claim, "evidence": ev, "sentence1": ev, "sentence2": claim, "gold_label": lab, "label": lab}  # noqa: E731
+    v2 = lambda claim, ev, lab: {"id": "9", "claim": claim, "evidence": ev, "sentence1": ev, "sentence2": claim, "gold_label": lab, "label": lab}
     (fever / "symmetric_v0.2" / "fever_symmetric_dev.jsonl").write_text(
         json.dumps(v2("The Cretaceous ended .", "The Cretaceous ended with a mass extinction .", "SUPPORTS")) + "\n", encoding="utf-8")
     (fever / "symmetric_v0.2" / "fever_symmetric_test.jsonl").write_text(  # same claim as a v0.1 pair: kept out of training
@@ -203,7 +203,7 @@ def test_drop_overlap_normalises_case_and_space() -> None:
 
 
 def test_sample_training_respects_cap_weights_and_small_parts() -> None:
-    mk = lambda name, n: [NLIPair(f"{name} {i}", "h", frozenset({ENT}), name) for i in range(n)]  # noqa: E731
+    mk = lambda name, n: [NLIPair(f"{name} {i}", "h", frozenset({ENT}), name) for i in range(n)]
     parts = {"big": mk("big", 100), "other": mk("other", 100), "tiny": mk("tiny", 5)}
     sample = sample_training(parts, 60, seed=1, weights={"big": 0.5, "other": 0.25, "tiny": 0.25})
     counts = Counter(p.source for p in sample)

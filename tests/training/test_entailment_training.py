@@ -12,7 +12,12 @@ import torch
 
 from qa_system.cli import main
 from qa_system.errors import CheckpointError
-from qa_system.models.entailment import EntailmentCrossEncoder, build_encoder, load_entailment_model, load_tokenizer
+from qa_system.models.entailment import (
+    EntailmentCrossEncoder,
+    build_encoder,
+    load_entailment_model,
+    load_tokenizer,
+)
 from qa_system.training.entailment import (
     EntailmentTrainConfig,
     classification_report,

@@ -19,14 +19,27 @@ is named in an ``IngestError``; the documents before it are written.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from qa_system.documents import Document, Sentence, iter_documents, read_documents, split_sentences
+from qa_system.documents import (
+    Document,
+    Sentence,
+    iter_documents,
+    read_documents,
+    split_sentences,
+)
 from qa_system.entity_resolution import EntityResolver, Resolution, clean_mention
-from qa_system.errors import FactNotFoundError, IngestError, InputError, ModelError, QAError
+from qa_system.errors import (
+    FactNotFoundError,
+    IngestError,
+    InputError,
+    ModelError,
+    QAError,
+)
 from qa_system.extraction import ExtractedTriple, Extractor
 from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, fact_id
 from retrievers.passages import Passage, PassageStore
@@ -96,7 +109,7 @@ class IngestSummary:
     new_entities: int = 0
     passages_added: int = 0
 
-    def __iadd__(self, other: IngestSummary) -> IngestSummary:
+    def __iadd__(self, other: IngestSummary) -> Self:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
@@ -182,7 +195,7 @@ class Ingester:
             item.reason = "empty or over-long mention"
         elif not relation or len(relation) > MAX_RELATION_CHARS:
             item.reason = "empty or over-long relation"
-        elif not 0.0 <= score <= 1.0 or score != score:
+        elif math.isnan(score) or not 0.0 <= score <= 1.0:
             item.reason = f"score {score} is not a probability"
         elif score < self.min_score:
             item.reason = f"score {score:.3f} < min-score {self.min_score:.2f}"

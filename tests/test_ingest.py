@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from qa_system.entity_resolution import EntityResolver, clean_mention, extracted_entity_id
+from qa_system.entity_resolution import (
+    EntityResolver,
+    clean_mention,
+    extracted_entity_id,
+)
 from qa_system.errors import EntityNotFoundError, IngestError, InputError
 from qa_system.ingest import Document, Ingester, iter_documents, read_documents
 from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, fact_id

@@ -132,7 +132,7 @@ def test_real_cli_with_the_shipped_extractor(workspace: Path):
 
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [sys.executable, "-m", "qa_system", "--workspace", str(workspace), "ingest", str(FIXTURES / "apollo.md"), "--json"]
-    runs = [subprocess.run(command, capture_output=True, text=True, env=env, timeout=600) for _ in range(2)]
+    runs = [subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=600) for _ in range(2)]
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr[-2000:]
     first, second = (json.loads(r.stdout) for r in runs)
     assert first["extractor"] == "qidn" and first["sentences"] == 6 and first["passages_added"] == 6

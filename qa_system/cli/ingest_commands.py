@@ -104,35 +104,44 @@ def _summary_text(summary: Any) -> str:
     )
 
 
+def _dry_run_row(t: Any) -> dict[str, Any]:
+    s = t.sentence
+    return {
+        "document_id": s.document_id, "sentence": s.text, "start": s.start, "end": s.end,
+        "subject_text": t.subject_text, "relation": t.relation, "object_text": t.object_text,
+        "subject_id": t.subject_id, "subject_name": t.subject_name, "subject_new": t.subject_new,
+        "object_id": t.object_id, "object_name": t.object_name, "object_new": t.object_new,
+        "score": t.score, "action": t.action, "reason": t.reason, "fact_id": t.fact_id,
+    }  # fmt: skip
+
+
+def _dry_run_line(t: Any) -> str:
+    subject = ("+" if t.subject_new else "") + t.subject_name  # a new entity is marked with +
+    obj = ("+" if t.object_new else "") + t.object_name
+    return f"  {t.action:5}  {t.score:.2f}  {subject} | {t.relation} | {obj}  ({t.reason})"
+
+
 def _dry_run_report(preview: Any) -> tuple[dict[str, Any], str]:
     counts = preview.counts()
-    new_entities = {i for t in preview.triples if t.action == "add" for i, new in ((t.subject_id, t.subject_new), (t.object_id, t.object_new)) if new}
-    rows = [
-        {
-            "document_id": t.sentence.document_id, "sentence": t.sentence.text, "start": t.sentence.start, "end": t.sentence.end,
-            "subject_text": t.subject_text, "relation": t.relation, "object_text": t.object_text,
-            "subject_id": t.subject_id, "subject_name": t.subject_name, "subject_new": t.subject_new,
-            "object_id": t.object_id, "object_name": t.object_name, "object_new": t.object_new,
-            "score": t.score, "action": t.action, "reason": t.reason, "fact_id": t.fact_id,
-        }  # fmt: skip
-        for t in preview.triples[:DRY_RUN_JSON_MAX]
-    ]
+    new_entities = {
+        entity_id
+        for t in preview.triples
+        if t.action == "add"
+        for entity_id, new in ((t.subject_id, t.subject_new), (t.object_id, t.object_new))
+        if new
+    }
     payload = {
         "dry_run": True, "documents": len(preview.documents), "sentences": len(preview.sentences),
         "triples_to_add": counts["add"], "triples_to_merge": counts["merge"], "triples_to_skip": counts["skip"],
         "new_entities": len(new_entities), "extractor": preview.extractor, "checkpoint": preview.checkpoint,
-        "triples": rows, "triples_truncated": len(preview.triples) > DRY_RUN_JSON_MAX,
+        "triples": [_dry_run_row(t) for t in preview.triples[:DRY_RUN_JSON_MAX]],
+        "triples_truncated": len(preview.triples) > DRY_RUN_JSON_MAX,
     }  # fmt: skip
-    lines = [
+    head = (
         f"dry run (nothing written): {len(preview.documents)} document(s), {len(preview.sentences)} sentence(s); "
         f"would add {counts['add']}, merge {counts['merge']}, skip {counts['skip']} triple(s); {len(new_entities)} new entities"
-    ]
-    for t in preview.triples[:DRY_RUN_SHOWN]:
-        mark = lambda new: "+" if new else ""  # noqa: E731 - a new entity is marked with +
-        lines.append(
-            f"  {t.action:5}  {t.score:.2f}  {mark(t.subject_new)}{t.subject_name} | {t.relation} | "
-            f"{mark(t.object_new)}{t.object_name}  ({t.reason})"
-        )
+    )
+    lines = [head, *(_dry_run_line(t) for t in preview.triples[:DRY_RUN_SHOWN])]
     if len(preview.triples) > DRY_RUN_SHOWN:
         lines.append(f"  ... and {len(preview.triples) - DRY_RUN_SHOWN} more (use --json for all)")
     return payload, "\n".join(lines)

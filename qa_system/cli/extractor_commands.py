@@ -28,6 +28,7 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--out", type=Path, help="run folder (default /work/runs/extractor-<model>-<dataset>)")
     p.add_argument("--data-dir", type=Path, help="folder holding webnlg-casrel/ (default $QA_DATA_DIR)")
     p.add_argument("--no-contrastive", action="store_true", help="QIDN without its two InfoNCE losses (ablation)")
+    p.add_argument("--model-config", metavar="JSON", help="model config overrides: a JSON object or a .json file")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     p.add_argument("--limit", type=int, help="train on the first N sentences only (smoke runs)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -62,8 +63,16 @@ def _positive(name: str, value: int | None) -> None:
         raise InputError(f"--{name} must be at least 1. Currently, it is {value}")
 
 
-def _command() -> str:
-    return "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command(args: argparse.Namespace, words: str) -> str:
+    """The command line that reproduces this run, rebuilt from the parsed arguments."""
+
+    parts = ["qa-system", *words.split()]
+    for key, value in sorted(vars(args).items()):
+        if key in ("func", "command", "what", "verbose", "workspace", "json") or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def run_train(args: argparse.Namespace, settings: Any) -> int:
@@ -82,14 +91,10 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
                                    ("train_limit", args.limit)) if v is not None}
     cfg = ExtractorTrainConfig(**overrides)
-    model_config = None
-    if args.model == "qidn" and args.no_contrastive:
-        from qa_system.models.extractor import QIDNConfig
-
-        model_config = QIDNConfig(instance_contrast=False, relation_contrast=False)
+    model_config = _model_config(args)
     out = args.out or Path("/work/runs") / f"extractor-{args.model}-{args.dataset}"
     summary = fit(out, model_name=args.model, dataset=args.dataset, data_dir=data_dir, model_config=model_config,
-                  train_config=cfg, resume=args.resume, command=_command())
+                  train_config=cfg, resume=args.resume, command=_command(args, "train extractor"))
     summary.pop("history", None) if not args.json else None
     if args.json:
         emit_json(summary)
@@ -97,6 +102,35 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
         sys.stderr.write(f"best dev F1 {summary['best_dev_f1']:.4f} at epoch {summary['best_epoch']}; "
                          f"checkpoint {summary['best']}\n")
     return 0
+
+
+def _model_config(args: argparse.Namespace) -> Any:
+    """The model family's config dataclass from ``--model-config`` and ``--no-contrastive`` (None = defaults)."""
+
+    import json
+
+    overrides: dict[str, Any] = {}
+    if args.model_config:
+        raw = args.model_config
+        try:
+            source = Path(raw).read_text(encoding="utf-8") if raw.strip().endswith(".json") else raw
+            overrides = json.loads(source)
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"--model-config must be a JSON object or a readable .json file ({e})") from e
+        if not isinstance(overrides, dict):
+            raise InputError("--model-config must be a JSON object")
+    if args.no_contrastive:
+        overrides |= {"instance_contrast": False, "relation_contrast": False}
+    if not overrides:
+        return None
+    if args.model == "qidn":
+        from qa_system.models.extractor import QIDNConfig as config_class
+    else:
+        from qa_system.models.cascade import CascadeConfig as config_class
+    try:
+        return config_class.from_dict(overrides)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"bad --model-config for {args.model}: {e}") from e
 
 
 def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
@@ -127,7 +161,7 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
     record = {"task": "extraction", "model": args.model, "dataset": args.dataset, "split": args.split,
               "sentences": len(examples), "limit": args.limit, "checkpoint": str(folder),
               "checkpoint_epoch": card.get("epoch"), "trained_on": card.get("dataset"),
-              "command": _command(), "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              "command": _command(args, "evaluate extractor"), "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "threads": torch.get_num_threads(), **metrics}
     path = write_record(record, args.model, args.dataset, args.split, args.results_dir)
     record["record"] = str(path)

@@ -34,8 +34,9 @@ from qa_system.training.extraction_data import (
 )
 from tests.training.webnlg_tiny import RELATIONS, SENTENCES
 
-TINY = dict(backbone="random", random_hidden=64, random_layers=2, lora_r=0, frozen_layers=0, lstm_hidden=32,
-            hidden=64, decoder_layers=1, decoder_heads=4, decoder_ffn=128, dropout=0.0, num_queries=6, width_dim=8)
+TINY = {"backbone": "random", "random_hidden": 64, "random_layers": 2, "lora_r": 0, "frozen_layers": 0, "lstm_hidden": 32,
+        "hidden": 64, "decoder_layers": 1, "decoder_heads": 4, "decoder_ffn": 128, "dropout": 0.0, "num_queries": 6,
+        "width_dim": 8}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,77 @@
+"""``qa-system train extractor`` / ``evaluate extractor`` end to end on a four-sentence WebNLG folder.
+
+The model is a real QIDN on a tiny random backbone (``--model-config``), so the whole path runs:
+data loading, collation, the shared training loop with dev F1, best export, resume, evaluation and
+its JSON record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa_system.cli import main
+from tests.training.webnlg_tiny import write_webnlg
+
+TINY = {"backbone": "random", "random_hidden": 32, "random_layers": 1, "lora_r": 0, "frozen_layers": 0,
+        "lstm_hidden": 16, "hidden": 32, "decoder_layers": 1, "decoder_heads": 4, "decoder_ffn": 64,
+        "num_queries": 4, "width_dim": 8}
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("QA_DATA_DIR", raising=False)
+    monkeypatch.setenv("QA_WORKSPACE", str(tmp_path / "ws"))
+    return write_webnlg(tmp_path / "data")
+
+
+def run_json(capsys, argv: list[str]) -> dict:
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, out  # --json prints exactly one object on stdout
+    return json.loads(out[0])
+
+
+def test_train_resume_and_evaluate(data_dir: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    base = ["train", "extractor", "--model", "qidn", "--dataset", "webnlg-star", "--data-dir", str(data_dir),
+            "--out", str(run), "--model-config", json.dumps(TINY), "--lr", "3e-3", "--batch-size", "2", "--json"]
+    first = run_json(capsys, [*base, "--epochs", "1"])
+    assert first["epochs"] == 1 and first["best_epoch"] == 1
+    assert (run / "last.pt").is_file() and (run / "best" / "card.json").is_file()
+    card = json.loads((run / "best" / "card.json").read_text())
+    assert card["dataset"] == "webnlg-star" and card["config"]["backbone"] == "random"
+    assert "train extractor" in card["command"]
+
+    second = run_json(capsys, [*base, "--epochs", "2", "--resume"])
+    assert [h["epoch"] for h in second["history"]] == [1, 2]  # epoch 1 restored, only epoch 2 trained
+    assert len((run / "trace.jsonl").read_text().splitlines()) == 2
+
+    results = tmp_path / "results"
+    record = run_json(capsys, ["evaluate", "extractor", "--model", "qidn", "--dataset", "webnlg-star", "--split", "test",
+                               "--data-dir", str(data_dir), "--checkpoint", str(run / "best"), "--results-dir",
+                               str(results), "--json"])
+    assert record["sentences"] == 4 and record["gold"] == 5 and 0.0 <= record["f1"] <= 1.0
+    assert set(record["by_pattern"]) == {"normal", "seo", "epo"} and record["by_pattern"]["seo"]["sentences"] == 1
+    assert record["by_count"]["2"]["sentences"] == 1
+    saved = json.loads((results / "extractor-qidn-webnlg-star-test.json").read_text())
+    assert saved["f1"] == record["f1"] and saved["checkpoint"] == str(run / "best")
+
+
+def test_clear_errors(data_dir: Path, tmp_path: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["evaluate", "extractor", "--json"]) == 2
+    assert "no data folder" in capsys.readouterr().err
+    assert main(["train", "extractor", "--model", "cascade", "--no-contrastive", "--data-dir", str(data_dir)]) == 2
+    assert "applies to --model qidn only" in capsys.readouterr().err
+    assert main(["train", "extractor", "--data-dir", str(data_dir), "--model-config", '{"nope": 1}']) == 2
+    assert "unknown QIDN config keys: nope" in capsys.readouterr().err
+    assert main(["train", "extractor", "--data-dir", str(data_dir), "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+    assert main(["evaluate", "extractor", "--data-dir", str(data_dir), "--checkpoint", str(tmp_path / "none")]) == 1
+    assert "no QIDN checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", "extractor", "--data-dir", str(tmp_path / "missing")]) == 2
+    assert "data folder not found" in capsys.readouterr().err

@@ -55,14 +55,46 @@ class TokenSpanExtractor:
         self.collator = ExtractionCollator(tokenizer, {r: i for i, r in enumerate(self.relation_names)},
                                            max_length=max_length)
 
+    def windows(self, text: str, overlap: int = 32) -> list[tuple[int, int]]:
+        """Character windows ``[a, b)`` of at most ``max_length - 2`` word pieces, overlapping by ``overlap``.
+
+        Why: a sentence longer than the encoder limit must not be truncated silently; an entity cut
+        at one window's edge lies whole inside the overlap of the next.
+        """
+
+        width = self.collator.max_length - 2
+        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) <= width:
+            return [(0, len(text))]
+        step = max(1, width - min(overlap, width // 2))
+        spans = []
+        for first in range(0, len(offsets), step):
+            last = min(first + width, len(offsets)) - 1
+            spans.append((offsets[first][0], offsets[last][1]))
+            if last == len(offsets) - 1:
+                break
+        log.debug("a %d-piece text is read in %d windows", len(offsets), len(spans))
+        return spans
+
     def extract(self, texts: Sequence[str], *, batch_size: int = 16) -> list[list[ExtractedTriple]]:
-        """One list of triples per text (input order); blank texts give empty lists."""
+        """One list of triples per text (input order); blank texts give empty lists; long texts are windowed."""
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be greater than 0. Currently, batch_size is {batch_size}")
         texts = list(texts)
+        pieces: list[tuple[int, int, str]] = []  # (text index, character shift, window text)
+        for i, text in enumerate(texts):
+            if text and text.strip():
+                pieces += [(i, a, text[a:b]) for a, b in self.windows(text)]
+        found = self._extract_pieces([p[2] for p in pieces], batch_size)
         results: list[list[ExtractedTriple]] = [[] for _ in texts]
-        todo = [i for i, t in enumerate(texts) if t and t.strip()]
+        for (i, shift, _), triples in zip(pieces, found):
+            results[i] += [_shifted(t, shift) for t in triples]
+        return [_best_first(r) for r in results]
+
+    def _extract_pieces(self, texts: list[str], batch_size: int) -> list[list[ExtractedTriple]]:
+        results: list[list[ExtractedTriple]] = [[] for _ in texts]
+        todo = list(range(len(texts)))
         module = self.model if isinstance(self.model, torch.nn.Module) else None
         was_training = module.training if module is not None else False
         if module is not None:
@@ -96,3 +128,21 @@ class TokenSpanExtractor:
             out.append(ExtractedTriple(Mention(s_text, s_a, s_b), self.relation_names[triple.relation],
                                        Mention(o_text, o_a, o_b), float(score)))
         return out
+
+
+def _shifted(t: ExtractedTriple, shift: int) -> ExtractedTriple:
+    if not shift:
+        return t
+    return ExtractedTriple(Mention(t.subject.text, t.subject.start + shift, t.subject.end + shift), t.relation,
+                           Mention(t.object.text, t.object.start + shift, t.object.end + shift), t.score)
+
+
+def _best_first(triples: list[ExtractedTriple]) -> list[ExtractedTriple]:
+    """Highest score first; a triple found in two overlapping windows is kept once."""
+
+    best: dict[tuple, ExtractedTriple] = {}
+    for t in triples:
+        key = (t.subject.start, t.subject.end, t.relation, t.object.start, t.object.end)
+        if key not in best or t.score > best[key].score:
+            best[key] = t
+    return sorted(best.values(), key=lambda t: -t.score)

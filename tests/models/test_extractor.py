@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -243,3 +244,22 @@ def test_shipped_checkpoint_loads_and_extracts() -> None:
 def test_missing_checkpoint_folder_is_a_checkpoint_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="train one with"):
         load_qidn_extractor(tmp_path)
+
+
+def test_long_texts_are_windowed_not_truncated(overfit, tokenizer) -> None:
+    model, _, _ = overfit
+    extractor = TokenSpanExtractor(model, tokenizer, RELATIONS, name="qidn", checkpoint="tiny", max_length=24)
+    text = " ".join([SENTENCES[3]["text"], SENTENCES[0]["text"], SENTENCES[2]["text"], SENTENCES[1]["text"]])
+    windows = extractor.windows(text, overlap=8)
+    assert len(windows) > 1 and windows[0][0] == 0 and windows[-1][1] == len(text)
+    for (a1, b1), (a2, _) in itertools.pairwise(windows):
+        assert a1 < a2 < b1  # consecutive windows overlap
+    for a, b in windows:
+        assert len(tokenizer(text[a:b], add_special_tokens=False)["input_ids"]) <= 22
+    [triples] = extractor.extract([text])
+    assert triples, "nothing found in any window"
+    for t in triples:
+        assert text[t.subject.start:t.subject.end] == t.subject.text
+        assert text[t.object.start:t.object.end] == t.object.text
+    assert max(t.object.end for t in triples) > windows[0][1]  # something found beyond the first window
+    assert extractor.windows(SENTENCES[0]["text"]) == [(0, len(SENTENCES[0]["text"]))]

@@ -45,6 +45,9 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     e.add_argument("--results-dir", type=Path, help="where the JSON record goes (default evaluation/results)")
+    e.add_argument("--export", type=Path, metavar="DIR",
+                   help="also write the checkpoint (fp16) to DIR with these metrics added to its card")
+    e.add_argument("--note", help="free text stored in the exported card (e.g. hardware, epochs budget)")
     e.add_argument("--json", action="store_true", help="print the record as one JSON object")
     e.set_defaults(func=run_evaluate)
 
@@ -165,12 +168,32 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
               "threads": torch.get_num_threads(), **metrics}
     path = write_record(record, args.model, args.dataset, args.split, args.results_dir)
     record["record"] = str(path)
+    if args.export:
+        record["exported"] = str(_export(args, model, card, record))
     if args.json:
         emit_json(record)
     else:
         sys.stderr.write(f"{args.model} {args.dataset} {args.split}: P {metrics['precision']:.4f} "
                          f"R {metrics['recall']:.4f} F1 {metrics['f1']:.4f} ({len(examples)} sentences) -> {path}\n")
     return 0
+
+
+def _export(args: argparse.Namespace, model: Any, card: dict[str, Any], record: dict[str, Any]) -> Path:
+    """Ship ``model`` in fp16 with its training card plus this evaluation's metrics (a card is never typed)."""
+
+    from qa_system.training.extractor import save_model
+
+    keep = {k: v for k, v in card.items() if k not in ("model", "config", "weights", "weights_dtype")}
+    metrics = {k: v for k, v in record.items() if k in ("precision", "recall", "f1", "correct", "predicted", "gold",
+                                                          "by_pattern", "by_count", "sentences")}
+    keep[args.split] = metrics
+    keep.setdefault("evaluations", {})[f"{args.dataset}/{args.split}"] = {
+        "command": record["command"], "time": record["time"], "sentences_per_second": record["sentences_per_second"],
+        "threads": record["threads"]}
+    keep["exported"] = record["time"]
+    if args.note:
+        keep["note"] = args.note
+    return save_model(args.model, args.export, model, keep, fp16=True)
 
 
 def _shipped(model: str) -> Path:

@@ -60,6 +60,15 @@ def test_train_resume_and_evaluate(data_dir: Path, tmp_path: Path, capsys) -> No
     saved = json.loads((results / "extractor-qidn-webnlg-star-test.json").read_text())
     assert saved["f1"] == record["f1"] and saved["checkpoint"] == str(run / "best")
 
+    shipped = tmp_path / "shipped"
+    exported = run_json(capsys, ["evaluate", "extractor", "--dataset", "webnlg-star", "--split", "test", "--data-dir",
+                                 str(data_dir), "--checkpoint", str(run / "best"), "--results-dir", str(results),
+                                 "--export", str(shipped), "--note", "CPU only", "--json"])
+    card = json.loads((shipped / "card.json").read_text())
+    assert exported["exported"] == str(shipped) and card["weights_dtype"] == "float16" and card["note"] == "CPU only"
+    assert card["test"]["f1"] == record["f1"] and card["dev"]["gold"] == 5 and "train extractor" in card["command"]
+    assert "evaluate extractor" in card["evaluations"]["webnlg-star/test"]["command"]
+
 
 def test_clear_errors(data_dir: Path, tmp_path: Path, capsys) -> None:
     capsys.readouterr()

@@ -84,3 +84,17 @@ def test_clear_errors(data_dir: Path, tmp_path: Path, capsys) -> None:
     assert "no QIDN checkpoint" in capsys.readouterr().err
     assert main(["evaluate", "extractor", "--data-dir", str(tmp_path / "missing")]) == 2
     assert "data folder not found" in capsys.readouterr().err
+
+
+def test_the_same_loop_trains_and_evaluates_the_cascade(data_dir: Path, tmp_path: Path, capsys) -> None:
+    tiny = {"backbone": "random", "random_hidden": 32, "random_layers": 1, "lora_r": 0, "rpe_layers": 1,
+            "rpe_heads": 2, "rpe_ffn": 64}
+    run = tmp_path / "cascade"
+    summary = run_json(capsys, ["train", "extractor", "--model", "cascade", "--dataset", "webnlg-star", "--data-dir",
+                                str(data_dir), "--out", str(run), "--model-config", json.dumps(tiny), "--epochs", "1",
+                                "--batch-size", "2", "--json"])
+    assert summary["best_epoch"] == 1 and (run / "best" / "card.json").is_file()
+    record = run_json(capsys, ["evaluate", "extractor", "--model", "cascade", "--dataset", "webnlg-star", "--split",
+                               "dev", "--data-dir", str(data_dir), "--checkpoint", str(run / "best"), "--results-dir",
+                               str(tmp_path / "results"), "--json"])
+    assert record["model"] == "cascade" and record["gold"] == 5

@@ -78,13 +78,14 @@ def seed_proposed_facts(store: Any, count: int, *, seed: int = 0, sample: int = 
     for f in facts:
         by_relation.setdefault(f.relation, []).append(f)
     pool = [f for f in facts if len(by_relation[f.relation]) > 1]
-    inserted: list[str] = []
+    known = {f.id for f in facts}
+    chosen: dict[str, Fact] = {}
     tries = 0
-    while len(inserted) < count and tries < count * 20 and pool:
+    while len(chosen) < count and tries < count * 20 and pool:
         tries += 1
         base = rng.choice(pool)
         other = rng.choice(by_relation[base.relation])
-        if other.object == base.object or other.object == base.subject:
+        if other.object in (base.object, base.subject):
             continue
         subject, obj = store.get_entity(base.subject), store.get_entity(other.object)
         premises = [f"{e.name}: {e.description}" if e.description else e.name for e in (subject, obj) if e is not None]
@@ -93,12 +94,17 @@ def seed_proposed_facts(store: Any, count: int, *, seed: int = 0, sample: int = 
             subject=base.subject, relation=base.relation, object=other.object, status=FactStatus.PROPOSED,
             confidence=max(scores), provenance=Provenance(
                 source_kind=SourceKind.LLM, model="seeded (load test)", endpoint="none",
-                question=f"(seeded) {base.relation.rsplit('/', 1)[-1].replace('_', ' ')} of {base.subject_name}?", premises=premises, scores=scores,
-                score=max(scores), checkpoint="seeded", vocabulary="graph",
+                question=f"(seeded) {base.relation.rsplit('/', 1)[-1].replace('_', ' ')} of {base.subject_name}?",
+                premises=premises, scores=scores, score=max(scores), checkpoint="seeded", vocabulary="graph",
             ),
         )  # fmt: skip
-        if store.upsert_fact(fact):
-            inserted.append(fact.id)
+        if fact.id not in known:
+            chosen.setdefault(fact.id, fact)
+    # one bulk write (a write per fact takes ~0.3 s); a fact already in the graph is left as it is,
+    # so the seeded ones are those now proposed (one query; get_fact per id scans the edges)
+    store.upsert_facts(list(chosen.values()))
+    proposed = {f.id for f in store.list_facts(statuses=[FactStatus.PROPOSED], limit=max(1000, 4 * count))}
+    inserted = [i for i in chosen if i in proposed]
     return inserted
 
 
@@ -219,6 +225,18 @@ def _factory(name: str | None) -> Callable[[Any], Any] | None:
         return None
     module, _, attr = name.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def shipped_pipeline_exact_linking(store: Any) -> Any:
+    """The shipped reader with the linker's FAISS fuzzy-name index off (its first build on a fresh
+    demo copy takes minutes on 2 cores); for tests. The default run uses the full pipeline."""
+
+    from qa_system.config import load_settings
+    from qa_system.pipeline import load_pipeline
+    from retrievers.linking import default_index_dir
+
+    index_dir = default_index_dir(store)
+    return load_pipeline(load_settings(workspace=index_dir.parent if index_dir else Path(".")), store, use_faiss=False)
 
 
 def _serve(workspace: str, seed_facts: int, pipeline: str | None, password: str, ready: Any, stop: Any) -> None:

@@ -34,7 +34,6 @@ from qa_system.documents import (
 )
 from qa_system.entity_resolution import EntityResolver, Resolution, clean_mention
 from qa_system.errors import (
-    FactNotFoundError,
     IngestError,
     InputError,
     ModelError,
@@ -164,6 +163,10 @@ class Ingester:
         for sentence, triples in zip(sentences, extracted):
             for triple in triples:
                 preview.triples.append(self._decide(sentence, triple, resolutions, seen))
+        existing = self._existing_statuses([t for t in preview.triples if t.action == "add"])
+        for t in preview.triples:
+            if t.action == "add" and t.fact_id in existing:
+                t.action, t.reason = "merge", f"already in the graph ({existing[t.fact_id]}); left unchanged"
         return preview
 
     def _extract(self, sentences: list[Sentence], progress: Progress | None, *, done: int, total: int) -> list[list[ExtractedTriple]]:
@@ -209,19 +212,24 @@ class Ingester:
             item.action, item.reason = "merge", f"same triple as in {earlier.document_id} at {earlier.start}"
             return item
         seen[item.fact_id] = sentence
-        status = self._existing_status(item.fact_id)
-        if status is not None:
-            item.action, item.reason = "merge", f"already in the graph ({status}); left unchanged"
-        else:
-            item.action = "add"
-            item.reason = "new fact" + (", new entity" if item.subject_new or item.object_new else "")
+        item.action = "add"  # unless ``_existing_statuses`` finds it in the graph
+        item.reason = "new fact" + (", new entity" if item.subject_new or item.object_new else "")
         return item
 
-    def _existing_status(self, fid: str) -> str | None:
-        try:
-            return self.store.get_fact(fid).status.value
-        except FactNotFoundError:
-            return None
+    def _existing_statuses(self, candidates: list[PreviewTriple]) -> dict[str, str]:
+        """Fact id -> status of the candidates already in the graph. One neighbour read per known
+        subject (a primary-key lookup) instead of one fact-id lookup per triple (a scan of every
+        fact on the embedded store: 130 ms each on the 310k-fact demo graph)."""
+
+        wanted = {t.fact_id for t in candidates if not t.subject_new and not t.object_new}
+        subjects = sorted({t.subject_id for t in candidates if t.fact_id in wanted})
+        relations = sorted({t.relation for t in candidates if t.fact_id in wanted})
+        found: dict[str, str] = {}
+        for start in range(0, len(subjects), 500):
+            sub = self.store.neighbors(subjects[start : start + 500], hops=1, direction="out", relations=relations,
+                                       statuses=list(FactStatus))  # fmt: skip
+            found.update((f.id, f.status.value) for f in sub.facts if f.id in wanted)
+        return found
 
     # -- commit (writes) ---------------------------------------------------------------------------
     def commit(self, preview: IngestPreview) -> IngestSummary:

@@ -94,8 +94,12 @@ def score(gold: Sequence[Sequence[Triple]], predicted: Sequence[Sequence[Triple]
 
 def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: Sequence[ExtractionExample],
             relation_names: Sequence[str], *, batch_size: int = 32, device: str | torch.device = "cpu",
-            progress: Callable[[int, int], None] | None = None, desc: str = "extract") -> list[list[Triple]]:
-    """Decoded (subject, relation, object) strings per example, without gradients, in eval mode."""
+            progress: Callable[[int, int], None] | None = None, desc: str = "extract",
+            with_scores: bool = False) -> list[list[Any]]:
+    """Decoded (subject, relation, object) strings per example, without gradients, in eval mode.
+
+    With ``with_scores`` each item is ``(triple, score)`` (the best score of a repeated triple).
+    """
 
     module = model if isinstance(model, torch.nn.Module) else None
     was_training = bool(module is not None and module.training)
@@ -109,14 +113,14 @@ def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: 
                 chunk = [ExtractionExample(e.text) for e in examples[k:k + batch_size]]
                 batch = collator(chunk).to(device)
                 for text, offsets, triples in zip(batch.texts, batch.offsets, model.decode(batch)):
-                    found: list[Triple] = []
-                    for t, _score in triples:
+                    found: dict[Triple, float] = {}
+                    for t, triple_score in triples:
                         s = span_text(text, offsets, t.sub_start, t.sub_end)[0]
                         o = span_text(text, offsets, t.obj_start, t.obj_end)[0]
                         triple = (s, relation_names[t.relation], o)
-                        if s and o and triple not in found:
-                            found.append(triple)
-                    out.append(found)
+                        if s and o:
+                            found[triple] = max(found.get(triple, 0.0), float(triple_score))
+                    out.append(list(found.items()) if with_scores else list(found))
                 if progress is not None:
                     progress(min(k + batch_size, len(examples)), len(examples))
     finally:
@@ -137,6 +141,18 @@ def evaluate(model: SpanExtractionModel, collator: ExtractionCollator, examples:
     result["seconds"] = seconds
     result["sentences_per_second"] = len(examples) / seconds if seconds > 0 else None
     return result
+
+
+def threshold_sweep(gold: Sequence[Sequence[Triple]], scored: Sequence[Sequence[tuple[Triple, float]]],
+                    thresholds: Sequence[float]) -> list[dict[str, float]]:
+    """Micro P/R/F1 when triples scoring below each threshold are dropped (for tuning on dev)."""
+
+    rows = []
+    for th in thresholds:
+        kept = [[t for t, s in preds if s >= th] for preds in scored]
+        m = score(gold, kept)
+        rows.append({"threshold": float(th), "precision": m["precision"], "recall": m["recall"], "f1": m["f1"]})
+    return rows
 
 
 def write_record(record: dict[str, Any], model: str, dataset: str, split: str, results_dir: Path | None = None) -> Path:

@@ -45,6 +45,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     e.add_argument("--results-dir", type=Path, help="where the JSON record goes (default evaluation/results)")
+    e.add_argument("--tune-threshold", action="store_true",
+                   help="(dev only) pick the decoding score threshold with the best F1 and use it (and export it)")
     e.add_argument("--export", type=Path, metavar="DIR",
                    help="also write the checkpoint (fp16) to DIR with these metrics added to its card")
     e.add_argument("--note", help="free text stored in the exported card (e.g. hardware, epochs budget)")
@@ -147,6 +149,8 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
 
     _positive("limit", args.limit)
     _positive("batch-size", args.batch_size)
+    if args.tune_threshold and args.split != "dev":
+        raise InputError("--tune-threshold tunes on the dev split only (tuning on test would inflate the test score)")
     if args.threads:
         torch.set_num_threads(args.threads)
     data_dir = _data_dir(args, settings)
@@ -159,8 +163,13 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
                          f"({len(model.relation_names)}), not those of {args.dataset} ({len(relations)})")
     collator = ExtractionCollator(minilm_tokenizer(), {r: i for i, r in enumerate(relations)},
                                   int(card.get("max_length", 128)))
-    metrics = evaluate(model, collator, examples, relations, batch_size=args.batch_size,
-                       desc=f"{args.model} {args.dataset} {args.split}")
+    if args.tune_threshold:
+        metrics = _tune_threshold(args, model, collator, examples, relations)
+    else:
+        metrics = evaluate(model, collator, examples, relations, batch_size=args.batch_size,
+                           desc=f"{args.model} {args.dataset} {args.split}")
+    if hasattr(model.config, "score_threshold"):
+        metrics["score_threshold"] = model.config.score_threshold
     record = {"task": "extraction", "model": args.model, "dataset": args.dataset, "split": args.split,
               "sentences": len(examples), "limit": args.limit, "checkpoint": str(folder),
               "checkpoint_epoch": card.get("epoch"), "trained_on": card.get("dataset"),
@@ -178,6 +187,29 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _tune_threshold(args: argparse.Namespace, model: Any, collator: Any, examples: list, relations: list[str]) -> dict:
+    """Decode once with every score kept, sweep thresholds, keep the best-F1 one in ``model.config``."""
+
+    import time
+
+    from evaluation.extraction import predict, score, threshold_sweep
+
+    if not hasattr(model.config, "score_threshold"):
+        raise InputError(f"--tune-threshold is not supported for --model {args.model}")
+    model.config.score_threshold = 0.0
+    began = time.perf_counter()
+    scored = predict(model, collator, examples, relations, batch_size=args.batch_size, with_scores=True,
+                     desc=f"{args.model} {args.dataset} {args.split}")
+    seconds = time.perf_counter() - began
+    gold = [e.triples for e in examples]
+    sweep = threshold_sweep(gold, scored, [round(0.05 * i, 2) for i in range(19)])
+    best = max(sweep, key=lambda row: (row["f1"], -row["threshold"]))
+    model.config.score_threshold = best["threshold"]
+    metrics = score(gold, [[t for t, s in preds if s >= best["threshold"]] for preds in scored])
+    return {**metrics, "seconds": seconds, "sentences_per_second": len(examples) / seconds if seconds > 0 else None,
+            "threshold_sweep": sweep}
+
+
 def _export(args: argparse.Namespace, model: Any, card: dict[str, Any], record: dict[str, Any]) -> Path:
     """Ship ``model`` in fp16 with its training card plus this evaluation's metrics (a card is never typed)."""
 
@@ -185,7 +217,8 @@ def _export(args: argparse.Namespace, model: Any, card: dict[str, Any], record: 
 
     keep = {k: v for k, v in card.items() if k not in ("model", "config", "weights", "weights_dtype")}
     metrics = {k: v for k, v in record.items() if k in ("precision", "recall", "f1", "correct", "predicted", "gold",
-                                                          "by_pattern", "by_count", "sentences")}
+                                                          "by_pattern", "by_count", "sentences",
+                                                          "score_threshold")}
     keep[args.split] = metrics
     keep.setdefault("evaluations", {})[f"{args.dataset}/{args.split}"] = {
         "command": record["command"], "time": record["time"], "sentences_per_second": record["sentences_per_second"],

@@ -83,6 +83,7 @@ class QIDNConfig:
     contrast_weight: float = 0.25  # weight of each InfoNCE term
     contrast_temperature: float = 0.1
     max_entity_len: int = 24  # longest decoded entity (word pieces)
+    score_threshold: float = 0.0  # decoding drops triples scoring below this (tuned on dev, never on test)
     relation_names: tuple[str, ...] = field(default_factory=tuple)  # filled by build_qidn
 
     def __post_init__(self) -> None:
@@ -369,7 +370,7 @@ class QIDN(nn.Module):
         for b in range(probs.shape[0]):
             best: dict[TokenTriple, float] = {}
             for m in range(probs.shape[1]):
-                if int(rel[b, m]) == R:
+                if int(rel[b, m]) == R or float(score[b, m]) < self.config.score_threshold:
                     continue
                 t = TokenTriple(int(ss[b, m]), int(se[b, m]), int(rel[b, m]), int(os_[b, m]), int(oe[b, m]))
                 best[t] = max(best.get(t, 0.0), float(score[b, m]))

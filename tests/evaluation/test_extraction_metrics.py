@@ -9,6 +9,7 @@ from evaluation.extraction import (
     overlap_patterns,
     prf,
     score,
+    threshold_sweep,
     write_record,
 )
 
@@ -71,3 +72,12 @@ def test_sentence_without_gold_counts_its_false_positives() -> None:
 def test_write_record(tmp_path) -> None:
     path = write_record({"f1": 0.5}, "qidn", "webnlg-star", "test", tmp_path)
     assert path.name == "extractor-qidn-webnlg-star-test.json" and '"f1": 0.5' in path.read_text()
+
+
+def test_threshold_sweep_trades_recall_for_precision() -> None:
+    gold = [[("A", "r", "B"), ("C", "s", "D")]]
+    scored = [[(("A", "r", "B"), 0.9), (("C", "s", "D"), 0.4), (("A", "s", "D"), 0.3)]]
+    rows = {r["threshold"]: r for r in threshold_sweep(gold, scored, [0.0, 0.35, 0.5, 0.95])}
+    assert rows[0.0]["precision"] == pytest.approx(2 / 3) and rows[0.0]["recall"] == 1.0
+    assert rows[0.35]["precision"] == 1.0 and rows[0.35]["f1"] == 1.0
+    assert rows[0.5]["recall"] == 0.5 and rows[0.95]["f1"] == 0.0

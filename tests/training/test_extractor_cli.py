@@ -69,6 +69,24 @@ def test_train_resume_and_evaluate(data_dir: Path, tmp_path: Path, capsys) -> No
     assert card["test"]["f1"] == record["f1"] and card["dev"]["gold"] == 5 and "train extractor" in card["command"]
     assert "evaluate extractor" in card["evaluations"]["webnlg-star/test"]["command"]
 
+    tuned = run_json(capsys, ["evaluate", "extractor", "--dataset", "webnlg-star", "--split", "dev", "--data-dir",
+                              str(data_dir), "--checkpoint", str(run / "best"), "--results-dir", str(results),
+                              "--tune-threshold", "--export", str(shipped), "--json"])
+    assert len(tuned["threshold_sweep"]) == 19
+    best = max(tuned["threshold_sweep"], key=lambda r: r["f1"])
+    assert tuned["f1"] == pytest.approx(best["f1"])
+    card = json.loads((shipped / "card.json").read_text())
+    assert card["config"]["score_threshold"] == tuned["score_threshold"] == card["dev"]["score_threshold"]
+    final = run_json(capsys, ["evaluate", "extractor", "--dataset", "webnlg-star", "--split", "test", "--data-dir",
+                              str(data_dir), "--checkpoint", str(shipped), "--results-dir", str(results),
+                              "--export", str(shipped), "--json"])  # the shipping order: tune on dev, then test
+    card = json.loads((shipped / "card.json").read_text())
+    assert final["score_threshold"] == tuned["score_threshold"] == card["test"]["score_threshold"]
+    assert card["dev"]["f1"] == pytest.approx(tuned["f1"]) and card["test"]["f1"] == pytest.approx(final["f1"])
+    capsys.readouterr()
+    assert main(["evaluate", "extractor", "--split", "test", "--tune-threshold", "--data-dir", str(data_dir)]) == 2
+    assert "dev split only" in capsys.readouterr().err
+
 
 def test_clear_errors(data_dir: Path, tmp_path: Path, capsys) -> None:
     capsys.readouterr()

@@ -170,10 +170,15 @@ def build_review_tab(store: Any, workspace: Path | None, gate: MaintainerGate, t
         """Queue table, fact choices, counts and audit log; keeps ``keep`` selected while it is still queued."""
 
         filters = age_filter(age)
-        facts = queue.list(relation=None if relation in (None, "", ANY_RELATION) else relation,
-                           min_score=float(min_score) if min_score else None, limit=QUEUE_LIMIT, **filters)
+        if relation not in (None, "", ANY_RELATION):
+            filters["relation"] = relation
+        if min_score:
+            filters["min_score"] = float(min_score)
+        unfiltered = queue.list(limit=QUEUE_LIMIT)  # the relation choices, and the pending count when short
+        facts = queue.list(limit=QUEUE_LIMIT, **filters) if filters else unfiltered
+        pending = len(unfiltered) if len(unfiltered) < QUEUE_LIMIT else pending_count()
         audit = read_jsonl(queue.files.audit)
-        relations = sorted({f.relation for f in queue.list(limit=QUEUE_LIMIT)})
+        relations = sorted({f.relation for f in unfiltered} | ({filters["relation"]} if "relation" in filters else set()))
         choices = [(fact_label(f), f.id) for f in facts]
         selected = keep if keep in {f.id for f in facts} else (facts[0].id if facts else None)
         shown = f"{len(facts)} proposed fact{'s' if len(facts) != 1 else ''} match" + (
@@ -182,7 +187,7 @@ def build_review_tab(store: Any, workspace: Path | None, gate: MaintainerGate, t
             queue_rows(facts),
             gr.update(choices=choices, value=selected),
             gr.update(choices=[ANY_RELATION, *relations], value=relation if relation in relations else ANY_RELATION),
-            counts_html(decision_counts(audit, pending_count())),
+            counts_html(decision_counts(audit, pending)),
             audit_rows(audit),
             shown,
         )

@@ -8,10 +8,14 @@ Order, first hit wins:
 2. the exact id, name or alias, case-insensitively, with a leading article dropped: the very same
    ``fallback.resolve_name`` the LLM path uses, so ingest and fallback agree on names.
 3. cosine similarity over the MiniLM name index (``retrievers.name_embeddings``) at or above
-   ``threshold`` (0.88 by default: "Alan L. Bean"/"Alan Bean" 0.96 and "United States"/"United States
-   of America" 0.90 pass; "Paris, Texas"/"Paris" 0.84 and "A.C. Cesena"/"Cesena" 0.87 do not). Names
-   whose numbers differ never match ("Apollo 12" vs "Apollo 11" is 0.93), and mentions without a
-   letter (years, quantities) are never matched by similarity.
+   ``threshold`` (0.88 by default), *confirmed by a lexical check*: the two names must have the same
+   content words once case, accents, punctuation, initials ("Alan L. Bean"), articles, plural "s"
+   and club/company suffixes ("F.C.", "Inc.") are set aside, or spell the same without spaces
+   ("Leonardo Di Caprio"). Cosine alone merged distinct entities on WebNLG text: "David Cameron" ->
+   "James Cameron" (0.91), "Serie B" -> "Serie A" (0.90), "Puerto" -> "Puerto Rico" (0.88), "Antwerp
+   International" -> "Antwerp" (0.91); a wrong merge attaches facts to the wrong entity, a missed one
+   only leaves a duplicate a maintainer can merge, so the check errs on the side of a new entity.
+   Mentions without a letter (years, quantities) are never matched by similarity.
 4. otherwise a new entity ``ext:<sha1 of the normalised mention>``: the same text gives the same id in
    every run, and after the first ingest step 2 finds it by name.
 
@@ -25,6 +29,7 @@ import logging
 import re
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +46,12 @@ MEMO_FILE = "ingest/mentions.sqlite"
 MAX_MENTION_CHARS = 300
 _EDGE_JUNK = " \t\r\n\"'“”‘’«»`,;:"
 _DIGITS = re.compile(r"\d+")
+_SPACE_BEFORE = re.compile(r"\s+([,;:.!?)\]])")  # tokenised text: "Abilene , Texas" -> "Abilene, Texas"
+_SPACE_AFTER = re.compile(r"([(\[])\s+")
+_INITIAL = re.compile(r"[a-z]\.")
+_NON_WORD = re.compile(r"[^\w]+")
+_FUNCTION_WORDS = frozenset({"the", "a", "an", "of", "and", "&"})
+_ORG_SUFFIXES = frozenset({"fc", "afc", "inc", "ltd", "plc", "llc", "corp", "co"})
 
 How = Literal["memo", "id", "name", "embedding", "new"]
 
@@ -48,7 +59,30 @@ How = Literal["memo", "id", "name", "embedding", "new"]
 def clean_mention(text: str) -> str:
     """Whitespace collapsed, quotes and trailing commas/colons trimmed ("“Apollo 12”," -> "Apollo 12")."""
 
-    return " ".join(text.split()).strip(_EDGE_JUNK)
+    text = _SPACE_AFTER.sub(r"\1", _SPACE_BEFORE.sub(r"\1", " ".join(text.split())))
+    return text.strip(_EDGE_JUNK)
+
+
+def lexical_key(name: str) -> str:
+    """Content words of a name for the similarity check (see the module docstring)."""
+
+    text = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).lower()
+    words = []
+    for raw in text.split():
+        if _INITIAL.fullmatch(raw):
+            continue
+        word = _NON_WORD.sub("", raw)
+        if not word or word in _FUNCTION_WORDS or word in _ORG_SUFFIXES:
+            continue
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        words.append(word)
+    return " ".join(words)
+
+
+def lexically_compatible(mention: str, name: str) -> bool:
+    a, b = lexical_key(mention), lexical_key(name)
+    return bool(a) and (a == b or a.replace(" ", "") == b.replace(" ", ""))
 
 
 def extracted_entity_id(mention: str) -> str:
@@ -212,7 +246,7 @@ class EntityResolver:
             for hit in hits:
                 if hit.cosine < self.threshold:
                     break
-                if _DIGITS.findall(mention) != _DIGITS.findall(hit.text):
+                if _DIGITS.findall(mention) != _DIGITS.findall(hit.text) or not lexically_compatible(mention, hit.text):
                     continue
                 entity = self.store.get_entity(hit.entity_id)
                 if entity is not None:

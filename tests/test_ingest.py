@@ -61,6 +61,33 @@ def test_similarity_match_needs_the_threshold_and_equal_numbers(tiny_store):
     assert r["Titanic 2"].entity_id == extracted_entity_id("titanic  2")
 
 
+@pytest.mark.parametrize(
+    ("mention", "name", "same"),
+    [  # cosine >= 0.88 for every pair (MiniLM); the lexical check decides. From WebNLG test texts.
+        ("David Cameron", "James Cameron", False),
+        ("Serie B", "Serie A", False),
+        ("Puerto", "Puerto Rico", False),
+        ("Antwerp International", "Antwerp", False),
+        ("College of William", "Williams College", False),
+        ("United States Air Force", "United States Air Force Academy", False),
+        ("AEK Athens", "A.E.K. Athens F.C.", True),
+        ("Asian Americans", "Asian American", True),
+        ("Alan L. Bean", "Alan Bean", True),
+        ("José Mourinho", "Jose Mourinho", True),
+    ],
+)
+def test_a_similarity_match_must_also_share_the_content_words(tiny_store, mention: str, name: str, same: bool):
+    tiny_store.upsert_entity(Entity(id="/m/candidate", name=name))
+    r = resolver(tiny_store, {mention: [Hit("/m/candidate", name, 0.95)]}).resolve(mention)
+    assert (r.entity_id == "/m/candidate") is same and r.is_new is not same
+
+
+def test_tokenised_punctuation_is_normalised_before_exact_lookup(tiny_store):
+    tiny_store.upsert_entity(Entity(id="/m/abilene", name="Abilene", aliases=("Abilene, Texas",)))
+    r = resolver(tiny_store).resolve("Abilene , Texas")  # WebNLG's tokenised text
+    assert (r.entity_id, r.how) == ("/m/abilene", "name")
+
+
 def test_mentions_without_letters_are_never_matched_by_similarity(tiny_store):
     index = ScriptedNameIndex({"1997": [Hit("/m/titanic", "Titanic", 0.99)]})
     r = EntityResolver(tiny_store, name_index=index).resolve_many(["1997", ""])

@@ -6,7 +6,10 @@ resolution without writing anything; *Commit* writes exactly the previewed tripl
 and shows the summary. A preview is kept per browser session and committed at most once.
 
 Nothing half-done: reading, decoding and extraction all happen in the preview, so a bad upload
-(not text, wrong type, unreadable JSONL) is refused with a message before anything is written.
+(not text, wrong type, unreadable JSONL, over ``MAX_UPLOAD_BYTES``) is refused with a message
+before anything is written. A commit writes whole documents in order and every write is
+idempotent (``qa_system.ingest``): when one document's write fails, the message names it and
+pressing Commit again writes only what is still missing.
 Uploaded text, HTML or script included, is only ever shown through escaped HTML or table cells.
 
 The extractor (``load_extractor("qidn")`` unless one is injected) is loaded lazily, once, and
@@ -27,7 +30,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa_system.errors import QAError
+from qa_system.errors import IngestError, QAError
 from ui.ask_tab import relation_label
 from ui.auth import MaintainerGate, Session, maintainer_only
 from ui.messages import message_html
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ACCEPTED_SUFFIXES = (".txt", ".md", ".jsonl")
 MAX_FILES = 20
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a preview lives in the session's memory; larger corpora: `qa-system ingest`
 PREVIEW_ROWS = 500
 PREVIEW_COLUMNS = ["sentence", "subject", "relation", "object", "score", "action", "reason"]
 RETRY_AFTER_S = 60.0
@@ -110,6 +114,10 @@ def check_uploads(paths: list[Path]) -> str:
     wrong = [p.name for p in paths if p.suffix.lower() not in ACCEPTED_SUFFIXES]
     if wrong:
         return f"Not a text document: {', '.join(wrong)}. Upload .txt, .md or .jsonl files. Nothing was read."
+    size = sum(p.stat().st_size for p in paths if p.is_file())
+    if size > MAX_UPLOAD_BYTES:
+        return (f"The uploads hold {size / 2**20:.1f} MiB; the app previews at most {MAX_UPLOAD_BYTES // 2**20} MiB at a time. "
+                "Upload fewer files, or use `qa-system ingest` for a large corpus. Nothing was read.")
     return ""
 
 
@@ -218,8 +226,11 @@ def build_ingest_tab(store: Any, workspace: Path | None, gate: MaintainerGate, e
         progress(0.1, desc="Writing triples and passages…")
         try:
             summary = _ingest_api().Ingester(store, model, workspace=workspace).commit(pending)
+        except IngestError as e:  # a document's write failed: the ones before it are in; a retry adds only what is missing
+            return (message_html(f"Commit stopped: {e}. Committing again writes only what is still missing."),
+                    pending, gr.update())
         except QAError as e:
-            return message_html(f"Commit refused: {e}"), pending, gr.update()
+            return message_html(f"Commit refused: {e}. Nothing was written."), pending, gr.update()
         except Exception:
             log.exception("ingest commit failed")
             return message_html("The commit failed; the error was logged.", "error"), pending, gr.update()

@@ -70,6 +70,15 @@ def test_upload_checks() -> None:
     assert ingest_tab.short_paths("/tmp/gradio/ab12/x.txt: looks binary", [Path("/tmp/gradio/ab12/x.txt")]) == "x.txt: looks binary"
 
 
+def test_too_large_an_upload_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ingest_tab, "MAX_UPLOAD_BYTES", 1000)
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 2000, encoding="utf-8")
+    assert "qa-system ingest" in ingest_tab.check_uploads([big])
+    big.write_text("x" * 10, encoding="utf-8")
+    assert ingest_tab.check_uploads([big]) == ""
+
+
 def test_summary_and_rows_render() -> None:
     sentence = SimpleNamespace(text="<script>alert(1)</script> A directed B.", document_id="d")
     triple = SimpleNamespace(sentence=sentence, subject_text="A", subject_name="Alpha", subject_new=False, relation="director",

@@ -23,6 +23,24 @@ def _command(argv_tail: str) -> str:
     return "qa-system " + argv_tail
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    """``webnlg=0.6,snli=0.2`` -> {"webnlg": 0.6, "snli": 0.2}; parts left out get weight 0."""
+
+    from qa_system.training.entailment_data import TRAINING_PARTS
+
+    weights = dict.fromkeys(TRAINING_PARTS, 0.0)
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if name.strip() not in weights or weight < 0:
+            raise InputError(f"bad --part-weights item {item!r}; use name=weight with names {', '.join(TRAINING_PARTS)}")
+        weights[name.strip()] = weight
+    return weights
+
+
 def _train(args: argparse.Namespace, settings: Any) -> int:
     from collections import Counter
 
@@ -46,6 +64,8 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
     data_dir = args.data_dir or settings.data_dir
     cfg = EntailmentTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
                                 seed=args.seed, max_train=args.max_train, dev_limit=args.dev_limit)
+    if args.part_weights:
+        cfg.part_weights = parse_weights(args.part_weights)
     parts = training_pairs(data_dir, seed=cfg.seed)
     train = sample_training(parts, cfg.max_train, seed=cfg.seed, weights=cfg.part_weights if cfg.max_train else None)
     dev = dev_pairs(data_dir, seed=cfg.seed)
@@ -133,6 +153,7 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     t.add_argument("--max-train", type=int, help="cap on training pairs (a weighted sample of the parts; default all)")
     t.add_argument("--out", type=Path, help="training folder (default <workspace>/training/entailment-minilm)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    t.add_argument("--part-weights", help="share of each part when --max-train cuts the data, e.g. webnlg=0.6,snli=0.2,sick=0.1")
     t.add_argument("--data-dir", type=Path, help="benchmark data (default $QA_DATA_DIR or ../shared/data)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=5e-4)

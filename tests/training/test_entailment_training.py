@@ -115,3 +115,14 @@ def test_cli_train_and_evaluate_on_fixture_data(tmp_path: Path, capsys: pytest.C
     code = main(["--workspace", str(tmp_path / "ws"), "evaluate", "entailment", "--dataset", "rte", "--data-dir", str(data),
                  "--checkpoint", str(tmp_path / "nothing")])
     assert code == 1 and "no entailment checkpoint" in capsys.readouterr().err
+
+
+def test_part_weights_parse_and_reject() -> None:
+    from qa_system.cli.entailment_commands import parse_weights
+    from qa_system.errors import InputError
+
+    weights = parse_weights("webnlg=0.6, snli=0.2")
+    assert weights["webnlg"] == 0.6 and weights["snli"] == 0.2 and weights["sick"] == 0.0
+    for bad in ("mnli=0.5", "webnlg=lots", "webnlg=-1"):
+        with pytest.raises(InputError, match="part-weights"):
+            parse_weights(bad)

@@ -1,10 +1,11 @@
 """Entity resolution for ingest: an extracted mention -> a graph entity (or a new one with a stable id).
 
 Order, first hit wins:
-1. the workspace's mention memo (``ingest/mentions.sqlite``): how this mention was resolved by an
-   embedding match in an earlier ingest. Without it, a mention matched by similarity could resolve
-   differently once the graph has grown (a closer name appears), which would add a second copy of
-   the same fact; with it, the same mention resolves the same way across runs.
+1. the workspace's mention memo (``ingest/mentions.sqlite``): the entity this mention went to in an
+   earlier committed ingest, if that entity still exists. Without it, a mention could resolve
+   differently once the graph has grown (a closer name for a similarity match; a newly imported
+   entity with the exact name of one ingest created), and re-ingesting a document would add a second
+   copy of its facts on another entity; with it, the same mention resolves the same way across runs.
 2. the exact id, name or alias, case-insensitively, with a leading article dropped: the very same
    ``fallback.resolve_name`` the LLM path uses, so ingest and fallback agree on names.
 3. cosine similarity over the MiniLM name index (``retrievers.name_embeddings``) at or above
@@ -104,7 +105,7 @@ class Resolution:
 
 
 class MentionMemo:
-    """Normalised mention -> entity id of earlier similarity matches (SQLite, first decision wins)."""
+    """Normalised mention -> entity id decided by an earlier committed ingest (SQLite)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -145,7 +146,7 @@ class MentionMemo:
             assert db is not None
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT OR IGNORE INTO mentions(key, entity_id, similarity) VALUES (?, ?, ?)", rows)
+                db.executemany("INSERT OR REPLACE INTO mentions(key, entity_id, similarity) VALUES (?, ?, ?)", rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -218,10 +219,11 @@ class EntityResolver:
         return out
 
     def remember(self, resolutions: Iterable[tuple[str, Resolution]]) -> None:
-        """Persist the similarity matches among ``(mention, resolution)`` pairs in the memo."""
+        """Record ``(mention, resolution)`` decisions in the memo. A decision not taken from the memo
+        means the memo had no live entry for the mention, so it replaces any stale one."""
 
         if self.memo is not None:
-            self.memo.put_many((normalise(m), r.entity_id, r.similarity) for m, r in resolutions if r.how == "embedding")
+            self.memo.put_many((normalise(m), r.entity_id, r.similarity) for m, r in resolutions if r.how != "memo")
 
     def close(self) -> None:
         if self.memo is not None:

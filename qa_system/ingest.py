@@ -238,7 +238,8 @@ class Ingester:
         summary = IngestSummary(documents=len(preview.documents), sentences=len(preview.sentences))
         summary.triples_skipped = sum(1 for t in preview.triples if t.action == "skip")
         summary.triples_merged = sum(1 for t in preview.triples if t.action == "merge")
-        self.resolver.remember(preview.resolutions.items())
+        used = {m for t in preview.triples if t.action != "skip" for m in (t.subject_text, t.object_text)}
+        self.resolver.remember((m, r) for m, r in preview.resolutions.items() if m in used)
         for batch in self._write_batches(preview):
             try:
                 summary += self._write(batch, preview)

@@ -368,3 +368,17 @@ def test_a_process_killed_mid_ingest_leaves_a_consistent_graph_and_a_rerun_compl
         assert ingester(store).ingest([Document("doc0", "Person0 was born in Town0.", "t")]).triples_added == 0
     finally:
         store.close()
+
+
+def test_reingest_stays_idempotent_after_an_entity_with_the_same_name_is_imported(tiny_store):
+    doc = [Document("a", "Alan Bean was born in Wheeler.", "t")]
+    ingester(tiny_store).ingest(doc)
+    bean = extracted_entity_id("Alan Bean")
+    assert tiny_store.get_entity(bean) is not None
+    # A curated import now brings an entity with exactly that name (its id sorts before "ext:").
+    tiny_store.upsert_entity(Entity(id="/m/alan_bean", name="Alan Bean"))
+    again = ingester(tiny_store).ingest(doc)
+    assert (again.triples_added, again.triples_merged, again.new_entities) == (0, 1, 0)
+    assert resolver(tiny_store).resolve("Alan Bean").entity_id == bean  # the memo keeps the first decision
+    # A mention never committed before still resolves by name.
+    assert resolver(tiny_store).resolve("Memento").how == "name"

@@ -184,6 +184,7 @@ class EntityResolver:
         self.memo = MentionMemo(Path(workspace) / MEMO_FILE) if workspace is not None else None
         self._name_index = name_index
         self._index_dir = index_dir
+        self._keys: frozenset[str] | None = None
         self._lock = threading.Lock()
 
     def resolve(self, mention: str) -> Resolution:
@@ -240,11 +241,25 @@ class EntityResolver:
                 self._name_index = NameVectorIndex.for_store(self.store, index_dir)
             return self._name_index
 
+    def _lexical_keys(self, index: Any) -> frozenset[str] | None:
+        """Space-less lexical keys of every indexed name (None when the index does not expose its texts)."""
+
+        with self._lock:
+            if self._keys is None and getattr(index, "texts", None) is not None:
+                self._keys = frozenset(lexical_key(t).replace(" ", "") for t in index.texts)
+            return self._keys
+
     def _by_similarity(self, mentions: list[str]) -> dict[str, Resolution]:
         if not mentions or not self.use_embeddings:
             return {}
+        index = self._index()
+        keys = self._lexical_keys(index)
+        if keys is not None:  # a mention no indexed name is lexically compatible with cannot match: do not embed it
+            mentions = [m for m in mentions if lexical_key(m).replace(" ", "") in keys]
+            if not mentions:
+                return {}
         out: dict[str, Resolution] = {}
-        for mention, hits in zip(mentions, self._index().search(mentions, k=3)):
+        for mention, hits in zip(mentions, index.search(mentions, k=3)):
             for hit in hits:
                 if hit.cosine < self.threshold:
                     break

@@ -70,6 +70,7 @@ class ScriptedNameIndex:
     def __init__(self, hits: dict[str, list[Hit]]) -> None:
         self.hits = hits
         self.queries: list[str] = []
+        self.texts = [h.text for found in hits.values() for h in found]
 
     def search(self, queries: list[str], k: int = 5) -> list[list[Hit]]:
         self.queries.extend(queries)

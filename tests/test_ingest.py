@@ -78,8 +78,10 @@ def test_similarity_match_needs_the_threshold_and_equal_numbers(tiny_store):
 )
 def test_a_similarity_match_must_also_share_the_content_words(tiny_store, mention: str, name: str, same: bool):
     tiny_store.upsert_entity(Entity(id="/m/candidate", name=name))
-    r = resolver(tiny_store, {mention: [Hit("/m/candidate", name, 0.95)]}).resolve(mention)
+    index = ScriptedNameIndex({mention: [Hit("/m/candidate", name, 0.95)]})
+    r = EntityResolver(tiny_store, name_index=index).resolve(mention)
     assert (r.entity_id == "/m/candidate") is same and r.is_new is not same
+    assert (index.queries == [mention]) is same  # no lexically compatible name: not even embedded
 
 
 def test_tokenised_punctuation_is_normalised_before_exact_lookup(tiny_store):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_system.review import read_jsonl
+from qa_system.review import ReviewQueue, read_jsonl
 from tests.ui.test_browser import (
     CHROMIUM,
     MAINTAINER,
@@ -108,6 +108,9 @@ def test_review_accept_and_reject_change_the_counts(mpage, maintainer_app: dict)
     expect(page.locator("#review-counts .qa-count-rejected .qa-count-value")).to_have_text(f"{rejected + 1:,}", timeout=20_000)
     assert _count(page, "pending") == pending - 2
     expect(page.locator("#review-audit")).to_contain_text("the premises do not say this", timeout=10_000)
+    third = ReviewQueue(store, maintainer_app["workspace"]).list(limit=3)[2]  # clicking a queue row selects its fact
+    page.locator("#review-queue").get_by_text(third.id, exact=True).first.click()
+    expect(page.locator("#review-detail")).to_contain_text(f"fact id {third.id}", timeout=20_000)
     audit = [r for r in read_jsonl(maintainer_app["workspace"] / "review" / "audit.jsonl") if r["outcome"] == "applied"]
     assert [(r["action"], r["reviewer"]) for r in audit] == [("accept", "maintainer"), ("reject", "maintainer")]
     accepted_fact, rejected_fact = (store.get_fact(r["fact_id"]) for r in audit)

@@ -136,6 +136,19 @@ def test_real_cli_with_the_shipped_extractor(workspace: Path):
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr[-2000:]
     first, second = (json.loads(r.stdout) for r in runs)
     assert first["extractor"] == "qidn" and first["sentences"] == 6 and first["passages_added"] == 6
-    assert first["triples_added"] >= 3  # the demo's WebNLG-style sentences hold 5 triples
+    assert first["triples_added"] >= 1  # how many of the demo's 5 triples depends on the checkpoint's quality
     assert (second["triples_added"], second["new_entities"], second["passages_added"]) == (0, 0, 0)
     assert second["triples_merged"] == first["triples_added"] + first["triples_merged"]
+    from graph.embedded import EmbeddedStore
+    from qa_system.types import FactStatus, SourceKind
+
+    store = EmbeddedStore.open(workspace)
+    try:
+        facts = store.list_facts(statuses=[FactStatus.EXTRACTED])
+    finally:
+        store.close()
+    assert len(facts) == first["triples_added"]
+    for fact in facts:
+        p = fact.provenance
+        assert p.source_kind == SourceKind.EXTRACTOR and p.model == "qidn" and p.checkpoint and p.vocabulary == "webnlg"
+        assert p.sentence and p.document_id.startswith("apollo-") and p.sentence_end - p.sentence_start == len(p.sentence)

@@ -246,11 +246,14 @@ def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:
 
 
 def load_pipeline(
-    settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True
+    settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
+    background_index: bool = False,
 ) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
 
-    ``use_faiss=False`` skips the fuzzy name index (built on first use: minutes on CPU for the demo graph)."""
+    ``use_faiss=False`` skips the fuzzy name index (built on first use: minutes on CPU for the demo
+    graph); ``background_index=True`` builds it in a thread and links without it until it is ready
+    (the app: it starts in seconds)."""
 
     from pathlib import Path
 
@@ -266,4 +269,4 @@ def load_pipeline(
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = calibrator_from_card(card)
-    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations), config, calibrator=calibrator)
+    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations), config, calibrator=calibrator)

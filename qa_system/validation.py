@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
@@ -84,11 +85,35 @@ class RelationTemplate:
 _FIELDS = {"search": {"X"}, "prompt": {"X"}, "hypothesis": {"X", "Y"}}
 
 
-class TemplateBook:
-    """Per-relation templates with the two generic fallbacks (``_generic``, ``_generic_verb``)."""
+HYPOTHESIS_STYLES = ("natural", "plain")
 
-    def __init__(self, entries: dict[str, Any], *, source: str = "templates") -> None:
+
+def relation_words(relation: str) -> str:
+    """``birthPlace`` → ``birth place``, ``OCLC_number`` → ``OCLC number`` (acronyms kept), as the
+    entailment model's WebNLG training pairs spell relations."""
+
+    last = relation.rstrip("/").split("/")[-1] if "/" in relation else relation
+    words = []
+    for part in re.sub(r"[_.\-]+", " ", last).split():
+        for word in re.sub(r"(?<=[a-z])(?=[A-Z])", " ", part).split():
+            words.append(word if word.isupper() and len(word) > 1 else word.lower())
+    return " ".join(words)
+
+
+class TemplateBook:
+    """Per-relation templates with the two generic fallbacks (``_generic``, ``_generic_verb``).
+
+    ``hypotheses="plain"`` replaces every hypothesis by ``"{X} <relation words> {Y}"``: the form of the
+    entailment model's WebNLG training pairs, which it may judge better than a natural sentence; which
+    style serves best is measured on dev and recorded with the tuned thresholds.
+    """
+
+    def __init__(self, entries: dict[str, Any], *, source: str = "templates", hypotheses: str = "natural") -> None:
         from prompts import template_fields
+
+        if hypotheses not in HYPOTHESIS_STYLES:
+            raise ConfigError(f"hypothesis style must be one of {HYPOTHESIS_STYLES}; got {hypotheses!r}")
+        self.hypotheses = hypotheses
 
         self._by_relation: dict[str, RelationTemplate] = {}
         generic: dict[str, RelationTemplate] = {}
@@ -122,6 +147,13 @@ class TemplateBook:
     def get(self, relation: str) -> RelationTemplate:
         """The relation's own template, else a generic one over its readable text."""
 
+        if self.hypotheses == "plain":
+            natural = self._natural(relation)
+            words = relation_words(relation).replace("{", "{{").replace("}", "}}")
+            return RelationTemplate(relation, natural.search, natural.prompt, "{X} " + words + " {Y}", generic=natural.generic)
+        return self._natural(relation)
+
+    def _natural(self, relation: str) -> RelationTemplate:
         if relation in self._by_relation:
             return self._by_relation[relation]
         words = readable_relation(relation).split()
@@ -130,13 +162,13 @@ class TemplateBook:
         return RelationTemplate(relation, base.search, base.prompt, base.hypothesis, generic=True)
 
 
-def load_templates(name: str = TEMPLATES_FILE) -> TemplateBook:
+def load_templates(name: str = TEMPLATES_FILE, *, hypotheses: str = "natural") -> TemplateBook:
     from prompts import load_json
 
     entries = load_json(name)
     if not isinstance(entries, dict):
         raise ConfigError(f"prompt data {name!r} must be a JSON object of relation → templates")
-    return TemplateBook(entries, source=name)
+    return TemplateBook(entries, source=name, hypotheses=hypotheses)
 
 
 # -- thresholds -----------------------------------------------------------------------------------------
@@ -145,6 +177,7 @@ class Thresholds(BaseModel):
 
     default: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     relations: dict[str, float] = Field(default_factory=dict)
+    hypotheses: Literal["natural", "plain"] = "natural"  # the hypothesis style they were tuned with
     model: str = ""
     version: str = ""
     tuned_on: str = ""
@@ -209,8 +242,8 @@ class TripleValidator:
             if not hasattr(scorer, attribute):
                 raise InputError(f"scorer {type(scorer).__name__} has no {attribute!r}")
         self.scorer, self.retriever, self.store, self.k, self.batch_size = scorer, retriever, store, k, batch_size
-        self.templates = templates if templates is not None else load_templates()
         self.thresholds = thresholds if thresholds is not None else load_thresholds()
+        self.templates = templates if templates is not None else load_templates(hypotheses=self.thresholds.hypotheses)
         if self.thresholds.model and self.thresholds.model != scorer.name:
             log.warning("validation thresholds were tuned for %s, not %s", self.thresholds.model, scorer.name)
 

@@ -276,3 +276,22 @@ def test_real_model_and_index_validate_true_triples_and_reject_false_ones(tiny_s
     assert tiny_store.get_fact(report.inserted[0]).status == FactStatus.PROPOSED
     found = {c.text: d for c, d in v.complete("Titanic", "/film/film/starring", use_ner=True, graph_objects=[])}
     assert found["Leonardo DiCaprio"].entailed
+
+
+def test_plain_hypotheses_spell_the_relation_as_the_models_webnlg_pairs_do():
+    from qa_system.validation import relation_words
+
+    assert relation_words("OCLC_number") == "OCLC number" and relation_words("birthPlace") == "birth place"
+    assert relation_words("/people/person/place_of_birth") == "place of birth"
+    book = load_templates(hypotheses="plain")
+    template = book.get("birthPlace")
+    assert template.hypothesis_text("Ada", "London") == "Ada birth place London"
+    assert template.search_query("Ada") == load_templates().get("birthPlace").search_query("Ada")
+    with pytest.raises(ConfigError, match="hypothesis style must be one of"):
+        load_templates(hypotheses="fancy")
+
+
+def test_the_validator_uses_the_hypothesis_style_its_thresholds_were_tuned_with(tiny_store):
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"))
+    (decision,) = validator(thresholds=Thresholds(default=0.5, hypotheses="plain")).validate(result.triples)
+    assert decision.hypothesis == "Memento genre Thriller"

@@ -72,12 +72,13 @@ def _run(args: argparse.Namespace, settings: Any, split: str) -> tuple[Any, Any,
         save_candidates,
         webnlg_file,
     )
-    from qa_system.validation import TripleValidator, load_thresholds
+    from qa_system.validation import TripleValidator, load_templates, load_thresholds
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1; got {args.limit}")
     scorer = _scorer(args)
     thresholds = load_thresholds(args.thresholds)
+    style = args.hypotheses or (thresholds.hypotheses if args.func is _evaluate else "natural")
     cache = args.candidates_cache
     if cache is not None and cache.is_file():
         log.info("reusing scored candidates from %s", cache)
@@ -85,7 +86,8 @@ def _run(args: argparse.Namespace, settings: Any, split: str) -> tuple[Any, Any,
     records = load_webnlg_split(webnlg_file(args.data_dir, split))
     with tempfile.TemporaryDirectory(prefix="qa-validation-") as workspace:
         retriever = index_sentences(records, Path(workspace), split)
-        validator = TripleValidator(scorer, retriever, thresholds=thresholds, k=args.k, batch_size=args.batch_size)
+        validator = TripleValidator(scorer, retriever, thresholds=thresholds, k=args.k, batch_size=args.batch_size,
+                                    templates=load_templates(hypotheses=style))  # fmt: skip
         llm = _llm_source(settings, args.limit) if args.llm else None
         run = run_split(validator, records, limit=args.limit, graph_cap=args.graph_cap, llm_objects=llm)
     if cache is not None:
@@ -98,7 +100,8 @@ def _record(args: argparse.Namespace, run: Any, scorer: Any, split: str, started
         "task": "validation",
         "dataset": args.dataset,
         "split": split,
-        "setting": f"k={args.k} premises, graph cap {args.graph_cap}, sources ner+graph" + ("+llm" if args.llm else ""),
+        "setting": f"k={args.k} premises, graph cap {args.graph_cap}, sources ner+graph" + ("+llm" if args.llm else "")
+        + f", {run.hypotheses or 'natural'} hypotheses",
         "model": scorer.name,
         "version": scorer.version,
         "limit": args.limit,
@@ -138,7 +141,7 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")
     default, per_relation = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept)
-    tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version,
+    tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version, hypotheses=args.hypotheses or "natural",
                        tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates; "
                                 f"best F1 keeping >= {args.min_recall_kept:.0%} of the candidates' recall)",
                        command="qa-system " + " ".join(sys.argv[1:]))  # fmt: skip
@@ -181,6 +184,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=5, help="premises retrieved per query")
     p.add_argument("--graph-cap", type=int, default=100, help="most frequent objects of the relation offered by the graph source")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--hypotheses", choices=["natural", "plain"],
+                   help="hypothesis style: the templates' sentences, or 'subject relation-words object' (default: as tuned)")
     p.add_argument("--llm", action="store_true", help="add the LLM source (one call per query; needs --limit)")
     p.add_argument("--candidates-cache", type=Path, help="save scored candidates here, or reuse them when the file exists")
     p.add_argument("--out", type=Path, help="where to write the record / thresholds")

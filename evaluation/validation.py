@@ -11,9 +11,11 @@ then the candidate filters (stop words, length, not the subject, mentioned in a 
 is correct when its normalised text equals a gold object of its query. Recall counts over all gold
 objects of the queries, so objects no source proposes count as misses both before and after.
 
-Entailment: each candidate's hypothesis is scored against the premises that mention it (a premise
-that does not name the object cannot entail "X ... Y"; this also saves most of the model calls), and
-kept when the max is at least its relation's threshold. ``tune`` picks the thresholds for F1 on dev.
+Entailment: each candidate's hypothesis is scored against its evidence, the premises that name both
+the subject and the candidate (a premise that does not cannot entail "X ... Y"; this also saves most
+model calls); a candidate with no evidence is rejected unscored. It is kept when the max score is at
+least its relation's threshold; ``tune`` picks the thresholds on dev. The record also reports the
+evidence rule alone (``*_evidence_only``), so what the entailment model adds is visible.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ RESULTS_DIR = Path(__file__).with_name("results")
 SPLIT_FILES = {"train": "train_triples.json", "dev": "val_triples.json", "test": "test_triples.json"}
 GRAPH_CAP = 100
 MIN_RELATION_SUPPORT = 8  # gold objects a relation needs on dev before it gets its own threshold
+DEFAULT_THRESHOLD_IF_EMPTY = 0.5
 
 
 @dataclass
@@ -164,8 +167,8 @@ def run_split(
         for candidate in found:
             hypothesis = template.hypothesis_text(query.subject, candidate.text)
             run.candidates.append(Scored(number, candidate.text, list(candidate.sources), normalise(candidate.text) in query.gold,
-                                         premises_scored=len(candidate.mentions), hypothesis=hypothesis))  # fmt: skip
-            items.append(([premises[i] for i in candidate.mentions], hypothesis))
+                                         premises_scored=len(candidate.evidence), hypothesis=hypothesis))  # fmt: skip
+            items.append(([premises[i] for i in candidate.evidence], hypothesis))
     run.seconds["candidates"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     chunk = 256
@@ -192,12 +195,16 @@ def metrics(run: Run, threshold_of: Callable[[str], float]) -> dict[str, Any]:
         chosen = [c for c in run.candidates if source is None or source in c.sources]
         if source is not None and not chosen:
             continue
-        kept = [c for c in chosen if c.score >= threshold_of(run.queries[c.query].relation)]
+        kept = [c for c in chosen if c.premises_scored and c.score >= threshold_of(run.queries[c.query].relation)]
         before, after = prf(sum(c.correct for c in chosen), len(chosen), gold), prf(sum(c.correct for c in kept), len(kept), gold)
         prefix = "" if source is None else f"{source}_"
         for name in ("precision", "recall", "f1"):
             out[f"{prefix}{name}_before"] = before[name]
             out[f"{prefix}{name}_after"] = after[name]
+        if source is None:  # ablation: the evidence rule alone (a premise names both ends), no entailment model
+            with_evidence = [c for c in chosen if c.premises_scored]
+            alone = prf(sum(c.correct for c in with_evidence), len(with_evidence), gold)
+            out.update({f"{name}_evidence_only": alone[name] for name in ("precision", "recall", "f1")})
         out[f"{prefix}predicted_before"], out[f"{prefix}predicted_after"] = before["predicted"], after["predicted"]
     if out["recall_before"]:
         out["recall_kept"] = round(out["recall_after"] / out["recall_before"], 4)
@@ -206,16 +213,14 @@ def metrics(run: Run, threshold_of: Callable[[str], float]) -> dict[str, Any]:
 
 
 # -- threshold tuning ---------------------------------------------------------------------------------
-def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int, *, min_recall_kept: float = 0.0) -> tuple[float, float]:
+def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int, *, min_correct: float = 0.0) -> tuple[float, float]:
     """The threshold with the best F1 among the candidates' own scores (ties: the lower one, which
-    keeps more recall), among those keeping at least ``min_recall_kept`` of the recall all candidates
-    have (the product asks validation to keep 90% of it; 0 = F1 alone)."""
+    keeps more recall), among those keeping at least ``min_correct`` correct candidates."""
 
-    floor = min_recall_kept * int(correct.sum())
     best_f1, best_t = -1.0, float(scores.min()) if len(scores) else 0.0
     for t in sorted(set(np.floor(scores * 1e4) / 1e4)):  # floored: a threshold never exceeds its own score
         keep = scores >= t
-        if correct[keep].sum() < floor - 1e-9:
+        if correct[keep].sum() < min_correct - 1e-9:
             break  # higher thresholds keep even less
         f1 = prf(int(correct[keep].sum()), int(keep.sum()), gold)["f1"]
         if f1 > best_f1 + 1e-9:
@@ -224,20 +229,30 @@ def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int, *, min_re
 
 
 def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: float = 0.0) -> tuple[float, dict[str, float]]:
-    """A global threshold for F1 over all candidates, then per relation where dev has enough gold."""
+    """A global threshold for F1, then one per relation where dev has ``min_support`` gold objects.
 
-    scores = np.array([c.score for c in run.candidates])
-    correct = np.array([c.correct for c in run.candidates], dtype=bool)
-    default, _ = best_threshold(scores, correct, sum(len(q.gold) for q in run.queries), min_recall_kept=min_recall_kept)
-    per_relation: dict[str, float] = {}
-    relations = np.array([run.queries[c.query].relation for c in run.candidates])
+    Only candidates with evidence are thresholded (the rest are rejected anyway). With
+    ``min_recall_kept`` only thresholds keeping that share of the unvalidated recall (all candidates,
+    evidence or not) are eligible: the product asks validation to keep 90% of it.
+    """
+
+    scored = [c for c in run.candidates if c.premises_scored]
+    scores = np.array([c.score for c in scored])
+    correct = np.array([c.correct for c in scored], dtype=bool)
+    relations = np.array([run.queries[c.query].relation for c in scored])
     gold_by_relation: Counter[str] = Counter()
     for q in run.queries:
         gold_by_relation[q.relation] += len(q.gold)
+    correct_before: Counter[str] = Counter(run.queries[c.query].relation for c in run.candidates if c.correct)
+    if not len(scores):
+        return DEFAULT_THRESHOLD_IF_EMPTY, {}
+    default, _ = best_threshold(scores, correct, sum(gold_by_relation.values()),
+                                min_correct=min_recall_kept * sum(correct_before.values()))  # fmt: skip
+    per_relation: dict[str, float] = {}
     for relation, gold in gold_by_relation.items():
         mask = relations == relation
         if gold >= min_support and mask.any():
-            per_relation[relation], _ = best_threshold(scores[mask], correct[mask], gold, min_recall_kept=min_recall_kept)
+            per_relation[relation], _ = best_threshold(scores[mask], correct[mask], gold, min_correct=min_recall_kept * correct_before[relation])
     return round(default, 4), {r: round(t, 4) for r, t in sorted(per_relation.items())}
 
 

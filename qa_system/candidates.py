@@ -39,6 +39,7 @@ class Candidate:
     sources: list[str] = field(default_factory=list)
     entity_id: str | None = None  # a graph id when the graph proposed it
     mentions: list[int] = field(default_factory=list)  # indices of the premises that mention it
+    evidence: list[int] = field(default_factory=list)  # of those, the ones that also mention the subject
 
 
 def normalise(text: str) -> str:
@@ -159,8 +160,10 @@ def gather(
         for text in ner_objects(premises):
             add(text, "ner")
     out = []
+    about_subject = set(mentioned_in(subject, premises))
     for candidate in merged.values():
         candidate.mentions = mentioned_in(candidate.text, premises)
+        candidate.evidence = [i for i in candidate.mentions if i in about_subject]
         if candidate.mentions or not require_mention:
             out.append(candidate)
     return out

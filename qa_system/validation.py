@@ -337,8 +337,9 @@ class TripleValidator:
     def complete(self, subject: str, relation: str, llm_objects: Iterable[str] = (), **kwargs: Any) -> list[tuple[Candidate, ValidationDecision]]:
         """SATORI end to end: candidates for (subject, relation), each with its entailment decision.
 
-        A candidate is scored against the premises that mention it only: a premise that does not name
-        the object cannot entail "X ... Y", and skipping it saves most of the model calls.
+        A candidate's evidence is the premises that name both the subject and the candidate: a premise
+        that does not name them cannot entail "X ... Y" (and skipping it saves most model calls); a
+        candidate with no such premise is ``not_entailed`` with reason "no evidence".
         """
 
         premises = kwargs.pop("premises", None)
@@ -346,7 +347,7 @@ class TripleValidator:
             premises = self.premises(subject, relation)
         found = self.candidates(subject, relation, llm_objects, premises=premises, **kwargs)
         template = self.templates.get(relation)
-        items = [([premises[i] for i in c.mentions] or list(premises), template.hypothesis_text(subject, c.text)) for c in found]
+        items = [([premises[i] for i in c.evidence], template.hypothesis_text(subject, c.text)) for c in found]
         return [(c, self.decide(relation, h, p, s)) for c, (p, h), s in zip(found, items, self.score_many(items))]
 
 

@@ -295,3 +295,14 @@ def test_the_validator_uses_the_hypothesis_style_its_thresholds_were_tuned_with(
     result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"))
     (decision,) = validator(thresholds=Thresholds(default=0.5, hypotheses="plain")).validate(result.triples)
     assert decision.hypothesis == "Memento genre Thriller"
+
+
+def test_object_completion_needs_a_premise_naming_both_ends(tiny_store):
+    premises = ["Inception is a Thriller.", "Thriller films are popular.", "Science fiction is a genre."]
+    v = validator(premises, thresholds=Thresholds(default=0.3))
+    found = {c.text: (c, d) for c, d in v.complete("Inception", "genre", premises=premises, use_ner=False,
+                                                       graph_objects=["Thriller", "Science fiction"])}  # fmt: skip
+    thriller, decision = found["Thriller"]
+    assert thriller.mentions == [0, 1] and thriller.evidence == [0] and decision.premises == [premises[0]]
+    scifi, decision = found["Science fiction"]
+    assert scifi.mentions == [2] and scifi.evidence == [] and decision.reason == NO_EVIDENCE and not decision.entailed

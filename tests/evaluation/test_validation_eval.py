@@ -47,22 +47,28 @@ def test_queries_gold_and_the_graph_source_never_leak_a_querys_own_objects():
     assert "Glen Ridge , New Jersey" not in graph_objects_for(by_relation, "Buzz Aldrin", "birthPlace")
 
 
+def sc(query, text, sources, correct, score, evidence=1):
+    return Scored(query, text, sources, correct, score, premises_scored=evidence)
+
+
 def test_metrics_before_and_after_and_tuning_on_a_handmade_run():
     run = Run([Query("A", "r", {"x", "y"}), Query("B", "s", {"z"})], [
-        Scored(0, "x", ["ner"], True, 0.9), Scored(0, "w", ["ner", "graph"], False, 0.2),
-        Scored(0, "y", ["graph"], True, 0.4), Scored(1, "v", ["ner"], False, 0.7),
+        sc(0, "x", ["ner"], True, 0.9), sc(0, "w", ["ner", "graph"], False, 0.2),
+        sc(0, "y", ["graph"], True, 0.4), sc(1, "v", ["ner"], False, 0.7), sc(1, "u", ["ner"], False, 0.0, evidence=0),
     ])  # fmt: skip
     m = metrics(run, lambda r: 0.5)
-    assert (m["precision_before"], m["recall_before"]) == (0.5, 0.6667)
+    assert (m["precision_before"], m["recall_before"]) == (0.4, 0.6667)
     assert (m["precision_after"], m["recall_after"]) == (0.5, 0.3333)
+    assert (m["precision_evidence_only"], m["recall_evidence_only"]) == (0.5, 0.6667)  # u has no evidence
     assert (m["graph_precision_before"], m["graph_recall_after"]) == (0.5, 0.0)
     default, per_relation = tune(run, min_support=2)
     assert default == 0.4 and per_relation == {"r": 0.4}  # keeps x and y, drops w (0.2)
     assert metrics(run, lambda r: per_relation.get(r, default))["precision_after"] == pytest.approx(0.6667)
+    assert metrics(run, lambda r: 0.0)["predicted_after"] == 4  # no evidence: never kept, whatever the threshold
     strict, _ = tune(run, min_support=2, min_recall_kept=1.0)
     assert strict == 0.4
-    wrong = [Scored(0, f"w{i}", ["ner"], False, 0.5) for i in range(5)]
-    lenient = Run(run.queries, [Scored(0, "x", ["ner"], True, 0.9), Scored(0, "y", ["ner"], True, 0.1), *wrong])
+    wrong = [sc(0, f"w{i}", ["ner"], False, 0.5) for i in range(5)]
+    lenient = Run(run.queries, [sc(0, "x", ["ner"], True, 0.9), sc(0, "y", ["ner"], True, 0.1), *wrong])
     assert tune(lenient, min_support=2)[0] == 0.9  # best F1 (0.5 against 0.4 at 0.1) drops y
     assert tune(lenient, min_support=2, min_recall_kept=0.9)[0] == 0.1  # keeping 90% of the recall keeps y
 

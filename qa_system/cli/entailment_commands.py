@@ -66,13 +66,22 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
                                 seed=args.seed, max_train=args.max_train, dev_limit=args.dev_limit)
     if args.part_weights:
         cfg.part_weights = parse_weights(args.part_weights)
-    parts = training_pairs(data_dir, seed=cfg.seed)
+    prefer = tuple(k.strip() for k in args.webnlg_prefer.split(",") if k.strip()) if args.webnlg_prefer else ()
+    try:
+        parts = training_pairs(data_dir, seed=cfg.seed, webnlg_negatives=args.webnlg_negatives, webnlg_prefer=prefer)
+    except ValueError as e:
+        raise InputError(str(e)) from e
     train = sample_training(parts, cfg.max_train, seed=cfg.seed, weights=cfg.part_weights if cfg.max_train else None)
     dev = dev_pairs(data_dir, seed=cfg.seed)
     dev = {k: random.Random(cfg.seed).sample(v, min(len(v), cfg.dev_limit)) for k, v in dev.items()}
     counts = Counter(p.source.split("/")[0] for p in train)
-    model_cfg = EntailmentConfig(lora_r=args.lora_r, tiny=json.loads(args.tiny) if args.tiny else None)
-    network = EntailmentCrossEncoder(model_cfg, build_encoder(model_cfg))
+    if args.init:  # continue from a finished checkpoint with a fresh optimizer and schedule (a second stage)
+        from qa_system.models.entailment import load_entailment_model
+
+        network = load_entailment_model(args.init).network
+    else:
+        model_cfg = EntailmentConfig(lora_r=args.lora_r, tiny=json.loads(args.tiny) if args.tiny else None)
+        network = EntailmentCrossEncoder(model_cfg, build_encoder(model_cfg))
     out = Path(args.out) if args.out else settings.workspace / "training" / "entailment-minilm"
     card = {
         "name": "entailment-minilm-lora",
@@ -83,6 +92,9 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
         "git_commit": git_commit(),
         "date": _now()[:10],
         "trainable_parameters": network.num_trainable(),
+        "init": str(args.init) if args.init else None,
+        "webnlg_negatives": args.webnlg_negatives,
+        "webnlg_prefer": list(prefer),
     }
     sys.stderr.write(f"entailment: {len(train)} training pairs {dict(counts)}; dev {card['data']['dev_counts']}; "
                      f"{network.num_trainable()} trainable parameters -> {out}\n")
@@ -153,6 +165,9 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     t.add_argument("--max-train", type=int, help="cap on training pairs (a weighted sample of the parts; default all)")
     t.add_argument("--out", type=Path, help="training folder (default <workspace>/training/entailment-minilm)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    t.add_argument("--init", type=Path, help="start from this checkpoint's adapters and head (fresh optimizer)")
+    t.add_argument("--webnlg-negatives", type=int, default=1, help="corrupted triples per gold WebNLG triple in training")
+    t.add_argument("--webnlg-prefer", help="corruption kinds tried first, e.g. object-swap,reverse")
     t.add_argument("--part-weights", help="share of each part when --max-train cuts the data, e.g. webnlg=0.6,snli=0.2,sick=0.1")
     t.add_argument("--data-dir", type=Path, help="benchmark data (default $QA_DATA_DIR or ../shared/data)")
     t.add_argument("--batch-size", type=int, default=32)

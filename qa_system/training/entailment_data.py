@@ -268,8 +268,20 @@ def load_webnlg(folder: Path, split: str) -> list[dict]:
     return records
 
 
-def webnlg_pairs(records: Sequence[dict], *, seed: int = 0, split: str = "train") -> list[NLIPair]:
-    """Entailed and corrupted pairs of WebNLG records, deterministic for a seed (see module doc)."""
+CORRUPTIONS = ("object-swap", "type-swap", "relation-swap", "reverse")
+
+
+def webnlg_pairs(records: Sequence[dict], *, seed: int = 0, split: str = "train", negatives: int = 1,
+                 prefer: Sequence[str] = ()) -> list[NLIPair]:
+    """Entailed and corrupted pairs of WebNLG records, deterministic for a seed (see module doc).
+
+    ``negatives`` corruptions of distinct kinds per gold triple (evaluation sets always use 1);
+    kinds in ``prefer`` are tried first (a training option for the hard, role-swapping kinds).
+    """
+
+    unknown = sorted(set(prefer) - set(CORRUPTIONS))
+    if unknown or negatives < 1:
+        raise ValueError(f"negatives must be >= 1 and prefer a subset of {CORRUPTIONS}; got {negatives}, {unknown}")
 
     rng = random.Random(seed)
     relations = sorted({t[1] for r in records for t in r["triple_list"]})
@@ -299,6 +311,8 @@ def webnlg_pairs(records: Sequence[dict], *, seed: int = 0, split: str = "train"
             }
             kinds = [k for k, v in candidates.items() if v]
             rng.shuffle(kinds)
+            kinds.sort(key=lambda k: k not in prefer)  # stable: no extra draws, so the default stays as it was
+            made = 0
             for kind in kinds:
                 options = [c for c in candidates[kind] if c not in gold_set and verbalise(*c) not in seen
                            and relation_words(c[1]) not in {relation_words(g[1]) for g in gold if (g[0], g[2]) == (c[0], c[2])}]
@@ -306,7 +320,9 @@ def webnlg_pairs(records: Sequence[dict], *, seed: int = 0, split: str = "train"
                     corrupt = options[rng.randrange(len(options))]
                     seen.add(verbalise(*corrupt))
                     pairs.append(NLIPair(text, verbalise(*corrupt), NOT_ENTAILED, f"webnlg/{split}/{kind}"))
-                    break
+                    made += 1
+                    if made == negatives:
+                        break
     return pairs
 
 
@@ -350,7 +366,8 @@ def drop_overlap(train: Sequence[NLIPair], held_out: Iterable[NLIPair]) -> list[
     return kept
 
 
-def training_pairs(data_dir: Path | None = None, *, seed: int = 0, parts: Sequence[str] = TRAINING_PARTS) -> dict[str, list[NLIPair]]:
+def training_pairs(data_dir: Path | None = None, *, seed: int = 0, parts: Sequence[str] = TRAINING_PARTS,
+                   webnlg_negatives: int = 1, webnlg_prefer: Sequence[str] = ()) -> dict[str, list[NLIPair]]:
     """Training pairs per part (see module doc), held-out pairs removed."""
 
     nli = nli_dir(data_dir)
@@ -360,7 +377,8 @@ def training_pairs(data_dir: Path | None = None, *, seed: int = 0, parts: Sequen
         "snli": lambda: load_snli(nli / "snli", "dev"),
         "fever": lambda: _fever_training(nli / "fever-symmetric"),
         "climate-fever": lambda: load_climate_fever(nli / "climate-fever"),
-        "webnlg": lambda: webnlg_pairs(load_webnlg(webnlg_dir(data_dir), "train"), seed=seed, split="train"),
+        "webnlg": lambda: webnlg_pairs(load_webnlg(webnlg_dir(data_dir), "train"), seed=seed, split="train",
+                                       negatives=webnlg_negatives, prefer=webnlg_prefer),
     }
     unknown = sorted(set(parts) - set(loaders))
     if unknown:

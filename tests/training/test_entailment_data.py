@@ -210,3 +210,17 @@ def test_sample_training_respects_cap_weights_and_small_parts() -> None:
     assert len(sample) <= 60 and counts["tiny"] == 5 and counts["big"] > counts["other"] > 5
     assert sample == sample_training(parts, 60, seed=1, weights={"big": 0.5, "other": 0.25, "tiny": 0.25})
     assert len(sample_training(parts, None)) == 205
+
+
+def test_webnlg_extra_negatives_keep_the_default_and_prefer_kinds() -> None:
+    records = WEBNLG["train"]
+    base = webnlg_pairs(records, seed=3)
+    assert webnlg_pairs(records, seed=3, negatives=1, prefer=()) == base
+    more = webnlg_pairs(records, seed=3, negatives=2, prefer=("object-swap", "reverse"))
+    negatives = [p for p in more if p.target == NOT_ENTAILED]
+    assert len(negatives) > len([p for p in base if p.target == NOT_ENTAILED])
+    assert len({(p.premise, p.hypothesis) for p in negatives}) == len(negatives)
+    kinds = Counter(p.source.rsplit("/", 1)[1] for p in negatives)
+    assert kinds["object-swap"] + kinds["reverse"] > kinds["type-swap"] + kinds["relation-swap"]
+    with pytest.raises(ValueError):
+        webnlg_pairs(records, negatives=0)

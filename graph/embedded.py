@@ -54,6 +54,7 @@ class EmbeddedStore(CypherStoreBase):
         try:
             self._db = ladybug.Database(str(db_path), read_only=read_only)
             self._local = threading.local()
+            self._connections: list[Any] = []  # every thread's connection, closed with the store
             self._write_lock = threading.RLock()
             if not read_only:
                 for statement in Q.schema:
@@ -76,6 +77,8 @@ class EmbeddedStore(CypherStoreBase):
         if conn is None:
             conn = self._ladybug.Connection(self._db)
             self._local.conn = conn
+            with self._write_lock:
+                self._connections.append(conn)
         return conn
 
     def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
@@ -85,7 +88,18 @@ class EmbeddedStore(CypherStoreBase):
             raise QueryError(f"graph query failed: {e}") from e
 
     def close(self) -> None:
+        """Close every thread's connection, then the database: the file lock is released now, not
+        when the garbage collector gets to the store (another process may open it right after)."""
+
         self.names.close()
+        with self._write_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except RuntimeError:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
         self._db.close()
 
     # -- writes ----------------------------------------------------------------------------

@@ -24,7 +24,12 @@ from graph import rows as R
 from graph.cypher_store import CypherStoreBase
 from graph.name_index import NameIndex
 from graph.queries import EMBEDDED as Q
-from graph.queries import EMBEDDED_COPY, EMBEDDED_DEGREES, EMBEDDED_TABLES, EMBEDDED_WINDOWED
+from graph.queries import (
+    EMBEDDED_COPY,
+    EMBEDDED_DEGREES,
+    EMBEDDED_TABLES,
+    EMBEDDED_WINDOWED,
+)
 from graph.readonly import check_read_only
 from graph.store import Progress, UpsertResult
 from qa_system.errors import (
@@ -65,7 +70,7 @@ class EmbeddedStore(CypherStoreBase):
         self._degrees: dict[str, int] | None = None
 
     @classmethod
-    def open(cls, workspace: Path, *, read_only: bool = False) -> "EmbeddedStore":
+    def open(cls, workspace: Path, *, read_only: bool = False) -> EmbeddedStore:
         root = prepare_workspace(workspace)
         graph_dir = root / "graph"
         graph_dir.mkdir(parents=True, exist_ok=True)

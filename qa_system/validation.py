@@ -5,7 +5,8 @@ Steps per triple (subject, relation, object):
    hypothesis ("{X} was born in {Y}."); relations not listed get a generic template built from the
    relation's readable text, so a free-text relation from the LLM is still checkable;
 2. premises: the passage retriever's top ``k`` for the search query, plus the descriptions of the
-   subject and object when the graph knows them;
+   subject and object when the graph knows them; only those naming the subject are evidence (for
+   object completion: naming both subject and candidate);
 3. the entailment model scores P(entailment) of the hypothesis for each premise; the triple's score
    is the **maximum** over premises. Why max and not mean: a fact is normally stated by one sentence
    and the other retrieved premises are about something else (neutral), so a mean would punish a
@@ -257,6 +258,21 @@ class TripleValidator:
             texts += [p.text for p in self.retriever.for_entities([e for e in entity_ids if e])]
         return list(dict.fromkeys(t for t in texts if t.strip()))
 
+    def about_subject(self, premises: Sequence[str], triple: ProposedTriple) -> list[str]:
+        """The evidence rule for a proposed triple: only premises naming its subject (by name or,
+        when the graph knows it, an alias) can entail "X ... Y"; retrieval also returns sentences
+        about look-alikes, which a small entailment model can be fooled by."""
+
+        from qa_system.candidates import mentioned_in
+
+        names = [triple.subject_name, triple.subject_text]
+        if self.store is not None and triple.subject_known and (entity := self.store.get_entity(triple.subject)) is not None:
+            names += list(entity.aliases)
+        keep: set[int] = set()
+        for name in dict.fromkeys(n for n in names if n and n.strip()):
+            keep.update(mentioned_in(name, premises))
+        return [p for i, p in enumerate(premises) if i in keep]
+
     # -- scoring ------------------------------------------------------------------------------------
     def score_many(self, items: Sequence[tuple[Sequence[str], str]]) -> list[np.ndarray]:
         """Per item (premises, hypothesis) the P(entailment) of each premise; one model call when the
@@ -299,7 +315,7 @@ class TripleValidator:
         for triple in triples:
             relation = triple.relation_text if triple.free_text_relation else triple.relation
             ids = [triple.subject if triple.subject_known else "", triple.object if triple.object_known else ""]
-            premises = self.premises(triple.subject_name, relation, entity_ids=ids)
+            premises = self.about_subject(self.premises(triple.subject_name, relation, entity_ids=ids), triple)
             items.append((premises, self.templates.get(relation).hypothesis_text(triple.subject_name, triple.object_name)))
             relations.append(relation)
         scores = self.score_many(items)

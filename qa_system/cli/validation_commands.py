@@ -108,6 +108,8 @@ def _record(args: argparse.Namespace, run: Any, scorer: Any, split: str, started
         "seconds": {**run.seconds, "total": round(time.time() - started, 1)},
         "command": "qa-system " + " ".join(sys.argv[1:]),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # with a cache the scores come from an earlier run of the same command (its seconds are above)
+        "candidates_cache": str(args.candidates_cache) if args.candidates_cache else None,
         **extra,
     }
 

@@ -255,7 +255,6 @@ def _shipped_model():
     return load_entailment_model()
 
 
-@pytest.mark.slow  # loads MiniLM twice (index, cross-encoder) and spaCy: 35 s on the busy 2-core machine
 def test_real_model_and_index_validate_true_triples_and_reject_false_ones(tiny_store):
     """The shipped entailment model over a real passage index: ingested sentences decide, and what
     they entail is inserted as proposed while the rest is only logged."""

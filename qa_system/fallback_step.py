@@ -13,6 +13,7 @@ entailment model is not available), every triple goes to the rejected log with t
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -140,13 +141,39 @@ def default_validator(settings: Any, store: Any) -> TripleValidator | None:
         return None
 
 
-def build_fallback_step(settings: Any, store: Any, *, validator: TripleValidator | None | str = "default") -> FallbackStep:
+def warm_up_in_background(validator: Any) -> threading.Thread | None:
+    """Bring the validator's passage index up to date in a daemon thread (the app: embedding the
+    graph's entity descriptions takes minutes on CPU once; the first unsure question should not
+    pay for it). Searches made meanwhile wait for the index under its lock."""
+
+    retriever = getattr(validator, "retriever", None)
+    if retriever is None or not hasattr(retriever, "refresh"):
+        return None
+
+    def refresh() -> None:
+        try:
+            retriever.refresh()
+            log.info("passage index ready for validation")
+        except Exception:  # validation then reports its own error per question
+            log.exception("warming up the passage index failed")
+
+    thread = threading.Thread(target=refresh, name="passage-index", daemon=True)
+    thread.start()
+    return thread
+
+
+def build_fallback_step(
+    settings: Any, store: Any, *, validator: TripleValidator | None | str = "default", warm_up: bool = False
+) -> FallbackStep:
     """The LLM fallback on the configured endpoint (or the embedded SmolLM2, started on first use)
-    with the default validator. Nothing connects here: the LLM is reached on the first question."""
+    with the default validator. Nothing connects here: the LLM is reached on the first question.
+    ``warm_up``: build the validator's passage index in the background now (``serve``)."""
 
     from qa_system.fallback import LLMFallback
     from qa_system.llm import LLMClient
 
     if validator == "default":
         validator = default_validator(settings, store)
+    if warm_up and validator is not None:
+        warm_up_in_background(validator)
     return FallbackStep(LLMFallback(LLMClient(settings), store), store, settings.workspace, validator=validator)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None
     if llm:  # the LLM (embedded SmolLM2 unless OPENAI_BASE_URL is set) starts on the first unsure answer
         from qa_system.fallback_step import build_fallback_step
 
-        pipeline.fallback = build_fallback_step(settings, store)
+        pipeline.fallback = build_fallback_step(settings, store, warm_up=True)
     return pipeline
 
 

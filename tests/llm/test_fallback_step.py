@@ -154,3 +154,22 @@ def test_pipeline_can_defer_the_fallback_to_the_caller(tiny_store):
     graph_only = pipeline.ask("Who is Zorblax?", fallback=False)
     assert graph_only.source == "none" and pipeline.wants_fallback(graph_only)
     assert pipeline.fall_back(graph_only).source == "llm"
+
+
+def test_warm_up_refreshes_the_validators_index_in_the_background():
+    from qa_system.fallback_step import warm_up_in_background
+
+    class Retriever:
+        refreshed = False
+
+        def refresh(self):
+            Retriever.refreshed = True
+
+    class Validator:
+        retriever = Retriever()
+
+    thread = warm_up_in_background(Validator())
+    assert thread is not None
+    thread.join(10)
+    assert Retriever.refreshed
+    assert warm_up_in_background(object()) is None

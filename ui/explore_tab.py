@@ -1,6 +1,8 @@
-"""Explore tab: search an entity by name (prefix and fuzzy), see its card and its neighbours.
+"""Explore tab: search an entity by name (prefix and fuzzy), see its card (with its facts counted by
+relation and status) and its neighbourhood, filter that by relation type and expand it hop by hop.
 
-Thin layer: lookups go through ``qa_system.explore`` and the store, exactly as the CLI does.
+Thin layer: lookups, grouping and filtering go through ``qa_system.explore`` and the store, exactly
+as the CLI does; this module only renders and wires Gradio events.
 """
 
 from __future__ import annotations
@@ -11,12 +13,53 @@ from typing import Any
 import gradio as gr
 
 from qa_system.errors import QAError
-from qa_system.explore import resolve_entity
+from qa_system.explore import (
+    MAX_HOPS,
+    STATUS_ORDER,
+    FactCounts,
+    entity_fact_counts,
+    filter_by_relations,
+    next_hops,
+    relations_present,
+    resolve_entity,
+)
+from qa_system.types import FactView
 
 NEIGHBOUR_COLUMNS = ["hop", "subject", "relation", "object", "status"]
+STATUS_COLOURS = {"verified": "#1a7f37", "extracted": "#0969da", "proposed": "#9a6700", "rejected": "#cf222e"}
 
 
-def card_html(entity: Any) -> str:
+def _label(relation: str) -> str:
+    # Imported here: ui.ask_tab imports this module (for card_html) at its top.
+    from ui.ask_tab import relation_label
+
+    return relation_label(relation)
+
+
+def facts_html(counts: FactCounts) -> str:
+    """The card's facts: one row per relation (readable label, raw id on hover), counts per status."""
+
+    esc = html.escape
+    if not counts.by_relation:
+        return "<p><small>No facts about this entity.</small></p>"
+    head = "".join(
+        f'<th style="text-align:right;padding:2px 6px;color:{STATUS_COLOURS[s.value]}">{s.value}</th>' for s in STATUS_ORDER
+    )
+    rows = []
+    for relation, by_status in counts.by_relation.items():
+        cells = "".join(
+            f'<td style="text-align:right;padding:2px 6px">{by_status.get(s.value, 0) or "·"}</td>' for s in STATUS_ORDER
+        )
+        rows.append(f'<tr><td title="{esc(relation, quote=True)}" style="padding:2px 6px">{esc(_label(relation))}</td>{cells}</tr>')
+    note = f" (counted over a sample of {counts.total})" if counts.sampled else ""
+    return (
+        f'<details open class="entity-facts"><summary>{counts.total} facts by relation and status{note}</summary>'
+        f'<table style="border-collapse:collapse;font-size:0.9em"><thead><tr><th style="text-align:left;padding:2px 6px">relation</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></details>"
+    )
+
+
+def card_html(entity: Any, counts: FactCounts | None = None) -> str:
     """Entity card; every value is escaped (names come from data and users)."""
 
     esc = html.escape
@@ -35,39 +78,109 @@ def card_html(entity: Any) -> str:
         f'<div class="entity-card" style="padding:12px;border:1px solid #ddd;border-radius:10px">{image}'
         f"<h3 style='margin:0'>{esc(entity.name)}</h3>"
         f"<div><code>{esc(entity.id)}</code> · <em>{esc(entity.type or 'entity')}</em></div>"
-        f"<p>{esc(entity.description or 'No description.')}</p>{aliases}<div>{link}</div></div>"
+        f"<p>{esc(entity.description or 'No description.')}</p>{aliases}<div>{link}</div>"
+        f"{facts_html(counts) if counts is not None else ''}</div>"
     )
 
 
-def build_explore_tab(store: Any) -> None:
-    def suggest(text: str) -> Any:
+def neighbour_rows(facts: list[FactView]) -> list[list[Any]]:
+    ordered = sorted(facts, key=lambda f: (f.hop, f.relation, f.subject_name, f.object_name))
+    return [[f.hop, f.subject_name, f.relation, f.object_name, f.status.value] for f in ordered]
+
+
+def neighbour_note(shown: int, view: dict[str, Any]) -> str:
+    total, hops = len(view.get("facts", [])), int(view.get("hops", 1))
+    count = f"{shown} of {total} facts" if shown != total else f"{total} facts"
+    sampled = f" (sampled: at most {int(view['limit'])} per entity per hop)" if view.get("truncated") else ""
+    capped = f" · {MAX_HOPS} hops is the maximum" if view.get("at_max") else ""
+    return f"{count} within {hops} hop{'s' if hops != 1 else ''}{sampled}{capped}"
+
+
+class ExploreHandlers:
+    """The tab's event handlers, callable without a browser (tests call them directly).
+
+    The neighbourhood last shown lives in a ``gr.State`` dict ({facts, hops, limit, truncated}) so
+    that changing the relation filter re-filters it without asking the store again.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def suggest(self, text: str) -> Any:
         text = (text or "").strip()
         if len(text) < 2:
             return gr.update(choices=[], value=None)
-        choices = [(f"{e.name} — {e.description[:60]}" if e.description else e.name, e.id) for e in store.search_entities(text, limit=12)]
+        choices = [
+            (f"{e.name} — {e.description[:60]}" if e.description else e.name, e.id)
+            for e in self.store.search_entities(text, limit=12)
+        ]
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    def show(entity_ref: str | None, typed: str, hops: int, limit: int) -> tuple[str, list[list[Any]], str]:
-        try:
-            entity = resolve_entity(store, entity_ref or typed)
-            subgraph = store.neighbors([entity.id], hops=int(hops), limit_per_entity=int(limit))
-        except QAError as e:
-            return "", [], f"⚠️ {html.escape(str(e))}"
-        facts = sorted(subgraph.facts, key=lambda f: (f.hop, f.relation, f.subject_name, f.object_name))
-        rows = [[f.hop, f.subject_name, f.relation, f.object_name, f.status.value] for f in facts]
-        note = f"{len(rows)} facts" + (f" (sampled: at most {int(limit)} per entity per hop)" if subgraph.truncated else "")
-        return card_html(entity), rows, note
+    def show(
+        self, entity_ref: str | None, typed: str, hops: int, limit: int, selected: list[str] | None = None
+    ) -> tuple[str, list[list[Any]], str, Any, dict[str, Any]]:
+        """Card, filtered rows, note, the relation filter's new choices (selection kept where it
+        still applies), and the full neighbourhood for the state."""
 
+        return self._show(entity_ref, typed, hops, limit, selected, at_max=False)
+
+    def _show(
+        self, entity_ref: str | None, typed: str, hops: int, limit: int, selected: list[str] | None, *, at_max: bool
+    ) -> tuple[str, list[list[Any]], str, Any, dict[str, Any]]:
+        hops = max(1, min(int(hops), MAX_HOPS))
+        try:
+            entity = resolve_entity(self.store, entity_ref or typed)
+            subgraph = self.store.neighbors([entity.id], hops=hops, limit_per_entity=int(limit))
+            counts = entity_fact_counts(self.store, entity.id)
+        except QAError as e:
+            return "", [], f"⚠️ {html.escape(str(e))}", gr.update(choices=[], value=[]), {}
+        present = relations_present(subgraph.facts)
+        kept = [r for r in (selected or []) if r in present]
+        view = {"facts": list(subgraph.facts), "hops": hops, "limit": int(limit), "truncated": subgraph.truncated, "at_max": at_max}
+        shown = filter_by_relations(subgraph.facts, kept)
+        relation_filter = gr.update(choices=[(_label(r), r) for r in present], value=kept)
+        return card_html(entity, counts), neighbour_rows(shown), neighbour_note(len(shown), view), relation_filter, view
+
+    def expand(
+        self, entity_ref: str | None, typed: str, hops: int, limit: int, selected: list[str] | None = None
+    ) -> tuple[int, str, list[list[Any]], str, Any, dict[str, Any]]:
+        """One more hop (up to ``MAX_HOPS``), keeping the relation filter; the slider shows the new value."""
+
+        more = next_hops(hops)
+        return (more, *self._show(entity_ref, typed, more, limit, selected, at_max=int(hops) >= MAX_HOPS))
+
+    def refilter(self, view: dict[str, Any] | None, selected: list[str] | None) -> tuple[list[list[Any]], str]:
+        """Re-filter the neighbourhood shown last; nothing shown yet → nothing to filter."""
+
+        if not view or "facts" not in view:
+            return [], ""
+        shown = filter_by_relations(view["facts"], selected)
+        return neighbour_rows(shown), neighbour_note(len(shown), view)
+
+
+def build_explore_tab(store: Any) -> None:
+    h = ExploreHandlers(store)
     with gr.Row():
         query = gr.Textbox(label="Entity name", placeholder="e.g. Christopher Nolan", scale=3, elem_id="explore-query")
         matches = gr.Dropdown(label="Matches", choices=[], scale=3, elem_id="explore-matches")
     with gr.Row():
-        hops = gr.Slider(1, 2, value=1, step=1, label="Hops")
+        hops = gr.Slider(1, MAX_HOPS, value=1, step=1, label="Hops", elem_id="explore-hops")
         limit = gr.Slider(5, 200, value=50, step=5, label="Facts per entity per hop")
         go = gr.Button("Show", variant="primary", elem_id="explore-show")
     status = gr.Markdown(elem_id="explore-status")
     card = gr.HTML(elem_id="explore-card")
+    with gr.Row():
+        relation_filter = gr.Dropdown(
+            label="Relation types (none selected = all)", choices=[], value=[], multiselect=True, scale=4,
+            elem_id="explore-relations",
+        )
+        expand = gr.Button(f"Expand one hop (max {MAX_HOPS})", scale=1, elem_id="explore-expand")
     table = gr.Dataframe(headers=NEIGHBOUR_COLUMNS, interactive=False, wrap=True, elem_id="explore-neighbours")
-    query.change(suggest, inputs=query, outputs=matches)
-    query.submit(show, inputs=[matches, query, hops, limit], outputs=[card, table, status])
-    go.click(show, inputs=[matches, query, hops, limit], outputs=[card, table, status])
+    view = gr.State({})
+    show_in = [matches, query, hops, limit, relation_filter]
+    show_out = [card, table, status, relation_filter, view]
+    query.change(h.suggest, inputs=query, outputs=matches)
+    query.submit(h.show, inputs=show_in, outputs=show_out)
+    go.click(h.show, inputs=show_in, outputs=show_out)
+    expand.click(h.expand, inputs=show_in, outputs=[hops, *show_out])
+    relation_filter.input(h.refilter, inputs=[view, relation_filter], outputs=[table, status])

@@ -125,8 +125,9 @@ def test_ingest_upload_preview_and_commit(mpage, maintainer_app: dict, tmp_path:
     page.get_by_role("tab", name="Ingest").click()
     doc = tmp_path / "directors.md"
     doc.write_text(DOCUMENT, encoding="utf-8")
+    # the upload round-trips through the server; on a loaded 2-core machine it took over 20 s once
     page.locator("#ingest-files input[type=file]").set_input_files(str(doc))
-    page.locator("#ingest-files").get_by_text("directors.md").first.wait_for(timeout=20_000)
+    page.locator("#ingest-files").get_by_text("directors.md").first.wait_for(timeout=60_000)
     page.locator("#ingest-preview").click()
     status = page.locator("#ingest-status")
     status.get_by_text("nothing written yet", exact=False).wait_for(timeout=60_000)
@@ -154,7 +155,7 @@ def test_bad_inputs_wrong_password_and_a_non_text_upload(mpage, tmp_path: Path) 
     png = tmp_path / "photo.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01")
     page.locator("#ingest-files input[type=file]").set_input_files(str(png))
-    page.locator("#ingest-files").get_by_text("photo.png").first.wait_for(timeout=20_000)
+    page.locator("#ingest-files").get_by_text("photo.png").first.wait_for(timeout=60_000)
     page.locator("#ingest-preview").click()
     page.locator("#ingest-status").get_by_text("Not a text document: photo.png", exact=False).wait_for(timeout=20_000)
     expect(page.locator("#ingest-commit")).to_be_disabled()

@@ -408,18 +408,12 @@ def build_cascade(config: CascadeConfig | None, relation_names: list[str]) -> Ca
 def save_cascade(folder: Path, model: CascadeExtractor, card: dict[str, Any] | None = None, *, fp16: bool = True) -> Path:
     """Write ``cascade.safetensors`` (fp16 by default) and ``card.json`` (config + ``card``)."""
 
-    import os
-
-    from safetensors.torch import save_file
+    from qa_system.models.span_extractor import write_shipped_weights
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.shipped_state_dict().items()}
-    if fp16:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(folder / (WEIGHTS + ".tmp")), metadata={"dtype": "float16" if fp16 else "float32"})
-    os.replace(folder / (WEIGHTS + ".tmp"), folder / WEIGHTS)
-    full = {"model": "cascade", "config": model.config.to_dict(), "dtype": "float16" if fp16 else "float32",
+    state = model.shipped_state_dict()
+    dtype = write_shipped_weights(folder, WEIGHTS, state, fp16=fp16)
+    full = {"model": "cascade", "config": model.config.to_dict(), "dtype": dtype,
             "num_trained_parameters": sum(v.numel() for v in state.values()), **(card or {})}
     (folder / CARD).write_text(json.dumps(full, indent=2, ensure_ascii=False, default=str) + "\n")
     return folder
@@ -428,7 +422,7 @@ def save_cascade(folder: Path, model: CascadeExtractor, card: dict[str, Any] | N
 def load_cascade(folder: Path) -> tuple[CascadeExtractor, dict[str, Any]]:
     """The model (float32, eval mode) and card of a checkpoint folder; :class:`CheckpointError` if unusable."""
 
-    from safetensors.torch import load_file
+    from qa_system.models.span_extractor import read_shipped_weights
 
     folder = Path(folder)
     if not (folder / CARD).is_file() or not (folder / WEIGHTS).is_file():
@@ -442,10 +436,7 @@ def load_cascade(folder: Path) -> tuple[CascadeExtractor, dict[str, Any]]:
     except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"cascade card {folder / CARD} is malformed: {e}") from e
     model = CascadeExtractor(config, _load_encoder(config))
-    state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS)).items()}
-    missing = set(model.shipped_state_dict()) - set(state)
-    if missing:
-        raise CheckpointError(f"cascade checkpoint {folder} lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
+    state = read_shipped_weights(folder / WEIGHTS, set(model.shipped_state_dict()), "cascade")
     try:
         model.load_state_dict(state, strict=False)
     except RuntimeError as e:

@@ -416,17 +416,12 @@ def save_qidn(folder: Path, model: QIDN, card: dict[str, Any] | None = None, *, 
     import json
     import os
 
-    from safetensors.torch import save_file
+    from qa_system.models.span_extractor import write_shipped_weights
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.shipped_state_dict().items()}
-    if fp16:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(folder / (WEIGHTS + ".tmp")), metadata={"dtype": "float16" if fp16 else "float32"})
-    os.replace(folder / (WEIGHTS + ".tmp"), folder / WEIGHTS)
+    dtype = write_shipped_weights(folder, WEIGHTS, model.shipped_state_dict(), fp16=fp16)
     full = {"model": "qidn", "config": model.config.to_dict(), "weights": WEIGHTS,
-            "weights_dtype": "float16" if fp16 else "float32", **(card or {})}
+            "weights_dtype": dtype, **(card or {})}
     (folder / (CARD + ".tmp")).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n")
     os.replace(folder / (CARD + ".tmp"), folder / CARD)
     return folder
@@ -437,8 +432,7 @@ def load_qidn(folder: Path) -> tuple[QIDN, dict[str, Any]]:
 
     import json
 
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from qa_system.models.span_extractor import read_shipped_weights
 
     folder = Path(folder)
     if not (folder / CARD).is_file() or not (folder / WEIGHTS).is_file():
@@ -449,17 +443,8 @@ def load_qidn(folder: Path) -> tuple[QIDN, dict[str, Any]]:
         config = QIDNConfig.from_dict(card["config"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{folder / CARD} is not a valid QIDN card: {e}") from e
-    try:
-        state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS)).items()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{folder / WEIGHTS} cannot be read: {e}") from e
     model = QIDN(config, load_encoder(config))
-    expected = set(model.shipped_state_dict())
-    missing, unexpected = expected - set(state), set(state) - expected
-    if missing or unexpected:
-        raise CheckpointError(f"{folder / WEIGHTS} does not match the QIDN config: "
-                              f"{len(missing)} missing (e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected "
-                              f"(e.g. {sorted(unexpected)[:2]})")
+    state = read_shipped_weights(folder / WEIGHTS, set(model.shipped_state_dict()), "QIDN")
     try:
         model.load_state_dict(state, strict=False)
     except RuntimeError as e:

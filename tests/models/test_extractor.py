@@ -239,6 +239,8 @@ def test_shipped_checkpoint_loads_and_extracts() -> None:
     for t in triples:
         assert t.relation in extractor.relation_names
         assert text[t.subject.start:t.subject.end] == t.subject.text and 0.0 <= t.score <= 1.0
+    # trained on exact entities (not webnlg-star's last words): whole names, usable as graph entities
+    assert ("Alan Bean", "was a crew member of", "Apollo 12") in {(t.subject.text, t.relation, t.object.text) for t in triples}
 
 
 def test_missing_checkpoint_folder_is_a_checkpoint_error(tmp_path: Path) -> None:

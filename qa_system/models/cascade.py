@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qa_system.errors import CheckpointError, ModelError
+from qa_system.errors import ModelError
 from qa_system.training.extraction_data import ExtractionBatch, TokenTriple
 
 if TYPE_CHECKING:
@@ -422,35 +422,20 @@ def save_cascade(folder: Path, model: CascadeExtractor, card: dict[str, Any] | N
 def load_cascade(folder: Path) -> tuple[CascadeExtractor, dict[str, Any]]:
     """The model (float32, eval mode) and card of a checkpoint folder; :class:`CheckpointError` if unusable."""
 
-    from qa_system.models.span_extractor import read_shipped_weights
+    from qa_system.models.span_extractor import load_span_checkpoint
 
-    folder = Path(folder)
-    if not (folder / CARD).is_file() or not (folder / WEIGHTS).is_file():
-        raise CheckpointError(
-            f"no cascade checkpoint at {folder} (needs {CARD} and {WEIGHTS}); "
-            "train one with `qa-system train extractor --model cascade`"
-        )
-    try:
-        card = json.loads((folder / CARD).read_text())
+    def build(card: dict[str, Any]) -> CascadeExtractor:
         config = CascadeConfig.from_dict(card["config"])
-    except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"cascade card {folder / CARD} is malformed: {e}") from e
-    model = CascadeExtractor(config, _load_encoder(config))
-    state = read_shipped_weights(folder / WEIGHTS, set(model.shipped_state_dict()), "cascade")
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        raise CheckpointError(f"cascade checkpoint {folder} does not fit its config: {e}") from e
-    return model.eval(), card
+        return CascadeExtractor(config, _load_encoder(config))
+
+    return load_span_checkpoint(folder, model_name="cascade", what="cascade", weights_name=WEIGHTS, card_name=CARD, build=build)
 
 
 def load_cascade_extractor(folder: Path | None = None, *, device: str = "cpu") -> Extractor:
     """The cascade behind the product's ``Extractor`` protocol; the shipped checkpoint when ``folder`` is None."""
 
-    from qa_system.models.span_extractor import TokenSpanExtractor, minilm_tokenizer
+    from qa_system.models.span_extractor import span_extractor_from
 
     folder = Path(folder) if folder is not None else SHIPPED
     model, card = load_cascade(folder)
-    return TokenSpanExtractor(model.to(device), minilm_tokenizer(), model.relation_names, name="cascade",
-                              checkpoint=folder.name, vocabulary=card.get("vocabulary", "webnlg"), card=card,
-                              max_length=int(card.get("max_length", 128)), device=device)
+    return span_extractor_from(model, card, folder, name="cascade", device=device)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qa_system.errors import CheckpointError, ModelError
+from qa_system.errors import ModelError
 from qa_system.models.qidn_losses import (
     hungarian_match,
     instance_infonce,
@@ -430,35 +430,20 @@ def save_qidn(folder: Path, model: QIDN, card: dict[str, Any] | None = None, *, 
 def load_qidn(folder: Path) -> tuple[QIDN, dict[str, Any]]:
     """Model (float32, eval mode) and card from a checkpoint folder; :class:`CheckpointError` if unusable."""
 
-    import json
+    from qa_system.models.span_extractor import load_span_checkpoint
 
-    from qa_system.models.span_extractor import read_shipped_weights
-
-    folder = Path(folder)
-    if not (folder / CARD).is_file() or not (folder / WEIGHTS).is_file():
-        raise CheckpointError(f"no QIDN checkpoint at {folder} (needs {CARD} and {WEIGHTS}); "
-                              "train one with `qa-system train extractor --model qidn`")
-    try:
-        card = json.loads((folder / CARD).read_text())
+    def build(card: dict[str, Any]) -> QIDN:
         config = QIDNConfig.from_dict(card["config"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{folder / CARD} is not a valid QIDN card: {e}") from e
-    model = QIDN(config, load_encoder(config))
-    state = read_shipped_weights(folder / WEIGHTS, set(model.shipped_state_dict()), "QIDN")
-    try:
-        model.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        raise CheckpointError(f"{folder / WEIGHTS} does not fit the QIDN config: {e}") from e
-    return model.eval(), card
+        return QIDN(config, load_encoder(config))
+
+    return load_span_checkpoint(folder, model_name="qidn", what="QIDN", weights_name=WEIGHTS, card_name=CARD, build=build)
 
 
 def load_qidn_extractor(folder: Path | None = None, *, device: str = "cpu") -> TokenSpanExtractor:
     """The QIDN ``Extractor`` from ``folder`` (default: the shipped ``extractor-qidn-webnlg``)."""
 
-    from qa_system.models.span_extractor import TokenSpanExtractor, minilm_tokenizer
+    from qa_system.models.span_extractor import span_extractor_from
 
     folder = Path(folder) if folder is not None else SHIPPED
     model, card = load_qidn(folder)
-    return TokenSpanExtractor(model.to(device), minilm_tokenizer(), model.relation_names, name="qidn",
-                              checkpoint=folder.name, vocabulary=card.get("vocabulary", "webnlg"), card=card,
-                              max_length=int(card.get("max_length", 128)), device=device)
+    return span_extractor_from(model, card, folder, name="qidn", device=device)

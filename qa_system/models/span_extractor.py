@@ -188,3 +188,43 @@ def read_shipped_weights(path: Path, expected: set[str], what: str) -> dict[str,
                               f"{len(missing)} missing (e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected "
                               f"(e.g. {sorted(unexpected)[:2]})")
     return state
+
+
+def load_span_checkpoint(
+    folder: Path, *, model_name: str, what: str, weights_name: str, card_name: str,
+    build: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Model (float32, eval mode) and card of a span-extractor checkpoint folder.
+
+    ``build(card) -> model`` makes the model from the card's config (a bad config raises
+    ``KeyError``/``ValueError``/``TypeError``); every failure is a ``CheckpointError`` that says
+    what is wrong and how to get a checkpoint.
+    """
+
+    import json
+
+    from qa_system.errors import CheckpointError
+
+    folder = Path(folder)
+    if not (folder / card_name).is_file() or not (folder / weights_name).is_file():
+        raise CheckpointError(f"no {what} checkpoint at {folder} (needs {card_name} and {weights_name}); "
+                              f"train one with `qa-system train extractor --model {model_name}`")
+    try:
+        card = json.loads((folder / card_name).read_text())
+        model = build(card)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / card_name} is not a valid {what} card (malformed): {e}") from e
+    state = read_shipped_weights(folder / weights_name, set(model.shipped_state_dict()), what)
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise CheckpointError(f"{folder / weights_name} does not fit the {what} config: {e}") from e
+    return model.eval(), card
+
+
+def span_extractor_from(model: Any, card: dict[str, Any], folder: Path, *, name: str, device: str = "cpu") -> TokenSpanExtractor:
+    """A loaded span model behind the product's ``Extractor`` protocol (checkpoint = folder name)."""
+
+    return TokenSpanExtractor(model.to(device), minilm_tokenizer(), model.relation_names, name=name,
+                              checkpoint=Path(folder).name, vocabulary=card.get("vocabulary", "webnlg"), card=card,
+                              max_length=int(card.get("max_length", 128)), device=device)

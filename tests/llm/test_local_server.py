@@ -107,3 +107,38 @@ def test_stop_then_down_then_restart(tmp_path):
     settings = load_settings(workspace=tmp_path / "ws", OPENAI_BASE_URL=url, OPENAI_API_KEY="x", llm_max_retries=0)
     with pytest.raises(LLMUnavailableError):
         LLMClient(settings).complete([("user", "hi")])
+
+
+@pytest.mark.slow
+@requires_llm
+def test_fallback_step_with_the_real_llm_and_the_shipped_validator(served, tiny_store):
+    """The whole unsure path on real parts: SmolLM2 answers, the shipped entailment model validates
+    against a real passage index, entailed triples are inserted as proposed, the rest logged."""
+
+    from qa_system.config import load_settings
+    from qa_system.fallback_step import FallbackStep, default_validator
+    from qa_system.review import rejected_log
+    from qa_system.types import Answer, FactStatus, RankedEntity
+    from retrievers.passages import Passage, PassageStore
+
+    client, _, _ = served
+    workspace = Path(tiny_store.db_path).parent.parent
+    PassageStore(workspace).add_many([
+        Passage.sentence("notes", "Inception is a 2010 film written and directed by Christopher Nolan.", 0, 66),
+    ])
+    validator = default_validator(load_settings(workspace=workspace), tiny_store)
+    assert validator is not None, "the shipped entailment model should load"
+    before = tiny_store.stats().facts
+    unsure = Answer(question="Who directed Inception?", source="graph-unsure", confidence=0.2,
+                    answer=RankedEntity(id="/m/cameron", name="James Cameron", confidence=0.2),
+                    topic_entities=[RankedEntity(id="/m/inception", name="Inception", confidence=0.9)])
+    answer = FallbackStep(LLMFallback(client, tiny_store), tiny_store, workspace, validator=validator)(unsure)
+    summary = answer.fallback
+    assert summary is not None and summary.status == "ok", answer.message
+    assert answer.source == "llm" and answer.validated in (True, False)
+    assert len(summary.decisions) >= 1 and {d["decision"] for d in summary.decisions} <= {"entailed", "not_entailed"}
+    assert tiny_store.stats().facts == before + len(summary.proposed)
+    for fact_id in summary.proposed:
+        fact = tiny_store.get_fact(fact_id)
+        assert fact.status == FactStatus.PROPOSED and fact.provenance.premises and fact.provenance.scores
+    assert len(rejected_log(workspace)) == summary.rejected

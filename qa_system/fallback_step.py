@@ -13,6 +13,7 @@ entailment model is not available), every triple goes to the rejected log with t
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,11 +50,21 @@ def unvalidated(triples: Sequence[ProposedTriple], reason: str) -> list[Validati
     return [ValidationDecision(decision="not_entailed", score=0.0, reason=reason) for _ in triples]
 
 
-def supports(triple: ProposedTriple, answer_name: str) -> bool:
-    """Whether a triple names the answer at one of its ends (so entailing it validates the answer)."""
+def _norm(text: str) -> str:
+    """Lower case, punctuation as spaces: "Nolan," and "Nolan" compare equal."""
 
-    key = " ".join(answer_name.lower().split())
-    return bool(key) and key in {" ".join(t.lower().split()) for t in (triple.subject_name, triple.object_name, triple.subject_text, triple.object_text)}
+    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+
+
+def supports(triple: ProposedTriple, answer_text: str, topics: Sequence[str] = ()) -> bool:
+    """Whether a triple backs the answer: one of its ends, other than the question's topic
+    entities, is the answer or is named in it (small LLMs answer in a sentence: "The director of
+    Inception is Christopher Nolan, ...")."""
+
+    answer = _norm(answer_text)
+    skip = {_norm(t) for t in topics}
+    ends = {_norm(t) for t in (triple.subject_name, triple.object_name, triple.subject_text, triple.object_text)} - skip
+    return bool(answer) and any(end == answer or (len(end) >= 3 and f" {end} " in f" {answer} ") for end in ends if end)
 
 
 class FallbackStep:
@@ -91,7 +102,8 @@ class FallbackStep:
         ]
         merged = merge_into_answer(result, answer, self.store)
         answer_name = merged.answer.name if merged.answer else result.answer
-        validated = any(d.entailed and supports(t, answer_name) for t, d in zip(result.triples, decisions))
+        topics = [t.name for t in answer.topic_entities]
+        validated = any(d.entailed and supports(t, answer_name, topics) for t, d in zip(result.triples, decisions))
         evidence = list(answer.evidence) + self._proposed_views(report.inserted)
         message = merged.message + (
             f"; {len(report.inserted)} triple(s) passed entailment and await review" if report.inserted else

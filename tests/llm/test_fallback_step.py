@@ -173,3 +173,18 @@ def test_warm_up_refreshes_the_validators_index_in_the_background():
     thread.join(10)
     assert Retriever.refreshed
     assert warm_up_in_background(object()) is None
+
+
+def test_a_sentence_answer_is_supported_by_a_triple_naming_its_entity():
+    from qa_system.fallback import ProposedTriple
+    from qa_system.fallback_step import supports
+
+    triple = ProposedTriple(subject="/m/inception", relation="directed by", object="/m/nolan", subject_name="Inception",
+                            object_name="Christopher Nolan", subject_text="Inception", relation_text="directed by",
+                            object_text="Christopher Nolan")
+    sentence = "The director of Inception is Christopher Nolan, a renowned filmmaker."
+    assert supports(triple, sentence, topics=["Inception"])
+    assert supports(triple, "Christopher Nolan")
+    # only the topic is named: that does not back the answer
+    assert not supports(triple, "Inception is a film by James Cameron.", topics=["Inception"])
+    assert not supports(triple, "", topics=["Inception"])

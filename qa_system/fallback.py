@@ -211,6 +211,23 @@ def readable_relation(relation: str) -> str:
     return " ".join(re.sub(r"[_.\-]+", " ", last).lower().split())
 
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def relation_words(relation: str) -> str:
+    """A relation as the entailment model reads it (its WebNLG training pairs and the validator's
+    hypotheses use this one spelling): ``numberOfMembers`` → ``number of members``,
+    ``OCLC_number`` → ``OCLC number`` (acronyms kept), ``3rd_runway_LengthFeet`` → ``3rd runway
+    length feet``, ``/people/person/place_of_birth`` → ``place of birth``; phrases stay."""
+
+    last = relation.rstrip("/").split("/")[-1] if "/" in relation else relation
+    words = []
+    for part in re.sub(r"[_.\-]+", " ", last).split():
+        for word in _CAMEL.sub(" ", part).split():
+            words.append(word if word.isupper() and len(word) > 1 else word.lower())
+    return " ".join(words)
+
+
 _STOP = {"is", "was", "are", "were", "the", "a", "an", "of", "has", "have", "had", "its", "his", "her"}
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from qa_system.candidates import Candidate, gather, graph_range_objects
 from qa_system.errors import ConfigError, DataFormatError, InputError
-from qa_system.fallback import ProposedTriple, readable_relation
+from qa_system.fallback import ProposedTriple, readable_relation, relation_words
 from qa_system.review import InsertionReport, ValidationDecision, record_decisions
 
 log = logging.getLogger(__name__)
@@ -87,18 +86,6 @@ _FIELDS = {"search": {"X"}, "prompt": {"X"}, "hypothesis": {"X", "Y"}}
 
 
 HYPOTHESIS_STYLES = ("natural", "plain")
-
-
-def relation_words(relation: str) -> str:
-    """``birthPlace`` → ``birth place``, ``OCLC_number`` → ``OCLC number`` (acronyms kept), as the
-    entailment model's WebNLG training pairs spell relations."""
-
-    last = relation.rstrip("/").split("/")[-1] if "/" in relation else relation
-    words = []
-    for part in re.sub(r"[_.\-]+", " ", last).split():
-        for word in re.sub(r"(?<=[a-z])(?=[A-Z])", " ", part).split():
-            words.append(word if word.isupper() and len(word) > 1 else word.lower())
-    return " ".join(words)
 
 
 class TemplateBook:

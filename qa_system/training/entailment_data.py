@@ -33,13 +33,15 @@ import csv
 import json
 import logging
 import random
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from qa_system.errors import DataFormatError, DatasetNotFoundError
+from qa_system.fallback import (
+    relation_words,  # the one spelling the validator's hypotheses use too
+)
 from qa_system.models.entailment import LABEL_INDEX
 
 log = logging.getLogger(__name__)
@@ -235,20 +237,6 @@ def load_climate_fever(folder: Path) -> list[NLIPair]:
 
 
 # -- WebNLG-derived pairs ----------------------------------------------------------------------
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-
-
-def relation_words(relation: str) -> str:
-    """``numberOfMembers`` -> ``number of members``; ``3rd_runway_LengthFeet`` -> ``3rd runway length feet``;
-    ``ICAO_Location_Identifier`` -> ``ICAO location identifier``; phrases (``has to its north``) stay."""
-
-    words = []
-    for part in relation.replace("_", " ").split():
-        for word in _CAMEL.sub(" ", part).split():
-            words.append(word if word.isupper() and len(word) > 1 else word.lower())
-    return " ".join(words)
-
-
 def verbalise(subject: str, relation: str, obj: str) -> str:
     return f"{subject} {relation_words(relation)} {obj}"
 

@@ -10,14 +10,12 @@ faiss and MiniLM load on first use.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from qa_system.errors import DataFormatError, InputError
+from qa_system.review import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +60,13 @@ class Passage(BaseModel):
 class PassageStore:
     """Append-only, de-duplicated passage file under the workspace (``passages/passages.jsonl``).
 
-    Safe for threads of one process (a lock) and for several processes (``flock`` while appending).
+    Safe for threads of one process and for several processes: appends hold ``review.file_lock``
+    on ``passages/passages.lock`` (a per-path thread lock plus ``flock``), as the review logs do.
     """
 
     def __init__(self, workspace: Path) -> None:
         self.path = Path(workspace) / PASSAGES_FILE
-        self._lock = threading.Lock()
         self._ids: set[str] | None = None
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path.with_suffix(".lock"), "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def __iter__(self) -> Iterator[Passage]:
         if not self.path.exists():
@@ -105,7 +94,7 @@ class PassageStore:
     def add_many(self, passages: Iterable[Passage]) -> int:
         """Append the passages not stored yet; returns how many were new."""
 
-        with self._locked():
+        with file_lock(self.path.with_suffix(".lock")):
             self._ids = None  # another process may have appended since we last read
             known = self._known_ids()
             new = []

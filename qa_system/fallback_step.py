@@ -135,19 +135,12 @@ class FallbackStep:
 
 
 def default_validator(settings: Any, store: Any) -> TripleValidator | None:
-    """The shipped entailment validator, or None (logged) when its model or code is unavailable."""
+    """The shipped entailment validator, or None (logged) when its model cannot be loaded."""
+
+    from qa_system.validation import default_validator as shipped_validator
 
     try:
-        from qa_system import validation
-    except ImportError as e:
-        log.warning("validation is not available (%s): LLM triples will not be inserted", e)
-        return None
-    factory = getattr(validation, "default_validator", None)
-    if factory is None:
-        log.warning("qa_system.validation has no default_validator: LLM triples will not be inserted")
-        return None
-    try:
-        return factory(settings, store)
+        return shipped_validator(settings, store)
     except QAError as e:
         log.warning("the entailment validator could not be loaded (%s): LLM triples will not be inserted", e)
         return None

@@ -101,10 +101,10 @@ class AskPipeline:
         """The fallback's answer when one is configured and the graph is not sure; never loses the
         graph's answer (a failing fallback only adds its error to the message)."""
 
-        if self.fallback is None or not self.wants_fallback(answer):
+        if not self.wants_fallback(answer):
             return answer
         try:
-            return self.fallback(answer)
+            return self.fallback(answer)  # type: ignore[misc]  # wants_fallback: not None
         except QAError as e:
             log.warning("LLM fallback failed: %s", e)
             note = f"LLM fallback failed: {e}"

@@ -188,3 +188,16 @@ def test_a_sentence_answer_is_supported_by_a_triple_naming_its_entity():
     # only the topic is named: that does not back the answer
     assert not supports(triple, "Inception is a film by James Cameron.", topics=["Inception"])
     assert not supports(triple, "", topics=["Inception"])
+
+
+def test_an_unloadable_entailment_model_means_no_validator(monkeypatch, tiny_store, workspace):
+    from qa_system import validation
+    from qa_system.config import load_settings
+    from qa_system.errors import CheckpointError
+    from qa_system.fallback_step import default_validator
+
+    def missing(settings, store):
+        raise CheckpointError("no entailment checkpoint")
+
+    monkeypatch.setattr(validation, "default_validator", missing)
+    assert default_validator(load_settings(workspace=workspace), tiny_store) is None

@@ -102,6 +102,8 @@ class TokenSpanExtractor:
             module.eval()
         try:
             with torch.no_grad():
+                # similar lengths share a batch, so little of each batch is padding
+                todo.sort(key=lambda i: len(texts[i]))
                 for k in range(0, len(todo), batch_size):
                     idx = todo[k:k + batch_size]
                     batch = self.collator([ExtractionExample(texts[i]) for i in idx]).to(self.device)
@@ -222,9 +224,25 @@ def load_span_checkpoint(
     return model.eval(), card
 
 
+def merge_lora_for_inference(model: Any) -> bool:
+    """Fold a loaded model's LoRA adapters into its encoder weights; True when there were any.
+
+    Why: unmerged adapters cost two extra matmuls per adapted linear layer (~14% of QIDN's CPU
+    time at batch 32); the merged weights give the same outputs. Only for models that will not be
+    trained or saved again: the merged encoder has no adapter parameters left to save.
+    """
+
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "merge_and_unload"):
+        return False
+    model.encoder = encoder.merge_and_unload()
+    return True
+
+
 def span_extractor_from(model: Any, card: dict[str, Any], folder: Path, *, name: str, device: str = "cpu") -> TokenSpanExtractor:
     """A loaded span model behind the product's ``Extractor`` protocol (checkpoint = folder name)."""
 
+    merge_lora_for_inference(model)
     return TokenSpanExtractor(model.to(device), minilm_tokenizer(), model.relation_names, name=name,
                               checkpoint=Path(folder).name, vocabulary=card.get("vocabulary", "webnlg"), card=card,
                               max_length=int(card.get("max_length", 128)), device=device)

@@ -27,7 +27,7 @@ from qa_system.models.qidn_losses import (
     match_cost,
     relation_infonce,
 )
-from qa_system.models.span_extractor import TokenSpanExtractor, minilm_tokenizer
+from qa_system.models.span_extractor import TokenSpanExtractor, merge_lora_for_inference, minilm_tokenizer
 from qa_system.training.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
@@ -221,6 +221,25 @@ def test_token_span_extractor_returns_character_spans(overfit, tokenizer) -> Non
     assert {(t.subject.text, t.object.text) for t in results[2]} == {("1 . FC Köln", "Peter Stöger")}
     with pytest.raises(ValueError, match="batch_size"):
         extractor.extract(texts, batch_size=0)
+
+
+def test_merging_lora_for_inference_keeps_the_outputs(tokenizer, examples) -> None:
+    torch.manual_seed(0)
+    model = build_qidn(QIDNConfig(**{**TINY, "lora_r": 4}), RELATIONS).eval()
+    with torch.no_grad():  # LoRA's B starts at zero; make the adapters matter
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.2)
+    batch = collator(tokenizer)(examples)
+    with torch.no_grad():
+        before = model(batch.input_ids, batch.attention_mask)
+    assert merge_lora_for_inference(model) is True
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    with torch.no_grad():
+        after = model(batch.input_ids, batch.attention_mask)
+    assert torch.allclose(before["relation"], after["relation"], atol=1e-4)
+    assert torch.allclose(before["boundary"], after["boundary"], atol=1e-3)
+    assert merge_lora_for_inference(model) is False  # nothing left to merge
 
 
 # ---------------------------------------------------------------------- the shipped checkpoint

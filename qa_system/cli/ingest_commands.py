@@ -160,6 +160,6 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p.add_argument("--similarity-threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"cosine a mention needs to match an entity name by similarity (default {DEFAULT_THRESHOLD})")
     p.add_argument("--exact-only", action="store_true", help="match mentions by exact name or alias only (no MiniLM)")
-    p.add_argument("--batch-size", type=int, default=16, help="sentences per extractor batch (default 16)")
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per extractor batch (default 32)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run_ingest)

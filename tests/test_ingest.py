@@ -179,10 +179,10 @@ def test_self_loops_are_skipped(tiny_store):
 def test_preview_reports_progress_over_sentences(tiny_store):
     calls: list[tuple[int, int]] = []
     docs = [Document(f"d{i}", "Alan Bean was born in Wheeler. Pete Conrad was born in Philadelphia.", "t") for i in range(5)]
-    ing = ingester(tiny_store, batch_size=1)  # extractor called with 4 sentences at a time
+    ing = ingester(tiny_store, batch_size=1)  # extractor called with 8 sentences at a time
     ing.preview(docs, progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(4, 10), (8, 10), (10, 10)]
-    assert ing.extractor.calls == [4, 4, 2]
+    assert calls == [(8, 10), (10, 10)]
+    assert ing.extractor.calls == [8, 2]
 
 
 # -- commit ---------------------------------------------------------------------------------------------

@@ -16,6 +16,13 @@ the subject and the candidate (a premise that does not cannot entail "X ... Y"; 
 model calls); a candidate with no evidence is rejected unscored. It is kept when the max score is at
 least its relation's threshold; ``tune`` picks the thresholds on dev. The record also reports the
 evidence rule alone (``*_evidence_only``), so what the entailment model adds is visible.
+
+Calibrated decision (``tune(..., calibrate=True)``, ``qa-system tune validation --calibrate``): a
+logistic regression (scikit-learn) fitted on the dev candidates with evidence over the features of
+each candidate within its query (``qa_system.validation.group_features``: entailment score, evidence
+count, gap to the query's best score, rank, graph source), and the highest probability threshold
+keeping ``min_recall_kept`` of the dev recall; ``metrics(run, ..., calibration=...)`` then reports
+before/after for that decision (what ``TripleValidator`` does with such a thresholds file).
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from qa_system.candidates import SOURCES, normalise, warm_ner
 from qa_system.errors import DataFormatError, DatasetNotFoundError, InputError
+
+if TYPE_CHECKING:
+    from qa_system.validation import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -186,16 +196,47 @@ def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
     return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "predicted": predicted, "correct": correct}
 
 
-def metrics(run: Run, threshold_of: Callable[[str], float]) -> dict[str, Any]:
-    """P/R/F1 before (every filtered candidate) and after (score ≥ threshold), overall and per source."""
+def run_features(run: Run) -> np.ndarray:
+    """The calibration features of every candidate (rows in ``run.candidates`` order), each computed
+    within its query's candidates (``qa_system.validation.group_features``; graph = the graph source)."""
+
+    from qa_system.validation import CALIBRATION_FEATURES, group_features
+
+    features = np.zeros((len(run.candidates), len(CALIBRATION_FEATURES)))
+    by_query: dict[int, list[int]] = defaultdict(list)
+    for i, c in enumerate(run.candidates):
+        by_query[c.query].append(i)
+    for members in by_query.values():
+        group = [run.candidates[i] for i in members]
+        features[members] = group_features([c.score for c in group], [c.premises_scored for c in group], ["graph" in c.sources for c in group])
+    return features
+
+
+def calibrated_keep(run: Run, calibration: Calibration) -> np.ndarray:
+    """Per candidate, whether the calibrated decision keeps it (never without evidence)."""
+
+    if not run.candidates:
+        return np.zeros(0, dtype=bool)
+    evidence = np.array([c.premises_scored > 0 for c in run.candidates])
+    return evidence & (calibration.probabilities(run_features(run)) >= calibration.threshold)
+
+
+def metrics(run: Run, threshold_of: Callable[[str], float], *, calibration: Calibration | None = None) -> dict[str, Any]:
+    """P/R/F1 before (every filtered candidate) and after (score ≥ threshold, or the calibrated
+    decision when ``calibration`` is given), overall and per source."""
 
     gold = sum(len(q.gold) for q in run.queries)
-    out: dict[str, Any] = {"queries": len(run.queries), "gold_objects": gold, "candidates": len(run.candidates)}
+    out: dict[str, Any] = {"queries": len(run.queries), "gold_objects": gold, "candidates": len(run.candidates),
+                           "decision": "calibrated" if calibration is not None else "thresholds"}  # fmt: skip
+    if calibration is not None:
+        keep = [bool(k) for k in calibrated_keep(run, calibration)]
+    else:
+        keep = [bool(c.premises_scored) and c.score >= threshold_of(run.queries[c.query].relation) for c in run.candidates]
     for source in (None, *SOURCES):
         chosen = [c for c in run.candidates if source is None or source in c.sources]
         if source is not None and not chosen:
             continue
-        kept = [c for c in chosen if c.premises_scored and c.score >= threshold_of(run.queries[c.query].relation)]
+        kept = [c for c, k in zip(run.candidates, keep) if k and (source is None or source in c.sources)]
         before, after = prf(sum(c.correct for c in chosen), len(chosen), gold), prf(sum(c.correct for c in kept), len(kept), gold)
         prefix = "" if source is None else f"{source}_"
         for name in ("precision", "recall", "f1"):
@@ -228,13 +269,56 @@ def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int, *, min_co
     return best_t, best_f1
 
 
-def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: float = 0.0) -> tuple[float, dict[str, float]]:
+def fit_calibration(run: Run, *, min_recall_kept: float = 0.9, regularisation: float = 1.0) -> Calibration:
+    """A logistic regression over the candidates' ``run_features`` (those with evidence; the rest are
+    rejected anyway) and the highest probability threshold keeping ``min_recall_kept`` of the
+    unvalidated recall (all candidates' correct ones) — what ``TripleValidator`` applies."""
+
+    from sklearn.linear_model import LogisticRegression
+
+    from qa_system.validation import CALIBRATION_FEATURES, Calibration
+
+    if not 0.0 <= min_recall_kept <= 1.0:
+        raise InputError(f"min_recall_kept must be within [0, 1]; got {min_recall_kept}")
+    evidence = np.array([c.premises_scored > 0 for c in run.candidates], dtype=bool)
+    correct = np.array([c.correct for c in run.candidates], dtype=bool)
+    if not evidence.any() or len(set(correct[evidence])) < 2:
+        raise InputError("calibration needs candidates with evidence, both correct and wrong ones")
+    features = run_features(run)
+    model = LogisticRegression(C=regularisation, max_iter=1000).fit(features[evidence], correct[evidence])
+    weights, bias = [float(w) for w in model.coef_[0]], float(model.intercept_[0])
+    probabilities = Calibration(features=list(CALIBRATION_FEATURES), weights=weights, bias=bias, threshold=0.0).probabilities(features)
+    need = min_recall_kept * correct.sum()
+    threshold = 0.0
+    for t in sorted(set(np.floor(probabilities[evidence] * 1e4) / 1e4), reverse=True):  # floored: a threshold never exceeds its own score
+        if (correct & evidence & (probabilities >= t)).sum() >= need - 1e-9:
+            threshold = float(t)
+            break
+    fitted_on = (f"webnlg dev ({len(run.queries)} queries, {int(evidence.sum())} candidates with evidence, "
+                 f"{int((correct & evidence).sum())} correct; {run.hypotheses or 'natural'} hypotheses)")  # fmt: skip
+    return Calibration(features=list(CALIBRATION_FEATURES), weights=weights, bias=bias, threshold=threshold, fitted_on=fitted_on,
+                       min_recall_kept=min_recall_kept, regularisation=regularisation)  # fmt: skip
+
+
+@overload
+def tune(run: Run, *, min_support: int = ..., min_recall_kept: float = ..., calibrate: Literal[False] = ...) -> tuple[float, dict[str, float]]: ...
+@overload
+def tune(run: Run, *, min_support: int = ..., min_recall_kept: float = ..., calibrate: Literal[True]) -> tuple[float, dict[str, float], Calibration]: ...
+def tune(
+    run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: float = 0.0, calibrate: bool = False
+) -> tuple[float, dict[str, float]] | tuple[float, dict[str, float], Calibration]:
     """A global threshold for F1, then one per relation where dev has ``min_support`` gold objects.
 
     Only candidates with evidence are thresholded (the rest are rejected anyway). With
     ``min_recall_kept`` only thresholds keeping that share of the unvalidated recall (all candidates,
-    evidence or not) are eligible: the product asks validation to keep 90% of it.
+    evidence or not) are eligible: the product asks validation to keep 90% of it. With ``calibrate``
+    also the calibrated decision (``fit_calibration`` at the same ``min_recall_kept``) as a third
+    element; the thresholds stay for comparison (a validator given the calibration ignores them).
     """
+
+    if calibrate:
+        default, per_relation = tune(run, min_support=min_support, min_recall_kept=min_recall_kept)
+        return default, per_relation, fit_calibration(run, min_recall_kept=min_recall_kept)
 
     scored = [c for c in run.candidates if c.premises_scored]
     scores = np.array([c.score for c in scored])

@@ -12,7 +12,21 @@ Steps per triple (subject, relation, object):
    and the other retrieved premises are about something else (neutral), so a mean would punish a
    fact for the irrelevant company it is retrieved with; SATORI likewise accepts on any entailing premise;
 4. entailed iff score ≥ the relation's threshold (tuned for F1 on a dev split, ``qa-system tune
-   validation``) or the global default.
+   validation``) or the global default; or, when the thresholds file carries a ``calibration``
+   (``qa-system tune validation --calibrate``), by the **calibrated decision** below.
+
+Calibrated decision: the entailment score alone does not say how a candidate compares with the other
+candidates for the same (subject, relation) — the *group* (one ``complete()`` call, or the triples of
+one ``validate()`` call sharing subject and relation). A logistic regression fitted on dev candidates
+(``evaluation.validation.fit_calibration``) combines, per candidate, the features of
+``group_features``: the entailment score, log1p(number of evidence premises), the gap to the group's
+best score, log1p(rank by score in the group, 0 = best) and whether the graph proposes the object
+(the graph source in ``complete()``; in ``validate()`` a known object among the relation's graph
+objects for other subjects). A candidate is entailed iff its probability ≥ the calibration's
+threshold (chosen on dev as the highest keeping the asked share of the recall). Inference is a dot
+product and a sigmoid (numpy). The decision's ``score`` stays the entailment score, its ``threshold``
+is the probability threshold and its ``reason`` names the probability and the features. The evidence
+rule holds either way: no evidence premise → ``not_entailed``, unscored.
 
 No premises means ``not_entailed`` with reason "no evidence", never an exception. Any object with
 ``name``, ``version`` and ``entailment_scores(premises, hypothesis)`` can score (``EntailmentScorer``);
@@ -23,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,7 +45,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qa_system.candidates import Candidate, gather, graph_range_objects
 from qa_system.errors import ConfigError, DataFormatError, InputError
@@ -159,6 +174,72 @@ def load_templates(name: str = TEMPLATES_FILE, *, hypotheses: str = "natural") -
     return TemplateBook(entries, source=name, hypotheses=hypotheses)
 
 
+# -- calibrated decision ---------------------------------------------------------------------------------
+CALIBRATION_FEATURES = ("entailment", "log_evidence", "gap_to_best", "log_rank", "graph")
+
+
+def group_ranks(scores: Sequence[float], evidence: Sequence[int]) -> list[int]:
+    """Per candidate of one group, its rank by score among the group's candidates with evidence
+    (0 = best; ties share the better rank); a candidate without evidence ranks after all of them."""
+
+    scored = [s for s, e in zip(scores, evidence) if e > 0]
+    return [sum(other > s for other in scored) if e > 0 else len(scored) for s, e in zip(scores, evidence)]
+
+
+def group_features(scores: Sequence[float], evidence: Sequence[int], graph: Sequence[bool]) -> np.ndarray:
+    """The calibration features of one group's candidates (the candidates of one (subject, relation)).
+
+    ``scores``: each candidate's entailment score (max over its evidence premises); ``evidence``: its
+    number of evidence premises; ``graph``: whether the graph proposes its object. Returns an array
+    of shape (n, len(CALIBRATION_FEATURES)), columns in ``CALIBRATION_FEATURES`` order. Only
+    candidates with evidence count for the best score and the ranks.
+    """
+
+    if not len(scores) == len(evidence) == len(graph):
+        raise InputError(f"group features need as many evidence counts and graph flags as scores; got {len(scores)}, {len(evidence)}, {len(graph)}")
+    with_evidence = [float(s) for s, e in zip(scores, evidence) if e > 0]
+    best = max(with_evidence) if with_evidence else 0.0
+    ranks = group_ranks(scores, evidence)
+    rows = [[float(s), math.log1p(e), best - float(s), math.log1p(r), float(bool(g))] for s, e, r, g in zip(scores, evidence, ranks, graph)]
+    return np.array(rows, dtype=float).reshape(len(rows), len(CALIBRATION_FEATURES))
+
+
+class Calibration(BaseModel):
+    """A logistic regression over ``group_features``: P(correct) = sigmoid(weights · features + bias);
+    entailed iff P ≥ ``threshold``. ``features`` names the columns it uses (a subset of
+    ``CALIBRATION_FEATURES``, in the order of ``weights``); the rest records what it was fitted on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[str]
+    weights: list[float]
+    bias: float
+    threshold: float = Field(ge=0.0, le=1.0)
+    fitted_on: str = ""  # e.g. "webnlg dev (300 queries, 3,000 candidates with evidence, 260 correct)"
+    min_recall_kept: float | None = None  # the share of the dev recall the threshold keeps
+    regularisation: float | None = None  # scikit-learn's C
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Calibration:
+        unknown = [f for f in self.features if f not in CALIBRATION_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown calibration features {unknown}; known: {list(CALIBRATION_FEATURES)}")
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError(f"calibration features must be distinct and at least one; got {self.features}")
+        if len(self.weights) != len(self.features):
+            raise ValueError(f"calibration has {len(self.weights)} weights for {len(self.features)} features")
+        if not all(math.isfinite(w) for w in [*self.weights, self.bias]):
+            raise ValueError("calibration weights and bias must be finite numbers")
+        return self
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """P(correct) per row of ``features`` (columns in ``CALIBRATION_FEATURES`` order)."""
+
+        columns = [CALIBRATION_FEATURES.index(f) for f in self.features]
+        logits = np.asarray(features, dtype=float)[:, columns] @ np.asarray(self.weights, dtype=float) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -500.0, 500.0)))
+
+
 # -- thresholds -----------------------------------------------------------------------------------------
 class Thresholds(BaseModel):
     """Per-relation decision thresholds on the aggregated entailment score, with a global default."""
@@ -171,6 +252,8 @@ class Thresholds(BaseModel):
     tuned_on: str = ""
     command: str = ""
     metrics: dict[str, Any] = Field(default_factory=dict)
+    # when present, the validator decides by it instead of the thresholds above (see the module docstring)
+    calibration: Calibration | None = None
 
     def for_relation(self, relation: str) -> float:
         return self.relations.get(relation, self.default)
@@ -191,7 +274,11 @@ def load_thresholds(path: Path | None = None) -> Thresholds:
         return Thresholds()
     try:
         thresholds = Thresholds.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError) as e:
+    except ValidationError as e:
+        if any(error["loc"][:1] == ("calibration",) for error in e.errors()):
+            raise DataFormatError(f"malformed calibration in the thresholds file ({e})", path=str(path)) from e
+        raise DataFormatError(f"not a thresholds file ({e})", path=str(path)) from e
+    except ValueError as e:
         raise DataFormatError(f"not a thresholds file ({e})", path=str(path)) from e
     bad = {r: t for r, t in thresholds.relations.items() if not 0.0 <= t <= 1.0}
     if bad:
@@ -295,8 +382,53 @@ class TripleValidator:
             premise_scores=[float(s) for s in scores], reason=reason, **common,
         )  # fmt: skip
 
+    def decide_group(
+        self, relation: str, items: Sequence[tuple[Sequence[str], str]], scores: Sequence[np.ndarray], graph: Sequence[bool]
+    ) -> list[ValidationDecision]:
+        """Decisions for one group (the candidates of one (subject, relation)): ``items`` are
+        (evidence premises, hypothesis), ``scores`` their premise scores, ``graph`` whether the graph
+        proposes each object. The calibrated decision when the thresholds carry one, else ``decide``."""
+
+        calibration = self.thresholds.calibration
+        if calibration is None:
+            return [self.decide(relation, h, p, s) for (p, h), s in zip(items, scores)]
+        triple_scores = [min(1.0, max(0.0, aggregate(s))) if p else 0.0 for (p, _h), s in zip(items, scores)]
+        evidence = [len(p) for p, _h in items]
+        probabilities = calibration.probabilities(group_features(triple_scores, evidence, graph))
+        ranks, n_scored = group_ranks(triple_scores, evidence), sum(e > 0 for e in evidence)
+        decisions = []
+        for (premises, hypothesis), s, score, probability, rank, known in zip(items, scores, triple_scores, probabilities, ranks, graph):
+            common = {"hypothesis": hypothesis, "threshold": calibration.threshold, "model": self.scorer.name, "version": self.scorer.version}
+            if not premises:
+                decisions.append(ValidationDecision(decision="not_entailed", score=0.0, reason=NO_EVIDENCE, **common))
+                continue
+            entailed = bool(probability >= calibration.threshold)
+            why = (f"entailment {score:.2f} from {len(premises)} premise{'s' if len(premises) > 1 else ''}, rank {rank + 1} of {n_scored}, "
+                   f"{'graph-known object' if known else 'object not proposed by the graph'}")  # fmt: skip
+            reason = (f"calibrated {probability:.2f} >= {calibration.threshold:.2f}: {why}" if entailed
+                      else f"not entailed (calibrated {probability:.2f} < {calibration.threshold:.2f}: {why})")  # fmt: skip
+            decisions.append(ValidationDecision(
+                decision="entailed" if entailed else "not_entailed", score=score, premises=list(premises),
+                premise_scores=[float(x) for x in s], reason=reason, **common,
+            ))  # fmt: skip
+        return decisions
+
+    def _graph_known(self, triple: ProposedTriple, cache: dict[tuple[str, str], set[str]]) -> bool:
+        """Whether the triple's object is a known graph entity among the relation's objects for
+        other subjects (the "graph" source of object completion); False without a store."""
+
+        if self.store is None or not triple.object_known or triple.free_text_relation:
+            return False
+        exclude = triple.subject if triple.subject_known else None
+        key = (triple.relation, exclude or "")
+        if key not in cache:
+            cache[key] = {object_id for object_id, _name in graph_range_objects(self.store, triple.relation, exclude_subject=exclude)}
+        return triple.object in cache[key]
+
     def validate(self, triples: Sequence[ProposedTriple]) -> list[ValidationDecision]:
-        """One decision per triple, in order (the pairs ``review.record_decisions`` takes)."""
+        """One decision per triple, in order (the pairs ``review.record_decisions`` takes).
+
+        Triples sharing (subject, relation) form one group for the calibrated decision."""
 
         items, relations = [], []
         for triple in triples:
@@ -306,7 +438,16 @@ class TripleValidator:
             items.append((premises, self.templates.get(relation).hypothesis_text(triple.subject_name, triple.object_name)))
             relations.append(relation)
         scores = self.score_many(items)
-        return [self.decide(r, h, p, s) for r, (p, h), s in zip(relations, items, scores)]
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, (triple, relation) in enumerate(zip(triples, relations)):
+            groups.setdefault((triple.subject if triple.subject_known else triple.subject_name, relation), []).append(i)
+        known_objects: dict[tuple[str, str], set[str]] = {}
+        decisions: list[ValidationDecision | None] = [None] * len(triples)
+        for (_subject, relation), members in groups.items():
+            graph = [self._graph_known(triples[i], known_objects) for i in members] if self.thresholds.calibration else [False] * len(members)
+            for i, decision in zip(members, self.decide_group(relation, [items[i] for i in members], [scores[i] for i in members], graph)):
+                decisions[i] = decision
+        return [d for d in decisions if d is not None]
 
     # -- SATORI object completion -------------------------------------------------------------------
     def candidates(
@@ -338,7 +479,8 @@ class TripleValidator:
         return gather(subject_name, premises, llm_objects=llm_objects, graph_objects=graph_objects, use_ner=use_ner)
 
     def complete(self, subject: str, relation: str, llm_objects: Iterable[str] = (), **kwargs: Any) -> list[tuple[Candidate, ValidationDecision]]:
-        """SATORI end to end: candidates for (subject, relation), each with its entailment decision.
+        """SATORI end to end: candidates for (subject, relation), each with its entailment decision
+        (the candidates are one group for the calibrated decision; the graph feature is the graph source).
 
         A candidate's evidence is the premises that name both the subject and the candidate: a premise
         that does not name them cannot entail "X ... Y" (and skipping it saves most model calls); a
@@ -351,7 +493,8 @@ class TripleValidator:
         found = self.candidates(subject, relation, llm_objects, premises=premises, **kwargs)
         template = self.templates.get(relation)
         items = [([premises[i] for i in c.evidence], template.hypothesis_text(subject, c.text)) for c in found]
-        return [(c, self.decide(relation, h, p, s)) for c, (p, h), s in zip(found, items, self.score_many(items))]
+        decisions = self.decide_group(relation, items, self.score_many(items), ["graph" in c.sources for c in found])
+        return list(zip(found, decisions))
 
 
 def validate_and_record(fallback_result: Any, validator: TripleValidator, store: Any, workspace: Path) -> InsertionReport:

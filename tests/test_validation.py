@@ -15,11 +15,14 @@ from qa_system.fallback import LLMFallback
 from qa_system.review import rejected_log
 from qa_system.types import FactStatus, SourceKind, fact_id
 from qa_system.validation import (
+    CALIBRATION_FEATURES,
     NO_EVIDENCE,
+    Calibration,
     TemplateBook,
     Thresholds,
     TripleValidator,
     aggregate,
+    group_features,
     load_templates,
     load_thresholds,
     validate_and_record,
@@ -308,3 +311,122 @@ def test_object_completion_needs_a_premise_naming_both_ends(tiny_store):
     assert thriller.mentions == [0, 1] and thriller.evidence == [0] and decision.premises == [premises[0]]
     scifi, decision = found["Science fiction"]
     assert scifi.mentions == [2] and scifi.evidence == [] and decision.reason == NO_EVIDENCE and not decision.entailed
+
+
+# -- the calibrated decision ------------------------------------------------------------------------------
+def test_group_features_of_a_handmade_group():
+    # the 4th candidate has no evidence: its 0.95 is neither the best score nor ranked among the others
+    features = group_features([0.9, 0.4, 0.9, 0.95], [2, 1, 1, 0], [True, False, False, True])
+    assert CALIBRATION_FEATURES == ("entailment", "log_evidence", "gap_to_best", "log_rank", "graph")
+    expected = [
+        [0.9, np.log1p(2), 0.0, np.log1p(0), 1.0],
+        [0.4, np.log1p(1), 0.5, np.log1p(2), 0.0],  # two candidates above it
+        [0.9, np.log1p(1), 0.0, np.log1p(0), 0.0],  # tie with the first: the same (best) rank
+        [0.95, 0.0, -0.05, np.log1p(3), 1.0],  # after all three with evidence
+    ]
+    assert features.shape == (4, 5) and features == pytest.approx(np.array(expected))
+    assert group_features([], [], []).shape == (0, 5)
+    with pytest.raises(InputError, match="as many evidence counts"):
+        group_features([0.5], [1, 2], [True])
+
+
+def _calibration(threshold, features=("entailment",), weights=(10.0,), bias=-5.0):
+    return Calibration(features=list(features), weights=list(weights), bias=bias, threshold=threshold, fitted_on="hand-made")
+
+
+def test_calibrated_probabilities_are_a_sigmoid_over_the_named_columns():
+    calibration = _calibration(0.5, features=("graph", "entailment"), weights=(2.0, 10.0), bias=-5.0)
+    features = group_features([0.5, 0.8], [1, 1], [False, True])
+    expected = 1 / (1 + np.exp(-np.array([10 * 0.5 - 5, 2 + 10 * 0.8 - 5])))
+    assert calibration.probabilities(features) == pytest.approx(expected)
+
+
+def test_a_calibrated_completion_decision_flips_with_its_threshold():
+    premises = ["Inception is a Thriller.", "Inception is a Science fiction film, not a Thriller.", "Science fiction is a genre."]
+    kwargs = {"premises": premises, "use_ner": False, "graph_objects": ["Thriller", "Comedy"], "llm_objects": ["Science fiction"]}
+
+    def decisions(threshold):
+        v = validator(premises, thresholds=Thresholds(default=0.99, calibration=_calibration(threshold)))
+        return {c.text: d for c, d in v.complete("Inception", "/film/film/genre", **kwargs)}
+
+    # Thriller: overlap 1.0 with premises 1 and 2 -> p = sigmoid(5) = 0.993; Science fiction: 1.0 too
+    low = decisions(0.5)
+    thriller = low["Thriller"]
+    assert thriller.entailed and thriller.score == 1.0 and thriller.threshold == 0.5  # score stays the entailment score
+    assert thriller.reason == "calibrated 0.99 >= 0.50: entailment 1.00 from 2 premises, rank 1 of 2, graph-known object"
+    assert "object not proposed by the graph" in low["Science fiction"].reason  # the LLM proposed it, not the graph
+    high = decisions(0.995)
+    assert not high["Thriller"].entailed and high["Thriller"].score == 1.0
+    assert high["Thriller"].reason.startswith("not entailed (calibrated 0.99 < 0.99")  # 0.9933 < 0.995
+    # the per-relation thresholds (default 0.99) would have kept it: the calibration decided
+    by_thresholds = validator(premises, thresholds=Thresholds(default=0.99)).complete("Inception", "/film/film/genre", **kwargs)
+    assert {c.text: d.entailed for c, d in by_thresholds}["Thriller"]
+
+
+def test_calibrated_validate_groups_triples_by_subject_and_relation_and_asks_the_graph(tiny_store):
+    # Memento's genre: Thriller (its own graph fact, so not a range example for Memento) and Science
+    # fiction (Inception's genre: graph-known); Titanic's starring is a group of its own
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"), ("Titanic", "starring", "Leonardo DiCaprio"),
+                             ("Memento", "genre", "Science fiction"))  # fmt: skip
+    assert result.triples[2].object == "/m/scifi" and result.triples[2].object_known
+
+    def decide(threshold):
+        calibration = _calibration(threshold, features=("entailment", "graph"), weights=(4.0, 3.0), bias=-3.0)
+        v = validator(thresholds=Thresholds(default=0.0, calibration=calibration), store=tiny_store)
+        return v.validate(result.triples)
+
+    thriller, dicaprio, scifi = decide(0.5)
+    assert thriller.score == 1.0 and scifi.score == pytest.approx(1 / 3)  # "science", "fiction" are not in the premise
+    assert "rank 1 of 2, object not proposed by the graph" in thriller.reason  # sigmoid(4 - 3) = 0.73
+    assert "rank 2 of 2, graph-known object" in scifi.reason  # sigmoid(4/3 + 3 - 3) = 0.79
+    assert "rank 1 of 1" in dicaprio.reason
+    assert thriller.entailed and scifi.entailed
+    thriller, _, scifi = decide(0.76)
+    assert not thriller.entailed and scifi.entailed  # the graph feature lifts the lower entailment score
+    assert thriller.score == 1.0 and thriller.threshold == 0.76
+    # without a store the graph feature is False: Science fiction falls to sigmoid(1/3) = 0.58
+    v = validator(thresholds=Thresholds(default=0.0, calibration=_calibration(0.76, ("entailment", "graph"), (4.0, 3.0), -3.0)))
+    assert not v.validate(result.triples)[2].entailed
+
+
+def test_calibrated_decision_keeps_the_evidence_rule(tiny_store):
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"))
+    scorer = WordOverlapScorer()
+    v = validator([], scorer=scorer, thresholds=Thresholds(calibration=_calibration(0.0)), store=tiny_store)
+    (decision,) = v.validate(result.triples)
+    assert decision.decision == "not_entailed" and decision.reason == NO_EVIDENCE and decision.score == 0.0 and scorer.calls == 0
+
+
+def test_a_thresholds_file_without_calibration_decides_exactly_as_before(tiny_store, tmp_path):
+    legacy = {"default": 0.1, "relations": {"/film/film/genre": 0.95}, "hypotheses": "natural", "model": "overlap"}
+    (tmp_path / "t.json").write_text(json.dumps(legacy))
+    loaded = load_thresholds(tmp_path / "t.json")
+    assert loaded.calibration is None
+    result = fallback_result(tiny_store, ("Memento", "genre", "Thriller"), ("Memento", "genre", "Romance film"))
+    v = validator(thresholds=loaded, store=tiny_store)
+    decisions = v.validate(result.triples)
+    assert [d.entailed for d in decisions] == [True, False]
+    assert [d.reason for d in decisions] == ["entailed by premise 1 (score 1.000 >= threshold 0.950)",
+                                             "not entailed (best score 0.500 < threshold 0.950)"]  # fmt: skip
+    premises = [PREMISES[0]]
+    one_by_one = [v.decide("/film/film/genre", d.hypothesis, premises, np.array(d.premise_scores)) for d in decisions]
+    assert [d.model_dump() for d in decisions] == [d.model_dump() for d in one_by_one]
+    assert load_thresholds(write_thresholds(loaded, tmp_path / "again.json")) == loaded  # writes "calibration": null, reads it back
+
+
+@pytest.mark.parametrize(
+    ("calibration", "message"),
+    [
+        ({"features": ["entailment"], "weights": [1.0, 2.0], "bias": 0.0, "threshold": 0.5}, "2 weights for 1 features"),
+        ({"features": ["entailment", "vibes"], "weights": [1.0, 2.0], "bias": 0.0, "threshold": 0.5}, "unknown calibration features"),
+        ({"features": ["entailment"], "weights": [1.0], "bias": 0.0, "threshold": 1.5}, "threshold"),
+        ({"features": ["entailment"], "weights": [1.0], "threshold": 0.5}, "bias"),
+        ({"features": ["entailment"], "weights": [1.0], "bias": 0.0, "threshold": 0.5, "slope": 2}, "slope"),
+        ({"features": [], "weights": [], "bias": 0.0, "threshold": 0.5}, "at least one"),
+        ("not an object", "calibration"),
+    ],
+)
+def test_a_malformed_calibration_is_a_data_format_error(tmp_path, calibration, message):
+    (tmp_path / "t.json").write_text(json.dumps({"default": 0.5, "calibration": calibration}))
+    with pytest.raises(DataFormatError, match=r"t.json: malformed calibration in the thresholds file(.|\n)*" + message):
+        load_thresholds(tmp_path / "t.json")

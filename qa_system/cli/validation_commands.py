@@ -1,5 +1,6 @@
 """Validation commands: ``evaluate validation`` (SATORI object prediction, P/R/F1 before and after
-entailment) and ``tune validation`` (per-relation thresholds for F1 on the dev split)."""
+entailment) and ``tune validation`` (per-relation thresholds for F1 on the dev split; with
+``--calibrate`` also the calibrated decision, see ``qa_system.validation``)."""
 
 from __future__ import annotations
 
@@ -120,9 +121,13 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
 
     started = time.time()
     run, scorer, thresholds = _run(args, settings, args.split)
-    record = _record(args, run, scorer, args.split, started, **metrics(run, thresholds.for_relation))
+    calibration = thresholds.calibration
+    record = _record(args, run, scorer, args.split, started, **metrics(run, thresholds.for_relation, calibration=calibration))
     record["thresholds"] = {"default": thresholds.default, "per_relation": len(thresholds.relations), "tuned_on": thresholds.tuned_on,
                             "tuned_for": f"{thresholds.model}@{thresholds.version}" if thresholds.model else ""}  # fmt: skip
+    if calibration is not None:  # what decided, and the same file's thresholds alone for comparison
+        record["calibration"] = calibration.model_dump()
+        record["thresholds_only"] = _headline(metrics(run, thresholds.for_relation))
     if args.split == "dev" and thresholds.tuned_on.startswith("webnlg dev"):
         record["note"] = "thresholds were tuned on this split: not a held-out score"
     out = args.out or (RESULTS_DIR / f"validation-{args.dataset}-{args.split}{'-llm' if args.llm else ''}.json")
@@ -142,20 +147,33 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
 
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")
-    default, per_relation = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept)
+    if args.calibrate:
+        default, per_relation, calibration = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept, calibrate=True)
+    else:
+        (default, per_relation), calibration = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept), None
     tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version, hypotheses=args.hypotheses or "natural",
                        tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates; "
                                 f"best F1 keeping >= {args.min_recall_kept:.0%} of the candidates' recall)",
-                       command="qa-system " + " ".join(sys.argv[1:]))  # fmt: skip
-    tuned.metrics = {"dev": metrics(run, tuned.for_relation), "dev_global_only": metrics(run, lambda _r: default)}
+                       command="qa-system " + " ".join(sys.argv[1:]), calibration=calibration)  # fmt: skip
+    tuned.metrics = {"dev": metrics(run, tuned.for_relation, calibration=calibration), "dev_global_only": metrics(run, lambda _r: default)}
+    if calibration is not None:
+        tuned.metrics["dev_thresholds_only"] = metrics(run, tuned.for_relation)
     path = write_thresholds(tuned, args.out or thresholds_path())
     record = _record(args, run, scorer, "dev", started, thresholds_file=str(path), default=default, per_relation=per_relation,
                      dev=tuned.metrics["dev"])  # fmt: skip
+    if calibration is not None:
+        record["calibration"] = calibration.model_dump()
+        record["dev_thresholds_only"] = _headline(tuned.metrics["dev_thresholds_only"])
     if args.json:
         emit_json(record)
     else:
         sys.stdout.write(_summary(record["dev"] | {"split": "dev (tuned)"}))
     return 0
+
+
+def _headline(m: dict[str, Any]) -> dict[str, Any]:
+    keys = ("precision_before", "precision_after", "recall_before", "recall_after", "f1_after", "recall_kept", "precision_gain_points")
+    return {k: m[k] for k in keys if k in m}
 
 
 def _summary(record: dict[str, Any]) -> str:
@@ -205,5 +223,8 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p.add_argument("--min-support", type=int, default=8, help="gold objects a relation needs on dev for its own threshold")
     p.add_argument("--min-recall-kept", type=float, default=0.9,
                    help="only thresholds keeping this share of the unvalidated recall (per relation and overall); 0 = best F1 alone")
+    p.add_argument("--calibrate", action="store_true",
+                   help="also fit the calibrated decision (a logistic regression over each candidate's features within its query, "
+                        "threshold keeping --min-recall-kept of the dev recall); the validator then decides by it")
     _common(p)
     p.set_defaults(func=_tune)

@@ -13,13 +13,17 @@ from evaluation.validation import (
     Run,
     Scored,
     build_queries,
+    calibrated_keep,
+    fit_calibration,
     graph_objects_for,
     load_webnlg_split,
     metrics,
+    run_features,
+    save_candidates,
     tune,
 )
 from qa_system.cli import main
-from qa_system.errors import DataFormatError
+from qa_system.errors import DataFormatError, InputError
 
 RECORDS = [
     {"text": "Alan Bean was born in Wheeler , Texas .", "triple_list": [["Alan Bean", "birthPlace", "Wheeler , Texas"]]},
@@ -71,6 +75,83 @@ def test_metrics_before_and_after_and_tuning_on_a_handmade_run():
     lenient = Run(run.queries, [sc(0, "x", ["ner"], True, 0.9), sc(0, "y", ["ner"], True, 0.1), *wrong])
     assert tune(lenient, min_support=2)[0] == 0.9  # best F1 (0.5 against 0.4 at 0.1) drops y
     assert tune(lenient, min_support=2, min_recall_kept=0.9)[0] == 0.1  # keeping 90% of the recall keeps y
+
+
+def _graph_run():
+    """Per query one correct graph candidate scored 0.5 and two wrong NER candidates scored 0.6 and
+    0.55: the entailment score alone ranks the gold last, the graph source tells it apart."""
+
+    queries, candidates = [], []
+    for q in range(20):
+        queries.append(Query(f"S{q}", "r", {f"gold{q}"}))
+        candidates += [sc(q, f"gold{q}", ["graph"], True, 0.5), sc(q, f"a{q}", ["ner"], False, 0.6), sc(q, f"b{q}", ["ner"], False, 0.55),
+                       sc(q, f"c{q}", ["ner"], False, 0.9, evidence=0)]  # fmt: skip
+    return Run(queries, candidates, hypotheses="plain")
+
+
+def test_run_features_are_computed_within_each_query():
+    run = _graph_run()
+    features = run_features(run)
+    assert features.shape == (80, 5)
+    gold, a, b, no_evidence = features[:4]
+    assert list(gold) == pytest.approx([0.5, np.log(2), 0.1, np.log(3), 1.0])  # rank 2 (0-based) behind 0.6 and 0.55
+    assert list(a) == pytest.approx([0.6, np.log(2), 0.0, 0.0, 0.0])
+    assert b[3] == pytest.approx(np.log(2)) and no_evidence[3] == pytest.approx(np.log(4))  # after the three with evidence
+    assert (features[4:8] == features[:4]).all()  # the next query is its own group
+
+
+def test_fitted_calibration_beats_the_score_threshold_and_keeps_the_asked_recall():
+    run = _graph_run()
+    default, _ = tune(run, min_support=1000, min_recall_kept=0.9)
+    assert default == 0.5 and metrics(run, lambda r: default)["precision_after"] == pytest.approx(1 / 3, abs=1e-4)
+    *_, calibration = tune(run, min_support=1000, min_recall_kept=0.9, calibrate=True)
+    assert calibration.features == ["entailment", "log_evidence", "gap_to_best", "log_rank", "graph"]
+    assert calibration.weights[4] > 0 and "20 queries, 60 candidates with evidence, 20 correct; plain" in calibration.fitted_on
+    keep = calibrated_keep(run, calibration)
+    assert not keep[3::4].any()  # no evidence: never kept
+    m = metrics(run, lambda r: 1.0, calibration=calibration)  # the thresholds are ignored
+    assert m["decision"] == "calibrated" and m["precision_after"] == 1.0 and m["recall_kept"] == 1.0
+    assert m["graph_precision_after"] == 1.0 and m["ner_predicted_after"] == 0 and m["precision_before"] == 0.25
+    assert metrics(run, lambda r: default)["decision"] == "thresholds"
+    # a threshold a hair above the fitted one drops everything here (all golds share one probability)
+    higher = calibration.model_copy(update={"threshold": calibration.threshold + 0.01})
+    assert metrics(run, lambda r: 0.0, calibration=higher)["recall_after"] < m["recall_after"]
+
+
+def test_calibration_threshold_is_the_highest_keeping_the_recall():
+    run = Run([Query("A", "r", {f"g{i}" for i in range(10)})],
+              [sc(0, f"g{i}", ["ner"], True, i / 10) for i in range(10)] + [sc(0, f"w{i}", ["ner"], False, i / 20) for i in range(10)])  # fmt: skip
+    calibration = fit_calibration(run, min_recall_kept=0.5)
+    kept = calibrated_keep(run, calibration)
+    correct = np.array([c.correct for c in run.candidates])
+    assert (kept & correct).sum() >= 5
+    stricter = calibration.model_copy(update={"threshold": calibration.threshold + 1e-4})
+    assert (calibrated_keep(run, stricter) & correct).sum() < 5
+    with pytest.raises(InputError, match="both correct and wrong"):
+        fit_calibration(Run(run.queries, run.candidates[:10]))
+
+
+def test_tune_calibrate_then_evaluate_from_a_candidates_cache(tmp_path, monkeypatch, capsys):
+    import qa_system.cli.validation_commands as commands
+
+    monkeypatch.setattr(commands, "_scorer", lambda args: OverlapScorer())
+    cache = tmp_path / "dev.json"
+    save_candidates(_graph_run(), cache)
+    thresholds = tmp_path / "thresholds.json"
+    common = ["--json", "--candidates-cache", str(cache), "--hypotheses", "plain"]
+    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--calibrate", "--out", str(thresholds)]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    saved = json.loads(thresholds.read_text())
+    assert saved["calibration"]["features"][-1] == "graph" and tuned["calibration"] == saved["calibration"]
+    assert tuned["dev"]["decision"] == "calibrated" and tuned["dev"]["precision_after"] == 1.0
+    assert tuned["dev_thresholds_only"]["precision_after"] < 1.0
+    assert main(["--workspace", str(tmp_path / "ws"), "evaluate", "validation", "--split", "dev", *common,
+                 "--thresholds", str(thresholds), "--out", str(tmp_path / "record.json")]) == 0  # fmt: skip
+    record = json.loads(capsys.readouterr().out)
+    assert record["decision"] == "calibrated" and record["precision_after"] == 1.0 and record["calibration"] == saved["calibration"]
+    assert record["thresholds_only"]["precision_after"] == tuned["dev_thresholds_only"]["precision_after"]
+    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--out", str(thresholds)]) == 0
+    assert "calibration" not in json.loads(capsys.readouterr().out) and json.loads(thresholds.read_text())["calibration"] is None
 
 
 def test_malformed_split_is_a_data_format_error(tmp_path):

@@ -15,14 +15,14 @@ Steps per triple (subject, relation, object):
    validation``) or the global default; or, when the thresholds file carries a ``calibration``
    (``qa-system tune validation --calibrate``), by the **calibrated decision** below.
 
-Calibrated decision: the entailment score alone does not say how a candidate compares with the other
-candidates for the same (subject, relation) — the *group* (one ``complete()`` call, or the triples of
-one ``validate()`` call sharing subject and relation). A logistic regression fitted on dev candidates
+Calibrated decision (object completion, ``complete()`` only): the entailment score alone does not say
+how a candidate compares with the other candidates for the same (subject, relation) — the *group*
+(one ``complete()`` call). ``validate()`` (the LLM fallback's triples) always uses the thresholds: see
+its docstring. A logistic regression fitted on dev candidates
 (``evaluation.validation.fit_calibration``) combines, per candidate, the features of
 ``group_features``: the entailment score, log1p(number of evidence premises), the gap to the group's
 best score, log1p(rank by score in the group, 0 = best) and whether the graph proposes the object
-(the graph source in ``complete()``; in ``validate()`` a known object among the relation's graph
-objects for other subjects). A candidate is entailed iff its probability ≥ the calibration's
+(the graph source). A candidate is entailed iff its probability ≥ the calibration's
 threshold (chosen on dev as the highest keeping the asked share of the recall). Inference is a dot
 product and a sigmoid (numpy). The decision's ``score`` stays the entailment score, its ``threshold``
 is the probability threshold and its ``reason`` names the probability and the features. The evidence
@@ -413,22 +413,15 @@ class TripleValidator:
             ))  # fmt: skip
         return decisions
 
-    def _graph_known(self, triple: ProposedTriple, cache: dict[tuple[str, str], set[str]]) -> bool:
-        """Whether the triple's object is a known graph entity among the relation's objects for
-        other subjects (the "graph" source of object completion); False without a store."""
-
-        if self.store is None or not triple.object_known or triple.free_text_relation:
-            return False
-        exclude = triple.subject if triple.subject_known else None
-        key = (triple.relation, exclude or "")
-        if key not in cache:
-            cache[key] = {object_id for object_id, _name in graph_range_objects(self.store, triple.relation, exclude_subject=exclude)}
-        return triple.object in cache[key]
-
     def validate(self, triples: Sequence[ProposedTriple]) -> list[ValidationDecision]:
         """One decision per triple, in order (the pairs ``review.record_decisions`` takes).
 
-        Triples sharing (subject, relation) form one group for the calibrated decision."""
+        Always by the entailment score against the relation's threshold, never by the calibration:
+        the calibration was fitted on groups of ~13 competing candidates per (subject, relation),
+        where rank and gap to the best say something; an LLM's triple is usually alone in its group,
+        so it would be "rank 1, gap 0" by construction and a weak entailment score would pass. The
+        product rule (no LLM fact without entailment) is kept by the entailment threshold alone.
+        """
 
         items, relations = [], []
         for triple in triples:
@@ -438,16 +431,7 @@ class TripleValidator:
             items.append((premises, self.templates.get(relation).hypothesis_text(triple.subject_name, triple.object_name)))
             relations.append(relation)
         scores = self.score_many(items)
-        groups: dict[tuple[str, str], list[int]] = {}
-        for i, (triple, relation) in enumerate(zip(triples, relations)):
-            groups.setdefault((triple.subject if triple.subject_known else triple.subject_name, relation), []).append(i)
-        known_objects: dict[tuple[str, str], set[str]] = {}
-        decisions: list[ValidationDecision | None] = [None] * len(triples)
-        for (_subject, relation), members in groups.items():
-            graph = [self._graph_known(triples[i], known_objects) for i in members] if self.thresholds.calibration else [False] * len(members)
-            for i, decision in zip(members, self.decide_group(relation, [items[i] for i in members], [scores[i] for i in members], graph)):
-                decisions[i] = decision
-        return [d for d in decisions if d is not None]
+        return [self.decide(r, h, p, s) for r, (p, h), s in zip(relations, items, scores)]
 
     # -- SATORI object completion -------------------------------------------------------------------
     def candidates(

@@ -203,11 +203,16 @@ def order_evidence(facts: list[Any], topic: str, relation_probs: dict[tuple[str,
 class ReaderRanker:
     """``AnswerRanker`` backed by the trained reader (MiniLM x HittER)."""
 
-    def __init__(self, reader: Any, tokenizer: Any, entity_index: dict[str, int], relations: Sequence[str] = ()) -> None:
+    def __init__(
+        self, reader: Any, tokenizer: Any, entity_index: dict[str, int], relations: Sequence[str] = (), *,
+        answer_bias: Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[Any]] | None = None,
+    ) -> None:
         self.reader = reader.eval()
         self.tokenizer = tokenizer
         self.entity_index = entity_index
         self.relations = list(relations)  # the reader's relation vocabulary (to name its predictions)
+        # extra candidate scores (the question/answer text match, ``retrievers.answer_text``); None = the reader alone
+        self.answer_bias = answer_bias
 
     def rank(self, question: str, context: Any) -> list[tuple[str, float]]:
         return self.rank_many([(question, context)])[0]
@@ -231,7 +236,7 @@ class ReaderRanker:
             )
             for question, context in items
         ]
-        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size)
+        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, answer_bias=self.answer_bias)
         if self.relations:
             count = len(self.relations)
             for (_, context), probs in zip(items, relation_probs):
@@ -260,6 +265,7 @@ def load_pipeline(
     from qa_system.calibration import calibrator_from_card
     from qa_system.cli.qa_commands import shipped_reader
     from qa_system.training.reader import load_reader_checkpoint
+    from retrievers.answer_text import matcher_from_card
     from retrievers.linking import GraphEntityLinker
     from retrievers.subgraph import SubgraphRetriever
 
@@ -269,4 +275,4 @@ def load_pipeline(
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = calibrator_from_card(card)
-    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations), config, calibrator=calibrator)
+    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher_from_card(card, store)), config, calibrator=calibrator)

@@ -107,14 +107,25 @@ def _load_reader(args: argparse.Namespace) -> tuple[Any, Any, list[str], list[st
     return reader, tokenizer, entities, relations, reader_dir, card
 
 
+def _text_weight(args: argparse.Namespace, card: dict[str, Any]) -> float:
+    """The card's answer-text weight (``retrievers.answer_text``); 0 with ``--no-text-match``."""
+
+    from retrievers.answer_text import CARD_KEY
+
+    return 0.0 if getattr(args, "no_text_match", False) else float(card.get(CARD_KEY) or 0.0)
+
+
 def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any], reader: Any, tokenizer: Any,
-                    entities: list[str], relations: list[str], desc: str) -> tuple[list[Any], list[list[tuple[str, float]]]]:
-    """Retrieve (oracle or predicted topic) and rank every question; features and rankings in order."""
+                    entities: list[str], relations: list[str], desc: str, *, text_weight: float = 0.0,
+                    ) -> tuple[list[Any], list[list[tuple[str, float]]]]:
+    """Retrieve (oracle or predicted topic) and rank every question; features and rankings in order.
+    ``text_weight`` > 0 adds the question/answer text match (as the app ranks)."""
 
     from graph.store import open_store
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.reader import rank
     from qa_system.training.reader_data import featurize
+    from retrievers.answer_text import AnswerTextMatcher, store_texts
 
     store = open_store(settings)
     try:
@@ -128,9 +139,10 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         else:
             topic_of = None
         features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
+        matcher = AnswerTextMatcher(store_texts(store), text_weight) if text_weight > 0 else None
+        return features, rank(reader, features, tokenizer, answer_bias=matcher)
     finally:
         store.close()
-    return features, rank(reader, features, tokenizer)
 
 
 def _confidences(card: dict[str, Any], ranked: list[list[tuple[str, float]]]) -> list[float]:
@@ -149,7 +161,9 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
     reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
     examples = load_qa(args.dataset, args.split, args.setting, args.data_dir)[: args.limit]
     started = time.time()
-    features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{args.dataset} {args.split}")
+    text_weight = _text_weight(args, card)
+    features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{args.dataset} {args.split}",
+                                       text_weight=text_weight)
     metrics = summarise([[c for c, _ in r] for r in ranked], [f.answers for f in features], total=len(examples))
     correct = [bool(hits_at([c for c, _ in r], f.answers, 1)) for r, f in zip(ranked, features)]
     confidences = _confidences(card, ranked)
@@ -161,6 +175,7 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
         "setting": args.setting,
         "linking": args.linking,
         "fusion": reader.config.use_graph,
+        "answer_text_weight": text_weight,
         **metrics,
         "answered_questions": len(features),
         "calibration": {"ece": reliability(confidences, correct).ece, **selective_summary(confidences, correct, threshold)} if features else {},
@@ -192,7 +207,8 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
     per_dataset: dict[str, tuple[int, int]] = {}
     for name in args.datasets:
         examples = load_qa(name, "dev", "filtered", args.data_dir)[: args.limit]
-        features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{name} dev")
+        features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{name} dev",
+                                           text_weight=_text_weight(args, card))
         start = len(rankings)
         for f, r in zip(features, ranked):
             rankings.append([p for _, p in r[:2]])
@@ -313,6 +329,7 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--linking", choices=["oracle", "predicted"], default="oracle")
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="(the record is always JSON)")
+    p.add_argument("--no-text-match", action="store_true", help="the reader's scores alone (no question/answer text match)")
     _common(p)
     p.set_defaults(func=_evaluate_qa)
 
@@ -322,5 +339,6 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--linking", choices=("oracle", "predicted"), default="predicted", help="as the app links (default)")
     p.add_argument("--min-precision", type=float, default=0.8, help="answered dev questions must be right this often")
     p.add_argument("--plot", type=Path, default=Path("evaluation/results/reader-reliability.png"))
+    p.add_argument("--no-text-match", action="store_true", help="calibrate the reader's scores alone (no question/answer text match)")
     _common(p)
     p.set_defaults(func=_calibrate)

@@ -13,7 +13,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,19 +90,29 @@ def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -
     return reader, tokenizer, entities, relations
 
 
+# Extra per-candidate scores added to the reader's before ranking: (questions, candidate id lists)
+# -> one array per question (e.g. ``retrievers.answer_text.AnswerTextMatcher``).
+AnswerBias = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[Any]]
+
+
 @torch.no_grad()
-def rank(reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64) -> list[list[tuple[str, float]]]:
+def rank(
+    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64,
+    answer_bias: AnswerBias | None = None,
+) -> list[list[tuple[str, float]]]:
     """Candidates of each question sorted by score (best first), with their softmax probability."""
 
-    return rank_with_relations(reader, features, tokenizer, batch_size=batch_size, max_length=max_length)[0]
+    return rank_with_relations(reader, features, tokenizer, batch_size=batch_size, max_length=max_length, answer_bias=answer_bias)[0]
 
 
 @torch.no_grad()
 def rank_with_relations(
-    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64
+    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64,
+    answer_bias: AnswerBias | None = None,
 ) -> tuple[list[list[tuple[str, float]]], list[torch.Tensor]]:
     """``rank`` plus each question's predicted relation distribution over [0, 2R) (forward
-    relations, then inverses), used to put the fact behind the answer first in the evidence."""
+    relations, then inverses), used to put the fact behind the answer first in the evidence.
+    ``answer_bias`` adds its scores to the reader's candidate scores before the softmax."""
 
     reader.eval()
     ranked: list[list[tuple[str, float]]] = []
@@ -113,10 +123,15 @@ def rank_with_relations(
         batch.pop("answers")
         batch.pop("relation_targets")
         out = reader(**batch)
-        probs = torch.softmax(out.scores, dim=1)
+        scores = out.scores.float()
+        if answer_bias is not None:
+            extra = answer_bias([f.question for f in chunk], [f.candidates for f in chunk])
+            for i, (f, bias) in enumerate(zip(chunk, extra)):
+                scores[i, : len(f.candidates)] += torch.as_tensor(bias, dtype=scores.dtype)
+        probs = torch.softmax(scores, dim=1)
         relation_probs = torch.softmax(out.relation_logits.float(), dim=1)
         for i, f in enumerate(chunk):
-            order = torch.argsort(out.scores[i, : len(f.candidates)], descending=True).tolist()
+            order = torch.argsort(scores[i, : len(f.candidates)], descending=True).tolist()
             ranked.append([(f.candidates[j], float(probs[i, j])) for j in order])
             relations.append(relation_probs[i])
     return ranked, relations

@@ -40,7 +40,7 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     e.add_argument("--dataset", choices=DATASETS, default="webnlg-star")
     e.add_argument("--split", choices=("dev", "test"), default="test")
     e.add_argument("--data-dir", type=Path, help="folder holding webnlg-casrel/ (default $QA_DATA_DIR)")
-    e.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped one of --model)")
+    e.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped one of --model trained on --dataset)")
     e.add_argument("--limit", type=int, help="evaluate the first N sentences only")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -156,7 +156,7 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
     data_dir = _data_dir(args, settings)
     examples, relations = load_webnlg(data_dir, args.dataset, args.split)
     examples = examples[:args.limit] if args.limit else examples
-    folder = args.checkpoint or _shipped(args.model)
+    folder = args.checkpoint or _shipped(args.model, args.dataset)
     model, card = load_model(args.model, folder)
     if list(model.relation_names) != list(relations):
         raise InputError(f"checkpoint {folder} was trained on {card.get('dataset', '?')!r} relations "
@@ -229,9 +229,28 @@ def _export(args: argparse.Namespace, model: Any, card: dict[str, Any], record: 
     return save_model(args.model, args.export, model, keep, fp16=True)
 
 
-def _shipped(model: str) -> Path:
+def _shipped(model: str, dataset: str | None = None) -> Path:
+    """The shipped checkpoint of ``model``; with ``dataset``, the shipped one trained on it when
+    there is one (``webnlg-star`` has its own QIDN: ingest's default is trained on exact entities)."""
+
     if model == "qidn":
         from qa_system.models.extractor import SHIPPED
     else:
         from qa_system.models.cascade import SHIPPED
+    if dataset is None or _trained_on(SHIPPED) == dataset:
+        return SHIPPED
+    for folder in sorted(SHIPPED.parent.glob(f"extractor-{model}-*")):
+        if _trained_on(folder) == dataset:
+            return folder
     return SHIPPED
+
+
+def _trained_on(folder: Path) -> str | None:
+    """The dataset a checkpoint's card names (None when there is no readable card)."""
+
+    import json
+
+    try:
+        return json.loads((folder / "card.json").read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return None

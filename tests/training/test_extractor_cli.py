@@ -116,3 +116,15 @@ def test_the_same_loop_trains_and_evaluates_the_cascade(data_dir: Path, tmp_path
                                "dev", "--data-dir", str(data_dir), "--checkpoint", str(run / "best"), "--results-dir",
                                str(tmp_path / "results"), "--json"])
     assert record["model"] == "cascade" and record["gold"] == 5
+
+
+def test_evaluate_defaults_to_the_shipped_checkpoint_trained_on_the_dataset() -> None:
+    import json
+
+    from qa_system.cli.extractor_commands import _shipped
+    from qa_system.models.extractor import SHIPPED
+
+    star = _shipped("qidn", "webnlg-star")
+    assert json.loads((star / "card.json").read_text())["dataset"] == "webnlg-star"
+    assert _shipped("qidn", "webnlg") == SHIPPED == _shipped("qidn")  # ingest's default: exact entities
+    assert json.loads((SHIPPED / "card.json").read_text())["dataset"] == "webnlg"

@@ -258,14 +258,15 @@ def load_pipeline(
 
     ``use_faiss=False`` skips the fuzzy name index (built on first use: minutes on CPU for the demo
     graph); ``background_index=True`` builds it in a thread and links without it until it is ready
-    (the app: it starts in seconds)."""
+    (the app: it starts in seconds), and likewise embeds every entity's text for the answer-text
+    match (``retrievers.answer_text``)."""
 
     from pathlib import Path
 
     from qa_system.calibration import calibrator_from_card
     from qa_system.cli.qa_commands import shipped_reader
     from qa_system.training.reader import load_reader_checkpoint
-    from retrievers.answer_text import matcher_from_card
+    from retrievers.answer_text import matcher_from_card, warm_up_in_background
     from retrievers.linking import GraphEntityLinker
     from retrievers.subgraph import SubgraphRetriever
 
@@ -275,4 +276,7 @@ def load_pipeline(
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = calibrator_from_card(card)
-    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher_from_card(card, store)), config, calibrator=calibrator)
+    matcher = matcher_from_card(card, store)
+    if matcher is not None and background_index:  # the app: embed every candidate text once, off the ask path
+        warm_up_in_background(matcher, store)
+    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher), config, calibrator=calibrator)

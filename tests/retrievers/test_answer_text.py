@@ -129,3 +129,40 @@ def test_shipped_reader_card_turns_the_text_match_on() -> None:
     if not card_path.is_file():
         pytest.skip("no reader checkpoint shipped")
     assert float(json.loads(card_path.read_text())[CARD_KEY]) > 0
+
+
+def test_warm_up_embeds_every_text_once_and_a_new_process_starts_from_the_saved_cache(tmp_path) -> None:
+    embed = BagOfWords()
+    cache = tmp_path / "indexes" / "answer_text.npz"
+    matcher = AnswerTextMatcher(lookup, 1.0, embed=embed, cache_path=cache)
+    assert matcher.warm_up(TEXTS.items(), batch_size=2) == 3 and len(matcher) == 3 and cache.is_file()
+    assert matcher.warm_up(TEXTS.items()) == 0  # nothing new: nothing embedded, nothing rewritten
+    matcher(["which actress"], [list(TEXTS)])
+    assert sorted(embed.embedded[:3]) == sorted(TEXTS.values()) and embed.embedded[3:] == ["which actress"]
+
+    fresh_embed = BagOfWords()
+    restarted = AnswerTextMatcher(lookup, 1.0, embed=fresh_embed, cache_path=cache)
+    assert len(restarted) == 3
+    scores = restarted(["which actress"], [["/m/jen", "/m/ny"]])[0]
+    assert fresh_embed.embedded == ["which actress"]  # candidates came from the cache
+    np.testing.assert_allclose(scores, matcher(["which actress"], [["/m/jen", "/m/ny"]])[0], rtol=1e-6)
+
+
+def test_a_broken_cache_file_is_ignored_and_rebuilt(tmp_path) -> None:
+    cache = tmp_path / "answer_text.npz"
+    cache.write_bytes(b"not an npz file")
+    embed = BagOfWords()
+    matcher = AnswerTextMatcher(lookup, 1.0, embed=embed, cache_path=cache)
+    assert len(matcher) == 0
+    assert matcher.warm_up(TEXTS.items()) == 3
+    assert len(AnswerTextMatcher(lookup, 1.0, embed=BagOfWords(), cache_path=cache)) == 3
+
+
+def test_store_texts_reads_a_real_store_in_one_query_and_skips_unknown_ids(tiny_store) -> None:
+    some = [row["e.id"] for row in tiny_store.run_read_query("MATCH (e:Entity) RETURN e.id ORDER BY e.id", limit=3)]
+    texts = store_texts(tiny_store)([*some, "/m/not-in-the-graph"])
+    assert sorted(texts) == sorted(some)
+    for entity_id in some:
+        entity = tiny_store.get_entity(entity_id)
+        assert texts[entity_id] == entity_text(entity.name, entity.description)
+    assert store_texts(tiny_store)([]) == {}

@@ -276,6 +276,8 @@ def test_serve_ask_tab_answers_or_says_the_reader_is_missing(page) -> None:
     page.locator("#ask-answer .qa-answer").wait_for(timeout=60_000)
     started = time.monotonic()
     _ask(page, "What is the nationality of Christopher Nolan?")
-    expect(page.locator("#ask-answer")).to_contain_text("about: Christopher Nolan", timeout=60_000)
+    # the graph may be unsure of it: then the embedded LLM answers and its claims are checked, while
+    # the fresh workspace still embeds its indexes in the background (minutes of CPU on 2 cores)
+    expect(page.locator("#ask-answer")).to_contain_text("about: Christopher Nolan", timeout=180_000)
     record_timing("answer_visible_real_reader_s", time.monotonic() - started)
     shoot(page, "ask-real-reader")

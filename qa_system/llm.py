@@ -233,6 +233,29 @@ class LocalLLMServer:
         self.stop()
 
 
+def exit_on_sigterm() -> bool:
+    """Turn SIGTERM into ``SystemExit`` so ``atexit`` stops the embedded LLM server.
+
+    Why: Python's default SIGTERM kills the process without running ``atexit``, which left the
+    llama.cpp server running as an orphan every time ``serve`` was stopped by a supervisor (or a
+    test fixture). Only the main thread may install handlers; elsewhere this does nothing and
+    returns False. An existing custom handler is kept.
+    """
+
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return False
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    return True
+
+
 _SERVERS: dict[Path, LocalLLMServer] = {}
 _SERVERS_LOCK = threading.Lock()
 

@@ -62,6 +62,9 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
     from qa_system.explore import ensure_demo_graph
     from ui.app import build_app, launch_options
 
+    from qa_system.llm import exit_on_sigterm
+
+    exit_on_sigterm()  # a supervisor's SIGTERM must also stop the embedded LLM server
     store = open_store(settings)
     try:
         if not args.no_demo:

@@ -142,3 +142,72 @@ def test_fallback_step_with_the_real_llm_and_the_shipped_validator(served, tiny_
         fact = tiny_store.get_fact(fact_id)
         assert fact.status == FactStatus.PROPOSED and fact.provenance.premises and fact.provenance.scores
     assert len(rejected_log(workspace)) == summary.rejected
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from qa_system.llm import LocalLLMServer, exit_on_sigterm
+assert exit_on_sigterm()
+server = LocalLLMServer(Path(sys.argv[1]), n_threads=1)
+server.start()
+print(server._proc.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@requires_llm
+def test_sigterm_to_the_app_process_also_stops_its_llm_server(tmp_path):
+    """A supervisor's SIGTERM (what ``serve`` gets when stopped) must not orphan llama.cpp."""
+
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "ws")], stdout=subprocess.PIPE, text=True)
+    try:
+        llm_pid = int(child.stdout.readline())
+        os.kill(llm_pid, 0)  # running
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(llm_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(llm_pid, signal.SIGKILL)
+            pytest.fail("the LLM server outlived the app process")
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def test_exit_on_sigterm_only_from_the_main_thread_and_keeps_custom_handlers():
+    import signal
+    import threading
+
+    from qa_system.llm import exit_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        results = []
+        thread = threading.Thread(target=lambda: results.append(exit_on_sigterm()))
+        thread.start()
+        thread.join()
+        assert results == [False]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert exit_on_sigterm() is True
+        handler = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(SystemExit) as exited:
+            handler(signal.SIGTERM, None)
+        assert exited.value.code == 128 + signal.SIGTERM
+        custom = lambda *_: None  # noqa: E731
+        signal.signal(signal.SIGTERM, custom)
+        assert exit_on_sigterm() is False and signal.getsignal(signal.SIGTERM) is custom
+    finally:
+        signal.signal(signal.SIGTERM, before)

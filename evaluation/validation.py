@@ -17,7 +17,7 @@ model calls); a candidate with no evidence is rejected unscored. It is kept when
 least its relation's threshold; ``tune`` picks the thresholds on dev. The record also reports the
 evidence rule alone (``*_evidence_only``), so what the entailment model adds is visible.
 
-Calibrated decision (``tune(..., calibrate=True)``, ``qa-system tune validation --calibrate``): a
+Calibrated decision (``fit_calibration``, ``qa-system tune validation --calibrate``): a
 logistic regression (scikit-learn) fitted on the dev candidates with evidence over the features of
 each candidate within its query (``qa_system.validation.group_features``: entailment score, evidence
 count, gap to the query's best score, rank, graph source), and the highest probability threshold
@@ -34,7 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -300,25 +300,14 @@ def fit_calibration(run: Run, *, min_recall_kept: float = 0.9, regularisation: f
                        min_recall_kept=min_recall_kept, regularisation=regularisation)  # fmt: skip
 
 
-@overload
-def tune(run: Run, *, min_support: int = ..., min_recall_kept: float = ..., calibrate: Literal[False] = ...) -> tuple[float, dict[str, float]]: ...
-@overload
-def tune(run: Run, *, min_support: int = ..., min_recall_kept: float = ..., calibrate: Literal[True]) -> tuple[float, dict[str, float], Calibration]: ...
-def tune(
-    run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: float = 0.0, calibrate: bool = False
-) -> tuple[float, dict[str, float]] | tuple[float, dict[str, float], Calibration]:
+def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: float = 0.0) -> tuple[float, dict[str, float]]:
     """A global threshold for F1, then one per relation where dev has ``min_support`` gold objects.
 
     Only candidates with evidence are thresholded (the rest are rejected anyway). With
     ``min_recall_kept`` only thresholds keeping that share of the unvalidated recall (all candidates,
-    evidence or not) are eligible: the product asks validation to keep 90% of it. With ``calibrate``
-    also the calibrated decision (``fit_calibration`` at the same ``min_recall_kept``) as a third
-    element; the thresholds stay for comparison (a validator given the calibration ignores them).
+    evidence or not) are eligible: the product asks validation to keep 90% of it. The calibrated
+    decision is fitted apart (``fit_calibration``).
     """
-
-    if calibrate:
-        default, per_relation = tune(run, min_support=min_support, min_recall_kept=min_recall_kept)
-        return default, per_relation, fit_calibration(run, min_recall_kept=min_recall_kept)
 
     scored = [c for c in run.candidates if c.premises_scored]
     scores = np.array([c.score for c in scored])

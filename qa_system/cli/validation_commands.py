@@ -141,16 +141,14 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _tune(args: argparse.Namespace, settings: Any) -> int:
-    from evaluation.validation import metrics, tune
+    from evaluation.validation import fit_calibration, metrics, tune
     from qa_system.cli import emit_json
     from qa_system.validation import Thresholds, thresholds_path, write_thresholds
 
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")
-    if args.calibrate:
-        default, per_relation, calibration = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept, calibrate=True)
-    else:
-        (default, per_relation), calibration = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept), None
+    default, per_relation = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept)
+    calibration = fit_calibration(run, min_recall_kept=args.min_recall_kept) if args.calibrate else None
     tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version, hypotheses=args.hypotheses or "natural",
                        tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates; "
                                 f"best F1 keeping >= {args.min_recall_kept:.0%} of the candidates' recall)",

@@ -104,7 +104,7 @@ def test_fitted_calibration_beats_the_score_threshold_and_keeps_the_asked_recall
     run = _graph_run()
     default, _ = tune(run, min_support=1000, min_recall_kept=0.9)
     assert default == 0.5 and metrics(run, lambda r: default)["precision_after"] == pytest.approx(1 / 3, abs=1e-4)
-    *_, calibration = tune(run, min_support=1000, min_recall_kept=0.9, calibrate=True)
+    calibration = fit_calibration(run, min_recall_kept=0.9)
     assert calibration.features == ["entailment", "log_evidence", "gap_to_best", "log_rank", "graph"]
     assert calibration.weights[4] > 0 and "20 queries, 60 candidates with evidence, 20 correct; plain" in calibration.fitted_on
     keep = calibrated_keep(run, calibration)

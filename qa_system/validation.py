@@ -49,7 +49,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from qa_system.candidates import Candidate, gather, graph_range_objects
 from qa_system.errors import ConfigError, DataFormatError, InputError
-from qa_system.fallback import ProposedTriple, readable_relation, relation_words
+from qa_system.fallback import ProposedTriple
+from qa_system.relations import readable_relation, relation_words
 from qa_system.review import InsertionReport, ValidationDecision, record_decisions
 
 log = logging.getLogger(__name__)

@@ -60,9 +60,8 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
         raise InputError(f"--port must be between 1 and 65535, got {args.port}")
     from graph.store import open_store
     from qa_system.explore import ensure_demo_graph
-    from ui.app import build_app, launch_options
-
     from qa_system.llm import exit_on_sigterm
+    from ui.app import build_app, launch_options
 
     exit_on_sigterm()  # a supervisor's SIGTERM must also stop the embedded LLM server
     store = open_store(settings)

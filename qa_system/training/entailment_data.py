@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa_system.errors import DataFormatError, DatasetNotFoundError
-from qa_system.fallback import (
+from qa_system.models.entailment import LABEL_INDEX
+from qa_system.relations import (
     relation_words,  # the one spelling the validator's hypotheses use too
 )
-from qa_system.models.entailment import LABEL_INDEX
 
 log = logging.getLogger(__name__)
 

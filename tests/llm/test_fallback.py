@@ -13,10 +13,9 @@ from qa_system.fallback import (
     GraphContext,
     LLMFallback,
     OnError,
-    RelationMapper,
     parse_reply,
-    readable_relation,
 )
+from qa_system.relations import RelationMapper, readable_relation
 from tests.llm.conftest import ScriptedClient
 
 VOCAB = [

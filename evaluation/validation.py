@@ -19,7 +19,7 @@ evidence rule alone (``*_evidence_only``), so what the entailment model adds is 
 
 Calibrated decision (``fit_calibration``, ``qa-system tune validation --calibrate``): a
 logistic regression (scikit-learn) fitted on the dev candidates with evidence over the features of
-each candidate within its query (``qa_system.validation.group_features``: entailment score, evidence
+each candidate within its query (``qa_system.validation_calibration.group_features``: entailment score, evidence
 count, gap to the query's best score, rank, graph source), and the highest probability threshold
 keeping ``min_recall_kept`` of the dev recall; ``metrics(run, ..., calibration=...)`` then reports
 before/after for that decision (what ``TripleValidator`` does with such a thresholds file).
@@ -42,7 +42,7 @@ from qa_system.candidates import SOURCES, normalise, warm_ner
 from qa_system.errors import DataFormatError, DatasetNotFoundError, InputError
 
 if TYPE_CHECKING:
-    from qa_system.validation import Calibration
+    from qa_system.validation_calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +198,9 @@ def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
 
 def run_features(run: Run) -> np.ndarray:
     """The calibration features of every candidate (rows in ``run.candidates`` order), each computed
-    within its query's candidates (``qa_system.validation.group_features``; graph = the graph source)."""
+    within its query's candidates (``qa_system.validation_calibration.group_features``; graph = the graph source)."""
 
-    from qa_system.validation import CALIBRATION_FEATURES, group_features
+    from qa_system.validation_calibration import CALIBRATION_FEATURES, group_features
 
     features = np.zeros((len(run.candidates), len(CALIBRATION_FEATURES)))
     by_query: dict[int, list[int]] = defaultdict(list)
@@ -276,7 +276,7 @@ def fit_calibration(run: Run, *, min_recall_kept: float = 0.9, regularisation: f
 
     from sklearn.linear_model import LogisticRegression
 
-    from qa_system.validation import CALIBRATION_FEATURES, Calibration
+    from qa_system.validation_calibration import CALIBRATION_FEATURES, Calibration
 
     if not 0.0 <= min_recall_kept <= 1.0:
         raise InputError(f"min_recall_kept must be within [0, 1]; got {min_recall_kept}")

@@ -15,18 +15,13 @@ Steps per triple (subject, relation, object):
    validation``) or the global default; or, when the thresholds file carries a ``calibration``
    (``qa-system tune validation --calibrate``), by the **calibrated decision** below.
 
-Calibrated decision (object completion, ``complete()`` only): the entailment score alone does not say
-how a candidate compares with the other candidates for the same (subject, relation) — the *group*
-(one ``complete()`` call). ``validate()`` (the LLM fallback's triples) always uses the thresholds: see
-its docstring. A logistic regression fitted on dev candidates
-(``evaluation.validation.fit_calibration``) combines, per candidate, the features of
-``group_features``: the entailment score, log1p(number of evidence premises), the gap to the group's
-best score, log1p(rank by score in the group, 0 = best) and whether the graph proposes the object
-(the graph source). A candidate is entailed iff its probability ≥ the calibration's
-threshold (chosen on dev as the highest keeping the asked share of the recall). Inference is a dot
-product and a sigmoid (numpy). The decision's ``score`` stays the entailment score, its ``threshold``
-is the probability threshold and its ``reason`` names the probability and the features. The evidence
-rule holds either way: no evidence premise → ``not_entailed``, unscored.
+Calibrated decision (object completion, ``complete()`` only; ``qa_system.validation_calibration``):
+a logistic regression fitted on dev over each candidate's features within its (subject, relation)
+group; a candidate is entailed iff its probability ≥ the calibration's threshold. The decision's
+``score`` stays the entailment score, its ``threshold`` is the probability threshold and its
+``reason`` names the probability and the features. ``validate()`` (the LLM fallback's triples)
+always uses the thresholds: see its docstring. The evidence rule holds either way: no evidence
+premise → ``not_entailed``, unscored.
 
 No premises means ``not_entailed`` with reason "no evidence", never an exception. Any object with
 ``name``, ``version`` and ``entailment_scores(premises, hypothesis)`` can score (``EntailmentScorer``);
@@ -37,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,13 +39,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
 from qa_system.candidates import Candidate, gather, graph_range_objects
 from qa_system.errors import ConfigError, DataFormatError, InputError
 from qa_system.fallback import ProposedTriple
 from qa_system.relations import readable_relation, relation_words
 from qa_system.review import InsertionReport, ValidationDecision, record_decisions
+from qa_system.validation_calibration import Calibration, group_features, group_ranks
 
 log = logging.getLogger(__name__)
 
@@ -173,72 +168,6 @@ def load_templates(name: str = TEMPLATES_FILE, *, hypotheses: str = "natural") -
     if not isinstance(entries, dict):
         raise ConfigError(f"prompt data {name!r} must be a JSON object of relation → templates")
     return TemplateBook(entries, source=name, hypotheses=hypotheses)
-
-
-# -- calibrated decision ---------------------------------------------------------------------------------
-CALIBRATION_FEATURES = ("entailment", "log_evidence", "gap_to_best", "log_rank", "graph")
-
-
-def group_ranks(scores: Sequence[float], evidence: Sequence[int]) -> list[int]:
-    """Per candidate of one group, its rank by score among the group's candidates with evidence
-    (0 = best; ties share the better rank); a candidate without evidence ranks after all of them."""
-
-    scored = [s for s, e in zip(scores, evidence) if e > 0]
-    return [sum(other > s for other in scored) if e > 0 else len(scored) for s, e in zip(scores, evidence)]
-
-
-def group_features(scores: Sequence[float], evidence: Sequence[int], graph: Sequence[bool]) -> np.ndarray:
-    """The calibration features of one group's candidates (the candidates of one (subject, relation)).
-
-    ``scores``: each candidate's entailment score (max over its evidence premises); ``evidence``: its
-    number of evidence premises; ``graph``: whether the graph proposes its object. Returns an array
-    of shape (n, len(CALIBRATION_FEATURES)), columns in ``CALIBRATION_FEATURES`` order. Only
-    candidates with evidence count for the best score and the ranks.
-    """
-
-    if not len(scores) == len(evidence) == len(graph):
-        raise InputError(f"group features need as many evidence counts and graph flags as scores; got {len(scores)}, {len(evidence)}, {len(graph)}")
-    with_evidence = [float(s) for s, e in zip(scores, evidence) if e > 0]
-    best = max(with_evidence) if with_evidence else 0.0
-    ranks = group_ranks(scores, evidence)
-    rows = [[float(s), math.log1p(e), best - float(s), math.log1p(r), float(bool(g))] for s, e, r, g in zip(scores, evidence, ranks, graph)]
-    return np.array(rows, dtype=float).reshape(len(rows), len(CALIBRATION_FEATURES))
-
-
-class Calibration(BaseModel):
-    """A logistic regression over ``group_features``: P(correct) = sigmoid(weights · features + bias);
-    entailed iff P ≥ ``threshold``. ``features`` names the columns it uses (a subset of
-    ``CALIBRATION_FEATURES``, in the order of ``weights``); the rest records what it was fitted on."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    features: list[str]
-    weights: list[float]
-    bias: float
-    threshold: float = Field(ge=0.0, le=1.0)
-    fitted_on: str = ""  # e.g. "webnlg dev (300 queries, 3,000 candidates with evidence, 260 correct)"
-    min_recall_kept: float | None = None  # the share of the dev recall the threshold keeps
-    regularisation: float | None = None  # scikit-learn's C
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Calibration:
-        unknown = [f for f in self.features if f not in CALIBRATION_FEATURES]
-        if unknown:
-            raise ValueError(f"unknown calibration features {unknown}; known: {list(CALIBRATION_FEATURES)}")
-        if not self.features or len(set(self.features)) != len(self.features):
-            raise ValueError(f"calibration features must be distinct and at least one; got {self.features}")
-        if len(self.weights) != len(self.features):
-            raise ValueError(f"calibration has {len(self.weights)} weights for {len(self.features)} features")
-        if not all(math.isfinite(w) for w in [*self.weights, self.bias]):
-            raise ValueError("calibration weights and bias must be finite numbers")
-        return self
-
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """P(correct) per row of ``features`` (columns in ``CALIBRATION_FEATURES`` order)."""
-
-        columns = [CALIBRATION_FEATURES.index(f) for f in self.features]
-        logits = np.asarray(features, dtype=float)[:, columns] @ np.asarray(self.weights, dtype=float) + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -500.0, 500.0)))
 
 
 # -- thresholds -----------------------------------------------------------------------------------------
@@ -365,11 +294,23 @@ class TripleValidator:
             return out
         return [np.asarray(self.scorer.entailment_scores(list(p), h)) if p else np.zeros(0) for p, h in items]
 
+    def _common(self, hypothesis: str, threshold: float) -> dict[str, Any]:
+        return {"hypothesis": hypothesis, "threshold": threshold, "model": self.scorer.name, "version": self.scorer.version}
+
+    def _no_evidence(self, hypothesis: str, threshold: float) -> ValidationDecision:
+        return ValidationDecision(decision="not_entailed", score=0.0, reason=NO_EVIDENCE, **self._common(hypothesis, threshold))
+
+    def _decision(self, hypothesis: str, threshold: float, premises: Sequence[str], scores: np.ndarray, score: float,
+                  entailed: bool, reason: str) -> ValidationDecision:
+        return ValidationDecision(
+            decision="entailed" if entailed else "not_entailed", score=score, premises=list(premises),
+            premise_scores=[float(s) for s in scores], reason=reason, **self._common(hypothesis, threshold),
+        )  # fmt: skip
+
     def decide(self, relation: str, hypothesis: str, premises: Sequence[str], scores: np.ndarray) -> ValidationDecision:
         threshold = self.thresholds.for_relation(relation)
-        common = {"hypothesis": hypothesis, "threshold": threshold, "model": self.scorer.name, "version": self.scorer.version}
         if not premises:
-            return ValidationDecision(decision="not_entailed", score=0.0, reason=NO_EVIDENCE, **common)
+            return self._no_evidence(hypothesis, threshold)
         score = min(1.0, max(0.0, aggregate(scores)))
         best = int(np.argmax(scores))
         entailed = score >= threshold
@@ -378,10 +319,7 @@ class TripleValidator:
             if entailed
             else f"not entailed (best score {score:.3f} < threshold {threshold:.3f})"
         )
-        return ValidationDecision(
-            decision="entailed" if entailed else "not_entailed", score=score, premises=list(premises),
-            premise_scores=[float(s) for s in scores], reason=reason, **common,
-        )  # fmt: skip
+        return self._decision(hypothesis, threshold, premises, scores, score, entailed, reason)
 
     def decide_group(
         self, relation: str, items: Sequence[tuple[Sequence[str], str]], scores: Sequence[np.ndarray], graph: Sequence[bool]
@@ -399,19 +337,15 @@ class TripleValidator:
         ranks, n_scored = group_ranks(triple_scores, evidence), sum(e > 0 for e in evidence)
         decisions = []
         for (premises, hypothesis), s, score, probability, rank, known in zip(items, scores, triple_scores, probabilities, ranks, graph):
-            common = {"hypothesis": hypothesis, "threshold": calibration.threshold, "model": self.scorer.name, "version": self.scorer.version}
             if not premises:
-                decisions.append(ValidationDecision(decision="not_entailed", score=0.0, reason=NO_EVIDENCE, **common))
+                decisions.append(self._no_evidence(hypothesis, calibration.threshold))
                 continue
             entailed = bool(probability >= calibration.threshold)
             why = (f"entailment {score:.2f} from {len(premises)} premise{'s' if len(premises) > 1 else ''}, rank {rank + 1} of {n_scored}, "
                    f"{'graph-known object' if known else 'object not proposed by the graph'}")  # fmt: skip
             reason = (f"calibrated {probability:.2f} >= {calibration.threshold:.2f}: {why}" if entailed
                       else f"not entailed (calibrated {probability:.2f} < {calibration.threshold:.2f}: {why})")  # fmt: skip
-            decisions.append(ValidationDecision(
-                decision="entailed" if entailed else "not_entailed", score=score, premises=list(premises),
-                premise_scores=[float(x) for x in s], reason=reason, **common,
-            ))  # fmt: skip
+            decisions.append(self._decision(hypothesis, calibration.threshold, premises, s, score, entailed, reason))
         return decisions
 
     def validate(self, triples: Sequence[ProposedTriple]) -> list[ValidationDecision]:

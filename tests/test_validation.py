@@ -15,18 +15,20 @@ from qa_system.fallback import LLMFallback
 from qa_system.review import rejected_log
 from qa_system.types import FactStatus, SourceKind, fact_id
 from qa_system.validation import (
-    CALIBRATION_FEATURES,
     NO_EVIDENCE,
-    Calibration,
     TemplateBook,
     Thresholds,
     TripleValidator,
     aggregate,
-    group_features,
     load_templates,
     load_thresholds,
     validate_and_record,
     write_thresholds,
+)
+from qa_system.validation_calibration import (
+    CALIBRATION_FEATURES,
+    Calibration,
+    group_features,
 )
 from retrievers.passages import Passage
 from tests.llm.conftest import ScriptedClient

@@ -107,11 +107,16 @@ class AnswerTextMatcher:
         os.replace(tmp, self.cache_path)
         return self.cache_path
 
+    def _needs(self, entity_id: str, text: str) -> bool:
+        """Whether ``text`` must be embedded for ``entity_id`` (not cached, or cached for another text)."""
+
+        return bool(text) and self._vectors.get(entity_id, ("", None))[0] != text
+
     def warm_up(self, rows: Iterable[tuple[str, str]], *, batch_size: int = 512) -> int:
         """Embed every (entity id, text) not cached with that text yet, in batches, then save the
         cache when anything was added; returns how many were embedded."""
 
-        todo = [(i, t) for i, t in rows if t and self._vectors.get(i, ("", None))[0] != t]
+        todo = [(i, t) for i, t in rows if self._needs(i, t)]
         for at in range(0, len(todo), batch_size):
             chunk = todo[at:at + batch_size]
             vectors = self.embed([t for _, t in chunk])
@@ -145,7 +150,7 @@ class AnswerTextMatcher:
     def _candidate_vectors(self, ids: set[str]) -> dict[str, np.ndarray]:
         with self._lock:
             texts = self.texts(sorted(ids))
-            stale = [i for i, text in texts.items() if text and self._vectors.get(i, ("", None))[0] != text]
+            stale = [i for i, text in texts.items() if self._needs(i, text)]
             if stale:
                 for i, vector in zip(stale, self.embed([texts[i] for i in stale])):
                     self._vectors[i] = (texts[i], np.asarray(vector, dtype=np.float32))
@@ -180,9 +185,9 @@ def store_texts(store: Any) -> Callable[[Sequence[str]], dict[str, str]]:
 def store_rows(store: Any) -> list[tuple[str, str]]:
     """(entity id, :func:`entity_text`) for every entity of the graph (the shared read-only query)."""
 
-    from retrievers.name_embeddings import _entity_rows
+    from retrievers.name_embeddings import entity_rows
 
-    return [(row["e.id"], entity_text(str(row["e.name"] or ""), str(row.get("e.description") or ""))) for row in _entity_rows(store)]
+    return [(row["e.id"], entity_text(str(row["e.name"] or ""), str(row.get("e.description") or ""))) for row in entity_rows(store)]
 
 
 def warm_up_in_background(matcher: AnswerTextMatcher, store: Any) -> threading.Thread:

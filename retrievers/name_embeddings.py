@@ -72,8 +72,11 @@ def embed(texts: list[str], *, batch_size: int = 128, progress: bool = False) ->
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def _entity_rows(store: GraphStore) -> list[dict[str, Any]]:
-    # The protocol has no "all entities" read; the shared read-only query is the same on both backends.
+def entity_rows(store: GraphStore) -> list[dict[str, Any]]:
+    """Every entity's columns (``e.id``, ``e.name``, ``e.aliases``, ``e.description``, ...).
+
+    The protocol has no "all entities" read; the shared read-only query is the same on both backends."""
+
     return store.run_read_query(_Q.all_entities, limit=_ALL)
 
 
@@ -99,7 +102,7 @@ class NameVectorIndex:
     def for_store(cls, store: GraphStore, index_dir: Path | None) -> "NameVectorIndex":
         import faiss
 
-        rows = _entity_rows(store)
+        rows = entity_rows(store)
         fingerprint = entity_fingerprint([r["e.id"] for r in rows])
         if index_dir is not None:
             loaded = cls._load(index_dir, fingerprint)

@@ -11,10 +11,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qa_system.errors import InputError, QAError
 from qa_system.types import Answer, RankedEntity
+
+if TYPE_CHECKING:
+    from qa_system.training.reader import AnswerBias
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +208,7 @@ class ReaderRanker:
 
     def __init__(
         self, reader: Any, tokenizer: Any, entity_index: dict[str, int], relations: Sequence[str] = (), *,
-        answer_bias: Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[Any]] | None = None,
+        answer_bias: AnswerBias | None = None,
     ) -> None:
         self.reader = reader.eval()
         self.tokenizer = tokenizer

@@ -125,7 +125,7 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.reader import rank
     from qa_system.training.reader_data import featurize
-    from retrievers.answer_text import AnswerTextMatcher, store_texts
+    from retrievers.answer_text import CARD_KEY, matcher_from_card
 
     store = open_store(settings)
     try:
@@ -139,7 +139,7 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         else:
             topic_of = None
         features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
-        matcher = AnswerTextMatcher(store_texts(store), text_weight) if text_weight > 0 else None
+        matcher = matcher_from_card({CARD_KEY: text_weight}, store)  # as the app builds it (None at weight 0)
         return features, rank(reader, features, tokenizer, answer_bias=matcher)
     finally:
         store.close()

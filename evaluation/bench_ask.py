@@ -17,13 +17,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
 from evaluation.qa_data import load_qa
+from evaluation.timing import latency_summary
 from graph.store import open_store
 from qa_system.config import load_settings
 from qa_system.explore import ensure_demo_graph
@@ -32,10 +32,7 @@ from retrievers.answer_text import store_rows
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-    return {"p50_ms": round(pick(0.5) * 1e3, 2), "p95_ms": round(pick(0.95) * 1e3, 2), "p99_ms": round(pick(0.99) * 1e3, 2),
-            "mean_ms": round(statistics.fmean(ordered) * 1e3, 2)}
+    return latency_summary(samples, quantiles=(0.5, 0.95, 0.99), unit="ms", digits=2, extra=("mean",))
 
 
 def main() -> None:

@@ -16,24 +16,18 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from evaluation.timing import latency_summary
 from qa_system.extraction import load_extractor
 from qa_system.training.extraction_data import load_webnlg
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {"p50_ms": round(pick(0.5) * 1e3, 2), "p99_ms": round(pick(0.99) * 1e3, 2),
-            "mean_ms": round(statistics.fmean(ordered) * 1e3, 2)}
+    return latency_summary(samples, quantiles=(0.5, 0.99), unit="ms", digits=2, extra=("mean",))
 
 
 def cpu_seconds() -> float:

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,17 +32,13 @@ from typing import Any
 import torch
 
 from evaluation.qa_data import load_qa
+from evaluation.timing import latency_summary
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     """p50/p95/max/mean in seconds (``samples`` in seconds); empty input gives an empty dict."""
 
-    if not samples:
-        return {}
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50_s": round(pick(0.5), 3), "p95_s": round(pick(0.95), 3), "max_s": round(ordered[-1], 3),
-            "mean_s": round(statistics.fmean(ordered), 3)}
+    return latency_summary(samples, quantiles=(0.5, 0.95), unit="s", digits=3, extra=("max", "mean"), empty="none")
 
 
 def unsure_questions(pipeline: Any, questions: list[str], wanted: int) -> list[str]:

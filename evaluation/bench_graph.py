@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evaluation.timing import latency_summary
 from graph.importers import import_kg
 from graph.kg_files import load_kg
 
@@ -30,9 +31,7 @@ log = logging.getLogger("evaluation.bench_graph")
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50_ms": pick(0.5) * 1e3, "p95_ms": pick(0.95) * 1e3, "mean_ms": statistics.fmean(ordered) * 1e3}
+    return latency_summary(samples, quantiles=(0.5, 0.95), unit="ms", digits=None, extra=("mean",))
 
 
 def measure_neighbours(store: Any, entities: list[str], *, hops: int, cap: int | None) -> dict[str, float]:

@@ -31,7 +31,6 @@ import platform
 import random
 import shutil
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluation.timing import latency_summary
 from qa_system.review import read_jsonl
 from qa_system.types import Fact, FactStatus, Provenance, SourceKind
 
@@ -110,12 +110,7 @@ def seed_proposed_facts(store: Any, count: int, *, seed: int = 0, sample: int = 
 
 # -- measuring ---------------------------------------------------------------------------------------
 def percentiles(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0, "max_ms": 0.0}
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-    return {"p50_ms": round(pick(0.5) * 1e3, 1), "p95_ms": round(pick(0.95) * 1e3, 1), "p99_ms": round(pick(0.99) * 1e3, 1),
-            "mean_ms": round(statistics.fmean(ordered) * 1e3, 1), "max_ms": round(ordered[-1] * 1e3, 1)}
+    return latency_summary(samples, quantiles=(0.5, 0.95, 0.99), unit="ms", digits=1, extra=("mean", "max"))
 
 
 @dataclass

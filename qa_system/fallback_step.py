@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from qa_system.background import run_in_background
 from qa_system.errors import QAError
 from qa_system.fallback import (
     FallbackResult,
@@ -156,15 +157,10 @@ def warm_up_in_background(validator: Any) -> threading.Thread | None:
         return None
 
     def refresh() -> None:
-        try:
-            retriever.refresh()
-            log.info("passage index ready for validation")
-        except Exception:  # validation then reports its own error per question
-            log.exception("warming up the passage index failed")
+        retriever.refresh()
+        log.info("passage index ready for validation")
 
-    thread = threading.Thread(target=refresh, name="passage-index", daemon=True)
-    thread.start()
-    return thread
+    return run_in_background(refresh, name="passage-index", failure="warming up the passage index failed")
 
 
 def build_fallback_step(

@@ -194,16 +194,13 @@ def warm_up_in_background(matcher: AnswerTextMatcher, store: Any) -> threading.T
     """Embed the whole graph's candidate texts in a daemon thread (questions asked meanwhile embed
     their own candidates on demand, as before)."""
 
-    def run() -> None:
-        try:
-            added = matcher.warm_up(store_rows(store))
-            log.info("answer-text vectors ready (%d embedded, %d cached)", added, len(matcher))
-        except Exception:  # the on-demand path still works
-            log.exception("warming up the answer-text vectors failed")
+    from qa_system.background import run_in_background
 
-    thread = threading.Thread(target=run, name="answer-text-vectors", daemon=True)
-    thread.start()
-    return thread
+    def run() -> None:
+        added = matcher.warm_up(store_rows(store))
+        log.info("answer-text vectors ready (%d embedded, %d cached)", added, len(matcher))
+
+    return run_in_background(run, name="answer-text-vectors", failure="warming up the answer-text vectors failed")
 
 
 def matcher_from_card(card: Mapping[str, Any], store: Any) -> AnswerTextMatcher | None:

@@ -61,6 +61,7 @@ class Calibration(BaseModel):
     fitted_on: str = ""  # e.g. "webnlg dev (300 queries, 3,000 candidates with evidence, 260 correct)"
     min_recall_kept: float | None = None  # the share of the dev recall the threshold keeps
     regularisation: float | None = None  # scikit-learn's C
+    recall_confidence: float | None = None  # share of dev bootstrap resamples in which the threshold keeps min_recall_kept
 
     @model_validator(mode="after")
     def _consistent(self) -> Calibration:

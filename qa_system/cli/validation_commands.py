@@ -148,7 +148,7 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")
     default, per_relation = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept)
-    calibration = fit_calibration(run, min_recall_kept=args.min_recall_kept) if args.calibrate else None
+    calibration = fit_calibration(run, min_recall_kept=args.min_recall_kept, recall_confidence=args.recall_confidence) if args.calibrate else None
     tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version, hypotheses=args.hypotheses or "natural",
                        tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates; "
                                 f"best F1 keeping >= {args.min_recall_kept:.0%} of the candidates' recall)",
@@ -224,5 +224,8 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p.add_argument("--calibrate", action="store_true",
                    help="also fit the calibrated decision (a logistic regression over each candidate's features within its query, "
                         "threshold keeping --min-recall-kept of the dev recall); the validator then decides by it")
+    p.add_argument("--recall-confidence", type=float, default=None,
+                   help="with --calibrate: keep --min-recall-kept in this share of bootstrap resamples of the dev queries "
+                        "(e.g. 0.9), not just on dev itself, so the recall holds on unseen data")
     _common(p)
     p.set_defaults(func=_tune)

@@ -131,6 +131,26 @@ def test_calibration_threshold_is_the_highest_keeping_the_recall():
         fit_calibration(Run(run.queries, run.candidates[:10]))
 
 
+def test_a_recall_confidence_lowers_the_threshold_to_hold_the_recall_on_resamples():
+    """Queries differ in how well their golds score: a threshold that keeps exactly 80% of the
+    recall on dev keeps less on many resamples; asking for 90% confidence moves it down."""
+
+    rng = np.random.default_rng(1)
+    queries, candidates = [], []
+    for q in range(40):
+        queries.append(Query(f"S{q}", "r", {f"g{q}"}))
+        candidates += [sc(q, f"g{q}", ["ner"], True, float(rng.uniform(0.2, 1.0))),
+                       sc(q, f"w{q}", ["ner"], False, float(rng.uniform(0.0, 0.8)))]  # fmt: skip
+    run = Run(queries, candidates)
+    plain = fit_calibration(run, min_recall_kept=0.8)
+    confident = fit_calibration(run, min_recall_kept=0.8, recall_confidence=0.9, bootstrap=200)
+    assert confident.recall_confidence == 0.9 and plain.recall_confidence is None
+    assert confident.threshold < plain.threshold
+    assert metrics(run, lambda r: 1.0, calibration=confident)["recall_kept"] > metrics(run, lambda r: 1.0, calibration=plain)["recall_kept"] >= 0.8
+    with pytest.raises(InputError, match="recall_confidence"):
+        fit_calibration(run, recall_confidence=1.5)
+
+
 def test_tune_calibrate_then_evaluate_from_a_candidates_cache(tmp_path, monkeypatch, capsys):
     import qa_system.cli.validation_commands as commands
 

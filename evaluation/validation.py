@@ -42,7 +42,7 @@ from qa_system.candidates import SOURCES, normalise, warm_ner
 from qa_system.errors import DataFormatError, DatasetNotFoundError, InputError
 
 if TYPE_CHECKING:
-    from qa_system.validation_calibration import Calibration
+    from qa_system.validation_calibration import Calibration, ShapePrior
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,10 @@ def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
     return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "predicted": predicted, "correct": correct}
 
 
-def run_features(run: Run) -> np.ndarray:
+def run_features(run: Run, shape_prior: ShapePrior | None = None) -> np.ndarray:
     """The calibration features of every candidate (rows in ``run.candidates`` order), each computed
-    within its query's candidates (``qa_system.validation_calibration.group_features``; graph = the graph source)."""
+    within its query's candidates (``qa_system.validation_calibration.group_features``; graph = the
+    graph source; the shape-prior column is 0 without a ``shape_prior``)."""
 
     from qa_system.validation_calibration import CALIBRATION_FEATURES, group_features
 
@@ -206,9 +207,11 @@ def run_features(run: Run) -> np.ndarray:
     by_query: dict[int, list[int]] = defaultdict(list)
     for i, c in enumerate(run.candidates):
         by_query[c.query].append(i)
-    for members in by_query.values():
+    for query, members in by_query.items():
         group = [run.candidates[i] for i in members]
-        features[members] = group_features([c.score for c in group], [c.premises_scored for c in group], ["graph" in c.sources for c in group])
+        relation = run.queries[query].relation
+        prior = [shape_prior.log_prior(relation, c.text) for c in group] if shape_prior is not None else None
+        features[members] = group_features([c.score for c in group], [c.premises_scored for c in group], ["graph" in c.sources for c in group], prior)
     return features
 
 
@@ -218,7 +221,17 @@ def calibrated_keep(run: Run, calibration: Calibration) -> np.ndarray:
     if not run.candidates:
         return np.zeros(0, dtype=bool)
     evidence = np.array([c.premises_scored > 0 for c in run.candidates])
-    return evidence & (calibration.probabilities(run_features(run)) >= calibration.threshold)
+    return evidence & (calibration.probabilities(run_features(run, calibration.shape_prior)) >= calibration.threshold)
+
+
+def shape_prior_from_split(data_dir: Path | None, split: str = "train") -> ShapePrior:
+    """The object-shape prior of the WebNLG ``split``'s triples (train: never the split evaluated)."""
+
+    from qa_system.validation_calibration import ShapePrior
+
+    path = webnlg_file(data_dir, split)
+    pairs = [(t[1], t[2]) for record in load_webnlg_split(path) for t in record["triple_list"]]
+    return ShapePrior.from_triples(pairs, fitted_on=f"webnlg {split} ({len(pairs)} triples, {path.name})")
 
 
 def metrics(run: Run, threshold_of: Callable[[str], float], *, calibration: Calibration | None = None) -> dict[str, Any]:
@@ -270,10 +283,12 @@ def best_threshold(scores: np.ndarray, correct: np.ndarray, gold: int, *, min_co
 
 
 def fit_calibration(run: Run, *, min_recall_kept: float = 0.9, regularisation: float = 1.0, recall_confidence: float | None = None,
-                    bootstrap: int = 500, seed: int = 0) -> Calibration:
+                    bootstrap: int = 500, seed: int = 0, shape_prior: ShapePrior | None = None) -> Calibration:
     """A logistic regression over the candidates' ``run_features`` (those with evidence; the rest are
     rejected anyway) and the highest probability threshold keeping ``min_recall_kept`` of the
-    unvalidated recall (all candidates' correct ones) — what ``TripleValidator`` applies.
+    unvalidated recall (all candidates' correct ones) — what ``TripleValidator`` applies. With a
+    ``shape_prior`` (``shape_prior_from_split``: fitted on train triples) the object-shape feature is
+    used too; without one it is left out.
 
     With ``recall_confidence`` (e.g. 0.9) the threshold must keep ``min_recall_kept`` not just on
     dev but in that share of ``bootstrap`` resamples of the dev *queries* (a query's candidates stay
@@ -292,10 +307,12 @@ def fit_calibration(run: Run, *, min_recall_kept: float = 0.9, regularisation: f
     correct = np.array([c.correct for c in run.candidates], dtype=bool)
     if not evidence.any() or len(set(correct[evidence])) < 2:
         raise InputError("calibration needs candidates with evidence, both correct and wrong ones")
-    features = run_features(run)
-    model = LogisticRegression(C=regularisation, max_iter=1000).fit(features[evidence], correct[evidence])
+    names = [f for f in CALIBRATION_FEATURES if shape_prior is not None or f != "shape_prior"]
+    features = run_features(run, shape_prior)
+    columns = [CALIBRATION_FEATURES.index(f) for f in names]
+    model = LogisticRegression(C=regularisation, max_iter=1000).fit(features[evidence][:, columns], correct[evidence])
     weights, bias = [float(w) for w in model.coef_[0]], float(model.intercept_[0])
-    probabilities = Calibration(features=list(CALIBRATION_FEATURES), weights=weights, bias=bias, threshold=0.0).probabilities(features)
+    probabilities = Calibration(features=names, weights=weights, bias=bias, threshold=0.0, shape_prior=shape_prior).probabilities(features)
     threshold = highest_threshold_keeping(probabilities, correct, evidence, min_recall_kept)
     if recall_confidence is not None:
         if not 0.0 < recall_confidence < 1.0:
@@ -310,8 +327,8 @@ def fit_calibration(run: Run, *, min_recall_kept: float = 0.9, regularisation: f
         threshold = min(threshold, float(np.floor(np.quantile(feasible, 1.0 - recall_confidence) * 1e4) / 1e4))
     fitted_on = (f"webnlg dev ({len(run.queries)} queries, {int(evidence.sum())} candidates with evidence, "
                  f"{int((correct & evidence).sum())} correct; {run.hypotheses or 'natural'} hypotheses)")  # fmt: skip
-    return Calibration(features=list(CALIBRATION_FEATURES), weights=weights, bias=bias, threshold=threshold, fitted_on=fitted_on,
-                       min_recall_kept=min_recall_kept, regularisation=regularisation, recall_confidence=recall_confidence)  # fmt: skip
+    return Calibration(features=names, weights=weights, bias=bias, threshold=threshold, fitted_on=fitted_on, min_recall_kept=min_recall_kept,
+                       regularisation=regularisation, recall_confidence=recall_confidence, shape_prior=shape_prior)  # fmt: skip
 
 
 def highest_threshold_keeping(probabilities: np.ndarray, correct: np.ndarray, evidence: np.ndarray, min_recall_kept: float) -> float:

@@ -46,7 +46,7 @@ from qa_system.errors import ConfigError, DataFormatError, InputError
 from qa_system.fallback import ProposedTriple
 from qa_system.relations import readable_relation, relation_words
 from qa_system.review import InsertionReport, ValidationDecision, record_decisions
-from qa_system.validation_calibration import Calibration, group_features, group_ranks
+from qa_system.validation_calibration import Calibration, group_ranks
 
 log = logging.getLogger(__name__)
 
@@ -322,18 +322,22 @@ class TripleValidator:
         return self._decision(hypothesis, threshold, premises, scores, score, entailed, reason)
 
     def decide_group(
-        self, relation: str, items: Sequence[tuple[Sequence[str], str]], scores: Sequence[np.ndarray], graph: Sequence[bool]
+        self, relation: str, items: Sequence[tuple[Sequence[str], str]], scores: Sequence[np.ndarray], graph: Sequence[bool],
+        objects: Sequence[str] | None = None,
     ) -> list[ValidationDecision]:
         """Decisions for one group (the candidates of one (subject, relation)): ``items`` are
         (evidence premises, hypothesis), ``scores`` their premise scores, ``graph`` whether the graph
-        proposes each object. The calibrated decision when the thresholds carry one, else ``decide``."""
+        proposes each object, ``objects`` the candidate objects (for the calibration's shape prior).
+        The calibrated decision when the thresholds carry one, else ``decide``."""
 
         calibration = self.thresholds.calibration
         if calibration is None:
             return [self.decide(relation, h, p, s) for (p, h), s in zip(items, scores)]
         triple_scores = [min(1.0, max(0.0, aggregate(s))) if p else 0.0 for (p, _h), s in zip(items, scores)]
         evidence = [len(p) for p, _h in items]
-        probabilities = calibration.probabilities(group_features(triple_scores, evidence, graph))
+        if calibration.shape_prior is not None and objects is None:
+            raise InputError("this calibration needs the candidate objects (its shape prior)")
+        probabilities = calibration.probabilities(calibration.group_features(relation, objects or [""] * len(items), triple_scores, evidence, graph))
         ranks, n_scored = group_ranks(triple_scores, evidence), sum(e > 0 for e in evidence)
         decisions = []
         for (premises, hypothesis), s, score, probability, rank, known in zip(items, scores, triple_scores, probabilities, ranks, graph):
@@ -412,7 +416,7 @@ class TripleValidator:
         found = self.candidates(subject, relation, llm_objects, premises=premises, **kwargs)
         template = self.templates.get(relation)
         items = [([premises[i] for i in c.evidence], template.hypothesis_text(subject, c.text)) for c in found]
-        decisions = self.decide_group(relation, items, self.score_many(items), ["graph" in c.sources for c in found])
+        decisions = self.decide_group(relation, items, self.score_many(items), ["graph" in c.sources for c in found], [c.text for c in found])
         return list(zip(found, decisions))
 
 

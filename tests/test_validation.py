@@ -28,7 +28,9 @@ from qa_system.validation import (
 from qa_system.validation_calibration import (
     CALIBRATION_FEATURES,
     Calibration,
+    ShapePrior,
     group_features,
+    object_shape,
 )
 from retrievers.passages import Passage
 from tests.llm.conftest import ScriptedClient
@@ -321,17 +323,30 @@ def test_object_completion_needs_a_premise_naming_both_ends(tiny_store):
 def test_group_features_of_a_handmade_group():
     # the 4th candidate has no evidence: its 0.95 is neither the best score nor ranked among the others
     features = group_features([0.9, 0.4, 0.9, 0.95], [2, 1, 1, 0], [True, False, False, True])
-    assert CALIBRATION_FEATURES == ("entailment", "log_evidence", "gap_to_best", "log_rank", "graph")
+    assert CALIBRATION_FEATURES == ("entailment", "log_evidence", "gap_to_best", "log_rank", "graph", "shape_prior")
     expected = [
-        [0.9, np.log1p(2), 0.0, np.log1p(0), 1.0],
-        [0.4, np.log1p(1), 0.5, np.log1p(2), 0.0],  # two candidates above it
-        [0.9, np.log1p(1), 0.0, np.log1p(0), 0.0],  # tie with the first: the same (best) rank
-        [0.95, 0.0, -0.05, np.log1p(3), 1.0],  # after all three with evidence
+        [0.9, np.log1p(2), 0.0, np.log1p(0), 1.0, 0.0],
+        [0.4, np.log1p(1), 0.5, np.log1p(2), 0.0, 0.0],  # two candidates above it
+        [0.9, np.log1p(1), 0.0, np.log1p(0), 0.0, 0.0],  # tie with the first: the same (best) rank
+        [0.95, 0.0, -0.05, np.log1p(3), 1.0, 0.0],  # after all three with evidence; no shape prior given: 0
     ]
-    assert features.shape == (4, 5) and features == pytest.approx(np.array(expected))
-    assert group_features([], [], []).shape == (0, 5)
+    assert features.shape == (4, 6) and features == pytest.approx(np.array(expected))
+    assert group_features([0.5, 0.6], [1, 1], [False, False], [-0.1, -2.0])[:, 5] == pytest.approx([-0.1, -2.0])
+    assert group_features([], [], []).shape == (0, 6)
     with pytest.raises(InputError, match="as many evidence counts"):
         group_features([0.5], [1, 2], [True])
+
+
+def test_object_shapes_and_the_shape_prior_of_a_relation():
+    assert [object_shape(t) for t in ("1,200", "3.5 km", "12 March 1997", "Leonardo DiCaprio", "jazz music")] == [
+        "number", "number", "date", "proper", "lower"]  # fmt: skip
+    prior = ShapePrior.from_triples([("birthPlace", "London")] * 9 + [("birthPlace", "1990")] + [("genre", "rock music")] * 5)
+    assert prior.relations["birthPlace"] == {"proper": 9, "number": 1}
+    assert prior.log_prior("birthPlace", "Paris") > prior.log_prior("birthPlace", "1997") > prior.log_prior("birthPlace", "rock")
+    unseen = prior.log_prior("unknownRelation", "Paris")  # the overall shape distribution
+    assert prior.log_prior("genre", "Paris") < unseen < 0
+    restored = ShapePrior.model_validate(prior.model_dump())
+    assert restored.log_prior("birthPlace", "Paris") == prior.log_prior("birthPlace", "Paris")
 
 
 def _calibration(threshold, features=("entailment",), weights=(10.0,), bias=-5.0):
@@ -365,6 +380,19 @@ def test_a_calibrated_completion_decision_flips_with_its_threshold():
     # the per-relation thresholds (default 0.99) would have kept it: the calibration decided
     by_thresholds = validator(premises, thresholds=Thresholds(default=0.99)).complete("Inception", "/film/film/genre", **kwargs)
     assert {c.text: d.entailed for c, d in by_thresholds}["Thriller"]
+
+
+def test_a_calibration_with_a_shape_prior_prefers_objects_shaped_like_the_relations_objects():
+    premises = ["Inception was released in 2010 and is a Thriller."]
+    kwargs = {"premises": premises, "use_ner": False, "graph_objects": ["Thriller", "2010"]}
+    prior = ShapePrior.from_triples([("/film/film/genre", "Comedy")] * 20 + [("/film/film/genre", "1999")])
+    # only the shape prior speaks: P = sigmoid(2 * log prior + 3)
+    shaped = Calibration(features=["shape_prior"], weights=[2.0], bias=3.0, threshold=0.5, shape_prior=prior)
+    v = validator(premises, thresholds=Thresholds(default=0.99, calibration=shaped))
+    decided = {c.text: d.entailed for c, d in v.complete("Inception", "/film/film/genre", **kwargs)}
+    assert decided == {"Thriller": True, "2010": False}
+    with pytest.raises(ValueError, match="shape_prior counts"):
+        Calibration(features=["shape_prior"], weights=[1.0], bias=0.0, threshold=0.5)
 
 
 def test_validate_decides_llm_triples_by_the_thresholds_even_when_a_calibration_is_present(tiny_store):

@@ -141,14 +141,17 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _tune(args: argparse.Namespace, settings: Any) -> int:
-    from evaluation.validation import fit_calibration, metrics, tune
+    from evaluation.validation import fit_calibration, metrics, shape_prior_from_split, tune
     from qa_system.cli import emit_json
     from qa_system.validation import Thresholds, thresholds_path, write_thresholds
 
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")
     default, per_relation = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept)
-    calibration = fit_calibration(run, min_recall_kept=args.min_recall_kept, recall_confidence=args.recall_confidence) if args.calibrate else None
+    calibration = None
+    if args.calibrate:
+        shape_prior = shape_prior_from_split(args.data_dir, "train") if args.shape_prior else None
+        calibration = fit_calibration(run, min_recall_kept=args.min_recall_kept, recall_confidence=args.recall_confidence, shape_prior=shape_prior)
     tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version, hypotheses=args.hypotheses or "natural",
                        tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates; "
                                 f"best F1 keeping >= {args.min_recall_kept:.0%} of the candidates' recall)",
@@ -227,5 +230,7 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p.add_argument("--recall-confidence", type=float, default=None,
                    help="with --calibrate: keep --min-recall-kept in this share of bootstrap resamples of the dev queries "
                         "(e.g. 0.9), not just on dev itself, so the recall holds on unseen data")
+    p.add_argument("--shape-prior", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --calibrate: add the object-shape feature (number/date/proper/lower per relation, counted on WebNLG train)")
     _common(p)
     p.set_defaults(func=_tune)

@@ -92,10 +92,10 @@ def _graph_run():
 def test_run_features_are_computed_within_each_query():
     run = _graph_run()
     features = run_features(run)
-    assert features.shape == (80, 5)
+    assert features.shape == (80, 6)
     gold, a, b, no_evidence = features[:4]
-    assert list(gold) == pytest.approx([0.5, np.log(2), 0.1, np.log(3), 1.0])  # rank 2 (0-based) behind 0.6 and 0.55
-    assert list(a) == pytest.approx([0.6, np.log(2), 0.0, 0.0, 0.0])
+    assert list(gold) == pytest.approx([0.5, np.log(2), 0.1, np.log(3), 1.0, 0.0])  # rank 2 (0-based) behind 0.6 and 0.55
+    assert list(a) == pytest.approx([0.6, np.log(2), 0.0, 0.0, 0.0, 0.0])
     assert b[3] == pytest.approx(np.log(2)) and no_evidence[3] == pytest.approx(np.log(4))  # after the three with evidence
     assert (features[4:8] == features[:4]).all()  # the next query is its own group
 
@@ -159,7 +159,7 @@ def test_tune_calibrate_then_evaluate_from_a_candidates_cache(tmp_path, monkeypa
     save_candidates(_graph_run(), cache)
     thresholds = tmp_path / "thresholds.json"
     common = ["--json", "--candidates-cache", str(cache), "--hypotheses", "plain"]
-    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--calibrate", "--out", str(thresholds)]) == 0
+    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--calibrate", "--no-shape-prior", "--out", str(thresholds)]) == 0
     tuned = json.loads(capsys.readouterr().out)
     saved = json.loads(thresholds.read_text())
     assert saved["calibration"]["features"][-1] == "graph" and tuned["calibration"] == saved["calibration"]

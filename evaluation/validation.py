@@ -201,7 +201,10 @@ def run_features(run: Run, shape_prior: ShapePrior | None = None) -> np.ndarray:
     within its query's candidates (``qa_system.validation_calibration.group_features``; graph = the
     graph source; the shape-prior column is 0 without a ``shape_prior``)."""
 
-    from qa_system.validation_calibration import CALIBRATION_FEATURES, group_features
+    from qa_system.validation_calibration import (
+        CALIBRATION_FEATURES,
+        relation_group_features,
+    )
 
     features = np.zeros((len(run.candidates), len(CALIBRATION_FEATURES)))
     by_query: dict[int, list[int]] = defaultdict(list)
@@ -209,9 +212,8 @@ def run_features(run: Run, shape_prior: ShapePrior | None = None) -> np.ndarray:
         by_query[c.query].append(i)
     for query, members in by_query.items():
         group = [run.candidates[i] for i in members]
-        relation = run.queries[query].relation
-        prior = [shape_prior.log_prior(relation, c.text) for c in group] if shape_prior is not None else None
-        features[members] = group_features([c.score for c in group], [c.premises_scored for c in group], ["graph" in c.sources for c in group], prior)
+        features[members] = relation_group_features(run.queries[query].relation, [c.text for c in group], [c.score for c in group],
+                                                    [c.premises_scored for c in group], ["graph" in c.sources for c in group], shape_prior)  # fmt: skip
     return features
 
 
@@ -342,8 +344,7 @@ def highest_threshold_keeping(probabilities: np.ndarray, correct: np.ndarray, ev
     if len(kept_correct) < need - 1e-9:
         return 0.0
     ordered = np.sort(np.floor(kept_correct * 1e4) / 1e4)[::-1]  # floored: a threshold never exceeds its own score
-    index = max(0, int(np.ceil(need - 1e-9)) - 1)  # the need-th best correct candidate sets the threshold
-    return float(ordered[index]) if len(ordered) else 0.0
+    return float(ordered[int(np.ceil(need - 1e-9)) - 1])  # the need-th best correct candidate sets the threshold
 
 
 def tune(run: Run, *, min_support: int = MIN_RELATION_SUPPORT, min_recall_kept: float = 0.0) -> tuple[float, dict[str, float]]:

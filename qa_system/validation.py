@@ -46,7 +46,11 @@ from qa_system.errors import ConfigError, DataFormatError, InputError
 from qa_system.fallback import ProposedTriple
 from qa_system.relations import readable_relation, relation_words
 from qa_system.review import InsertionReport, ValidationDecision, record_decisions
-from qa_system.validation_calibration import Calibration, group_ranks
+from qa_system.validation_calibration import (
+    Calibration,
+    group_ranks,
+    relation_group_features,
+)
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +327,7 @@ class TripleValidator:
 
     def decide_group(
         self, relation: str, items: Sequence[tuple[Sequence[str], str]], scores: Sequence[np.ndarray], graph: Sequence[bool],
-        objects: Sequence[str] | None = None,
+        objects: Sequence[str],
     ) -> list[ValidationDecision]:
         """Decisions for one group (the candidates of one (subject, relation)): ``items`` are
         (evidence premises, hypothesis), ``scores`` their premise scores, ``graph`` whether the graph
@@ -335,9 +339,8 @@ class TripleValidator:
             return [self.decide(relation, h, p, s) for (p, h), s in zip(items, scores)]
         triple_scores = [min(1.0, max(0.0, aggregate(s))) if p else 0.0 for (p, _h), s in zip(items, scores)]
         evidence = [len(p) for p, _h in items]
-        if calibration.shape_prior is not None and objects is None:
-            raise InputError("this calibration needs the candidate objects (its shape prior)")
-        probabilities = calibration.probabilities(calibration.group_features(relation, objects or [""] * len(items), triple_scores, evidence, graph))
+        features = relation_group_features(relation, objects, triple_scores, evidence, graph, calibration.shape_prior)
+        probabilities = calibration.probabilities(features)
         ranks, n_scored = group_ranks(triple_scores, evidence), sum(e > 0 for e in evidence)
         decisions = []
         for (premises, hypothesis), s, score, probability, rank, known in zip(items, scores, triple_scores, probabilities, ranks, graph):

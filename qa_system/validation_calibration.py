@@ -104,6 +104,16 @@ def group_features(scores: Sequence[float], evidence: Sequence[int], graph: Sequ
     return np.array(rows, dtype=float).reshape(len(rows), len(CALIBRATION_FEATURES))
 
 
+def relation_group_features(relation: str, objects: Sequence[str], scores: Sequence[float], evidence: Sequence[int],
+                            graph: Sequence[bool], shape_prior: ShapePrior | None = None) -> np.ndarray:
+    """``group_features`` of one (subject, relation) group whose candidate objects are ``objects``,
+    the shape-prior column from ``shape_prior`` (0 without one). What the validator and the
+    evaluation's calibration fit both call, so they compute the same features."""
+
+    prior = [shape_prior.log_prior(relation, o) for o in objects] if shape_prior is not None else None
+    return group_features(scores, evidence, graph, prior)
+
+
 class Calibration(BaseModel):
     """A logistic regression over ``group_features``: P(correct) = sigmoid(weights · features + bias);
     entailed iff P ≥ ``threshold``. ``features`` names the columns it uses (a subset of
@@ -135,13 +145,6 @@ class Calibration(BaseModel):
         if "shape_prior" in self.features and self.shape_prior is None:
             raise ValueError("a calibration that uses shape_prior must carry its shape_prior counts")
         return self
-
-    def group_features(self, relation: str, objects: Sequence[str], scores: Sequence[float], evidence: Sequence[int],
-                       graph: Sequence[bool]) -> np.ndarray:
-        """``group_features`` of one (subject, relation) group, with this calibration's shape prior."""
-
-        prior = [self.shape_prior.log_prior(relation, o) for o in objects] if self.shape_prior is not None else None
-        return group_features(scores, evidence, graph, prior)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """P(correct) per row of ``features`` (columns in ``CALIBRATION_FEATURES`` order)."""

@@ -132,15 +132,13 @@ def collect(data_dir: Path | None) -> Study:
     """Reader scores and text cosines of every filtered dev question (oracle topic; the code paths
     of ``evaluate qa``), the training-question memory, and the graph's types and text vectors."""
 
-    import torch
-
     from evaluation.qa_data import load_qa
     from graph.store import open_store
     from qa_system.cli.qa_commands import shipped_reader, training_questions
     from qa_system.config import load_settings
     from qa_system.explore import ensure_demo_graph
-    from qa_system.training.reader import load_reader_checkpoint
-    from qa_system.training.reader_data import collate, featurize
+    from qa_system.training.reader import load_reader_checkpoint, reader_batches
+    from qa_system.training.reader_data import featurize
     from retrievers.answer_text import (
         VECTORS_FILE,
         AnswerTextMatcher,
@@ -166,16 +164,11 @@ def collect(data_dir: Path | None) -> Study:
             examples = load_qa(name, "dev", "filtered", data_dir)
             sizes[name] = len(examples)
             features = featurize(examples, retriever, desc=f"{name} dev")
-            with torch.no_grad():
-                for at in range(0, len(features), 32):
-                    chunk = features[at:at + 32]
-                    batch = collate(chunk, tokenizer)
-                    batch.pop("answers")
-                    batch.pop("relation_targets")
-                    scores = reader.eval()(**batch).scores.float()
-                    cosines = matcher([f.question for f in chunk], [f.candidates for f in chunk])
-                    rows += [DevRow(name, f.example_id, f.question, list(f.candidates), scores[i, :len(f.candidates)].numpy().copy(),
-                                    np.asarray(cosines[i], dtype=np.float32), set(f.answers)) for i, f in enumerate(chunk)]
+            for chunk, out in reader_batches(reader, features, tokenizer):
+                scores = out.scores.float()
+                cosines = matcher([f.question for f in chunk], [f.candidates for f in chunk])
+                rows += [DevRow(name, f.example_id, f.question, list(f.candidates), scores[i, :len(f.candidates)].numpy().copy(),
+                                np.asarray(cosines[i], dtype=np.float32), set(f.answers)) for i, f in enumerate(chunk)]
             memory += training_questions(name, data_dir)
     finally:
         store.close()
@@ -186,18 +179,8 @@ def collect(data_dir: Path | None) -> Study:
         memory_vectors=embed([e.question for e in memory]).astype(np.float16),
         entity_type={r["e.id"]: str(r.get("e.type") or "") for r in rows_by_entity},
         entity_description={r["e.id"]: str(r.get("e.description") or "") for r in rows_by_entity},
-        entity_vectors=_saved_vectors(matcher.cache_path),
+        entity_vectors=matcher.vectors(),
     )
-
-
-def _saved_vectors(path: Path | None) -> dict[str, np.ndarray]:
-    """Entity id -> answer-text vector, from the workspace file the matcher's warm-up wrote (none
-    without one: the prototype settings then score 0)."""
-
-    if path is None or not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as data:
-        return dict(zip(data["ids"].tolist(), data["vectors"].astype(np.float32)))
 
 
 Bias = Callable[[int], np.ndarray | float]  # dev row index -> extra candidate scores

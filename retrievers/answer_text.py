@@ -73,6 +73,12 @@ class AnswerTextMatcher:
     def __len__(self) -> int:
         return len(self._vectors)
 
+    def vectors(self) -> dict[str, np.ndarray]:
+        """A copy of every cached vector by entity id (analyses over all candidates' texts)."""
+
+        with self._lock:
+            return {i: vector for i, (_text, vector) in self._vectors.items()}
+
     def load_cache(self) -> int:
         """Vectors saved by an earlier ``warm_up`` (none when the file is missing or unreadable)."""
 

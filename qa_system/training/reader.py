@@ -13,7 +13,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from evaluation.qa_metrics import summarise
 from qa_system.errors import CheckpointError, ModelError
 from qa_system.models.checkpoint import git_commit, load_checkpoint
-from qa_system.models.reader import QAReader, ReaderConfig
+from qa_system.models.reader import QAReader, ReaderConfig, ReaderOutput
 from qa_system.training.reader_data import ReaderFeatures, collate, load_vocab
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,23 @@ def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -
 AnswerBias = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[Any]]
 
 
+def reader_batches(
+    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64,
+) -> Iterator[tuple[Sequence[ReaderFeatures], ReaderOutput]]:
+    """The reader in eval mode, without gradients, over ``features`` in batches: each batch of
+    features with the reader's output for it (inference: no answers, no relation labels given)."""
+
+    reader.eval()
+    for start in range(0, len(features), batch_size):
+        chunk = features[start : start + batch_size]
+        batch = collate(chunk, tokenizer, max_length=max_length)
+        batch.pop("answers")
+        batch.pop("relation_targets")
+        with torch.no_grad():
+            out = reader(**batch)
+        yield chunk, out
+
+
 @torch.no_grad()
 def rank(
     reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64,
@@ -114,15 +131,9 @@ def rank_with_relations(
     relations, then inverses), used to put the fact behind the answer first in the evidence.
     ``answer_bias`` adds its scores to the reader's candidate scores before the softmax."""
 
-    reader.eval()
     ranked: list[list[tuple[str, float]]] = []
     relations: list[torch.Tensor] = []
-    for start in range(0, len(features), batch_size):
-        chunk = features[start : start + batch_size]
-        batch = collate(chunk, tokenizer, max_length=max_length)
-        batch.pop("answers")
-        batch.pop("relation_targets")
-        out = reader(**batch)
+    for chunk, out in reader_batches(reader, features, tokenizer, batch_size=batch_size, max_length=max_length):
         scores = out.scores.float()
         if answer_bias is not None:
             extra = answer_bias([f.question for f in chunk], [f.candidates for f in chunk])

@@ -146,6 +146,9 @@ def test_warm_up_embeds_every_text_once_and_a_new_process_starts_from_the_saved_
     scores = restarted(["which actress"], [["/m/jen", "/m/ny"]])[0]
     assert fresh_embed.embedded == ["which actress"]  # candidates came from the cache
     np.testing.assert_allclose(scores, matcher(["which actress"], [["/m/jen", "/m/ny"]])[0], rtol=1e-6)
+    vectors = restarted.vectors()  # the cached vectors by entity id, as the saved file holds them
+    assert sorted(vectors) == sorted(TEXTS)
+    np.testing.assert_allclose(vectors["/m/jen"], embed([TEXTS["/m/jen"]])[0], rtol=1e-6)
 
 
 def test_a_broken_cache_file_is_ignored_and_rebuilt(tmp_path) -> None:

@@ -17,6 +17,7 @@ from qa_system.errors import InputError, QAError
 from qa_system.types import Answer, RankedEntity
 
 if TYPE_CHECKING:
+    from qa_system.reranking import CandidateReranker
     from qa_system.training.reader import AnswerBias
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ class ReaderRanker:
 
     def __init__(
         self, reader: Any, tokenizer: Any, entity_index: dict[str, int], relations: Sequence[str] = (), *,
-        answer_bias: AnswerBias | None = None,
+        answer_bias: AnswerBias | None = None, reranker: CandidateReranker | None = None,
     ) -> None:
         self.reader = reader.eval()
         self.tokenizer = tokenizer
@@ -216,6 +217,8 @@ class ReaderRanker:
         self.relations = list(relations)  # the reader's relation vocabulary (to name its predictions)
         # extra candidate scores (the question/answer text match, ``retrievers.answer_text``); None = the reader alone
         self.answer_bias = answer_bias
+        # the second stage (``reranking``): a cross-encoder re-reads the top candidates; None = the reader's order
+        self.reranker = reranker
 
     def rank(self, question: str, context: Any) -> list[tuple[str, float]]:
         return self.rank_many([(question, context)])[0]
@@ -240,6 +243,8 @@ class ReaderRanker:
             for question, context in items
         ]
         ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, answer_bias=self.answer_bias)
+        if self.reranker is not None:
+            ranked = [self.reranker(f.question, f.topic, f.candidates, f.candidate_relations, r) for f, r in zip(features, ranked)]
         if self.relations:
             count = len(self.relations)
             for (_, context), probs in zip(items, relation_probs):
@@ -255,19 +260,21 @@ def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:
 
 def load_pipeline(
     settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
-    background_index: bool = False,
+    background_index: bool = False, rerank: bool = True,
 ) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
 
     ``use_faiss=False`` skips the fuzzy name index (built on first use: minutes on CPU for the demo
     graph); ``background_index=True`` builds it in a thread and links without it until it is ready
     (the app: it starts in seconds), and likewise embeds every entity's text for the answer-text
-    match (``retrievers.answer_text``)."""
+    match (``retrievers.answer_text``). ``rerank=False`` leaves the shipped answer reranker out
+    (``reranking``): the reader's order, as before it shipped."""
 
     from pathlib import Path
 
     from qa_system.calibration import calibrator_from_card
     from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.reranking import reranker_for, text_match_card
     from qa_system.training.reader import load_reader_checkpoint
     from retrievers.answer_text import matcher_from_card, warm_up_in_background
     from retrievers.linking import GraphEntityLinker
@@ -279,7 +286,8 @@ def load_pipeline(
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = calibrator_from_card(card)
-    matcher = matcher_from_card(card, store)
+    reranker = reranker_for(store, relations) if rerank else None
+    matcher = matcher_from_card(text_match_card(card, reranker), store)
     if matcher is not None and background_index:  # the app: embed every candidate text once, off the ask path
         warm_up_in_background(matcher, store)
-    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher), config, calibrator=calibrator)
+    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker), config, calibrator=calibrator)

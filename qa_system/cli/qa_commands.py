@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from qa_system.errors import CheckpointError, DatasetNotFoundError, InputError
 
 DATASETS = ("freebaseqa", "webqsp")
@@ -94,6 +96,60 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
+    """Rank the training and dev questions with the reader (gold topic), then train the answer
+    reranker on the reader's top candidates (``training.answer_reranker``)."""
+
+    import math
+
+    import torch
+
+    from evaluation.qa_data import load_qa
+    from graph.store import open_store
+    from qa_system.cli import emit_json
+    from qa_system.explore import ensure_demo_graph
+    from qa_system.models.answer_reranker import RerankerConfig, build_network
+    from qa_system.models.entailment import load_tokenizer
+    from qa_system.training.answer_reranker import RerankerTrainConfig, fit, rerank_groups
+    from qa_system.training.reader import rank, relation_texts
+    from qa_system.training.reader_data import featurize
+    from retrievers.answer_text import CARD_KEY, matcher_from_card, store_texts
+
+    torch.set_num_threads(args.threads)
+    reader, tokenizer, entities, relations, reader_dir, _card = _load_reader(args)
+    train, dev = [], []
+    store = open_store(settings)
+    try:
+        ensure_demo_graph(store)
+        retriever = _retriever(store, entities, relations, args)
+        matcher = matcher_from_card({CARD_KEY: args.text_weight}, store)
+        texts, names = store_texts(store), relation_texts(relations)
+        for name in DATASETS:
+            dev_examples = load_qa(name, "dev", "filtered", args.data_dir)
+            if name == "webqsp":  # 85 filtered dev questions; the carve's other answerable ones join them
+                seen = {e.id for e in dev_examples}
+                dev_examples += [e for e in load_qa(name, "dev", "full", args.data_dir) if e.topic_ids and e.answer_ids and e.id not in seen]
+            for split, examples, top_k, out in (("train", training_questions(name, args.data_dir), args.train_top_k, train),
+                                                ("dev", dev_examples, args.top_k, dev)):
+                features = featurize(examples[: args.limit], retriever, desc=f"{name} {split}")
+                ranked = rank(reader, features, tokenizer, answer_bias=matcher)
+                out += rerank_groups(features, ranked, texts, names, top_k=top_k, dataset=name)
+    finally:
+        store.close()
+    if not train or not dev:
+        raise InputError(f"no usable training/dev questions (train {len(train)}, dev {len(dev)})")
+    network = build_network(RerankerConfig(max_length=args.max_length, lora_r=args.lora_r))
+    cfg = RerankerTrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
+    run_dir = args.out or settings.workspace / "runs" / "answer-reranker"
+    card = {"reader": str(reader_dir), CARD_KEY: args.text_weight, "train_questions": len(train), "dev_questions": len(dev),
+            "train_with_gold_in_top": sum(any(g.gold) for g in train), "train_top_k": args.train_top_k,
+            "command": "qa-system " + " ".join(sys.argv[1:])}
+    if not math.isfinite(args.text_weight) or args.text_weight < 0:
+        raise InputError(f"--text-weight must be >= 0; got {args.text_weight}")
+    emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=args.top_k, card=card, resume=args.resume))
+    return 0
+
+
 def _load_reader(args: argparse.Namespace) -> tuple[Any, Any, list[str], list[str], Path, dict[str, Any]]:
     """The reader of ``--checkpoint`` (default: the shipped one), with its card."""
 
@@ -108,7 +164,7 @@ def _load_reader(args: argparse.Namespace) -> tuple[Any, Any, list[str], list[st
 
 
 def _text_weight(args: argparse.Namespace, card: dict[str, Any]) -> float:
-    """The card's answer-text weight (``retrievers.answer_text``); 0 with ``--no-text-match``."""
+    """The answer-text weight of ``card`` (``retrievers.answer_text``); 0 with ``--no-text-match``."""
 
     from retrievers.answer_text import CARD_KEY
 
@@ -116,13 +172,16 @@ def _text_weight(args: argparse.Namespace, card: dict[str, Any]) -> float:
 
 
 def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any], reader: Any, tokenizer: Any,
-                    entities: list[str], relations: list[str], desc: str, *, text_weight: float = 0.0,
-                    ) -> tuple[list[Any], list[list[tuple[str, float]]]]:
-    """Retrieve (oracle or predicted topic) and rank every question; features and rankings in order.
-    ``text_weight`` > 0 adds the question/answer text match (as the app ranks)."""
+                    entities: list[str], relations: list[str], desc: str, *, card: dict[str, Any] | None = None,
+                    ) -> tuple[list[Any], list[list[tuple[str, float]]], dict[str, Any]]:
+    """Retrieve (oracle or predicted topic) and rank every question as the app does: the reader, the
+    question/answer text match at the weight ``card`` gives (none without a card), and the answer
+    reranker when one ships (or ``--reranker``) unless ``--no-reranker``. Returns features and
+    rankings in order, and what ranked them (text weight, reranker)."""
 
     from graph.store import open_store
     from qa_system.explore import ensure_demo_graph
+    from qa_system.reranking import reranker_for, text_match_card
     from qa_system.training.reader import rank
     from qa_system.training.reader_data import featurize
     from retrievers.answer_text import CARD_KEY, matcher_from_card
@@ -139,8 +198,17 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         else:
             topic_of = None
         features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
+        reranker = None if card is None or getattr(args, "no_reranker", False) else reranker_for(store, relations, getattr(args, "reranker", None))
+        text_weight = _text_weight(args, text_match_card(card, reranker)) if card is not None else 0.0
         matcher = matcher_from_card({CARD_KEY: text_weight}, store)  # as the app builds it (None at weight 0)
-        return features, rank(reader, features, tokenizer, answer_bias=matcher)
+        ranked = rank(reader, features, tokenizer, answer_bias=matcher)
+        if reranker is not None:
+            ranked = [reranker(f.question, f.topic, f.candidates, f.candidate_relations, r)
+                      for f, r in zip(tqdm(features, desc=f"{desc} rerank", unit="q", leave=False, mininterval=5), ranked)]
+        used = {"answer_text_weight": text_weight,
+                "reranker": None if reranker is None else {"top_k": reranker.reranker.top_k, "weight": reranker.reranker.weight,
+                                                           "checkpoint": str(getattr(args, "reranker", None) or "shipped")}}
+        return features, ranked, used
     finally:
         store.close()
 
@@ -161,9 +229,8 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
     reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
     examples = load_qa(args.dataset, args.split, args.setting, args.data_dir)[: args.limit]
     started = time.time()
-    text_weight = _text_weight(args, card)
-    features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{args.dataset} {args.split}",
-                                       text_weight=text_weight)
+    features, ranked, used = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations,
+                                             f"{args.dataset} {args.split}", card=card)
     metrics = summarise([[c for c, _ in r] for r in ranked], [f.answers for f in features], total=len(examples))
     correct = [bool(hits_at([c for c, _ in r], f.answers, 1)) for r, f in zip(ranked, features)]
     confidences = _confidences(card, ranked)
@@ -175,7 +242,7 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
         "setting": args.setting,
         "linking": args.linking,
         "fusion": reader.config.use_graph,
-        "answer_text_weight": text_weight,
+        **used,
         **metrics,
         "answered_questions": len(features),
         "calibration": {"ece": reliability(confidences, correct).ece, **selective_summary(confidences, correct, threshold)} if features else {},
@@ -207,8 +274,7 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
     per_dataset: dict[str, tuple[int, int]] = {}
     for name in args.datasets:
         examples = load_qa(name, "dev", "filtered", args.data_dir)[: args.limit]
-        features, ranked = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{name} dev",
-                                           text_weight=_text_weight(args, card))
+        features, ranked, used = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations, f"{name} dev", card=card)
         start = len(rankings)
         for f, r in zip(features, ranked):
             rankings.append([p for _, p in r[:2]])
@@ -229,6 +295,7 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
     summary = {
         "dev_questions": len(correct),
         "linking": args.linking,
+        **used,
         "ece_raw": curves["softmax p(top)"].ece,
         "ece_calibrated": curves["calibrated"].ece,
         "min_precision": args.min_precision,
@@ -299,6 +366,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-graph", action="store_true", help="MiniLM alone over the same candidates (fusion ablation)")
 
 
+def _reranker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reranker", type=Path, help="answer-reranker checkpoint folder (default: the shipped one, when there is one)")
+    p.add_argument("--no-reranker", action="store_true", help="the reader's order (no answer reranker)")
+
+
 def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = train.add_parser("reader", help="train the QA reader on FreebaseQA/WebQSP")
     p.add_argument("--dataset", choices=[*DATASETS, "both"], default="both")
@@ -311,6 +383,22 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
                    "other official training questions whose topic and an answer are in the graph)")
     _common(p)
     p.set_defaults(func=_train_reader)
+
+    p = train.add_parser("reranker", help="train the answer reranker on the reader's top candidates of the training questions")
+    p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
+    p.add_argument("--out", type=Path, help="run folder (default: <workspace>/runs/answer-reranker); best/ is the checkpoint")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--top-k", type=int, default=10, help="candidates the reranker reads at inference (and on dev)")
+    p.add_argument("--train-top-k", type=int, default=20, help="reader candidates a training question's negatives come from")
+    p.add_argument("--text-weight", type=float, default=0.0, help="question/answer text match in the ranking it reranks (0 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    p.add_argument("--resume", action="store_true")
+    _common(p)
+    p.set_defaults(func=_train_reranker)
 
     p = commands.add_parser("ask", help="answer a question from the graph (or --file, one question per line)")
     p.add_argument("question", nargs="?")
@@ -330,6 +418,7 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="(the record is always JSON)")
     p.add_argument("--no-text-match", action="store_true", help="the reader's scores alone (no question/answer text match)")
+    _reranker_options(p)
     _common(p)
     p.set_defaults(func=_evaluate_qa)
 
@@ -340,5 +429,6 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--min-precision", type=float, default=0.8, help="answered dev questions must be right this often")
     p.add_argument("--plot", type=Path, default=Path("evaluation/results/reader-reliability.png"))
     p.add_argument("--no-text-match", action="store_true", help="calibrate the reader's scores alone (no question/answer text match)")
+    _reranker_options(p)
     _common(p)
     p.set_defaults(func=_calibrate)

@@ -1,0 +1,235 @@
+"""Training the answer reranker (``models.answer_reranker``) on the reader's own rankings.
+
+Each training question becomes a :class:`RerankGroup`: the reader's top ``k`` candidates as
+passages, their reader log-probabilities, and which are gold. A step reads a few groups; from each
+it keeps the gold candidates and the reader's hardest wrong ones (its best-ranked non-gold, plus a
+few random others of the top ``k``) and applies a listwise softmax: the loss is
+``-log sum_{gold} softmax(logits)``. The reader ranks its training questions better than unseen
+ones, so its top ``k`` there is easier than at test time; the negatives are still exactly the
+confusions the reranker must undo (siblings under the right relation).
+
+The combination with the reader, ``reader log-probability + weight * reranker logit`` over the top
+``k``, has one free number: ``weight`` is chosen on dev (:func:`choose_weight`), never on test.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from qa_system.errors import CheckpointError, ModelError
+from qa_system.models.answer_reranker import AnswerReranker, AnswerRerankerNetwork, combine_scores, save_reranker
+from qa_system.models.entailment import encode_pairs
+from qa_system.reranking import top_passages
+
+log = logging.getLogger(__name__)
+
+STATE, TRACE, BEST = "last.pt", "trace.jsonl", "best"
+WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 1e3)  # 1e3: the reranker alone decides the top k
+
+
+@dataclass
+class RerankGroup:
+    """One question with the reader's top candidates (best first)."""
+
+    question: str
+    candidates: list[str]  # entity ids
+    passages: list[str]  # ``candidate_passage`` of each
+    reader_scores: list[float]  # reader log-probabilities
+    gold: list[bool]
+    dataset: str = ""
+
+
+def rerank_groups(features: Sequence[Any], ranked: Sequence[Sequence[tuple[str, float]]], texts: Any, relation_names: Sequence[str],
+                  *, top_k: int, dataset: str = "") -> list[RerankGroup]:
+    """Groups from reader features and rankings, with the passages the app builds
+    (``reranking.top_passages``): ``texts(ids)`` maps entity ids to ``"name: description"``
+    (``retrievers.answer_text.store_texts``); ``relation_names`` name the reader's 2R relation ids."""
+
+    groups = []
+    for f, ranking in zip(features, ranked):
+        top = list(ranking[:top_k])
+        if not top:
+            continue
+        ids = [c for c, _ in top]
+        groups.append(RerankGroup(
+            question=f.question,
+            candidates=ids,
+            passages=top_passages(texts, relation_names, f.topic, f.candidates, f.candidate_relations, ids),
+            reader_scores=[math.log(max(p, 1e-12)) for _, p in top],
+            gold=[c in f.answers for c in ids],
+            dataset=dataset,
+        ))
+    return groups
+
+
+@dataclass
+class RerankerTrainConfig:
+    epochs: int = 1
+    questions_per_step: int = 4
+    group_size: int = 8  # passages per question in a step: its golds, the reader's hardest negatives, random others
+    hard_negatives: int = 5  # of them, the reader's best-ranked wrong candidates
+    lr: float = 3e-4
+    head_lr_scale: float = 5.0
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    seed: int = 0
+    save_every: int = 200
+
+
+def training_sample(group: RerankGroup, cfg: RerankerTrainConfig, rng: random.Random) -> tuple[list[str], list[bool]] | None:
+    """Passages and labels of one group for one step (None when the top k holds no gold)."""
+
+    gold = [i for i, g in enumerate(group.gold) if g][:2]
+    if not gold:
+        return None
+    wrong = [i for i, g in enumerate(group.gold) if not g]
+    hard = wrong[: cfg.hard_negatives]
+    rest = wrong[cfg.hard_negatives :]
+    extra = rng.sample(rest, min(len(rest), max(0, cfg.group_size - len(gold) - len(hard))))
+    chosen = gold + hard + extra
+    return [group.passages[i] for i in chosen], [group.gold[i] for i in chosen]
+
+
+def listwise_loss(logits: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """Mean over questions of ``-log sum_gold softmax(logits of that question)``; ``logits`` and
+    ``labels`` are flat over the step's passages, ``sizes`` splits them by question."""
+
+    losses = []
+    for chunk, gold in zip(torch.split(logits, list(sizes)), torch.split(labels, list(sizes))):
+        log_probs = torch.log_softmax(chunk, dim=0)
+        losses.append(-torch.logsumexp(log_probs[gold], dim=0))
+    return torch.stack(losses).mean()
+
+
+def combined_order(group: RerankGroup, scores: Sequence[float], weight: float) -> list[int]:
+    """Indices of the group's candidates by ``reader log-prob + weight * reranker logit``."""
+
+    return [int(i) for i in np.argsort(-combine_scores(group.reader_scores, scores, weight), kind="stable")]
+
+
+def hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float) -> float:
+    if not groups:
+        return 0.0
+    return float(np.mean([g.gold[combined_order(g, s, weight)[0]] for g, s in zip(groups, scores)]))
+
+
+def choose_weight(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], grid: Sequence[float] = WEIGHT_GRID,
+                  *, by_dataset: bool = True) -> tuple[float, dict[str, float]]:
+    """The grid weight with the best dev Hits@1 (the mean over datasets when ``by_dataset``, so the
+    larger dev set does not decide alone; ties go to the smaller weight); and Hits@1 per weight."""
+
+    datasets = sorted({g.dataset for g in groups}) if by_dataset else [""]
+    table = {}
+    for weight in grid:
+        parts = [hits_at_1([g for g in groups if not by_dataset or g.dataset == d], [s for g, s in zip(groups, scores) if not by_dataset or g.dataset == d], weight)
+                 for d in datasets]
+        table[str(weight)] = round(float(np.mean(parts)), 4)
+    best = max(grid, key=lambda w: (table[str(w)], -w))
+    return float(best), table
+
+
+def score_groups(reranker: AnswerReranker, groups: Sequence[RerankGroup], *, desc: str = "rerank") -> list[np.ndarray]:
+    return [reranker.scores(g.question, g.passages) for g in tqdm(groups, desc=desc, unit="q", leave=False, mininterval=10)]
+
+
+def dev_report(reranker: AnswerReranker, dev: Sequence[RerankGroup]) -> dict[str, Any]:
+    scores = score_groups(reranker, dev, desc="reranker dev")
+    weight, table = choose_weight(dev, scores)
+    by = {d: {"reader": round(hits_at_1([g for g in dev if g.dataset == d], [s for g, s in zip(dev, scores) if g.dataset == d], 0.0), 4),
+              "combined": round(hits_at_1([g for g in dev if g.dataset == d], [s for g, s in zip(dev, scores) if g.dataset == d], weight), 4)}
+          for d in sorted({g.dataset for g in dev})}
+    return {"weight": weight, "mean_hits1": table[str(weight)], "reader_mean_hits1": table["0.0"], "by_dataset": by, "grid": table}
+
+
+def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGroup], dev: Sequence[RerankGroup],
+        cfg: RerankerTrainConfig, run_dir: Path, *, top_k: int, card: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train (resuming from ``run_dir/last.pt`` when ``resume``); the best dev epoch (mean Hits@1 of
+    the combination at its chosen weight) is saved to ``run_dir/best`` with that weight in its card."""
+
+    usable = [g for g in train if any(g.gold)]
+    if not usable:
+        raise ModelError("no training question has a gold answer among the reader's top candidates")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    adapters = [p for n, p in network.named_parameters() if p.requires_grad and "lora_" in n]
+    head = [p for n, p in network.named_parameters() if p.requires_grad and "lora_" not in n]
+    optimizer = torch.optim.AdamW([{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_scale}],
+                                  weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(usable) / cfg.questions_per_step)
+    total = steps_per_epoch * cfg.epochs
+    warm = max(1, int(cfg.warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+    epoch, step_in_epoch, best = 1, 0, -1.0
+    state_path = run_dir / STATE
+    if resume and state_path.is_file():
+        try:
+            state = torch.load(state_path, weights_only=False)
+            network.load_state_dict(state["network"], strict=False)
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"cannot resume from {state_path}: {e}") from e
+        epoch, step_in_epoch, best = state["epoch"], state["step"], state["best"]
+        log.info("resuming %s at epoch %d step %d (best dev %.4f)", run_dir, epoch, step_in_epoch, best)
+    elif state_path.is_file():
+        raise CheckpointError(f"{run_dir} already holds a training; pass --resume or choose another --out")
+
+    def snapshot(ep: int, step: int) -> None:
+        torch.save({"network": network.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "epoch": ep, "step": step, "best": best, "train_config": asdict(cfg)}, run_dir / (STATE + ".tmp"))
+        os.replace(run_dir / (STATE + ".tmp"), state_path)
+
+    while epoch <= cfg.epochs:
+        network.train()
+        order = list(range(len(usable)))
+        random.Random(cfg.seed * 1000 + epoch).shuffle(order)
+        rng = random.Random(cfg.seed * 1000 + epoch + 1)
+        samples = [training_sample(usable[i], cfg, rng) for i in order]
+        started, losses = time.time(), []
+        bar = tqdm(range(step_in_epoch, steps_per_epoch), desc=f"reranker epoch {epoch}/{cfg.epochs}", unit="step",
+                   initial=step_in_epoch, total=steps_per_epoch, mininterval=10)
+        for step in bar:
+            at = slice(step * cfg.questions_per_step, (step + 1) * cfg.questions_per_step)
+            chunk = [(usable[i].question, s) for i, s in zip(order[at], samples[at]) if s is not None]
+            pairs = [(q, p) for q, (passages, _) in chunk for p in passages]
+            labels = torch.tensor([g for _, (_, gold) in chunk for g in gold], dtype=torch.bool)
+            encoded = encode_pairs(tokenizer, pairs, network.config.max_length)
+            loss = listwise_loss(network(**encoded), labels, [len(passages) for _, (passages, _) in chunk])
+            if not torch.isfinite(loss):
+                raise ModelError(f"reranker loss is {loss.item()} at epoch {epoch} step {step}; lower the learning rate (now {cfg.lr})")
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            if (step + 1) % cfg.save_every == 0 and step + 1 < steps_per_epoch:
+                snapshot(epoch, step + 1)
+        report = dev_report(AnswerReranker(network, tokenizer, top_k=top_k), dev)
+        network.train()
+        if report["mean_hits1"] > best:
+            best = report["mean_hits1"]
+            save_reranker(run_dir / BEST, network, {**(card or {}), "epoch": epoch, "weight": report["weight"], "top_k": top_k,
+                                                    "dev": report, "train_config": asdict(cfg)})
+        trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": report, "best": best,
+                 "time_s": round(time.time() - started, 1)}
+        with open(run_dir / TRACE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(trace) + "\n")
+        log.info("reranker %s", json.dumps(trace))
+        epoch, step_in_epoch = epoch + 1, 0
+        snapshot(epoch, 0)
+    return {"run_dir": str(run_dir), "best_dev": best, "best": str(run_dir / BEST)}

@@ -60,3 +60,22 @@ def test_batched_answers_match_single_answers(pipeline) -> None:
         if question and not isinstance(answer, Exception):
             single = pipeline.ask(question)
             assert (single.answer.id if single.answer else None) == (answer.answer.id if answer.answer else None)
+
+
+def test_the_shipped_answer_reranker_is_small_tuned_on_dev_and_used(pipeline) -> None:
+    from qa_system.models.answer_reranker import CARD, WEIGHTS, shipped_checkpoint
+
+    folder = shipped_checkpoint()
+    if not (folder / CARD).is_file():
+        pytest.skip("no answer reranker shipped")
+    card = json.loads((folder / CARD).read_text())
+    for key in ("weight", "top_k", "answer_text_weight", "dev", "config", "command"):
+        assert key in card, key
+    assert card["dev"]["mean_hits1"] >= card["dev"]["reader_mean_hits1"]  # chosen on dev: weight 0 is on the grid
+    assert (folder / WEIGHTS).stat().st_size <= 5 * 1024 * 1024
+    stage = pipeline.ranker.reranker
+    assert stage is not None and stage.reranker.weight == card["weight"]
+    matcher = pipeline.ranker.answer_bias  # the text match at the weight the reranker was tuned with
+    assert (matcher.weight if matcher is not None else 0.0) == float(card["answer_text_weight"])
+    answer = pipeline.ask("What language is spoken in Brazil?")
+    assert answer.answer is not None and answer.answer.name == "Portuguese Language"

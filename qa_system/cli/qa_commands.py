@@ -96,56 +96,95 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
-    """Rank the training and dev questions with the reader (gold topic), then train the answer
-    reranker on the reader's top candidates (``training.answer_reranker``)."""
+def _reranker_groups(args: argparse.Namespace, settings: Any, *, train: bool, text_weight: float) -> tuple[list[Any], list[Any], Path]:
+    """Rank questions with the reader (gold topic) and turn its top candidates into reranker groups.
 
-    import math
-
-    import torch
+    Training groups (when ``train``) come from the reader alone, over its top ``--train-top-k``: its
+    own confusions are the negatives. Dev groups come from the ranking the reranker will rerank in
+    the app (the reader plus the text match at ``text_weight``), over the top ``--top-k``."""
 
     from evaluation.qa_data import load_qa
     from graph.store import open_store
-    from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
-    from qa_system.models.answer_reranker import RerankerConfig, build_network
-    from qa_system.models.entailment import load_tokenizer
-    from qa_system.training.answer_reranker import RerankerTrainConfig, fit, rerank_groups
+    from qa_system.training.answer_reranker import rerank_groups
     from qa_system.training.reader import rank, relation_texts
     from qa_system.training.reader_data import featurize
     from retrievers.answer_text import CARD_KEY, matcher_from_card, store_texts
 
-    torch.set_num_threads(args.threads)
     reader, tokenizer, entities, relations, reader_dir, _card = _load_reader(args)
-    train, dev = [], []
+    train_groups, dev_groups = [], []
     store = open_store(settings)
     try:
         ensure_demo_graph(store)
         retriever = _retriever(store, entities, relations, args)
-        matcher = matcher_from_card({CARD_KEY: args.text_weight}, store)
         texts, names = store_texts(store), relation_texts(relations)
         for name in DATASETS:
-            dev_examples = load_qa(name, "dev", "filtered", args.data_dir)
-            if name == "webqsp":  # 85 filtered dev questions; the carve's other answerable ones join them
-                seen = {e.id for e in dev_examples}
-                dev_examples += [e for e in load_qa(name, "dev", "full", args.data_dir) if e.topic_ids and e.answer_ids and e.id not in seen]
-            for split, examples, top_k, out in (("train", training_questions(name, args.data_dir), args.train_top_k, train),
-                                                ("dev", dev_examples, args.top_k, dev)):
+            if name == "webqsp":  # every answerable question of the dev carve (99; the filtered file keeps 85, one answer each)
+                dev_examples = [e for e in load_qa(name, "dev", "full", args.data_dir) if e.topic_ids and e.answer_ids]
+            else:
+                dev_examples = load_qa(name, "dev", "filtered", args.data_dir)
+            jobs = [("dev", dev_examples, args.top_k, text_weight, dev_groups)]
+            if train:
+                jobs.insert(0, ("train", training_questions(name, args.data_dir), args.train_top_k, 0.0, train_groups))
+            for split, examples, top_k, weight, out in jobs:
                 features = featurize(examples[: args.limit], retriever, desc=f"{name} {split}")
-                ranked = rank(reader, features, tokenizer, answer_bias=matcher)
+                ranked = rank(reader, features, tokenizer, answer_bias=matcher_from_card({CARD_KEY: weight}, store))
                 out += rerank_groups(features, ranked, texts, names, top_k=top_k, dataset=name)
     finally:
         store.close()
+    return train_groups, dev_groups, Path(reader_dir)
+
+
+def _text_weight_for_reranker(args: argparse.Namespace) -> float:
+    """``--text-weight``, or the reader card's own answer-text weight."""
+
+    import math
+
+    from retrievers.answer_text import CARD_KEY
+
+    if args.text_weight is None:
+        reader_dir = args.checkpoint or shipped_reader()
+        return float(json.loads((Path(reader_dir) / "card.json").read_text()).get(CARD_KEY) or 0.0)
+    if not math.isfinite(args.text_weight) or args.text_weight < 0:
+        raise InputError(f"--text-weight must be >= 0; got {args.text_weight}")
+    return float(args.text_weight)
+
+
+def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
+    """Train the answer reranker on the reader's top candidates of the training questions
+    (``training.answer_reranker``); with ``--tune-only CHECKPOINT``, only choose its weight on dev
+    again (for another text-match weight) and write it into that checkpoint's card."""
+
+    import torch
+
+    from qa_system.cli import emit_json
+    from qa_system.models.answer_reranker import CARD, RerankerConfig, build_network, load_reranker
+    from qa_system.models.entailment import load_tokenizer
+    from qa_system.training.answer_reranker import RerankerTrainConfig, dev_report, fit
+    from retrievers.answer_text import CARD_KEY
+
+    torch.set_num_threads(args.threads)
+    text_weight = _text_weight_for_reranker(args)
+    if args.tune_only is not None:
+        reranker = load_reranker(args.tune_only)
+        args.top_k = reranker.top_k if args.top_k is None else args.top_k
+        _, dev, _ = _reranker_groups(args, settings, train=False, text_weight=text_weight)
+        report = dev_report(reranker, dev)
+        card = {**reranker.card, "weight": report["weight"], "top_k": args.top_k, CARD_KEY: text_weight, "dev": report,
+                "tuned": {"command": "qa-system " + " ".join(sys.argv[1:]), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+        (Path(args.tune_only) / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
+        emit_json(report)
+        return 0
+    args.top_k = args.top_k or 10
+    train, dev, reader_dir = _reranker_groups(args, settings, train=True, text_weight=text_weight)
     if not train or not dev:
         raise InputError(f"no usable training/dev questions (train {len(train)}, dev {len(dev)})")
     network = build_network(RerankerConfig(max_length=args.max_length, lora_r=args.lora_r))
     cfg = RerankerTrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
     run_dir = args.out or settings.workspace / "runs" / "answer-reranker"
-    card = {"reader": str(reader_dir), CARD_KEY: args.text_weight, "train_questions": len(train), "dev_questions": len(dev),
+    card = {"reader": str(reader_dir), CARD_KEY: text_weight, "train_questions": len(train), "dev_questions": len(dev),
             "train_with_gold_in_top": sum(any(g.gold) for g in train), "train_top_k": args.train_top_k,
             "command": "qa-system " + " ".join(sys.argv[1:])}
-    if not math.isfinite(args.text_weight) or args.text_weight < 0:
-        raise InputError(f"--text-weight must be >= 0; got {args.text_weight}")
     emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=args.top_k, card=card, resume=args.resume))
     return 0
 
@@ -391,9 +430,13 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--top-k", type=int, default=10, help="candidates the reranker reads at inference (and on dev)")
+    p.add_argument("--top-k", type=int, help="candidates the reranker reads at inference and on dev (default 10; "
+                   "with --tune-only, the checkpoint's)")
     p.add_argument("--train-top-k", type=int, default=20, help="reader candidates a training question's negatives come from")
-    p.add_argument("--text-weight", type=float, default=0.0, help="question/answer text match in the ranking it reranks (0 = off)")
+    p.add_argument("--text-weight", type=float, help="question/answer text match in the ranking it reranks in the app and on dev "
+                   "(default: the reader card's; 0 = off); training negatives come from the reader alone")
+    p.add_argument("--tune-only", type=Path, metavar="CHECKPOINT", help="no training: choose this checkpoint's weight on dev "
+                   "(for --text-weight and --top-k) and write it into its card")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     p.add_argument("--resume", action="store_true")

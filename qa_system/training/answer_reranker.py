@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -29,10 +28,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from qa_system.errors import CheckpointError, ModelError
+from qa_system.errors import ModelError
 from qa_system.models.answer_reranker import AnswerReranker, AnswerRerankerNetwork, combine_scores, save_reranker
 from qa_system.models.entailment import encode_pairs
 from qa_system.reranking import top_passages
+from qa_system.training.adapter_loop import adapter_optimizer, resume_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -164,33 +164,18 @@ def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGr
         raise ModelError("no training question has a gold answer among the reader's top candidates")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    adapters = [p for n, p in network.named_parameters() if p.requires_grad and "lora_" in n]
-    head = [p for n, p in network.named_parameters() if p.requires_grad and "lora_" not in n]
-    optimizer = torch.optim.AdamW([{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.lr * cfg.head_lr_scale}],
-                                  weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(usable) / cfg.questions_per_step)
-    total = steps_per_epoch * cfg.epochs
-    warm = max(1, int(cfg.warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+    optimizer, schedule, trainable = adapter_optimizer(network, lr=cfg.lr, head_lr_scale=cfg.head_lr_scale, weight_decay=cfg.weight_decay,
+                                                       total_steps=steps_per_epoch * cfg.epochs, warmup=cfg.warmup)
     epoch, step_in_epoch, best = 1, 0, -1.0
     state_path = run_dir / STATE
-    if resume and state_path.is_file():
-        try:
-            state = torch.load(state_path, weights_only=False)
-            network.load_state_dict(state["network"], strict=False)
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"cannot resume from {state_path}: {e}") from e
+    state = resume_state(state_path, network, optimizer, schedule, resume=resume)
+    if state is not None:
         epoch, step_in_epoch, best = state["epoch"], state["step"], state["best"]
         log.info("resuming %s at epoch %d step %d (best dev %.4f)", run_dir, epoch, step_in_epoch, best)
-    elif state_path.is_file():
-        raise CheckpointError(f"{run_dir} already holds a training; pass --resume or choose another --out")
 
     def snapshot(ep: int, step: int) -> None:
-        torch.save({"network": network.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "epoch": ep, "step": step, "best": best, "train_config": asdict(cfg)}, run_dir / (STATE + ".tmp"))
-        os.replace(run_dir / (STATE + ".tmp"), state_path)
+        save_state(state_path, network, optimizer, schedule, epoch=ep, step=step, best=best, train_config=asdict(cfg))
 
     while epoch <= cfg.epochs:
         network.train()
@@ -212,7 +197,7 @@ def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGr
                 raise ModelError(f"reranker loss is {loss.item()} at epoch {epoch} step {step}; lower the learning rate (now {cfg.lr})")
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             schedule.step()
             losses.append(loss.item())

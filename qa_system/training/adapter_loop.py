@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from qa_system.errors import CheckpointError
+from qa_system.errors import CheckpointError, ModelError
 
 
 def adapter_optimizer(network: torch.nn.Module, *, lr: float, head_lr_scale: float, weight_decay: float, total_steps: int,
@@ -58,3 +58,19 @@ def save_state(state_path: Path, network: Any, optimizer: torch.optim.Optimizer,
     tmp = state_path.with_name(state_path.name + ".tmp")
     torch.save({"network": network.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), **extra}, tmp)
     os.replace(tmp, state_path)
+
+
+def optimisation_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule: Any, trainable: list[torch.nn.Parameter], *,
+                      what: str, epoch: int, step: int) -> float:
+    """Backward, clip gradients to norm 1, step optimizer and schedule; a non-finite loss stops the
+    run with a clear error (usually a learning rate too high) instead of silently corrupting it."""
+
+    if not torch.isfinite(loss):
+        lr = optimizer.param_groups[0]["lr"]
+        raise ModelError(f"{what} loss is {loss.item()} at epoch {epoch} step {step}; lower the learning rate (now {lr:g})")
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    optimizer.step()
+    schedule.step()
+    return float(loss.item())

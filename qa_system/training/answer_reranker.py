@@ -32,7 +32,7 @@ from qa_system.errors import ModelError
 from qa_system.models.answer_reranker import AnswerReranker, AnswerRerankerNetwork, combine_scores, save_reranker
 from qa_system.models.entailment import encode_pairs
 from qa_system.reranking import top_passages
-from qa_system.training.adapter_loop import adapter_optimizer, resume_state, save_state
+from qa_system.training.adapter_loop import adapter_optimizer, optimisation_step, resume_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +193,7 @@ def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGr
             labels = torch.tensor([g for _, (_, gold) in chunk for g in gold], dtype=torch.bool)
             encoded = encode_pairs(tokenizer, pairs, network.config.max_length)
             loss = listwise_loss(network(**encoded), labels, [len(passages) for _, (passages, _) in chunk])
-            if not torch.isfinite(loss):
-                raise ModelError(f"reranker loss is {loss.item()} at epoch {epoch} step {step}; lower the learning rate (now {cfg.lr})")
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(optimisation_step(loss, optimizer, schedule, trainable, what="reranker", epoch=epoch, step=step))
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             if (step + 1) % cfg.save_every == 0 and step + 1 < steps_per_epoch:
                 snapshot(epoch, step + 1)

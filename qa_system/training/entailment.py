@@ -34,7 +34,7 @@ from qa_system.models.entailment import (
     encode_pairs,
     save_entailment,
 )
-from qa_system.training.adapter_loop import adapter_optimizer, resume_state, save_state
+from qa_system.training.adapter_loop import adapter_optimizer, optimisation_step, resume_state, save_state
 from qa_system.training.entailment_data import NLIPair
 
 log = logging.getLogger(__name__)
@@ -183,14 +183,7 @@ def fit(network: EntailmentCrossEncoder, tokenizer: Any, train: Sequence[NLIPair
             chunk = [train[i] for i in batches[step]]
             encoded = encode_pairs(tokenizer, [(p.premise, p.hypothesis) for p in chunk], cfg.max_length)
             loss = set_loss(network(**encoded), target_mask(chunk))
-            if not torch.isfinite(loss):
-                raise ModelError(f"entailment loss is {loss.item()} at epoch {epoch} step {step}; lower the learning rate (now {cfg.lr})")
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(optimisation_step(loss, optimizer, schedule, trainable, what="entailment", epoch=epoch, step=step))
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             if (step + 1) % cfg.save_every == 0 and step + 1 < len(batches):
                 snapshot(epoch, step + 1)

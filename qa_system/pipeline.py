@@ -244,7 +244,7 @@ class ReaderRanker:
         ]
         ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, answer_bias=self.answer_bias)
         if self.reranker is not None:
-            ranked = [self.reranker(f.question, f.topic, f.candidates, f.candidate_relations, r) for f, r in zip(features, ranked)]
+            ranked = self.reranker.rerank_features(features, ranked)
         if self.relations:
             count = len(self.relations)
             for (_, context), probs in zip(items, relation_probs):

@@ -9,7 +9,7 @@ retrieved context, then re-orders the reader's ranking. The same passages are bu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,13 @@ class CandidateReranker:
             return list(ranking)
         passages = top_passages(self.texts, self.relation_names, topic, candidates, candidate_relations, top)
         return rerank(ranking, self.reranker.scores(question, passages), self.reranker.weight)
+
+    def rerank_features(self, features: Iterable[Any], rankings: Sequence[Sequence[tuple[str, float]]]) -> list[list[tuple[str, float]]]:
+        """Each reader ranking re-ordered, from the reader's inputs (``ReaderFeatures``: question,
+        topic, candidates and the relations linking them), in order; the app and the evaluation both
+        rerank through here."""
+
+        return [self(f.question, f.topic, f.candidates, f.candidate_relations, r) for f, r in zip(features, rankings)]
 
 
 def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = None) -> CandidateReranker | None:

@@ -96,12 +96,13 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _reranker_groups(args: argparse.Namespace, settings: Any, *, train: bool, text_weight: float) -> tuple[list[Any], list[Any], Path]:
+def _reranker_groups(args: argparse.Namespace, settings: Any, reader: Any, tokenizer: Any, entities: list[str], relations: list[str], *,
+                     train: bool, text_weight: float, top_k: int) -> tuple[list[Any], list[Any]]:
     """Rank questions with the reader (gold topic) and turn its top candidates into reranker groups.
 
     Training groups (when ``train``) come from the reader alone, over its top ``--train-top-k``: its
     own confusions are the negatives. Dev groups come from the ranking the reranker will rerank in
-    the app (the reader plus the text match at ``text_weight``), over the top ``--top-k``."""
+    the app (the reader plus the text match at ``text_weight``), over the top ``top_k``."""
 
     from evaluation.qa_data import load_qa
     from graph.store import open_store
@@ -111,7 +112,6 @@ def _reranker_groups(args: argparse.Namespace, settings: Any, *, train: bool, te
     from qa_system.training.reader_data import featurize
     from retrievers.answer_text import CARD_KEY, matcher_from_card, store_texts
 
-    reader, tokenizer, entities, relations, reader_dir, _card = _load_reader(args)
     train_groups, dev_groups = [], []
     store = open_store(settings)
     try:
@@ -123,37 +123,24 @@ def _reranker_groups(args: argparse.Namespace, settings: Any, *, train: bool, te
                 dev_examples = [e for e in load_qa(name, "dev", "full", args.data_dir) if e.topic_ids and e.answer_ids]
             else:
                 dev_examples = load_qa(name, "dev", "filtered", args.data_dir)
-            jobs = [("dev", dev_examples, args.top_k, text_weight, dev_groups)]
+            jobs = [("dev", dev_examples, top_k, text_weight, dev_groups)]
             if train:
                 jobs.insert(0, ("train", training_questions(name, args.data_dir), args.train_top_k, 0.0, train_groups))
-            for split, examples, top_k, weight, out in jobs:
+            for split, examples, k, weight, out in jobs:
                 features = featurize(examples[: args.limit], retriever, desc=f"{name} {split}")
                 ranked = rank(reader, features, tokenizer, answer_bias=matcher_from_card({CARD_KEY: weight}, store))
-                out += rerank_groups(features, ranked, texts, names, top_k=top_k, dataset=name)
+                out += rerank_groups(features, ranked, texts, names, top_k=k, dataset=name)
     finally:
         store.close()
-    return train_groups, dev_groups, Path(reader_dir)
-
-
-def _text_weight_for_reranker(args: argparse.Namespace) -> float:
-    """``--text-weight``, or the reader card's own answer-text weight."""
-
-    import math
-
-    from retrievers.answer_text import CARD_KEY
-
-    if args.text_weight is None:
-        reader_dir = args.checkpoint or shipped_reader()
-        return float(json.loads((Path(reader_dir) / "card.json").read_text()).get(CARD_KEY) or 0.0)
-    if not math.isfinite(args.text_weight) or args.text_weight < 0:
-        raise InputError(f"--text-weight must be >= 0; got {args.text_weight}")
-    return float(args.text_weight)
+    return train_groups, dev_groups
 
 
 def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
     """Train the answer reranker on the reader's top candidates of the training questions
     (``training.answer_reranker``); with ``--tune-only CHECKPOINT``, only choose its weight on dev
     again (for another text-match weight) and write it into that checkpoint's card."""
+
+    import math
 
     import torch
 
@@ -163,20 +150,23 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
     from qa_system.training.answer_reranker import RerankerTrainConfig, dev_report, fit
     from retrievers.answer_text import CARD_KEY
 
+    if args.text_weight is not None and (not math.isfinite(args.text_weight) or args.text_weight < 0):
+        raise InputError(f"--text-weight must be >= 0; got {args.text_weight}")
     torch.set_num_threads(args.threads)
-    text_weight = _text_weight_for_reranker(args)
+    reader, tokenizer, entities, relations, reader_dir, reader_card = _load_reader(args)
+    text_weight = float(args.text_weight) if args.text_weight is not None else _text_weight(args, reader_card)
     if args.tune_only is not None:
         reranker = load_reranker(args.tune_only)
-        args.top_k = reranker.top_k if args.top_k is None else args.top_k
-        _, dev, _ = _reranker_groups(args, settings, train=False, text_weight=text_weight)
+        top_k = reranker.top_k if args.top_k is None else args.top_k
+        _, dev = _reranker_groups(args, settings, reader, tokenizer, entities, relations, train=False, text_weight=text_weight, top_k=top_k)
         report = dev_report(reranker, dev)
-        card = {**reranker.card, "weight": report["weight"], "top_k": args.top_k, CARD_KEY: text_weight, "dev": report,
+        card = {**reranker.card, "weight": report["weight"], "top_k": top_k, CARD_KEY: text_weight, "dev": report,
                 "tuned": {"command": "qa-system " + " ".join(sys.argv[1:]), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
         (Path(args.tune_only) / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
         emit_json(report)
         return 0
-    args.top_k = args.top_k or 10
-    train, dev, reader_dir = _reranker_groups(args, settings, train=True, text_weight=text_weight)
+    top_k = args.top_k or 10
+    train, dev = _reranker_groups(args, settings, reader, tokenizer, entities, relations, train=True, text_weight=text_weight, top_k=top_k)
     if not train or not dev:
         raise InputError(f"no usable training/dev questions (train {len(train)}, dev {len(dev)})")
     network = build_network(RerankerConfig(max_length=args.max_length, lora_r=args.lora_r))
@@ -185,7 +175,7 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
     card = {"reader": str(reader_dir), CARD_KEY: text_weight, "train_questions": len(train), "dev_questions": len(dev),
             "train_with_gold_in_top": sum(any(g.gold) for g in train), "train_top_k": args.train_top_k,
             "command": "qa-system " + " ".join(sys.argv[1:])}
-    emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=args.top_k, card=card, resume=args.resume))
+    emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=top_k, card=card, resume=args.resume))
     return 0
 
 
@@ -211,10 +201,10 @@ def _text_weight(args: argparse.Namespace, card: dict[str, Any]) -> float:
 
 
 def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any], reader: Any, tokenizer: Any,
-                    entities: list[str], relations: list[str], desc: str, *, card: dict[str, Any] | None = None,
+                    entities: list[str], relations: list[str], desc: str, *, card: dict[str, Any],
                     ) -> tuple[list[Any], list[list[tuple[str, float]]], dict[str, Any]]:
     """Retrieve (oracle or predicted topic) and rank every question as the app does: the reader, the
-    question/answer text match at the weight ``card`` gives (none without a card), and the answer
+    question/answer text match at the weight the reader ``card`` gives, and the answer
     reranker when one ships (or ``--reranker``) unless ``--no-reranker``. Returns features and
     rankings in order, and what ranked them (text weight, reranker)."""
 
@@ -237,16 +227,15 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         else:
             topic_of = None
         features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
-        reranker = None if card is None or getattr(args, "no_reranker", False) else reranker_for(store, relations, getattr(args, "reranker", None))
-        text_weight = _text_weight(args, text_match_card(card, reranker)) if card is not None else 0.0
+        reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker)
+        text_weight = _text_weight(args, text_match_card(card, reranker))
         matcher = matcher_from_card({CARD_KEY: text_weight}, store)  # as the app builds it (None at weight 0)
         ranked = rank(reader, features, tokenizer, answer_bias=matcher)
         if reranker is not None:
-            ranked = [reranker(f.question, f.topic, f.candidates, f.candidate_relations, r)
-                      for f, r in zip(tqdm(features, desc=f"{desc} rerank", unit="q", leave=False, mininterval=5), ranked)]
+            ranked = reranker.rerank_features(tqdm(features, desc=f"{desc} rerank", unit="q", leave=False, mininterval=5), ranked)
         used = {"answer_text_weight": text_weight,
                 "reranker": None if reranker is None else {"top_k": reranker.reranker.top_k, "weight": reranker.reranker.weight,
-                                                           "checkpoint": str(getattr(args, "reranker", None) or "shipped")}}
+                                                           "checkpoint": str(args.reranker or "shipped")}}
         return features, ranked, used
     finally:
         store.close()

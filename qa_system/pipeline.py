@@ -73,14 +73,14 @@ class AskPipeline:
         ranker: AnswerRanker,
         config: PipelineConfig | None = None,
         *,
-        calibrator: Callable[[Sequence[float]], float] | None = None,
+        calibrator: Callable[[Sequence[float], int], float] | None = None,
         fallback: Callable[[Answer], Answer] | None = None,
     ) -> None:
         self.store = store
         # When the graph is not sure: the LLM answers and its triples are validated
         # (``fallback_step.FallbackStep``); runs outside the reader lock, it is slow.
         self.fallback = fallback
-        self.calibrator = calibrator  # ranking probabilities -> P(top answer is right); None = the raw top probability
+        self.calibrator = calibrator  # (top probabilities, number of candidates) -> P(top answer is right); None = the raw top probability
         self.linker = linker
         self.retriever = retriever
         self.ranker = ranker
@@ -159,7 +159,7 @@ class AskPipeline:
         names = self._entities([entity_id for entity_id, _ in ranked[: cfg.alternatives + 1]])
         best_id, best_p = ranked[0]
         if self.calibrator is not None:
-            best_p = self.calibrator([p for _, p in ranked[:2]])
+            best_p = self.calibrator([p for _, p in ranked[:2]], len(context.candidates))
         best = self._ranked(names, best_id, best_p)
         evidence = context.facts_between(context.topics[0], best_id) if context.topics else []
         evidence = order_evidence(evidence, context.topics[0] if context.topics else "", getattr(context, "relation_probs", None))

@@ -78,7 +78,7 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
     if args.init:  # continue from a finished checkpoint with a fresh optimizer and schedule (a second stage)
         from qa_system.models.entailment import load_entailment_model
 
-        network = load_entailment_model(args.init).network
+        network = load_entailment_model(args.init, merge=False).network  # trained on: adapters kept apart
     else:
         model_cfg = EntailmentConfig(lora_r=args.lora_r, tiny=json.loads(args.tiny) if args.tiny else None)
         network = EntailmentCrossEncoder(model_cfg, build_encoder(model_cfg))

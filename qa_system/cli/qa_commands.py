@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 from tqdm import tqdm
 
 from qa_system.errors import CheckpointError, DatasetNotFoundError, InputError
+
+log = logging.getLogger(__name__)
 
 DATASETS = ("freebaseqa", "webqsp")
 
@@ -241,11 +244,15 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         store.close()
 
 
-def _confidences(card: dict[str, Any], ranked: list[list[tuple[str, float]]]) -> list[float]:
+def _confidences(card: dict[str, Any], features: list[Any], ranked: list[list[tuple[str, float]]]) -> list[float]:
+    """Each answer's confidence as the app computes it (the card's calibrator over the ranking and
+    the number of candidates; the raw top probability before ``qa-system calibrate`` ran)."""
+
     from qa_system.calibration import calibrator_from_card
 
     calibrator = calibrator_from_card(card)
-    return [(calibrator([p for _, p in r[:2]]) if calibrator else (r[0][1] if r else 0.0)) for r in ranked]
+    return [(calibrator([p for _, p in r[:2]], len(f.candidates)) if calibrator else (r[0][1] if r else 0.0))
+            for f, r in zip(features, ranked)]
 
 
 def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
@@ -261,7 +268,7 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
                                              f"{args.dataset} {args.split}", card=card)
     metrics = summarise([[c for c, _ in r] for r in ranked], [f.answers for f in features], total=len(examples))
     correct = [bool(hits_at([c for c, _ in r], f.answers, 1)) for r, f in zip(ranked, features)]
-    confidences = _confidences(card, ranked)
+    confidences = _confidences(card, features, ranked)
     threshold = float(card.get("threshold", 0.5))
     record = {
         "task": "qa",
@@ -298,7 +305,7 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
     from qa_system.cli import emit_json
 
     reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
-    rankings, correct, raw = [], [], []
+    rankings, counts, correct, raw = [], [], [], []
     per_dataset: dict[str, tuple[int, int]] = {}
     for name in args.datasets:
         examples = load_qa(name, "dev", "filtered", args.data_dir)[: args.limit]
@@ -306,18 +313,24 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
         start = len(rankings)
         for f, r in zip(features, ranked):
             rankings.append([p for _, p in r[:2]])
+            counts.append(len(f.candidates))
             correct.append(bool(hits_at([c for c, _ in r], f.answers, 1)))
             raw.append(r[0][1] if r else 0.0)
         missing = len(examples) - len(features)  # no topic linked: a wrong answer with no confidence
         rankings += [[0.0]] * missing
+        counts += [1] * missing
         correct += [False] * missing
         raw += [0.0] * missing
         per_dataset[name] = (start, len(rankings))
     if len(set(correct)) < 2:
         raise InputError(f"calibration needs right and wrong dev answers; got {sum(correct)} right of {len(correct)}")
-    calibrator = PlattCalibrator.fit(rankings, correct)
-    confidences = [calibrator(r) for r in rankings]
+    calibrator = PlattCalibrator.fit(rankings, correct, counts)
+    confidences = [calibrator(r, n) for r, n in zip(rankings, counts)]
     threshold = choose_threshold(confidences, correct, min_precision=args.min_precision)
+    reached = selective_summary(confidences, correct, threshold)["selective_accuracy"] >= args.min_precision
+    if not reached:
+        log.warning("no threshold keeps %.0f%% of the answered dev questions right; the not-sure threshold falls back to %.2f",
+                    100 * args.min_precision, threshold)
     curves = {"softmax p(top)": reliability(raw, correct), "calibrated": reliability(confidences, correct)}
     plot = plot_reliability(curves, args.plot, threshold=threshold)
     summary = {
@@ -327,6 +340,7 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
         "ece_raw": curves["softmax p(top)"].ece,
         "ece_calibrated": curves["calibrated"].ece,
         "min_precision": args.min_precision,
+        "min_precision_reached": reached,
         **selective_summary(confidences, correct, threshold),
         "per_dataset": {
             name: selective_summary(confidences[a:b], correct[a:b], threshold) | {"hits@1": sum(correct[a:b]) / max(1, b - a)}

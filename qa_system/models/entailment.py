@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from qa_system.errors import CheckpointError, InputError, ModelError
+from qa_system.models.lora import merge_lora_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +253,9 @@ def _weights_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def load_entailment_model(folder: Path | None = None, *, device: str | torch.device = "cpu") -> EntailmentModel:
-    """Load a checkpoint folder (default: the shipped ``qa_system/checkpoints/entailment-minilm/``).
+def load_entailment_model(folder: Path | None = None, *, device: str | torch.device = "cpu", merge: bool = True) -> EntailmentModel:
+    """Load a checkpoint folder (default: the shipped ``qa_system/checkpoints/entailment-minilm/``),
+    its LoRA adapters merged for inference (``merge=False`` to train on from it).
 
     Raises :class:`CheckpointError` when the folder, card or weights are missing or do not fit.
     """
@@ -288,5 +290,7 @@ def load_entailment_model(folder: Path | None = None, *, device: str | torch.dev
         network.load_state_dict(state, strict=False)
     except RuntimeError as e:
         raise CheckpointError(f"entailment checkpoint {folder} has tensors of the wrong shape: {e}") from e
+    if merge:
+        merge_lora_for_inference(network)
     version = f"{card.get('date', 'undated')}+{_weights_hash(weights)}"
     return EntailmentModel(network, load_tokenizer(), name=card.get("name", MODEL_NAME), version=version, card=card, device=device)

@@ -21,13 +21,14 @@ from qa_system.models.extractor import (
     save_qidn,
     span_indices,
 )
+from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.qidn_losses import (
     hungarian_match,
     instance_infonce,
     match_cost,
     relation_infonce,
 )
-from qa_system.models.span_extractor import TokenSpanExtractor, merge_lora_for_inference, minilm_tokenizer
+from qa_system.models.span_extractor import TokenSpanExtractor, minilm_tokenizer
 from qa_system.training.extraction_data import (
     ExtractionCollator,
     ExtractionExample,

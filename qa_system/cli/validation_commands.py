@@ -141,17 +141,22 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _tune(args: argparse.Namespace, settings: Any) -> int:
-    from evaluation.validation import fit_calibration, metrics, shape_prior_from_split, tune
+    from evaluation.validation import fit_calibration, metrics, shape_prior_from_split, split_half_check, tune
     from qa_system.cli import emit_json
     from qa_system.validation import Thresholds, thresholds_path, write_thresholds
 
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")
     default, per_relation = tune(run, min_support=args.min_support, min_recall_kept=args.min_recall_kept)
-    calibration = None
+    calibration, held_out = None, None
+    if args.split_half_check and not args.calibrate:
+        raise InputError("--split-half-check checks the calibrated decision: add --calibrate")
     if args.calibrate:
         shape_prior = shape_prior_from_split(args.data_dir, "train") if args.shape_prior else None
         calibration = fit_calibration(run, min_recall_kept=args.min_recall_kept, recall_confidence=args.recall_confidence, shape_prior=shape_prior)
+        if args.split_half_check:
+            held_out = split_half_check(run, min_recall_kept=args.min_recall_kept, recall_confidence=args.recall_confidence,
+                                        floor=args.recall_floor, repeats=args.split_half_check, shape_prior=shape_prior)  # fmt: skip
     tuned = Thresholds(default=default, relations=per_relation, model=scorer.name, version=scorer.version, hypotheses=args.hypotheses or "natural",
                        tuned_on=f"webnlg dev ({len(run.queries)} queries, {len(run.candidates)} candidates; "
                                 f"best F1 keeping >= {args.min_recall_kept:.0%} of the candidates' recall)",
@@ -165,6 +170,8 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     if calibration is not None:
         record["calibration"] = calibration.model_dump()
         record["dev_thresholds_only"] = _headline(tuned.metrics["dev_thresholds_only"])
+    if held_out is not None:
+        record["split_half_check"] = held_out
     if args.json:
         emit_json(record)
     else:
@@ -230,6 +237,10 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p.add_argument("--recall-confidence", type=float, default=None,
                    help="with --calibrate: keep --min-recall-kept in this share of bootstrap resamples of the dev queries "
                         "(e.g. 0.9), not just on dev itself, so the recall holds on unseen data")
+    p.add_argument("--split-half-check", type=int, default=0, metavar="REPEATS",
+                   help="with --calibrate: fit on random halves of dev, measure the other half, REPEATS times; reports how often "
+                        "the recall kept reaches --recall-floor (is --min-recall-kept high enough for unseen data?)")
+    p.add_argument("--recall-floor", type=float, default=0.9, help="the recall share the split-half check asks for (the issue's 90%%)")
     p.add_argument("--shape-prior", action=argparse.BooleanOptionalAction, default=True,
                    help="with --calibrate: add the object-shape feature (number/date/proper/lower per relation, counted on WebNLG train)")
     _common(p)

@@ -18,8 +18,10 @@ from evaluation.validation import (
     graph_objects_for,
     load_webnlg_split,
     metrics,
+    query_subset,
     run_features,
     save_candidates,
+    split_half_check,
     tune,
 )
 from qa_system.cli import main
@@ -151,6 +153,25 @@ def test_a_recall_confidence_lowers_the_threshold_to_hold_the_recall_on_resample
         fit_calibration(run, recall_confidence=1.5)
 
 
+def test_split_half_check_measures_the_recall_kept_on_held_out_queries():
+    """Noisy queries: a decision fitted on one half to keep exactly 80% keeps less than that on the
+    other half about as often as not; asking more of the fit (95%) holds an 80% floor more often."""
+
+    rng = np.random.default_rng(2)
+    queries, candidates = [], []
+    for q in range(60):
+        queries.append(Query(f"S{q}", "r", {f"g{q}"}))
+        candidates += [sc(q, f"g{q}", ["ner"], True, float(rng.uniform(0.2, 1.0))),
+                       sc(q, f"w{q}", ["ner"], False, float(rng.uniform(0.0, 0.8)))]  # fmt: skip
+    run = Run(queries, candidates)
+    half = query_subset(run, [3, 1])
+    assert [q.subject for q in half.queries] == ["S3", "S1"] and [c.query for c in half.candidates] == [1, 1, 0, 0]
+    exact = split_half_check(run, min_recall_kept=0.8, recall_confidence=None, floor=0.8, repeats=12)
+    stricter = split_half_check(run, min_recall_kept=0.95, recall_confidence=None, floor=0.8, repeats=12)
+    assert exact["repeats"] == 12 and 0.0 < exact["share_keeping_floor"] < 1.0
+    assert stricter["share_keeping_floor"] > exact["share_keeping_floor"] and stricter["mean_recall_kept"] > exact["mean_recall_kept"]
+
+
 def test_tune_calibrate_then_evaluate_from_a_candidates_cache(tmp_path, monkeypatch, capsys):
     import qa_system.cli.validation_commands as commands
 
@@ -159,8 +180,10 @@ def test_tune_calibrate_then_evaluate_from_a_candidates_cache(tmp_path, monkeypa
     save_candidates(_graph_run(), cache)
     thresholds = tmp_path / "thresholds.json"
     common = ["--json", "--candidates-cache", str(cache), "--hypotheses", "plain"]
-    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--calibrate", "--no-shape-prior", "--out", str(thresholds)]) == 0
+    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--calibrate", "--no-shape-prior", "--out", str(thresholds),
+                 "--split-half-check", "3"]) == 0  # fmt: skip
     tuned = json.loads(capsys.readouterr().out)
+    assert tuned["split_half_check"]["repeats"] == 3 and tuned["split_half_check"]["floor"] == 0.9
     saved = json.loads(thresholds.read_text())
     assert saved["calibration"]["features"][-1] == "graph" and tuned["calibration"] == saved["calibration"]
     assert tuned["dev"]["decision"] == "calibrated" and tuned["dev"]["precision_after"] == 1.0
@@ -172,6 +195,8 @@ def test_tune_calibrate_then_evaluate_from_a_candidates_cache(tmp_path, monkeypa
     assert record["thresholds_only"]["precision_after"] == tuned["dev_thresholds_only"]["precision_after"]
     assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--out", str(thresholds)]) == 0
     assert "calibration" not in json.loads(capsys.readouterr().out) and json.loads(thresholds.read_text())["calibration"] is None
+    assert main(["--workspace", str(tmp_path / "ws"), "tune", "validation", *common, "--split-half-check", "3"]) != 0
+    assert "add --calibrate" in capsys.readouterr().err
 
 
 def test_malformed_split_is_a_data_format_error(tmp_path):

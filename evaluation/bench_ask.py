@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--no-reranker", action="store_true", help="leave the shipped answer reranker out (the reader's order)")
+    parser.add_argument("--reranker-top-k", type=int, help="candidates the reranker reads (default: its card's)")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -52,7 +53,7 @@ def main() -> None:
     try:
         ensure_demo_graph(store)
         started = time.perf_counter()
-        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker)
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker, rerank_top_k=args.reranker_top_k)
         load_s = time.perf_counter() - started
         started = time.perf_counter()
         matcher = getattr(pipeline.ranker, "answer_bias", None)
@@ -92,6 +93,7 @@ def main() -> None:
         "questions": len(questions),
         "threads": args.threads,
         "reranker": getattr(pipeline.ranker, "reranker", None) is not None,
+        "reranker_top_k": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "top_k", None),
         "answer_text_match": getattr(pipeline.ranker, "answer_bias", None) is not None,
         "pipeline_load_s": round(load_s, 1),
         "answer_text_warm_up_s": round(warm_up_s, 1),

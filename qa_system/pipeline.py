@@ -260,7 +260,7 @@ def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:
 
 def load_pipeline(
     settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
-    background_index: bool = False, rerank: bool = True,
+    background_index: bool = False, rerank: bool = True, rerank_top_k: int | None = None,
 ) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
 
@@ -268,7 +268,8 @@ def load_pipeline(
     graph); ``background_index=True`` builds it in a thread and links without it until it is ready
     (the app: it starts in seconds), and likewise embeds every entity's text for the answer-text
     match (``retrievers.answer_text``). ``rerank=False`` leaves the shipped answer reranker out
-    (``reranking``): the reader's order, as before it shipped."""
+    (``reranking``): the reader's order, as before it shipped; ``rerank_top_k`` reads that many of
+    the reader's candidates instead of the card's number."""
 
     from pathlib import Path
 
@@ -286,7 +287,7 @@ def load_pipeline(
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = calibrator_from_card(card)
-    reranker = reranker_for(store, relations) if rerank else None
+    reranker = reranker_for(store, relations, top_k=rerank_top_k) if rerank else None
     matcher = matcher_from_card(text_match_card(card, reranker), store)
     if matcher is not None and background_index:  # the app: embed every candidate text once, off the ask path
         warm_up_in_background(matcher, store)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from qa_system.errors import InputError
 from qa_system.models.answer_reranker import AnswerReranker, candidate_passage, rerank
 
 Texts = Callable[[Sequence[str]], Mapping[str, str]]  # entity ids -> "name: description"
@@ -32,7 +33,8 @@ def top_passages(texts: Texts, relation_names: Sequence[str], topic: str, candid
 
 
 class CandidateReranker:
-    """Re-orders a reader ranking with the answer reranker (its card's ``top_k`` and ``weight``)."""
+    """Re-orders a reader ranking with the answer reranker (its card's ``top_k`` and ``weight``);
+    leaves it as it is when the reader's p(top) reaches the card's ``skip_above``."""
 
     def __init__(self, reranker: AnswerReranker, texts: Texts, relation_names: Sequence[str]) -> None:
         self.reranker = reranker
@@ -42,7 +44,8 @@ class CandidateReranker:
     def __call__(self, question: str, topic: str, candidates: Sequence[str], candidate_relations: Sequence[Sequence[int]] | None,
                  ranking: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
         top = [c for c, _ in ranking[: self.reranker.top_k]]
-        if len(top) < 2:
+        skip = self.reranker.skip_above
+        if len(top) < 2 or (skip is not None and ranking[0][1] >= skip):  # too few, or the reader is sure enough
             return list(ranking)
         passages = top_passages(self.texts, self.relation_names, topic, candidates, candidate_relations, top)
         return rerank(ranking, self.reranker.scores(question, passages), self.reranker.weight)
@@ -55,9 +58,10 @@ class CandidateReranker:
         return [self(f.question, f.topic, f.candidates, f.candidate_relations, r) for f, r in zip(features, rankings)]
 
 
-def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = None) -> CandidateReranker | None:
+def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = None, top_k: int | None = None) -> CandidateReranker | None:
     """The shipped (or ``folder``'s) reranker over ``store``; None when no checkpoint is there (the
-    reader's ranking is then used as it is)."""
+    reader's ranking is then used as it is). ``top_k`` overrides the card's number of candidates
+    read (fewer: faster, see ``evaluation.bench_ask``)."""
 
     from qa_system.models.answer_reranker import CARD, load_reranker, shipped_checkpoint
     from qa_system.training.reader import relation_texts
@@ -66,7 +70,12 @@ def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = Non
     folder = Path(folder) if folder is not None else shipped_checkpoint()
     if not (folder / CARD).is_file():
         return None
-    return CandidateReranker(load_reranker(folder), store_texts(store), relation_texts(relations))
+    reranker = load_reranker(folder)
+    if top_k is not None:
+        if top_k < 1:
+            raise InputError(f"the reranker's top_k must be >= 1; got {top_k}")
+        reranker.top_k = int(top_k)
+    return CandidateReranker(reranker, store_texts(store), relation_texts(relations))
 
 
 def text_match_card(reader_card: Mapping[str, Any], reranker: CandidateReranker | None) -> dict[str, Any]:

@@ -79,3 +79,11 @@ def test_the_shipped_answer_reranker_is_small_tuned_on_dev_and_used(pipeline) ->
     assert (matcher.weight if matcher is not None else 0.0) == float(card["answer_text_weight"])
     answer = pipeline.ask("What language is spoken in Brazil?")
     assert answer.answer is not None and answer.answer.name == "Portuguese Language"
+    assert stage.reranker.top_k == card["top_k"] and not any("lora" in n for n, _ in stage.reranker.network.named_parameters())  # merged
+    from qa_system.errors import InputError
+    from qa_system.reranking import reranker_for
+
+    fewer = reranker_for(pipeline.store, pipeline.ranker.relations, top_k=3)
+    assert fewer is not None and fewer.reranker.top_k == 3
+    with pytest.raises(InputError, match="top_k"):
+        reranker_for(pipeline.store, pipeline.ranker.relations, top_k=0)

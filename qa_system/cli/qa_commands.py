@@ -163,7 +163,7 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
         top_k = reranker.top_k if args.top_k is None else args.top_k
         _, dev = _reranker_groups(args, settings, reader, tokenizer, entities, relations, train=False, text_weight=text_weight, top_k=top_k)
         report = dev_report(reranker, dev)
-        card = {**reranker.card, "weight": report["weight"], "top_k": top_k, CARD_KEY: text_weight, "dev": report,
+        card = {**reranker.card, "weight": report["weight"], "top_k": top_k, "skip_above": report["skip_above"], CARD_KEY: text_weight, "dev": report,
                 "tuned": {"command": "qa-system " + " ".join(sys.argv[1:]), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
         (Path(args.tune_only) / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
         emit_json(report)
@@ -230,7 +230,7 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         else:
             topic_of = None
         features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
-        reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker)
+        reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker, top_k=getattr(args, "reranker_top_k", None))
         text_weight = _text_weight(args, text_match_card(card, reranker))
         matcher = matcher_from_card({CARD_KEY: text_weight}, store)  # as the app builds it (None at weight 0)
         ranked = rank(reader, features, tokenizer, answer_bias=matcher)
@@ -411,6 +411,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _reranker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reranker", type=Path, help="answer-reranker checkpoint folder (default: the shipped one, when there is one)")
     p.add_argument("--no-reranker", action="store_true", help="the reader's order (no answer reranker)")
+    p.add_argument("--reranker-top-k", type=int, help="how many of the reader's candidates the reranker reads (default: its card's)")
 
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:

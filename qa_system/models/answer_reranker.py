@@ -117,12 +117,16 @@ class AnswerReranker:
     """A loaded reranker: ``scores(question, passages)`` -> one logit per passage; CPU by default.
 
     ``weight`` (from the card, chosen on dev) scales the logits before they are added to the
-    reader's log-probabilities; ``top_k`` is how many of the reader's candidates it reads."""
+    reader's log-probabilities; ``top_k`` is how many of the reader's candidates it reads;
+    ``skip_above`` (chosen on dev, None = never) is the reader p(top) from which it is not run."""
 
     def __init__(self, network: AnswerRerankerNetwork, tokenizer: Any, *, weight: float = 1.0, top_k: int = 10,
-                 card: dict[str, Any] | None = None) -> None:
+                 skip_above: float | None = None, card: dict[str, Any] | None = None) -> None:
         if weight < 0 or top_k < 1:
             raise ValueError(f"reranker weight must be >= 0 and top_k >= 1; got {weight}, {top_k}")
+        if skip_above is not None and not 0.0 < skip_above <= 1.0:
+            raise ValueError(f"reranker skip_above must be in (0, 1] or None; got {skip_above}")
+        self.skip_above = None if skip_above is None else float(skip_above)
         self.network = network.eval()
         self.tokenizer = tokenizer
         self.weight = float(weight)
@@ -223,4 +227,9 @@ def load_reranker(folder: Path | None = None) -> AnswerReranker:
     except RuntimeError as e:
         raise CheckpointError(f"answer-reranker checkpoint {folder} has tensors of the wrong shape: {e}") from e
     merge_lora_for_inference(network)  # ~16% faster scoring; a loaded reranker is only used to score
-    return AnswerReranker(network, load_tokenizer(), weight=float(card.get("weight", 1.0)), top_k=int(card.get("top_k", 10)), card=card)
+    skip = card.get("skip_above")
+    try:
+        return AnswerReranker(network, load_tokenizer(), weight=float(card.get("weight", 1.0)), top_k=int(card.get("top_k", 10)),
+                              skip_above=None if skip is None else float(skip), card=card)  # fmt: skip
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"answer-reranker card {card_path} is unusable: {e}") from e

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 STATE, TRACE, BEST = "last.pt", "trace.jsonl", "best"
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 1e3)  # 1e3: the reranker alone decides the top k
+SKIP_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)  # reader p(top) at or above which the reranker is not run
 
 
 @dataclass
@@ -120,10 +121,17 @@ def combined_order(group: RerankGroup, scores: Sequence[float], weight: float) -
     return [int(i) for i in np.argsort(-combine_scores(group.reader_scores, scores, weight), kind="stable")]
 
 
-def hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float) -> float:
+def hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float, *, skip_above: float | None = None) -> float:
+    """Dev Hits@1 of the combination; a group whose reader p(top) is at least ``skip_above`` keeps
+    the reader's order (the reranker is not run on it, as ``reranking.CandidateReranker`` does)."""
+
     if not groups:
         return 0.0
-    return float(np.mean([g.gold[combined_order(g, s, weight)[0]] for g, s in zip(groups, scores)]))
+    return float(np.mean([g.gold[0 if skipped(g, skip_above) else combined_order(g, s, weight)[0]] for g, s in zip(groups, scores)]))
+
+
+def skipped(group: RerankGroup, skip_above: float | None) -> bool:
+    return skip_above is not None and bool(group.reader_scores) and float(np.exp(group.reader_scores[0])) >= skip_above
 
 
 def choose_weight(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], grid: Sequence[float] = WEIGHT_GRID,
@@ -145,13 +153,38 @@ def score_groups(reranker: AnswerReranker, groups: Sequence[RerankGroup], *, des
     return [reranker.scores(g.question, g.passages) for g in tqdm(groups, desc=desc, unit="q", leave=False, mininterval=10)]
 
 
+def choose_skip(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float,
+                grid: Sequence[float] = SKIP_GRID) -> tuple[float | None, dict[str, dict[str, float]]]:
+    """The lowest reader p(top) above which skipping the reranker loses nothing on dev (mean Hits@1
+    over datasets at least that of reranking every question), or None when every skip loses; and
+    per grid value the dev Hits@1 and the share of questions skipped.
+
+    Why: the reranker costs ~10 cross-encoder passes a question (most of ``ask``'s latency), and
+    when the reader is already sure it rarely changes the answer: skipping those questions buys
+    latency at no dev cost."""
+
+    datasets = sorted({g.dataset for g in groups})
+
+    def mean_hits(skip: float | None) -> float:
+        return round(float(np.mean([hits_at_1([g for g in groups if g.dataset == d], [s for g, s in zip(groups, scores) if g.dataset == d],
+                                               weight, skip_above=skip) for d in datasets])), 4)  # fmt: skip
+
+    full = mean_hits(None)
+    table = {str(t): {"mean_hits1": mean_hits(t), "skipped": round(float(np.mean([skipped(g, t) for g in groups])), 4) if groups else 0.0}
+             for t in grid}  # fmt: skip
+    free = [t for t in grid if table[str(t)]["mean_hits1"] >= full]
+    return (min(free) if free else None), table
+
+
 def dev_report(reranker: AnswerReranker, dev: Sequence[RerankGroup]) -> dict[str, Any]:
     scores = score_groups(reranker, dev, desc="reranker dev")
     weight, table = choose_weight(dev, scores)
+    skip_above, skip_table = choose_skip(dev, scores, weight)
     by = {d: {"reader": round(hits_at_1([g for g in dev if g.dataset == d], [s for g, s in zip(dev, scores) if g.dataset == d], 0.0), 4),
               "combined": round(hits_at_1([g for g in dev if g.dataset == d], [s for g, s in zip(dev, scores) if g.dataset == d], weight), 4)}
           for d in sorted({g.dataset for g in dev})}
-    return {"weight": weight, "mean_hits1": table[str(weight)], "reader_mean_hits1": table["0.0"], "by_dataset": by, "grid": table}
+    return {"weight": weight, "mean_hits1": table[str(weight)], "reader_mean_hits1": table["0.0"], "by_dataset": by, "grid": table,
+            "skip_above": skip_above, "skip_grid": skip_table}
 
 
 def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGroup], dev: Sequence[RerankGroup],
@@ -201,7 +234,7 @@ def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGr
         network.train()
         if report["mean_hits1"] > best:
             best = report["mean_hits1"]
-            save_reranker(run_dir / BEST, network, {**(card or {}), "epoch": epoch, "weight": report["weight"], "top_k": top_k,
+            save_reranker(run_dir / BEST, network, {**(card or {}), "epoch": epoch, "weight": report["weight"], "top_k": top_k, "skip_above": report["skip_above"],
                                                     "dev": report, "train_config": asdict(cfg)})
         trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": report, "best": best,
                  "time_s": round(time.time() - started, 1)}

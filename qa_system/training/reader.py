@@ -24,6 +24,7 @@ from tqdm import tqdm
 from evaluation.qa_metrics import summarise
 from qa_system.errors import CheckpointError, ModelError
 from qa_system.models.checkpoint import git_commit, load_checkpoint
+from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.reader import QAReader, ReaderConfig, ReaderOutput
 from qa_system.training.reader_data import ReaderFeatures, collate, load_vocab
 
@@ -170,10 +171,11 @@ def save_reader(folder: Path, reader: QAReader, card: dict[str, Any]) -> Path:
 
 
 def load_reader_checkpoint(
-    folder: Path, *, use_graph: bool = True, default_hitter: Path | None = None
+    folder: Path, *, use_graph: bool = True, default_hitter: Path | None = None, merge: bool = True
 ) -> tuple[QAReader, Any, list[str], list[str], dict[str, Any]]:
     """Reader, tokenizer, vocabularies and card of a checkpoint folder. The card's ``hitter`` may be
-    relative to the folder's parent (as shipped); ``use_graph=False`` forces the no-fusion twin."""
+    relative to the folder's parent (as shipped); ``use_graph=False`` forces the no-fusion twin.
+    Every caller ranks with it, so its LoRA adapters are merged (``models.lora``) unless ``merge=False``."""
 
     if not (folder / CARD).is_file():
         raise CheckpointError(f"no reader checkpoint at {folder}; train one with `qa-system train reader`")
@@ -187,6 +189,8 @@ def load_reader_checkpoint(
         raise CheckpointError(f"reader card {folder / CARD} names no HittER checkpoint")
     reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=use_graph and bool(card.get("use_graph", True)))
     load_reader_weights(reader, folder)
+    if merge:
+        merge_lora_for_inference(reader)
     return reader, tokenizer, entities, relations, card
 
 

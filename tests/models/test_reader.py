@@ -71,6 +71,26 @@ def test_closed_gates_leave_the_encoder_unchanged_and_open_gates_change_it() -> 
     assert not torch.allclose(fused, base)  # open gates let the graph in
 
 
+def test_merged_adapters_keep_the_fused_scores() -> None:
+    """The app merges LoRA into MiniLM at load: the cross-attention hooks sit on the base model's
+    attention modules and survive the merge, so the fused scores stay the same."""
+
+    from qa_system.models.lora import merge_lora_for_inference
+
+    reader = tiny_reader().eval()
+    *inputs, _ = batch()
+    with torch.no_grad():
+        for block in reader.cross:
+            block.gate.fill_(1.0)
+        for name, p in reader.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.2)
+        before = reader(*inputs).scores
+        assert merge_lora_for_inference(reader) is True and not any("lora" in n for n, _ in reader.named_parameters())
+        after = reader(*inputs).scores
+    assert torch.allclose(before, after, atol=1e-4)
+
+
 def test_hooks_are_inert_outside_the_fused_pass() -> None:
     reader = tiny_reader().eval()
     with torch.no_grad():

@@ -26,6 +26,7 @@ from qa_system.reranking import CandidateReranker, text_match_card, top_passages
 from qa_system.training.answer_reranker import (
     RerankerTrainConfig,
     RerankGroup,
+    choose_skip,
     choose_weight,
     combined_order,
     fit,
@@ -88,6 +89,24 @@ def test_choose_weight_averages_datasets_instead_of_pooling_questions():
     weight, table = choose_weight(big + small, scores, grid=(0.0, 1.0))
     assert table == {"0.0": 0.5, "1.0": 0.5} and weight == 0.0
     assert choose_weight(big + small, scores, grid=(0.0, 1.0), by_dataset=False)[1] == {"0.0": 0.9, "1.0": 0.1}
+
+
+def test_choose_skip_is_the_lowest_reader_confidence_that_loses_nothing_on_dev():
+    sure = group(gold_at=0)
+    sure.reader_scores = [math.log(0.95), math.log(0.03), math.log(0.01), math.log(0.01)]
+    unsure = group(gold_at=2)
+    unsure.reader_scores = [math.log(0.4), math.log(0.3), math.log(0.2), math.log(0.1)]
+    fixed_by_rerank = group(gold_at=1)
+    fixed_by_rerank.reader_scores = [math.log(0.75), math.log(0.2), math.log(0.03), math.log(0.02)]
+    groups = [sure, unsure, fixed_by_rerank]
+    scores = [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0], [0.0, 5.0, 0.0, 0.0]]
+    assert hits_at_1(groups, scores, 1.0) == 1.0 and hits_at_1(groups, scores, 1.0, skip_above=0.7) == pytest.approx(2 / 3)
+    skip, table = choose_skip(groups, scores, 1.0, grid=(0.5, 0.7, 0.9))
+    assert skip == 0.9 and table["0.9"] == {"mean_hits1": 1.0, "skipped": pytest.approx(1 / 3, abs=1e-4)}
+    assert table["0.5"]["skipped"] == pytest.approx(2 / 3, abs=1e-4) and table["0.5"]["mean_hits1"] < 1.0
+    assert choose_skip(groups, scores, 1.0, grid=(0.5, 0.7))[0] is None  # every skip loses a question
+    with pytest.raises(ValueError, match="skip_above"):
+        AnswerReranker(tiny_network(), load_tokenizer(), skip_above=1.5)
 
 
 def test_training_sample_keeps_gold_and_the_hardest_negatives():
@@ -177,8 +196,12 @@ def test_candidate_reranker_builds_passages_from_the_graph_and_reorders():
             return np.array([5.0 if "actress" in p else 0.0 for p in passages])
 
     stage = CandidateReranker(Fixed(), lambda ids: {i: texts[i] for i in ids if i in texts}, names)
+    stage.reranker.skip_above = None
     ranked = stage("Who played Rachel?", "q1", ["a", "b"], [[2], [2]], [("b", 0.6), ("a", 0.4)])
     assert [c for c, _ in ranked] == ["a", "b"]
+    stage.reranker.skip_above = 0.6  # the reader is sure enough: its order stands, the reranker is not run
+    assert stage("Who played Rachel?", "q1", ["a", "b"], [[2], [2]], [("b", 0.6), ("a", 0.4)]) == [("b", 0.6), ("a", 0.4)]
+    stage.reranker.skip_above = None
     assert stage("q?", "q1", ["a"], [[2]], [("a", 1.0)]) == [("a", 1.0)]  # one candidate: nothing to rerank
     assert text_match_card({"answer_text_weight": 14.0, "x": 1}, stage) == {"answer_text_weight": 3.0, "x": 1}
     assert text_match_card({"answer_text_weight": 14.0}, None) == {"answer_text_weight": 14.0}

@@ -133,17 +133,23 @@ def test_calibration_threshold_is_the_highest_keeping_the_recall():
         fit_calibration(Run(run.queries, run.candidates[:10]))
 
 
+def _noisy_run(queries: int, *, seed: int) -> Run:
+    """Per query one gold scored U(0.2, 1) and one wrong candidate scored U(0, 0.8)."""
+
+    rng = np.random.default_rng(seed)
+    found, candidates = [], []
+    for q in range(queries):
+        found.append(Query(f"S{q}", "r", {f"g{q}"}))
+        candidates += [sc(q, f"g{q}", ["ner"], True, float(rng.uniform(0.2, 1.0))),
+                       sc(q, f"w{q}", ["ner"], False, float(rng.uniform(0.0, 0.8)))]  # fmt: skip
+    return Run(found, candidates)
+
+
 def test_a_recall_confidence_lowers_the_threshold_to_hold_the_recall_on_resamples():
     """Queries differ in how well their golds score: a threshold that keeps exactly 80% of the
     recall on dev keeps less on many resamples; asking for 90% confidence moves it down."""
 
-    rng = np.random.default_rng(1)
-    queries, candidates = [], []
-    for q in range(40):
-        queries.append(Query(f"S{q}", "r", {f"g{q}"}))
-        candidates += [sc(q, f"g{q}", ["ner"], True, float(rng.uniform(0.2, 1.0))),
-                       sc(q, f"w{q}", ["ner"], False, float(rng.uniform(0.0, 0.8)))]  # fmt: skip
-    run = Run(queries, candidates)
+    run = _noisy_run(40, seed=1)
     plain = fit_calibration(run, min_recall_kept=0.8)
     confident = fit_calibration(run, min_recall_kept=0.8, recall_confidence=0.9, bootstrap=200)
     assert confident.recall_confidence == 0.9 and plain.recall_confidence is None
@@ -157,13 +163,7 @@ def test_split_half_check_measures_the_recall_kept_on_held_out_queries():
     """Noisy queries: a decision fitted on one half to keep exactly 80% keeps less than that on the
     other half about as often as not; asking more of the fit (95%) holds an 80% floor more often."""
 
-    rng = np.random.default_rng(2)
-    queries, candidates = [], []
-    for q in range(60):
-        queries.append(Query(f"S{q}", "r", {f"g{q}"}))
-        candidates += [sc(q, f"g{q}", ["ner"], True, float(rng.uniform(0.2, 1.0))),
-                       sc(q, f"w{q}", ["ner"], False, float(rng.uniform(0.0, 0.8)))]  # fmt: skip
-    run = Run(queries, candidates)
+    run = _noisy_run(60, seed=2)
     half = query_subset(run, [3, 1])
     assert [q.subject for q in half.queries] == ["S3", "S1"] and [c.query for c in half.candidates] == [1, 1, 0, 0]
     exact = split_half_check(run, min_recall_kept=0.8, recall_confidence=None, floor=0.8, repeats=12)

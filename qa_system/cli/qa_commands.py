@@ -162,7 +162,7 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
         reranker = load_reranker(args.tune_only)
         top_k = reranker.top_k if args.top_k is None else args.top_k
         _, dev = _reranker_groups(args, settings, reader, tokenizer, entities, relations, train=False, text_weight=text_weight, top_k=top_k)
-        report = dev_report(reranker, dev)
+        report = dev_report(reranker, dev, allow_skip=args.skip)
         card = {**reranker.card, "weight": report["weight"], "top_k": top_k, "skip_above": report["skip_above"], CARD_KEY: text_weight, "dev": report,
                 "tuned": {"command": "qa-system " + " ".join(sys.argv[1:]), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
         (Path(args.tune_only) / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
@@ -178,7 +178,7 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
     card = {"reader": str(reader_dir), CARD_KEY: text_weight, "train_questions": len(train), "dev_questions": len(dev),
             "train_with_gold_in_top": sum(any(g.gold) for g in train), "train_top_k": args.train_top_k,
             "command": "qa-system " + " ".join(sys.argv[1:])}
-    emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=top_k, card=card, resume=args.resume))
+    emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=top_k, card=card, resume=args.resume, allow_skip=args.skip))
     return 0
 
 
@@ -441,6 +441,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
                    "(default: the reader card's; 0 = off); training negatives come from the reader alone")
     p.add_argument("--tune-only", type=Path, metavar="CHECKPOINT", help="no training: choose this checkpoint's weight on dev "
                    "(for --text-weight and --top-k) and write it into its card")
+    p.add_argument("--skip", action="store_true", help="let the app skip the reranker when the reader's p(top) reaches the "
+                   "lowest value that loses no dev Hits@1 (faster; costs calibrated coverage, see the card's dev report)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     p.add_argument("--resume", action="store_true")

@@ -327,7 +327,8 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
     calibrator = PlattCalibrator.fit(rankings, correct, counts)
     confidences = [calibrator(r, n) for r, n in zip(rankings, counts)]
     threshold = choose_threshold(confidences, correct, min_precision=args.min_precision)
-    reached = selective_summary(confidences, correct, threshold)["selective_accuracy"] >= args.min_precision
+    at_threshold = selective_summary(confidences, correct, threshold)
+    reached = at_threshold["selective_accuracy"] >= args.min_precision
     if not reached:
         log.warning("no threshold keeps %.0f%% of the answered dev questions right; the not-sure threshold falls back to %.2f",
                     100 * args.min_precision, threshold)
@@ -341,7 +342,7 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
         "ece_calibrated": curves["calibrated"].ece,
         "min_precision": args.min_precision,
         "min_precision_reached": reached,
-        **selective_summary(confidences, correct, threshold),
+        **at_threshold,
         "per_dataset": {
             name: selective_summary(confidences[a:b], correct[a:b], threshold) | {"hits@1": sum(correct[a:b]) / max(1, b - a)}
             for name, (a, b) in per_dataset.items()

@@ -139,14 +139,19 @@ def choose_weight(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float
     """The grid weight with the best dev Hits@1 (the mean over datasets when ``by_dataset``, so the
     larger dev set does not decide alone; ties go to the smaller weight); and Hits@1 per weight."""
 
-    datasets = sorted({g.dataset for g in groups}) if by_dataset else [""]
-    table = {}
-    for weight in grid:
-        parts = [hits_at_1([g for g in groups if not by_dataset or g.dataset == d], [s for g, s in zip(groups, scores) if not by_dataset or g.dataset == d], weight)
-                 for d in datasets]
-        table[str(weight)] = round(float(np.mean(parts)), 4)
+    table = {str(weight): mean_hits_at_1(groups, scores, weight, by_dataset=by_dataset) for weight in grid}
     best = max(grid, key=lambda w: (table[str(w)], -w))
     return float(best), table
+
+
+def mean_hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float, *,
+                   skip_above: float | None = None, by_dataset: bool = True) -> float:
+    """Dev Hits@1 (``hits_at_1``), the mean over datasets when ``by_dataset`` (rounded to 4 places)."""
+
+    datasets = sorted({g.dataset for g in groups}) if by_dataset else [""]
+    parts = [hits_at_1([g for g in groups if not by_dataset or g.dataset == d], [s for g, s in zip(groups, scores) if not by_dataset or g.dataset == d],
+                       weight, skip_above=skip_above) for d in datasets]  # fmt: skip
+    return round(float(np.mean(parts)), 4)
 
 
 def score_groups(reranker: AnswerReranker, groups: Sequence[RerankGroup], *, desc: str = "rerank") -> list[np.ndarray]:
@@ -163,14 +168,8 @@ def choose_skip(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]]
     when the reader is already sure it rarely changes the answer: skipping those questions buys
     latency at no dev cost."""
 
-    datasets = sorted({g.dataset for g in groups})
-
-    def mean_hits(skip: float | None) -> float:
-        return round(float(np.mean([hits_at_1([g for g in groups if g.dataset == d], [s for g, s in zip(groups, scores) if g.dataset == d],
-                                               weight, skip_above=skip) for d in datasets])), 4)  # fmt: skip
-
-    full = mean_hits(None)
-    table = {str(t): {"mean_hits1": mean_hits(t), "skipped": round(float(np.mean([skipped(g, t) for g in groups])), 4) if groups else 0.0}
+    full = mean_hits_at_1(groups, scores, weight)
+    table = {str(t): {"mean_hits1": mean_hits_at_1(groups, scores, weight, skip_above=t), "skipped": round(float(np.mean([skipped(g, t) for g in groups])), 4) if groups else 0.0}
              for t in grid}  # fmt: skip
     free = [t for t in grid if table[str(t)]["mean_hits1"] >= full]
     return (min(free) if free else None), table

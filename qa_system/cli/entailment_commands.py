@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
     )
     from qa_system.training.entailment import EntailmentTrainConfig, fit
     from qa_system.training.entailment_data import (
-        dev_pairs,
+        selection_dev,
         sample_training,
         training_pairs,
     )
@@ -72,8 +72,7 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
     except ValueError as e:
         raise InputError(str(e)) from e
     train = sample_training(parts, cfg.max_train, seed=cfg.seed, weights=cfg.part_weights if cfg.max_train else None)
-    dev = dev_pairs(data_dir, seed=cfg.seed)
-    dev = {k: random.Random(cfg.seed).sample(v, min(len(v), cfg.dev_limit)) for k, v in dev.items()}
+    dev = selection_dev(data_dir, cfg.dev_limit)
     counts = Counter(p.source.split("/")[0] for p in train)
     if args.init:  # continue from a finished checkpoint with a fresh optimizer and schedule (a second stage)
         from qa_system.models.entailment import load_entailment_model

@@ -389,6 +389,9 @@ def _fever_training(folder: Path) -> list[NLIPair]:
     return list(unique.values())
 
 
+DEV_SEED = 0  # the dev pairs of every training run, whatever its --seed (see selection_dev)
+
+
 def dev_pairs(data_dir: Path | None = None, *, seed: int = 0) -> dict[str, list[NLIPair]]:
     """Development sets for model selection: SICK TRIAL (3-way) and WebNLG val pairs (2-way)."""
 
@@ -396,6 +399,18 @@ def dev_pairs(data_dir: Path | None = None, *, seed: int = 0) -> dict[str, list[
         "sick-trial": load_sick(nli_dir(data_dir) / "sick", "TRIAL"),
         "webnlg-val": webnlg_pairs(load_webnlg(webnlg_dir(data_dir), "val"), seed=seed, split="val"),
     }
+
+
+def selection_dev(data_dir: Path | None = None, limit: int | None = None) -> dict[str, list[NLIPair]]:
+    """The dev pairs a training run selects its best epoch on: :func:`dev_pairs` with at most
+    ``limit`` pairs a set. Both the WebNLG-val corruptions and the sample use :data:`DEV_SEED`, never
+    the training seed, so stages trained with different seeds are compared on the same pairs (until
+    session 8 they were not, and differences of a few tenths between stages were partly dev noise)."""
+
+    dev = dev_pairs(data_dir, seed=DEV_SEED)
+    if limit is None:
+        return dev
+    return {k: random.Random(DEV_SEED).sample(v, min(len(v), limit)) for k, v in dev.items()}
 
 
 def sample_training(parts: dict[str, list[NLIPair]], max_train: int | None, *, seed: int = 0,

@@ -25,6 +25,7 @@ from qa_system.training.entailment_data import (
     load_snli,
     relation_words,
     sample_training,
+    selection_dev,
     training_pairs,
     verbalise,
     webnlg_pairs,
@@ -188,6 +189,14 @@ def test_training_keeps_held_out_pairs_out(nli_data: Path) -> None:
     assert {p.premise for p in parts["webnlg"]} == {r["text"] for r in WEBNLG["train"]}
     dev = dev_pairs(nli_data)
     assert len(dev["sick-trial"]) == 1 and {p.premise for p in dev["webnlg-val"]} == {WEBNLG["val"][0]["text"]}
+
+
+def test_selection_dev_is_seed_free_and_limited(nli_data: Path) -> None:
+    full = dev_pairs(nli_data, seed=0)
+    assert selection_dev(nli_data) == full  # the fixed dev seed, not a training seed
+    limited = selection_dev(nli_data, limit=1)
+    assert all(len(v) == min(1, len(full[k])) for k, v in limited.items())
+    assert limited == selection_dev(nli_data, limit=1)
 
 
 def test_rte_test_means_dev_file(nli_data: Path) -> None:

@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--no-reranker", action="store_true", help="leave the shipped answer reranker out (the reader's order)")
     parser.add_argument("--reranker-top-k", type=int, help="candidates the reranker reads (default: its card's)")
+    parser.add_argument("--reranker-precision", choices=("float32", "int8"), help="float32 or int8 reranker (default: its card's)")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -53,7 +54,8 @@ def main() -> None:
     try:
         ensure_demo_graph(store)
         started = time.perf_counter()
-        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker, rerank_top_k=args.reranker_top_k)
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker, rerank_top_k=args.reranker_top_k,
+                                 rerank_precision=args.reranker_precision)
         load_s = time.perf_counter() - started
         started = time.perf_counter()
         matcher = getattr(pipeline.ranker, "answer_bias", None)
@@ -94,6 +96,7 @@ def main() -> None:
         "threads": args.threads,
         "reranker": getattr(pipeline.ranker, "reranker", None) is not None,
         "reranker_top_k": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "top_k", None),
+        "reranker_precision": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "precision", None),
         "answer_text_match": getattr(pipeline.ranker, "answer_bias", None) is not None,
         "pipeline_load_s": round(load_s, 1),
         "answer_text_warm_up_s": round(warm_up_s, 1),

@@ -260,7 +260,7 @@ def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:
 
 def load_pipeline(
     settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
-    background_index: bool = False, rerank: bool = True, rerank_top_k: int | None = None,
+    background_index: bool = False, rerank: bool = True, rerank_top_k: int | None = None, rerank_precision: str | None = None,
 ) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
 
@@ -269,7 +269,8 @@ def load_pipeline(
     (the app: it starts in seconds), and likewise embeds every entity's text for the answer-text
     match (``retrievers.answer_text``). ``rerank=False`` leaves the shipped answer reranker out
     (``reranking``): the reader's order, as before it shipped; ``rerank_top_k`` reads that many of
-    the reader's candidates instead of the card's number."""
+    the reader's candidates instead of the card's number, ``rerank_precision`` runs it in
+    ``float32`` or ``int8`` instead of the card's precision."""
 
     from pathlib import Path
 
@@ -287,7 +288,7 @@ def load_pipeline(
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
     calibrator = calibrator_from_card(card)
-    reranker = reranker_for(store, relations, top_k=rerank_top_k) if rerank else None
+    reranker = reranker_for(store, relations, top_k=rerank_top_k, precision=rerank_precision) if rerank else None
     matcher = matcher_from_card(text_match_card(card, reranker), store)
     if matcher is not None and background_index:  # the app: embed every candidate text once, off the ask path
         warm_up_in_background(matcher, store)

@@ -58,10 +58,12 @@ class CandidateReranker:
         return [self(f.question, f.topic, f.candidates, f.candidate_relations, r) for f, r in zip(features, rankings)]
 
 
-def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = None, top_k: int | None = None) -> CandidateReranker | None:
+def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = None, top_k: int | None = None,
+                 precision: str | None = None) -> CandidateReranker | None:
     """The shipped (or ``folder``'s) reranker over ``store``; None when no checkpoint is there (the
     reader's ranking is then used as it is). ``top_k`` overrides the card's number of candidates
-    read (fewer: faster, see ``evaluation.bench_ask``)."""
+    read (fewer: faster, see ``evaluation.bench_ask``); ``precision`` the card's (``float32`` or
+    ``int8``, ``models.quantization``)."""
 
     from qa_system.models.answer_reranker import CARD, load_reranker, shipped_checkpoint
     from qa_system.training.reader import relation_texts
@@ -70,7 +72,14 @@ def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = Non
     folder = Path(folder) if folder is not None else shipped_checkpoint()
     if not (folder / CARD).is_file():
         return None
-    reranker = load_reranker(folder)
+    if precision is not None:
+        from qa_system.models.quantization import check_precision
+
+        try:
+            check_precision(precision)
+        except ValueError as e:
+            raise InputError(f"reranker {e}") from e
+    reranker = load_reranker(folder, precision=precision)
     if top_k is not None:
         if top_k < 1:
             raise InputError(f"the reranker's top_k must be >= 1; got {top_k}")

@@ -230,7 +230,8 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         else:
             topic_of = None
         features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
-        reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker, top_k=getattr(args, "reranker_top_k", None))
+        reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker, top_k=getattr(args, "reranker_top_k", None),
+                                                                       precision=getattr(args, "reranker_precision", None))
         text_weight = _text_weight(args, text_match_card(card, reranker))
         matcher = matcher_from_card({CARD_KEY: text_weight}, store)  # as the app builds it (None at weight 0)
         ranked = rank(reader, features, tokenizer, answer_bias=matcher)
@@ -238,7 +239,7 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
             ranked = reranker.rerank_features(tqdm(features, desc=f"{desc} rerank", unit="q", leave=False, mininterval=5), ranked)
         used = {"answer_text_weight": text_weight,
                 "reranker": None if reranker is None else {"top_k": reranker.reranker.top_k, "weight": reranker.reranker.weight,
-                                                           "checkpoint": str(args.reranker or "shipped")}}
+                                                           "precision": reranker.reranker.precision, "checkpoint": str(args.reranker or "shipped")}}
         return features, ranked, used
     finally:
         store.close()
@@ -413,6 +414,7 @@ def _reranker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reranker", type=Path, help="answer-reranker checkpoint folder (default: the shipped one, when there is one)")
     p.add_argument("--no-reranker", action="store_true", help="the reader's order (no answer reranker)")
     p.add_argument("--reranker-top-k", type=int, help="how many of the reader's candidates the reranker reads (default: its card's)")
+    p.add_argument("--reranker-precision", choices=("float32", "int8"), help="run the reranker in float32 or int8 (default: its card's)")
 
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:

@@ -38,6 +38,7 @@ from torch import nn
 from qa_system.errors import CheckpointError, InputError
 from qa_system.models.entailment import build_encoder, encode_pairs, load_tokenizer
 from qa_system.models.lora import merge_lora_for_inference
+from qa_system.models.quantization import FLOAT32, INT8, check_precision, quantize_int8
 
 MODEL_NAME = "answer-reranker-minilm-lora"
 WEIGHTS, CARD = "reranker.safetensors", "card.json"
@@ -119,10 +120,11 @@ class AnswerReranker:
     ``weight`` (from the card, chosen on dev) scales the logits before they are added to the
     reader's log-probabilities; ``top_k`` is how many of the reader's candidates it reads;
     ``skip_above`` (None = never; ``train reranker --skip`` writes the dev-chosen value) is the
-    reader p(top) from which it is not run."""
+    reader p(top) from which it is not run; ``precision`` is what the network runs in (``"int8"``
+    after :func:`load_reranker` quantized it)."""
 
     def __init__(self, network: AnswerRerankerNetwork, tokenizer: Any, *, weight: float = 1.0, top_k: int = 10,
-                 skip_above: float | None = None, card: dict[str, Any] | None = None) -> None:
+                 skip_above: float | None = None, card: dict[str, Any] | None = None, precision: str = FLOAT32) -> None:
         if weight < 0 or top_k < 1:
             raise ValueError(f"reranker weight must be >= 0 and top_k >= 1; got {weight}, {top_k}")
         if skip_above is not None and not 0.0 < skip_above <= 1.0:
@@ -133,6 +135,7 @@ class AnswerReranker:
         self.weight = float(weight)
         self.top_k = int(top_k)
         self.card = card or {}
+        self.precision = check_precision(precision)
 
     @torch.no_grad()
     def scores(self, question: str, passages: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
@@ -200,9 +203,14 @@ def save_reranker(folder: Path, network: AnswerRerankerNetwork, card: dict[str, 
     return folder
 
 
-def load_reranker(folder: Path | None = None) -> AnswerReranker:
+def load_reranker(folder: Path | None = None, *, precision: str | None = None) -> AnswerReranker:
     """Load a checkpoint folder (default: the shipped one), adapters merged for inference;
-    ``CheckpointError`` when it is missing or does not fit its config."""
+    ``CheckpointError`` when it is missing or does not fit its config.
+
+    ``precision`` (``"float32"`` or ``"int8"``; default: the card's ``precision``, float32 for cards
+    that name none) is what the network runs in. The card names the precision its ``weight`` was
+    tuned with and the calibration was fitted on, so the default keeps the shipped numbers true;
+    int8 (``models.quantization``) is ~2.6x faster on CPU."""
 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -230,7 +238,9 @@ def load_reranker(folder: Path | None = None) -> AnswerReranker:
     merge_lora_for_inference(network)  # ~16% faster scoring; a loaded reranker is only used to score
     skip = card.get("skip_above")
     try:
+        wanted = check_precision(precision if precision is not None else str(card.get("precision", FLOAT32)))
+        running = quantize_int8(network)[1] if wanted == INT8 else FLOAT32
         return AnswerReranker(network, load_tokenizer(), weight=float(card.get("weight", 1.0)), top_k=int(card.get("top_k", 10)),
-                              skip_above=None if skip is None else float(skip), card=card)  # fmt: skip
+                              skip_above=None if skip is None else float(skip), card=card, precision=running)  # fmt: skip
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"answer-reranker card {card_path} is unusable: {e}") from e

@@ -144,6 +144,22 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_reranker(tmp_path / "ck")
 
 
+def test_checkpoint_precision_follows_the_card_unless_overridden(tmp_path):
+    network = tiny_network()
+    tokenizer = load_tokenizer()
+    before = AnswerReranker(network, tokenizer).scores("q?", ["a b", "c d e", "f"])
+    save_reranker(tmp_path / "ck", network, {"precision": "int8"})
+    int8 = load_reranker(tmp_path / "ck")
+    assert int8.precision == "int8" and not any(type(m) is torch.nn.Linear for m in int8.network.modules())
+    np.testing.assert_allclose(int8.scores("q?", ["a b", "c d e", "f"]), before, atol=0.15)
+    assert load_reranker(tmp_path / "ck", precision="float32").precision == "float32"
+    save_reranker(tmp_path / "old", network, {})  # cards written before precision existed: float32
+    assert load_reranker(tmp_path / "old").precision == "float32"
+    save_reranker(tmp_path / "bad", network, {"precision": "int4"})
+    with pytest.raises(CheckpointError, match="precision"):
+        load_reranker(tmp_path / "bad")
+
+
 def test_fit_learns_to_put_the_gold_passage_first_and_keeps_an_existing_run(tmp_path):
     torch.manual_seed(0)
     rng = random.Random(0)

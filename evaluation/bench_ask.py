@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--no-reranker", action="store_true", help="leave the shipped answer reranker out (the reader's order)")
     parser.add_argument("--reranker-top-k", type=int, help="candidates the reranker reads (default: its card's)")
-    parser.add_argument("--reranker-precision", choices=("float32", "int8"), help="float32 or int8 reranker (default: its card's)")
+    parser.add_argument("--reranker-precision", choices=("float32", "bfloat16", "int8"), help="float32, bfloat16 or int8 reranker (default: its card's)")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -62,8 +62,8 @@ def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = Non
                  precision: str | None = None) -> CandidateReranker | None:
     """The shipped (or ``folder``'s) reranker over ``store``; None when no checkpoint is there (the
     reader's ranking is then used as it is). ``top_k`` overrides the card's number of candidates
-    read (fewer: faster, see ``evaluation.bench_ask``); ``precision`` the card's (``float32`` or
-    ``int8``, ``models.quantization``)."""
+    read (fewer: faster, see ``evaluation.bench_ask``); ``precision`` the card's (``float32``,
+    ``bfloat16`` or ``int8``, ``models.precision``)."""
 
     from qa_system.models.answer_reranker import CARD, load_reranker, shipped_checkpoint
     from qa_system.training.reader import relation_texts
@@ -73,7 +73,7 @@ def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = Non
     if not (folder / CARD).is_file():
         return None
     if precision is not None:
-        from qa_system.models.quantization import check_precision
+        from qa_system.models.precision import check_precision
 
         try:
             check_precision(precision)

@@ -88,14 +88,14 @@ def test_the_shipped_answer_reranker_is_small_tuned_on_dev_and_used(pipeline) ->
     with pytest.raises(InputError, match="top_k"):
         reranker_for(pipeline.store, pipeline.ranker.relations, top_k=0)
     assert stage.reranker.precision == card.get("precision", "float32")  # what its weight was tuned in
-    other = "float32" if stage.reranker.precision == "int8" else "int8"
+    other = "float32" if stage.reranker.precision != "float32" else "bfloat16"
     switched = reranker_for(pipeline.store, pipeline.ranker.relations, precision=other)
-    assert switched is not None and switched.reranker.precision in (other, "float32")  # float32 only if int8 is unavailable
+    assert switched is not None and switched.reranker.precision in (other, "float32")  # float32 where bfloat16 is not fast
     question = "who played rachel green on friends?"
     passages = ["Jennifer Aniston: American actress | via: tv.regular_tv_appearance.actor | topic: Friends: American sitcom",
                 "Paris: capital of France | via: location.location.contains | topic: Friends: American sitcom",
                 "Matthew Perry: American actor | via: tv.regular_tv_appearance.actor | topic: Friends: American sitcom"]
     a, b = stage.reranker.scores(question, passages), switched.reranker.scores(question, passages)
-    assert abs(a - b).max() < 1.5 and a.argmin() == b.argmin()  # int8 moves logits a little, not the ranking of a clear miss
+    assert abs(a - b).max() < 0.2 and a.argmin() == b.argmin()  # bfloat16 moves logits by hundredths
     with pytest.raises(InputError, match="precision"):
         reranker_for(pipeline.store, pipeline.ranker.relations, precision="int4")

@@ -153,6 +153,9 @@ def test_checkpoint_precision_follows_the_card_unless_overridden(tmp_path):
     assert int8.precision == "int8" and not any(type(m) is torch.nn.Linear for m in int8.network.modules())
     np.testing.assert_allclose(int8.scores("q?", ["a b", "c d e", "f"]), before, atol=0.15)
     assert load_reranker(tmp_path / "ck", precision="float32").precision == "float32"
+    bf16 = load_reranker(tmp_path / "ck", precision="bfloat16")
+    assert bf16.precision in ("bfloat16", "float32")  # float32 on CPUs without bfloat16 instructions
+    np.testing.assert_allclose(bf16.scores("q?", ["a b", "c d e", "f"]), before, atol=0.1)
     save_reranker(tmp_path / "old", network, {})  # cards written before precision existed: float32
     assert load_reranker(tmp_path / "old").precision == "float32"
     save_reranker(tmp_path / "bad", network, {"precision": "int4"})

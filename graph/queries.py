@@ -26,6 +26,7 @@ class Queries:
     insert_fact: str
     entity_by_id: str
     entities_by_ids: str
+    entity_texts_by_ids: str  # id, name, description only: what the answer-text match and reranker read per question
     all_entities: str
     existing_entity_ids: str
     all_entity_ids: str
@@ -50,6 +51,7 @@ class Queries:
 _SHARED = dict(
     entity_by_id=f"MATCH (e:Entity) WHERE e.id = $id RETURN {ENTITY_COLUMNS}",
     entities_by_ids=f"MATCH (e:Entity) WHERE e.id IN $ids RETURN {ENTITY_COLUMNS}",
+    entity_texts_by_ids="MATCH (e:Entity) WHERE e.id IN $ids RETURN e.id, e.name, e.description",
     all_entities=f"MATCH (e:Entity) RETURN {ENTITY_COLUMNS}",
     existing_entity_ids="MATCH (e:Entity) WHERE e.id IN $ids RETURN e.id",
     existing_fact_ids="MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.id IN $ids RETURN f.id",
@@ -100,6 +102,7 @@ EMBEDDED_WINDOWED = {
 # is one index lookup per id (36 ms -> 0.1 ms for two ids on the 14.5k-entity demo graph).
 _EMBEDDED_BY_IDS = dict(
     entities_by_ids=f"UNWIND $ids AS i MATCH (e:Entity {{id: i}}) RETURN {ENTITY_COLUMNS}",
+    entity_texts_by_ids="UNWIND $ids AS i MATCH (e:Entity {id: i}) RETURN e.id, e.name, e.description",
     existing_entity_ids="UNWIND $ids AS i MATCH (e:Entity {id: i}) RETURN e.id",
 )
 

@@ -125,6 +125,8 @@ def count_rows(rows: Sequence[Sequence[Any]]) -> dict[str, int]:
 def json_safe(value: Any) -> Any:
     """Plain JSON values only (driver node/rel objects become dicts)."""
 
+    if value is None or type(value) in (str, int, float, bool):  # most columns: no json.dumps round trip
+        return value
     try:
         json.dumps(value)
         return value

@@ -367,6 +367,14 @@ def test_read_query_returns_plain_values(loaded: Neo4jStore) -> None:
 
 
 @pytest.mark.neo4j
+def test_answer_texts_are_read_in_one_query_over_bolt(loaded: Neo4jStore) -> None:
+    from retrievers.answer_text import entity_text, store_texts
+
+    entity = loaded.get_entity("/m/e03")
+    assert store_texts(loaded)(["/m/e03", "/m/not-in-the-graph"]) == {"/m/e03": entity_text(entity.name, entity.description)}
+
+
+@pytest.mark.neo4j
 def test_same_answers_as_the_embedded_store(loaded: Neo4jStore, tmp_path) -> None:
     from graph.embedded import EmbeddedStore
 

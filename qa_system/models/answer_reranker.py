@@ -120,8 +120,9 @@ class AnswerReranker:
     ``weight`` (from the card, chosen on dev) scales the logits before they are added to the
     reader's log-probabilities; ``top_k`` is how many of the reader's candidates it reads;
     ``skip_above`` (None = never; ``train reranker --skip`` writes the dev-chosen value) is the
-    reader p(top) from which it is not run; ``precision`` is what the network runs in (``"int8"``
-    after :func:`load_reranker` quantized it)."""
+    reader p(top) from which it is not run; ``precision`` is what the network runs in
+    (``"bfloat16"``: each forward pass under CPU autocast; ``"int8"``: :func:`load_reranker`
+    quantized its linear layers)."""
 
     def __init__(self, network: AnswerRerankerNetwork, tokenizer: Any, *, weight: float = 1.0, top_k: int = 10,
                  skip_above: float | None = None, card: dict[str, Any] | None = None, precision: str = FLOAT32) -> None:

@@ -27,6 +27,7 @@ from evaluation.qa_data import load_qa
 from evaluation.timing import latency_summary
 from graph.store import open_store
 from qa_system.config import load_settings
+from qa_system.models.precision import PRECISIONS
 from qa_system.explore import ensure_demo_graph
 from qa_system.pipeline import load_pipeline, validate_question
 from retrievers.answer_text import store_rows
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--no-reranker", action="store_true", help="leave the shipped answer reranker out (the reader's order)")
     parser.add_argument("--reranker-top-k", type=int, help="candidates the reranker reads (default: its card's)")
-    parser.add_argument("--reranker-precision", choices=("float32", "bfloat16", "int8"), help="float32, bfloat16 or int8 reranker (default: its card's)")
+    parser.add_argument("--reranker-precision", choices=PRECISIONS, help="the reranker's precision (default: its card's)")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -270,7 +270,7 @@ def load_pipeline(
     match (``retrievers.answer_text``). ``rerank=False`` leaves the shipped answer reranker out
     (``reranking``): the reader's order, as before it shipped; ``rerank_top_k`` reads that many of
     the reader's candidates instead of the card's number, ``rerank_precision`` runs it in
-    ``float32`` or ``int8`` instead of the card's precision."""
+    ``float32``, ``bfloat16`` or ``int8`` instead of the card's precision."""
 
     from pathlib import Path
 

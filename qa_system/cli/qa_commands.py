@@ -13,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from qa_system.errors import CheckpointError, DatasetNotFoundError, InputError
+from qa_system.models.precision import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +415,7 @@ def _reranker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reranker", type=Path, help="answer-reranker checkpoint folder (default: the shipped one, when there is one)")
     p.add_argument("--no-reranker", action="store_true", help="the reader's order (no answer reranker)")
     p.add_argument("--reranker-top-k", type=int, help="how many of the reader's candidates the reranker reads (default: its card's)")
-    p.add_argument("--reranker-precision", choices=("float32", "bfloat16", "int8"), help="run the reranker in float32, bfloat16 or int8 (default: its card's)")
+    p.add_argument("--reranker-precision", choices=PRECISIONS, help=f"run the reranker in {', '.join(PRECISIONS)} (default: its card's)")
 
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:

@@ -241,8 +241,7 @@ def load_reranker(folder: Path | None = None, *, precision: str | None = None) -
     merge_lora_for_inference(network)  # ~16% faster scoring; a loaded reranker is only used to score
     skip = card.get("skip_above")
     try:
-        wanted = check_precision(precision if precision is not None else str(card.get("precision", FLOAT32)))
-        running = resolve(network, wanted)[1]
+        running = resolve(network, precision if precision is not None else str(card.get("precision", FLOAT32)))[1]  # checks the name
         return AnswerReranker(network, load_tokenizer(), weight=float(card.get("weight", 1.0)), top_k=int(card.get("top_k", 10)),
                               skip_above=None if skip is None else float(skip), card=card, precision=running)  # fmt: skip
     except (TypeError, ValueError) as e:

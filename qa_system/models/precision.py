@@ -25,8 +25,10 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads PRECISIONS without it
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ def quantize_int8(module: nn.Module) -> tuple[nn.Module, str]:
     if not int8_available():
         log.warning("int8 dynamic quantization is not available in this torch build; the model stays float32")
         return module, FLOAT32
+    from torch import nn
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     module.eval()

@@ -30,6 +30,9 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--no-contrastive", action="store_true", help="QIDN without its two InfoNCE losses (ablation)")
     p.add_argument("--model-config", metavar="JSON", help="model config overrides: a JSON object or a .json file")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    p.add_argument("--init", type=Path, metavar="DIR",
+                   help="start from this checkpoint's weights (its card's model config, then --model-config on top; "
+                        "new inputs such as case_dim start at zero)")
     p.add_argument("--limit", type=int, help="train on the first N sentences only (smoke runs)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -99,7 +102,7 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
     model_config = _model_config(args)
     out = args.out or Path("/work/runs") / f"extractor-{args.model}-{args.dataset}"
     summary = fit(out, model_name=args.model, dataset=args.dataset, data_dir=data_dir, model_config=model_config,
-                  train_config=cfg, resume=args.resume, command=_command(args, "train extractor"))
+                  train_config=cfg, resume=args.resume, command=_command(args, "train extractor"), init=args.init)
     summary.pop("history", None) if not args.json else None
     if args.json:
         emit_json(summary)
@@ -115,15 +118,22 @@ def _model_config(args: argparse.Namespace) -> Any:
     import json
 
     overrides: dict[str, Any] = {}
+    if getattr(args, "init", None) is not None:  # the checkpoint's own config first (its relation names included)
+        card_path = Path(args.init) / "card.json"
+        try:
+            overrides = dict(json.loads(card_path.read_text(encoding="utf-8"))["config"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise InputError(f"--init {args.init}: cannot read the checkpoint's card {card_path} ({e})") from e
     if args.model_config:
         raw = args.model_config
         try:
             source = Path(raw).read_text(encoding="utf-8") if raw.strip().endswith(".json") else raw
-            overrides = json.loads(source)
+            extra = json.loads(source)
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"--model-config must be a JSON object or a readable .json file ({e})") from e
-        if not isinstance(overrides, dict):
+        if not isinstance(extra, dict):
             raise InputError("--model-config must be a JSON object")
+        overrides |= extra
     if args.no_contrastive:
         overrides |= {"instance_contrast": False, "relation_contrast": False}
     if not overrides:

@@ -48,7 +48,7 @@ from qa_system.models.qidn_losses import (
     instance_infonce,
     relation_infonce,
 )
-from qa_system.training.extraction_data import ExtractionBatch, TokenTriple
+from qa_system.training.extraction_data import CASE_SHAPES, ExtractionBatch, TokenTriple
 
 if TYPE_CHECKING:
     from qa_system.models.span_extractor import TokenSpanExtractor
@@ -72,6 +72,7 @@ class QIDNConfig:
     lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
     frozen_layers: int = 3  # lowest encoder layers kept frozen (no adapters); their outputs are cached in training
     lstm_hidden: int = 192  # BiLSTM width per direction over the encoder states (0 = no BiLSTM)
+    case_dim: int = 0  # width of a word-piece casing embedding joined to the encoder states (0 = none; the backbone is uncased)
     hidden: int = 256  # decoder width d
     max_span_width: int = 8  # longest span (word pieces) in the decoder memory
     width_dim: int = 32  # span-length embedding size
@@ -94,6 +95,8 @@ class QIDNConfig:
         problems = []
         if self.backbone not in ("minilm", "random"):
             problems.append(f"backbone must be 'minilm' or 'random'. Currently, backbone is {self.backbone!r}")
+        if self.case_dim < 0:
+            problems.append(f"case_dim must be >= 0. Currently, case_dim is {self.case_dim}")
         for name in ("hidden", "max_span_width", "num_queries", "decoder_layers", "decoder_heads", "max_entity_len"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1. Currently, {name} is {getattr(self, name)}")
@@ -177,6 +180,8 @@ class QIDN(nn.Module):
         R, d = len(self.relation_names), config.hidden
         self.encoder = self._adapt(encoder)
         width = encoder.config.hidden_size
+        self.case_embedding = nn.Embedding(CASE_SHAPES, config.case_dim) if config.case_dim > 0 else None
+        width += config.case_dim
         if config.lstm_hidden > 0:
             self.lstm: nn.LSTM | None = nn.LSTM(width, config.lstm_hidden, batch_first=True, bidirectional=True)
             width = 2 * config.lstm_hidden
@@ -256,8 +261,9 @@ class QIDN(nn.Module):
                 cache[t] = states[b, :n].detach().to("cpu", torch.float16)
         return states
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: Sequence[str] | None = None) -> torch.Tensor:
-        """Token states ``(B, T, W)`` (encoder, then BiLSTM over the real tokens only).
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, texts: Sequence[str] | None = None,
+               case_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token states ``(B, T, W)`` (encoder [+ casing embedding], then BiLSTM over the real tokens only).
 
         With ``frozen_layers`` the lowest layers run without gradients (and, in training with a
         ``lower_cache``, once per sentence): on CPU this halves the cost of a step.
@@ -269,6 +275,10 @@ class QIDN(nn.Module):
             states = self._run_layers(lower, attention_mask, bert.encoder.layer[self.config.frozen_layers:])
         else:
             states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.case_embedding is not None:
+            if case_ids is None:
+                raise ModelError("this QIDN reads word-piece casing (case_dim > 0): pass the batch's case_ids")
+            states = torch.cat([states, self.case_embedding(case_ids)], -1)  # (B, T, H + case_dim)
         if self.lstm is not None:
             lengths = attention_mask.sum(1).clamp(min=1).cpu()
             packed = nn.utils.rnn.pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
@@ -283,10 +293,10 @@ class QIDN(nn.Module):
         return s.to(device), e.to(device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                texts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+                texts: Sequence[str] | None = None, case_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Relation logits ``(B, M, R+1)``, boundary logits ``(B, 4, M, T)``, relation branch ``(B, M, d)``."""
 
-        tokens = self.encode(input_ids, attention_mask, texts)  # (B, T, W)
+        tokens = self.encode(input_ids, attention_mask, texts, case_ids)  # (B, T, W)
         B, T, _ = tokens.shape
         lengths = attention_mask.sum(1)  # (B,)
         starts, ends = self._span_index(T, tokens.device)  # (S,)
@@ -317,7 +327,7 @@ class QIDN(nn.Module):
         """Triple loss after Hungarian matching, plus the switchable InfoNCE terms."""
 
         cfg = self.config
-        out = self(batch.input_ids, batch.attention_mask, batch.texts)
+        out = self(batch.input_ids, batch.attention_mask, batch.texts, batch.case_ids)
         rel_logits, boundary = out["relation"], out["boundary"]  # (B, M, R+1), (B, 4, M, T)
         B, M, C = rel_logits.shape
         R = C - 1
@@ -362,7 +372,7 @@ class QIDN(nn.Module):
     def decode(self, batch: ExtractionBatch) -> list[list[tuple[TokenTriple, float]]]:
         """One triple per query whose relation is not no-relation; duplicates keep the best score."""
 
-        out = self(batch.input_ids, batch.attention_mask)
+        out = self(batch.input_ids, batch.attention_mask, case_ids=batch.case_ids)
         probs = out["relation"].softmax(-1)  # (B, M, R+1)
         R = probs.shape[-1] - 1
         p_rel, rel = probs.max(-1)  # (B, M)

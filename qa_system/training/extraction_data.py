@@ -61,12 +61,14 @@ class ExtractionBatch:
     triples: list[list[TokenTriple]]
     texts: list[str]
     examples: list[ExtractionExample] = field(default_factory=list)
+    case_ids: torch.Tensor | None = None  # (B, T) long: :func:`case_shapes` of each word piece
 
     def to(self, device: str | torch.device) -> ExtractionBatch:
         """The same batch with its tensors on ``device``."""
 
         return ExtractionBatch(self.input_ids.to(device), self.attention_mask.to(device), self.offsets,
-                               self.triples, self.texts, self.examples)
+                               self.triples, self.texts, self.examples,
+                               None if self.case_ids is None else self.case_ids.to(device))
 
 
 @runtime_checkable
@@ -165,6 +167,43 @@ def load_examples(path: Path, relations: list[str] | None = None) -> list[Extrac
 # ----------------------------------------------------------------------------------------------
 # collation
 
+CASE_SHAPES = 13  # 0 = special/padding; 1 + 2 * shape + continued, shape in lower/Capital/UPPER/digit/other/mixed
+
+
+def case_shapes(text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """The casing class of each word piece, from the sentence's own characters.
+
+    Why: the shared MiniLM is uncased, so "Agra airport" and "Agra Airport" reach it as the same
+    pieces, yet WebNLG's gold entities follow the sentence's casing (CasRel's files drop a triple
+    whose entity's "Airport" is written "airport"). Classic NER systems feed such a word-shape
+    feature beside the embeddings; QIDN's ``case_dim`` does. A piece is lower-case, Capitalised,
+    UPPER, a digit, other (punctuation) or mixed, and either starts a word or continues one
+    (no space before it)."""
+
+    out: list[int] = []
+    previous_end = -1
+    for a, b in offsets:
+        if b <= a:
+            out.append(0)
+            continue
+        piece = text[a:b]
+        if piece.isdigit() or piece[0].isdigit():
+            shape = 3
+        elif not any(ch.isalpha() for ch in piece):
+            shape = 4
+        elif piece.islower():
+            shape = 0
+        elif piece.isupper():
+            shape = 2 if len(piece) > 1 else 1
+        elif piece[0].isupper() and (len(piece) == 1 or piece[1:].islower()):
+            shape = 1
+        else:
+            shape = 5
+        continued = int(a == previous_end)
+        out.append(1 + 2 * shape + continued)
+        previous_end = b
+    return out
+
 
 def find_sublist(haystack: list[int], needle: list[int], start: int = 0) -> int:
     """Index of the first occurrence of ``needle`` in ``haystack`` at or after ``start``; -1 if absent."""
@@ -253,8 +292,9 @@ class ExtractionCollator:
             length = int(enc["attention_mask"][b].sum())
             ids = enc["input_ids"][b, :length].tolist()
             triples.append(self.token_triples(ids, example) if example.triples else [])
+        case_ids = torch.tensor([case_shapes(text, row) for text, row in zip(texts, offsets)], dtype=torch.long)
         return ExtractionBatch(enc["input_ids"].long(), enc["attention_mask"].long(), offsets, triples, texts,
-                               list(examples))
+                               list(examples), case_ids)
 
     def log_stats(self) -> None:
         """One line on how many gold triples could not be placed on tokens."""

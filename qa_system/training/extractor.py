@@ -107,6 +107,37 @@ def load_model(name: str, folder: Path) -> tuple[torch.nn.Module, dict[str, Any]
     raise InputError(f"unknown extractor model {name!r}; choose one of {', '.join(MODELS)}")
 
 
+def warm_start(model: torch.nn.Module, name: str, folder: Path) -> dict[str, Any]:
+    """Load the trained tensors of checkpoint ``folder`` into ``model`` before training it further.
+
+    ``model`` may read more inputs than the checkpoint's (e.g. QIDN's ``case_dim``): a weight whose
+    new shape only adds input columns gets the old columns and zeros for the new ones, so the
+    warm-started model computes exactly what the checkpoint did until training moves it; tensors
+    the checkpoint lacks keep their fresh initialisation. Any other mismatch is a CheckpointError.
+    Returns a summary for the card (folder, epoch, widened and new tensors)."""
+
+    source, card = load_model(name, folder)
+    old = {k: v.float() for k, v in trained_state(source).items()}
+    own = model.state_dict()
+    unknown = sorted(set(old) - set(own))
+    if unknown:
+        raise CheckpointError(f"{folder} does not fit this {name} config: {len(unknown)} tensors it lacks (e.g. {unknown[:2]})")
+    loaded, widened = {}, []
+    for key, value in old.items():
+        target = own[key]
+        if value.shape == target.shape:
+            loaded[key] = value
+        elif value.dim() == 2 and value.shape[0] == target.shape[0] and value.shape[1] < target.shape[1]:
+            grown = torch.zeros_like(target)
+            grown[:, : value.shape[1]] = value
+            loaded[key], widened = grown, [*widened, key]
+        else:
+            raise CheckpointError(f"{folder}: tensor {key} has shape {tuple(value.shape)}, this config needs {tuple(target.shape)}")
+    model.load_state_dict(loaded, strict=False)
+    fresh = sorted(set(trained_state(model)) - set(loaded))
+    return {"folder": str(folder), "epoch": card.get("epoch"), "dataset": card.get("dataset"), "widened": widened, "new": fresh}
+
+
 def trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     keep = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in keep}
@@ -140,8 +171,11 @@ def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], floa
 # ---------------------------------------------------------------------- the loop
 def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_config: Any = None,
         train_config: ExtractorTrainConfig | None = None, resume: bool = False, command: str | None = None,
-        tokenizer: Any = None, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
-    """Train, evaluating dev F1 after every epoch; returns a summary (best epoch, dev metrics, paths)."""
+        tokenizer: Any = None, progress: Callable[[str, float], None] | None = None, init: Path | None = None) -> dict[str, Any]:
+    """Train, evaluating dev F1 after every epoch; returns a summary (best epoch, dev metrics, paths).
+
+    ``init``: a checkpoint folder to start from (:func:`warm_start`) instead of fresh heads; a
+    resumed run restores its own state over it."""
 
     from evaluation.extraction import evaluate
 
@@ -158,6 +192,7 @@ def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_c
         tokenizer = minilm_tokenizer()
     collator = ExtractionCollator(tokenizer, {r: i for i, r in enumerate(relations)}, cfg.max_length)
     model = build_model(model_name, model_config, relations)
+    started_from = warm_start(model, model_name, Path(init)) if init is not None else None
     groups = model.param_groups(cfg.lr, cfg.head_lr_scale, cfg.weight_decay) if hasattr(model, "param_groups") else \
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
     optimizer = torch.optim.AdamW(groups)
@@ -213,7 +248,8 @@ def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_c
             best_f1, best_epoch = dev_metrics["f1"], epoch + 1
             card = {"dataset": dataset, "epoch": epoch + 1, "dev": dev_metrics, "train_config": asdict(cfg),
                     "max_length": cfg.max_length, "vocabulary": "webnlg", "command": command,
-                    "train_sentences": len(train), "dev_sentences": len(dev)}
+                    "train_sentences": len(train), "dev_sentences": len(dev),
+                    **({"init": started_from} if started_from else {})}
             save_model(model_name, run_dir / BEST, model, card, fp16=False)
         _save_state(run_dir / LAST, model, optimizer, scheduler, model_name, dataset, epoch + 1, best_f1, best_epoch,
                     history, cfg)

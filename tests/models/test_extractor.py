@@ -285,3 +285,67 @@ def test_long_texts_are_windowed_not_truncated(overfit, tokenizer) -> None:
         assert text[t.object.start:t.object.end] == t.object.text
     assert max(t.object.end for t in triples) > windows[0][1]  # something found beyond the first window
     assert extractor.windows(SENTENCES[0]["text"]) == [(0, len(SENTENCES[0]["text"]))]
+
+
+# ---------------------------------------------------------------------- casing feature and warm start
+def test_case_shapes_tell_casing_the_uncased_backbone_cannot_see(tokenizer) -> None:
+    from qa_system.training.extraction_data import CASE_SHAPES, case_shapes
+
+    text = "Agra airport, AIDS 1987 Mendrisio"
+    enc = tokenizer(text, return_offsets_mapping=True)
+    shapes = case_shapes(text, [tuple(o) for o in enc["offset_mapping"]])
+    pieces = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    by_piece = dict(zip(pieces, shapes))
+    assert shapes[0] == 0 and shapes[-1] == 0  # [CLS], [SEP]
+    assert by_piece["agra"] == 1 + 2 * 1 and by_piece["airport"] == 1 + 2 * 0  # Capitalised vs lower, both word starts
+    assert by_piece["aids"] == 1 + 2 * 2 and by_piece["1987"] == 1 + 2 * 3 and by_piece[","] == 1 + 2 * 4 + 1  # "," continues "airport"
+    assert any(p.startswith("##") and by_piece[p] % 2 == 0 for p in pieces if p.startswith("##"))  # continuation pieces
+    assert max(shapes) < CASE_SHAPES
+    upper = tokenizer("Agra Airport", return_offsets_mapping=True)
+    lower = tokenizer("Agra airport", return_offsets_mapping=True)
+    assert upper["input_ids"] == lower["input_ids"]  # what the backbone sees is the same ...
+    assert case_shapes("Agra Airport", [tuple(o) for o in upper["offset_mapping"]]) != \
+        case_shapes("Agra airport", [tuple(o) for o in lower["offset_mapping"]])  # ... the casing ids are not
+
+
+def test_collator_batches_carry_case_ids(tokenizer, examples) -> None:
+    batch = collator(tokenizer)(examples[:2])
+    assert batch.case_ids is not None and batch.case_ids.shape == batch.input_ids.shape
+    assert int(batch.case_ids[batch.attention_mask == 0].abs().sum()) == 0  # padding is class 0
+    assert batch.to("cpu").case_ids is not None
+
+
+def test_casing_qidn_needs_case_ids(tokenizer, examples) -> None:
+    from qa_system.errors import ModelError
+
+    model = build_qidn(QIDNConfig(**{**TINY, "case_dim": 4}), RELATIONS)
+    batch = collator(tokenizer)(examples[:2])
+    model.eval()
+    assert len(model.decode(batch)) == 2
+    with pytest.raises(ModelError, match="case_ids"):
+        model(batch.input_ids, batch.attention_mask)
+    with pytest.raises(ValueError, match="case_dim"):
+        QIDNConfig(case_dim=-1)
+
+
+def test_warm_start_adds_casing_without_changing_the_outputs(tokenizer, examples, tmp_path: Path) -> None:
+    from qa_system.training.extractor import warm_start
+
+    torch.manual_seed(3)
+    plain = build_qidn(QIDNConfig(**TINY), RELATIONS)
+    save_qidn(tmp_path / "plain", plain, {"epoch": 7, "dataset": "tiny"}, fp16=False)
+    plain, _ = load_qidn(tmp_path / "plain")
+    cased = build_qidn(QIDNConfig(**{**TINY, "case_dim": 4}), RELATIONS)
+    summary = warm_start(cased, "qidn", tmp_path / "plain")
+    assert summary["epoch"] == 7 and any("lstm.weight_ih_l0" in k for k in summary["widened"])
+    assert "case_embedding.weight" in summary["new"]
+    batch = collator(tokenizer)(examples[:3])
+    plain.eval()
+    cased.eval()
+    with torch.no_grad():
+        a = plain(batch.input_ids, batch.attention_mask)
+        b = cased(batch.input_ids, batch.attention_mask, case_ids=batch.case_ids)
+    assert torch.allclose(a["relation"], b["relation"], atol=1e-5) and torch.allclose(a["boundary"], b["boundary"], atol=1e-4)
+    other = build_qidn(QIDNConfig(**{**TINY, "hidden": 32, "decoder_heads": 4}), RELATIONS)
+    with pytest.raises(CheckpointError, match="shape"):
+        warm_start(other, "qidn", tmp_path / "plain")

@@ -128,3 +128,16 @@ def test_evaluate_defaults_to_the_shipped_checkpoint_trained_on_the_dataset() ->
     assert json.loads((star / "card.json").read_text())["dataset"] == "webnlg-star"
     assert _shipped("qidn", "webnlg") == SHIPPED == _shipped("qidn")  # ingest's default: exact entities
     assert json.loads((SHIPPED / "card.json").read_text())["dataset"] == "webnlg"
+
+
+def test_train_from_a_checkpoint_with_a_casing_input(data_dir: Path, tmp_path: Path, capsys) -> None:
+    base = ["train", "extractor", "--model", "qidn", "--dataset", "webnlg-star", "--data-dir", str(data_dir),
+            "--lr", "3e-3", "--batch-size", "2", "--epochs", "1", "--json"]
+    run_json(capsys, [*base, "--out", str(tmp_path / "plain"), "--model-config", json.dumps(TINY)])
+    summary = run_json(capsys, [*base, "--out", str(tmp_path / "cased"), "--init", str(tmp_path / "plain" / "best"),
+                                "--model-config", '{"case_dim": 4}'])
+    card = json.loads((Path(summary["best"]) / "card.json").read_text())
+    assert card["config"]["case_dim"] == 4 and card["config"]["backbone"] == "random"  # the init's config, then the override
+    assert card["init"]["folder"].endswith("best") and "case_embedding.weight" in card["init"]["new"]
+    assert main([*base, "--out", str(tmp_path / "bad"), "--init", str(tmp_path / "nowhere")]) == 2
+    assert "--init" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from qa_system.models.span_lexicon import EntityLexicon
 from qa_system.training.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
@@ -95,10 +96,11 @@ def score(gold: Sequence[Sequence[Triple]], predicted: Sequence[Sequence[Triple]
 def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: Sequence[ExtractionExample],
             relation_names: Sequence[str], *, batch_size: int = 32, device: str | torch.device = "cpu",
             progress: Callable[[int, int], None] | None = None, desc: str = "extract",
-            with_scores: bool = False) -> list[list[Any]]:
+            with_scores: bool = False, lexicon: EntityLexicon | None = None) -> list[list[Any]]:
     """Decoded (subject, relation, object) strings per example, without gradients, in eval mode.
 
     With ``with_scores`` each item is ``(triple, score)`` (the best score of a repeated triple).
+    ``lexicon`` snaps entity spans onto known entity strings (``models.span_lexicon``).
     """
 
     module = model if isinstance(model, torch.nn.Module) else None
@@ -114,9 +116,10 @@ def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: 
                 batch = collator(chunk).to(device)
                 for text, offsets, triples in zip(batch.texts, batch.offsets, model.decode(batch)):
                     found: dict[Triple, float] = {}
+                    known = lexicon.occurrences(text) if lexicon is not None and triples else None
                     for t, triple_score in triples:
-                        s = span_text(text, offsets, t.sub_start, t.sub_end)[0]
-                        o = span_text(text, offsets, t.obj_start, t.obj_end)[0]
+                        s = entity_text(text, offsets, t.sub_start, t.sub_end, lexicon, known)
+                        o = entity_text(text, offsets, t.obj_start, t.obj_end, lexicon, known)
                         triple = (s, relation_names[t.relation], o)
                         if s and o:
                             found[triple] = max(found.get(triple, 0.0), float(triple_score))
@@ -129,13 +132,25 @@ def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: 
     return out
 
 
+def entity_text(text: str, offsets: list[tuple[int, int]], start: int, end: int, lexicon: EntityLexicon | None,
+                known: list[tuple[int, int, str]] | None) -> str:
+    """The sentence text under word pieces ``start..end``, snapped onto the lexicon when one is given."""
+
+    surface, a, b = span_text(text, offsets, start, end)
+    if lexicon is None or not surface:
+        return surface
+    a, b = lexicon.snap(text, a, b, known)
+    return text[a:b]
+
+
 def evaluate(model: SpanExtractionModel, collator: ExtractionCollator, examples: Sequence[ExtractionExample],
              relation_names: Sequence[str], *, batch_size: int = 32, device: str | torch.device = "cpu",
-             desc: str = "evaluate") -> dict[str, Any]:
+             desc: str = "evaluate", lexicon: EntityLexicon | None = None) -> dict[str, Any]:
     """Score ``model`` on ``examples`` (gold from ``examples``); adds throughput."""
 
     start = time.perf_counter()
-    predicted = predict(model, collator, examples, relation_names, batch_size=batch_size, device=device, desc=desc)
+    predicted = predict(model, collator, examples, relation_names, batch_size=batch_size, device=device, desc=desc,
+                        lexicon=lexicon)
     seconds = time.perf_counter() - start
     result = score([e.triples for e in examples], predicted)
     result["seconds"] = seconds

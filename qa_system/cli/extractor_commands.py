@@ -50,6 +50,10 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     e.add_argument("--results-dir", type=Path, help="where the JSON record goes (default evaluation/results)")
     e.add_argument("--tune-threshold", action="store_true",
                    help="(dev only) pick the decoding score threshold with the best F1 and use it (and export it)")
+    e.add_argument("--lexicon", choices=("checkpoint", "none", "train"), default="checkpoint",
+                   help="entity-boundary snapping (models.span_lexicon): the checkpoint's entities.json if it ships one "
+                        "(default), none, or one built from the dataset's training split (its min_overlap tuned with "
+                        "--tune-threshold on dev, else 0.3)")
     e.add_argument("--export", type=Path, metavar="DIR",
                    help="also write the checkpoint (fp16) to DIR with these metrics added to its card")
     e.add_argument("--note", help="free text stored in the exported card (e.g. hardware, epochs budget)")
@@ -173,11 +177,14 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
                          f"({len(model.relation_names)}), not those of {args.dataset} ({len(relations)})")
     collator = ExtractionCollator(minilm_tokenizer(), {r: i for i, r in enumerate(relations)},
                                   int(card.get("max_length", 128)))
+    lexicon = _lexicon(args, folder, data_dir)
     if args.tune_threshold:
-        metrics = _tune_threshold(args, model, collator, examples, relations)
+        metrics, lexicon = _tune_threshold(args, model, collator, examples, relations, lexicon)
     else:
         metrics = evaluate(model, collator, examples, relations, batch_size=args.batch_size,
-                           desc=f"{args.model} {args.dataset} {args.split}")
+                           desc=f"{args.model} {args.dataset} {args.split}", lexicon=lexicon)
+    metrics["lexicon"] = None if lexicon is None else {"source": lexicon.source, "entities": len(lexicon.counts),
+                                                       "min_overlap": lexicon.min_overlap}
     if hasattr(model.config, "score_threshold"):
         metrics["score_threshold"] = model.config.score_threshold
     record = {"task": "extraction", "model": args.model, "dataset": args.dataset, "split": args.split,
@@ -189,6 +196,8 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
     record["record"] = str(path)
     if args.export:
         record["exported"] = str(_export(args, model, card, record))
+        if lexicon is not None:
+            lexicon.save(Path(args.export))
     if args.json:
         emit_json(record)
     else:
@@ -197,8 +206,26 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _tune_threshold(args: argparse.Namespace, model: Any, collator: Any, examples: list, relations: list[str]) -> dict:
-    """Decode once with every score kept, sweep thresholds, keep the best-F1 one in ``model.config``."""
+def _lexicon(args: argparse.Namespace, folder: Path, data_dir: Path) -> Any:
+    """The entity lexicon ``--lexicon`` asks for (None = no snapping)."""
+
+    from qa_system.models.span_lexicon import EntityLexicon, load_lexicon
+    from qa_system.training.extraction_data import load_webnlg
+
+    if args.lexicon == "none":
+        return None
+    if args.lexicon == "checkpoint":
+        return load_lexicon(folder)
+    train, _ = load_webnlg(data_dir, args.dataset, "train")
+    return EntityLexicon.from_triples([t for e in train for t in e.triples], source=f"{args.dataset} train gold entities")
+
+
+def _tune_threshold(args: argparse.Namespace, model: Any, collator: Any, examples: list, relations: list[str],
+                    lexicon: Any = None) -> tuple[dict, Any]:
+    """Decode once with every score kept, sweep thresholds (and, with a lexicon, its ``min_overlap``),
+    keep the best-F1 setting in ``model.config`` (and the lexicon)."""
+
+    import dataclasses
 
     import time
 
@@ -207,17 +234,26 @@ def _tune_threshold(args: argparse.Namespace, model: Any, collator: Any, example
     if not hasattr(model.config, "score_threshold"):
         raise InputError(f"--tune-threshold is not supported for --model {args.model}")
     model.config.score_threshold = 0.0
-    began = time.perf_counter()
-    scored = predict(model, collator, examples, relations, batch_size=args.batch_size, with_scores=True,
-                     desc=f"{args.model} {args.dataset} {args.split}")
-    seconds = time.perf_counter() - began
     gold = [e.triples for e in examples]
-    sweep = threshold_sweep(gold, scored, [round(0.05 * i, 2) for i in range(19)])
-    best = max(sweep, key=lambda row: (row["f1"], -row["threshold"]))
-    model.config.score_threshold = best["threshold"]
-    metrics = score(gold, [[t for t, s in preds if s >= best["threshold"]] for preds in scored])
+    overlaps = [None] if lexicon is None else [0.2, 0.3, 0.4, 0.5, 0.7, 1.0]
+    best, best_scored, sweeps, seconds = None, None, {}, 0.0
+    for overlap in overlaps:
+        candidate = None if overlap is None else dataclasses.replace(lexicon, min_overlap=overlap)
+        began = time.perf_counter()
+        scored = predict(model, collator, examples, relations, batch_size=args.batch_size, with_scores=True,
+                         desc=f"{args.model} {args.dataset} {args.split}", lexicon=candidate)
+        seconds = seconds or time.perf_counter() - began  # one decoding's time (the first)
+        sweep = threshold_sweep(gold, scored, [round(0.05 * i, 2) for i in range(19)])
+        sweeps[str(overlap)] = sweep
+        top = max(sweep, key=lambda row: (row["f1"], -row["threshold"]))
+        if best is None or top["f1"] > best[0]["f1"]:
+            best, best_scored = (top, candidate), scored
+    (row, lexicon) = best
+    model.config.score_threshold = row["threshold"]
+    metrics = score(gold, [[t for t, s in preds if s >= row["threshold"]] for preds in best_scored])
+    extra = {"threshold_sweep": sweeps["None"]} if lexicon is None else {"threshold_sweep_by_min_overlap": sweeps}
     return {**metrics, "seconds": seconds, "sentences_per_second": len(examples) / seconds if seconds > 0 else None,
-            "threshold_sweep": sweep}
+            **extra}, lexicon
 
 
 def _export(args: argparse.Namespace, model: Any, card: dict[str, Any], record: dict[str, Any]) -> Path:

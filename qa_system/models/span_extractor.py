@@ -16,6 +16,7 @@ import torch
 
 from qa_system.extraction import ExtractedTriple, Mention
 from qa_system.models.lora import merge_lora_for_inference
+from qa_system.models.span_lexicon import EntityLexicon, load_lexicon
 from qa_system.training.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
@@ -44,7 +45,8 @@ class TokenSpanExtractor:
 
     def __init__(self, model: SpanExtractionModel, tokenizer: Any, relation_names: Sequence[str], *,
                  name: str, checkpoint: str, vocabulary: str = "webnlg", card: dict[str, Any] | None = None,
-                 max_length: int = 128, min_score: float = 0.0, device: str | torch.device = "cpu") -> None:
+                 max_length: int = 128, min_score: float = 0.0, device: str | torch.device = "cpu",
+                 lexicon: EntityLexicon | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.relation_names = list(relation_names)
@@ -54,6 +56,7 @@ class TokenSpanExtractor:
         self.card = dict(card or {})
         self.min_score = min_score
         self.device = torch.device(device)
+        self.lexicon = lexicon  # snaps entity spans onto the checkpoint's known entity strings (None = as predicted)
         self.collator = ExtractionCollator(tokenizer, {r: i for i, r in enumerate(self.relation_names)},
                                            max_length=max_length)
 
@@ -118,6 +121,7 @@ class TokenSpanExtractor:
     def _to_triples(self, text: str, offsets: list[tuple[int, int]], predicted) -> list[ExtractedTriple]:
         out: list[ExtractedTriple] = []
         seen: set[tuple] = set()
+        known = self.lexicon.occurrences(text) if self.lexicon is not None and predicted else None
         for triple, score in sorted(predicted, key=lambda p: -p[1]):
             if score < self.min_score:
                 continue
@@ -125,6 +129,10 @@ class TokenSpanExtractor:
             o_text, o_a, o_b = span_text(text, offsets, triple.obj_start, triple.obj_end)
             if not s_text or not o_text:
                 continue  # a span on special tokens or padding
+            if self.lexicon is not None:
+                s_a, s_b = self.lexicon.snap(text, s_a, s_b, known)
+                o_a, o_b = self.lexicon.snap(text, o_a, o_b, known)
+                s_text, o_text = text[s_a:s_b], text[o_a:o_b]
             key = (s_a, s_b, triple.relation, o_a, o_b)
             if key in seen:
                 continue
@@ -231,4 +239,4 @@ def span_extractor_from(model: Any, card: dict[str, Any], folder: Path, *, name:
     merge_lora_for_inference(model)
     return TokenSpanExtractor(model.to(device), minilm_tokenizer(), model.relation_names, name=name,
                               checkpoint=Path(folder).name, vocabulary=card.get("vocabulary", "webnlg"), card=card,
-                              max_length=int(card.get("max_length", 128)), device=device)
+                              max_length=int(card.get("max_length", 128)), device=device, lexicon=load_lexicon(Path(folder)))

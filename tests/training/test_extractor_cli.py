@@ -141,3 +141,24 @@ def test_train_from_a_checkpoint_with_a_casing_input(data_dir: Path, tmp_path: P
     assert card["init"]["folder"].endswith("best") and "case_embedding.weight" in card["init"]["new"]
     assert main([*base, "--out", str(tmp_path / "bad"), "--init", str(tmp_path / "nowhere")]) == 2
     assert "--init" in capsys.readouterr().err
+
+
+def test_entity_lexicon_is_tuned_on_dev_shipped_and_used(data_dir: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run_json(capsys, ["train", "extractor", "--model", "qidn", "--dataset", "webnlg-star", "--data-dir", str(data_dir),
+                      "--out", str(run), "--model-config", json.dumps(TINY), "--lr", "3e-3", "--batch-size", "2",
+                      "--epochs", "1", "--json"])
+    evaluate = ["evaluate", "extractor", "--model", "qidn", "--dataset", "webnlg-star", "--data-dir", str(data_dir),
+                "--results-dir", str(tmp_path / "results"), "--json"]
+    dev = run_json(capsys, [*evaluate, "--split", "dev", "--checkpoint", str(run / "best"), "--lexicon", "train",
+                            "--tune-threshold", "--export", str(tmp_path / "shipped")])
+    assert dev["lexicon"]["source"] == "webnlg-star train gold entities" and dev["lexicon"]["entities"] > 0
+    assert len(dev["threshold_sweep_by_min_overlap"]) == 6
+    assert (tmp_path / "shipped" / "entities.json").is_file()
+    test = run_json(capsys, [*evaluate, "--split", "test", "--checkpoint", str(tmp_path / "shipped")])
+    assert test["lexicon"]["min_overlap"] == dev["lexicon"]["min_overlap"]  # read from the checkpoint
+    plain = run_json(capsys, [*evaluate, "--split", "test", "--checkpoint", str(tmp_path / "shipped"), "--lexicon", "none"])
+    assert plain["lexicon"] is None
+    from qa_system.models.extractor import load_qidn_extractor
+
+    assert load_qidn_extractor(tmp_path / "shipped").lexicon is not None

@@ -93,21 +93,22 @@ def score(gold: Sequence[Sequence[Triple]], predicted: Sequence[Sequence[Triple]
     return result
 
 
-def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: Sequence[ExtractionExample],
-            relation_names: Sequence[str], *, batch_size: int = 32, device: str | torch.device = "cpu",
-            progress: Callable[[int, int], None] | None = None, desc: str = "extract",
-            with_scores: bool = False, lexicon: EntityLexicon | None = None) -> list[list[Any]]:
-    """Decoded (subject, relation, object) strings per example, without gradients, in eval mode.
+Span = tuple[int, int]  # character offsets [a, b) in the sentence
+SpanTriple = tuple[Span, str, Span]  # subject span, relation name, object span
 
-    With ``with_scores`` each item is ``(triple, score)`` (the best score of a repeated triple).
-    ``lexicon`` snaps entity spans onto known entity strings (``models.span_lexicon``).
-    """
+
+def predict_spans(model: SpanExtractionModel, collator: ExtractionCollator, examples: Sequence[ExtractionExample],
+                  relation_names: Sequence[str], *, batch_size: int = 32, device: str | torch.device = "cpu",
+                  progress: Callable[[int, int], None] | None = None,
+                  desc: str = "extract") -> list[tuple[str, list[tuple[SpanTriple, float]]]]:
+    """Each example's text and its decoded triples as character spans with scores, without
+    gradients, in eval mode (spans on special tokens or padding left out)."""
 
     module = model if isinstance(model, torch.nn.Module) else None
     was_training = bool(module is not None and module.training)
     if module is not None:
         module.eval()
-    out: list[list[Triple]] = []
+    out: list[tuple[str, list[tuple[SpanTriple, float]]]] = []
     try:
         with torch.no_grad():
             starts = range(0, len(examples), batch_size)
@@ -115,15 +116,13 @@ def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: 
                 chunk = [ExtractionExample(e.text) for e in examples[k:k + batch_size]]
                 batch = collator(chunk).to(device)
                 for text, offsets, triples in zip(batch.texts, batch.offsets, model.decode(batch)):
-                    found: dict[Triple, float] = {}
-                    known = lexicon.occurrences(text) if lexicon is not None and triples else None
+                    items = []
                     for t, triple_score in triples:
-                        s = entity_text(text, offsets, t.sub_start, t.sub_end, lexicon, known)
-                        o = entity_text(text, offsets, t.obj_start, t.obj_end, lexicon, known)
-                        triple = (s, relation_names[t.relation], o)
+                        s, s_a, s_b = span_text(text, offsets, t.sub_start, t.sub_end)
+                        o, o_a, o_b = span_text(text, offsets, t.obj_start, t.obj_end)
                         if s and o:
-                            found[triple] = max(found.get(triple, 0.0), float(triple_score))
-                    out.append(list(found.items()) if with_scores else list(found))
+                            items.append((((s_a, s_b), relation_names[t.relation], (o_a, o_b)), float(triple_score)))
+                    out.append((text, items))
                 if progress is not None:
                     progress(min(k + batch_size, len(examples)), len(examples))
     finally:
@@ -132,15 +131,31 @@ def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: 
     return out
 
 
-def entity_text(text: str, offsets: list[tuple[int, int]], start: int, end: int, lexicon: EntityLexicon | None,
-                known: list[tuple[int, int, str]] | None) -> str:
-    """The sentence text under word pieces ``start..end``, snapped onto the lexicon when one is given."""
+def triple_strings(text: str, items: Sequence[tuple[SpanTriple, float]], *, with_scores: bool = False,
+                   lexicon: EntityLexicon | None = None) -> list[Any]:
+    """(subject, relation, object) strings of one sentence's decoded spans, each once (a repeated
+    triple keeps its best score); ``lexicon`` snaps the spans first (``models.span_lexicon``)."""
 
-    surface, a, b = span_text(text, offsets, start, end)
-    if lexicon is None or not surface:
-        return surface
-    a, b = lexicon.snap(text, a, b, known)
-    return text[a:b]
+    known = lexicon.occurrences(text) if lexicon is not None and items else None
+    found: dict[Triple, float] = {}
+    for ((s_a, s_b), relation, (o_a, o_b)), triple_score in items:
+        if lexicon is not None:
+            (s_a, s_b), (o_a, o_b) = lexicon.snap(text, s_a, s_b, known), lexicon.snap(text, o_a, o_b, known)
+        triple = (text[s_a:s_b], relation, text[o_a:o_b])
+        found[triple] = max(found.get(triple, 0.0), triple_score)
+    return list(found.items()) if with_scores else list(found)
+
+
+def predict(model: SpanExtractionModel, collator: ExtractionCollator, examples: Sequence[ExtractionExample],
+            relation_names: Sequence[str], *, batch_size: int = 32, device: str | torch.device = "cpu",
+            progress: Callable[[int, int], None] | None = None, desc: str = "extract",
+            with_scores: bool = False, lexicon: EntityLexicon | None = None) -> list[list[Any]]:
+    """Decoded (subject, relation, object) strings per example (:func:`predict_spans`, then
+    :func:`triple_strings`). With ``with_scores`` each item is ``(triple, score)``."""
+
+    decoded = predict_spans(model, collator, examples, relation_names, batch_size=batch_size, device=device,
+                            progress=progress, desc=desc)
+    return [triple_strings(text, items, with_scores=with_scores, lexicon=lexicon) for text, items in decoded]
 
 
 def evaluate(model: SpanExtractionModel, collator: ExtractionCollator, examples: Sequence[ExtractionExample],

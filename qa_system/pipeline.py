@@ -292,4 +292,4 @@ def load_pipeline(
     matcher = matcher_from_card(text_match_card(card, reranker), store)
     if matcher is not None and background_index:  # the app: embed every candidate text once, off the ask path
         warm_up_in_background(matcher, store)
-    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker), config, calibrator=calibrator)
+    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index, embed_questions=matcher is not None).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker), config, calibrator=calibrator)

@@ -148,8 +148,12 @@ class GraphEntityLinker:
         use_ner: bool = True,
         use_faiss: bool = True,
         background_index: bool = False,
+        embed_questions: bool = False,
     ) -> None:
         self.store = store
+        # Embed each question in the same forward pass as its fuzzy mentions, for the answer-text
+        # match that embeds it next (``name_embeddings.RecentVectors``): one MiniLM call, not two.
+        self.embed_questions = embed_questions
         # Build the fuzzy name index in a background thread and link without it meanwhile: the
         # app must start in seconds, and embedding every name of a large graph takes minutes on CPU.
         self.background_index = background_index
@@ -244,13 +248,15 @@ class GraphEntityLinker:
             raise InputError(f"top_k must be at least 1; got {top_k}")
         texts = [clean_question(q) for q in questions]
         results = []
-        for text, candidates in zip(texts, self.candidates_many(texts)):
+        also = [q for q in questions if isinstance(q, str)] if self.embed_questions else []
+        for text, candidates in zip(texts, self.candidates_many(texts, also=also)):
             results.append(self._rank(text, candidates, top_k))
         return results
 
     # -- candidates ----------------------------------------------------------------------------
-    def candidates_many(self, texts: list[str]) -> list[list[Candidate]]:
-        """All (mention, entity) candidates per (already cleaned) question, with features."""
+    def candidates_many(self, texts: list[str], *, also: Sequence[str] = ()) -> list[list[Candidate]]:
+        """All (mention, entity) candidates per (already cleaned) question, with features; ``also``:
+        texts to embed with the fuzzy mentions, for a later caller (see ``embed_questions``)."""
 
         nlp, names, degrees = self._resources()
         docs = list(nlp.pipe(texts, batch_size=64)) if nlp is not None else [None] * len(texts)
@@ -268,7 +274,7 @@ class GraphEntityLinker:
                     fuzzy_queries.append((q, span, False))
             per_question.append(found)
         if names is not None and fuzzy_queries:
-            self._fuzzy(texts, names, fuzzy_queries, per_question)
+            self._fuzzy(texts, names, fuzzy_queries, per_question, also)
         out = []
         for text, found in zip(texts, per_question):
             for cand in found.values():
@@ -336,9 +342,11 @@ class GraphEntityLinker:
                 found[(entity.id, span.start, span.end)] = cand
         return kept
 
-    def _fuzzy(self, texts: list[str], names: Any, queries: list[tuple[int, _Span, bool]], per_question: list[dict]) -> None:
+    def _fuzzy(self, texts: list[str], names: Any, queries: list[tuple[int, _Span, bool]], per_question: list[dict],
+               also: Sequence[str] = ()) -> None:
         unique = list(dict.fromkeys(texts[q][s.start : s.end] for q, s, _ in queries))
-        hits_by_text = dict(zip(unique, names.search(unique, FAISS_K)))
+        hits = names.search(unique, FAISS_K, also=also) if also else names.search(unique, FAISS_K)
+        hits_by_text = dict(zip(unique, hits))
         for q, span, is_ner in queries:
             mention = texts[q][span.start : span.end]
             for hit in hits_by_text[mention]:

@@ -18,7 +18,8 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,73 @@ def load_minilm() -> Any:
         return _model
 
 
-def embed(texts: list[str], *, batch_size: int = 128, progress: bool = False) -> np.ndarray:
-    """L2-normalised float32 vectors, shape (N, 384)."""
+RECENT_MAX_CALL = 32  # calls embedding at most this many texts go through the recent-text memo
+RECENT_SIZE = 2048  # texts remembered (about 1.5 KB each)
 
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
+
+class RecentVectors:
+    """A bounded LRU memo of recently embedded short texts. Why: ``ask`` embeds the question's
+    mentions (fuzzy linking) and then the question itself (the answer-text match) in two model
+    calls; passing the question along with the mentions (``embed(..., also=[question])``) makes
+    the second call a memo hit, one forward pass instead of two. Thread-safe."""
+
+    def __init__(self, size: int = RECENT_SIZE) -> None:
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+            return vector
+
+    def put(self, text: str, vector: np.ndarray) -> None:
+        with self._lock:
+            self._vectors[text] = vector
+            self._vectors.move_to_end(text)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
+
+
+recent_vectors = RecentVectors()
+
+
+def _encode(texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
     vectors = load_minilm().encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
     )
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embed(texts: list[str], *, batch_size: int = 128, progress: bool = False, also: Sequence[str] = ()) -> np.ndarray:
+    """L2-normalised float32 vectors, shape (N, 384).
+
+    Small calls (at most ``RECENT_MAX_CALL`` texts, e.g. one question's mentions) reuse vectors of
+    texts embedded recently and remember theirs; ``also`` are texts to embed in the same forward
+    pass and only remember, for a call that follows (see ``RecentVectors``). Bulk calls (index
+    builds) bypass the memo."""
+
+    texts = list(texts)
+    if len(texts) + len(also) > RECENT_MAX_CALL:
+        return _encode(texts, batch_size, progress) if texts else np.zeros((0, 384), dtype=np.float32)
+    found = {t: v for t in dict.fromkeys([*texts, *also]) if (v := recent_vectors.get(t)) is not None}
+    missing = [t for t in dict.fromkeys([*texts, *also]) if t not in found]
+    if missing:
+        for text, vector in zip(missing, _encode(missing, batch_size, progress)):
+            recent_vectors.put(text, vector)
+            found[text] = vector
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
 
 
 def entity_rows(store: GraphStore) -> list[dict[str, Any]]:
@@ -183,12 +242,13 @@ class NameVectorIndex:
                 "ids": self.ids, "texts": self.texts}
         _write_json(index_dir / IDS_FILE, meta)
 
-    def search(self, queries: list[str], k: int = 5) -> list[list[NameHit]]:
-        """Top-``k`` distinct entities per query (an entity matched by several aliases counts once)."""
+    def search(self, queries: list[str], k: int = 5, *, also: Sequence[str] = ()) -> list[list[NameHit]]:
+        """Top-``k`` distinct entities per query (an entity matched by several aliases counts once);
+        ``also``: texts embedded in the same pass for a later caller (``embed``)."""
 
         if not queries or self.index.ntotal == 0:
             return [[] for _ in queries]
-        scores, rows = self.index.search(embed(queries), min(self.index.ntotal, 3 * k))
+        scores, rows = self.index.search(embed(queries, also=also), min(self.index.ntotal, 3 * k))
         out = []
         for score_row, id_row in zip(scores, rows):
             hits: dict[str, NameHit] = {}

@@ -31,6 +31,14 @@ from qa_system.models.precision import PRECISIONS
 from qa_system.explore import ensure_demo_graph
 from qa_system.pipeline import load_pipeline, validate_question
 from retrievers.answer_text import store_rows
+from retrievers.name_embeddings import recent_vectors
+
+
+def forget_recent_texts() -> None:
+    """Empty the embedder's recent-text memo (``name_embeddings.RecentVectors``): the passes below
+    ask the same questions again, which would otherwise find their mentions already embedded."""
+
+    recent_vectors.clear()
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -66,11 +74,13 @@ def main() -> None:
         for q in questions[:10]:
             pipeline.ask(q)
         total, link, retrieve, read, sources = [], [], [], [], {}
+        forget_recent_texts()  # each timed pass meets its questions for the first time
         for q in questions:
             t0 = time.perf_counter()
             answer = pipeline.ask(q)
             total.append(time.perf_counter() - t0)
             sources[answer.source] = sources.get(answer.source, 0) + 1
+        forget_recent_texts()
         for q in questions:  # the same work, stage by stage
             text = validate_question(q)
             t0 = time.perf_counter()
@@ -85,6 +95,7 @@ def main() -> None:
             if context.candidates and context.topic_index is not None:
                 pipeline.ranker.rank(text, context)
                 read.append(time.perf_counter() - t2)
+        forget_recent_texts()
         t0 = time.perf_counter()
         pipeline.ask_many(questions)
         batched_s = time.perf_counter() - t0

@@ -38,6 +38,10 @@ class PipelineConfig:
     min_link_score: float = 0.05  # below this a linked entity is ignored
     threshold: float = 0.5  # answer confidence below this is "not sure" (calibrated on dev)
     alternatives: int = 4
+    # linked entities read one at a time; the answer with the best link score and confidence wins
+    # (``topic_choice``). 1 = the first linked entity only: each extra topic costs a reading.
+    read_topics: int = 1
+    topic_link_weight: float = 2.0  # ``topic_choice.reading_score``'s weight on the link score
 
 
 def validate_question(question: object) -> str:
@@ -55,11 +59,13 @@ def validate_question(question: object) -> str:
 
 @dataclass
 class _Prepared:
-    """A question linked and retrieved, waiting for the reader."""
+    """A question linked and retrieved, waiting for the reader: one context per topic to read,
+    with the topic's link score (the first linked entity's first)."""
 
     text: str
     topics: list[RankedEntity]
     context: Any
+    readings: list[tuple[float, Any]]
 
 
 class AskPipeline:
@@ -94,9 +100,37 @@ class AskPipeline:
         prepared = self._prepare(validate_question(question))
         if not isinstance(prepared, Answer):
             with self._model_lock:
-                ranked = self.ranker.rank(prepared.text, prepared.context)
-            prepared = self._finish(prepared, ranked)
+                rankings = self._rank([(prepared.text, context) for _, context in prepared.readings])
+            prepared = self._finish(*self._choose(prepared, rankings))
         return self.fall_back(prepared) if fallback else prepared
+
+    def _rank(self, items: list[tuple[str, Any]]) -> list[list[tuple[str, float]]]:
+        """The ranker over (question, context) pairs, batched when it can (caller holds the lock)."""
+
+        if len(items) > 1 and hasattr(self.ranker, "rank_many"):
+            return self.ranker.rank_many(items)
+        return [self.ranker.rank(text, context) for text, context in items]
+
+    def _confidence(self, ranked: list[tuple[str, float]], context: Any) -> float:
+        """P(the top answer is right): the calibrator's, else the raw top probability."""
+
+        if not ranked:
+            return 0.0
+        if self.calibrator is not None:
+            return self.calibrator([p for _, p in ranked[:2]], len(context.candidates))
+        return ranked[0][1]
+
+    def _choose(self, prepared: _Prepared, rankings: list[list[tuple[str, float]]]) -> tuple[_Prepared, list[tuple[str, float]]]:
+        """The reading to answer from (``topic_choice``); the only one when one topic was read."""
+
+        if len(prepared.readings) == 1:
+            return prepared, rankings[0]
+        from qa_system.topic_choice import choose_reading
+
+        scores = [(link, self._confidence(ranked, context)) for (link, context), ranked in zip(prepared.readings, rankings)]
+        best = choose_reading(scores, self.config.topic_link_weight)
+        chosen = _Prepared(prepared.text, prepared.topics, prepared.readings[best][1], [prepared.readings[best]])
+        return chosen, rankings[best]
 
     def wants_fallback(self, answer: Answer) -> bool:
         return self.fallback is not None and answer.source in ("graph-unsure", "none")
@@ -126,12 +160,13 @@ class AskPipeline:
                 results.append(e)
         pending = [r for r in results if isinstance(r, _Prepared)]
         if pending:
+            items = [(r.text, context) for r in pending for _, context in r.readings]
             with self._model_lock:
-                if hasattr(self.ranker, "rank_many"):
-                    rankings = self.ranker.rank_many([(r.text, r.context) for r in pending])
-                else:
-                    rankings = [self.ranker.rank(r.text, r.context) for r in pending]
-            finished = {id(r): self._finish(r, ranked) for r, ranked in zip(pending, rankings)}
+                flat = self.ranker.rank_many(items) if hasattr(self.ranker, "rank_many") else self._rank(items)
+            finished, at = {}, 0
+            for r in pending:
+                rankings, at = flat[at:at + len(r.readings)], at + len(r.readings)
+                finished[id(r)] = self._finish(*self._choose(r, rankings))
             results = [finished[id(r)] if isinstance(r, _Prepared) else r for r in results]
         return [self.fall_back(r) if isinstance(r, Answer) else r for r in results]  # type: ignore[return-value]
 
@@ -144,22 +179,27 @@ class AskPipeline:
         if not linked:
             return Answer(question=text, source="none", message="No entity of the graph is named in this question.")
         context = self.retriever.retrieve([c.entity.id for c in linked[: cfg.retrieve_topics]])
+        readings = [(linked[0].score, context)] if _readable(context) else []
+        for other in linked[1 : max(1, cfg.read_topics)]:  # further topics, each read on its own
+            extra = self.retriever.retrieve([other.entity.id])
+            if _readable(extra):
+                readings.append((other.score, extra))
+        if readings:
+            return _Prepared(text, topics, readings[0][1], readings)
         if not context.candidates:
             return Answer(question=text, topic_entities=topics, source="none",
                           message=f"The graph holds no usable facts about {linked[0].entity.name}.")
-        if getattr(context, "topic_index", 0) is None:  # e.g. an entity added after the graph model was trained
-            return Answer(question=text, topic_entities=topics, source="none",
-                          message=f"The graph model does not know {linked[0].entity.name} yet (added after training).")
-        return _Prepared(text, topics, context)
+        # e.g. an entity added after the graph model was trained
+        return Answer(question=text, topic_entities=topics, source="none",
+                      message=f"The graph model does not know {linked[0].entity.name} yet (added after training).")
 
     def _finish(self, prepared: _Prepared, ranked: list[tuple[str, float]]) -> Answer:
         cfg, text, topics, context = self.config, prepared.text, prepared.topics, prepared.context
         if not ranked:
             return Answer(question=text, topic_entities=topics, source="none", message="No candidate answer was scored.")
         names = self._entities([entity_id for entity_id, _ in ranked[: cfg.alternatives + 1]])
-        best_id, best_p = ranked[0]
-        if self.calibrator is not None:
-            best_p = self.calibrator([p for _, p in ranked[:2]], len(context.candidates))
+        best_id = ranked[0][0]
+        best_p = self._confidence(ranked, context)
         best = self._ranked(names, best_id, best_p)
         evidence = context.facts_between(context.topics[0], best_id) if context.topics else []
         evidence = order_evidence(evidence, context.topics[0] if context.topics else "", getattr(context, "relation_probs", None))
@@ -192,6 +232,13 @@ class AskPipeline:
             description=entity.description if entity else "",
             confidence=min(1.0, max(0.0, float(probability))),
         )
+
+
+def _readable(context: Any) -> bool:
+    """Whether the reader can read ``context``: it has candidates and its topic is one the graph
+    model knows (an entity added after training has no HittER index)."""
+
+    return bool(context.candidates) and getattr(context, "topic_index", 0) is not None
 
 
 def order_evidence(facts: list[Any], topic: str, relation_probs: dict[tuple[str, bool], float] | None) -> list[Any]:

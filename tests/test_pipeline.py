@@ -95,3 +95,77 @@ def test_evidence_puts_the_predicted_relation_first():
     # topic the director: only the forward reading counts (0.05 vs nothing)
     assert order_evidence([produced, directed], "/m/nolan", probs) == [directed, produced]
     assert order_evidence([produced, directed], "/m/nolan", {("/film/director/film", False): 0.9}) == [produced, directed]
+
+
+class ScoredLinker(NameLinker):
+    """``NameLinker`` with a link score per name, best first."""
+
+    def __init__(self, store: EmbeddedStore, scores: dict[str, float]) -> None:
+        super().__init__(store)
+        self.scores = scores
+
+    def link(self, question: str, top_k: int = 5) -> list[LinkedEntity]:
+        hits = [LinkedEntity(h.entity, self.scores[h.mention], h.mention, h.start, h.end, h.sources) for h in super().link(question, 5)]
+        return sorted(hits, key=lambda h: -h.score)[:top_k]
+
+
+class CountingRanker(FixedRanker):
+    def __init__(self, answers: dict[str, float]) -> None:
+        super().__init__(answers)
+        self.read: list[str] = []
+
+    def rank(self, question: str, context) -> list[tuple[str, float]]:
+        self.read.append(context.topics[0])
+        return super().rank(question, context)
+
+
+def multi_topic(store: EmbeddedStore, link: dict[str, float], answers: dict[str, float], read_topics: int) -> AskPipeline:
+    base = pipeline(store, answers)
+    return AskPipeline(store, ScoredLinker(store, link), base.retriever, CountingRanker(answers),
+                       PipelineConfig(threshold=0.5, read_topics=read_topics))
+
+
+def test_reading_a_second_topic_lets_a_confident_answer_win(store: EmbeddedStore) -> None:
+    """"Inception" is linked first, but the reader is unsure about its neighbours and sure about Titanic's."""
+
+    question = "Who directed Titanic, the film after Inception?"
+    answers = {"/m/nolan": 0.3, "/m/cameron": 0.9}
+    one = multi_topic(store, {"Inception": 0.9, "Titanic": 0.8}, answers, read_topics=1)
+    assert one.ask(question).answer.name == "Christopher Nolan" and one.ranker.read == ["/m/inception"]
+    two = multi_topic(store, {"Inception": 0.9, "Titanic": 0.8}, answers, read_topics=2)
+    answer = two.ask(question)
+    assert two.ranker.read == ["/m/inception", "/m/titanic"]
+    assert answer.answer.name == "James Cameron" and answer.source == "graph" and answer.confidence == pytest.approx(0.9)
+    assert [(f.subject_name, f.object_name) for f in answer.evidence] == [("James Cameron", "Titanic")]
+    assert [t.name for t in answer.topic_entities] == ["Inception", "Titanic"]  # the linker's order, as linked
+
+
+def test_a_much_better_link_keeps_its_topic(store: EmbeddedStore) -> None:
+    """The link score counts too (squared by the default weight): 0.9 against 0.2 outweighs 0.3 against 0.9."""
+
+    answer = multi_topic(store, {"Inception": 0.9, "Titanic": 0.2}, {"/m/nolan": 0.3, "/m/cameron": 0.9}, read_topics=2).ask(
+        "Who directed Titanic, the film after Inception?")
+    assert answer.answer.name == "Christopher Nolan" and answer.source == "graph-unsure"
+
+
+def test_ask_many_chooses_per_question_like_ask(store: EmbeddedStore) -> None:
+    p = multi_topic(store, {"Inception": 0.9, "Titanic": 0.8, "Memento": 0.9}, {"/m/nolan": 0.3, "/m/cameron": 0.9}, read_topics=2)
+    questions = ["Who directed Titanic, the film after Inception?", "", "Who directed Memento?"]
+    results = p.ask_many(questions)
+    assert isinstance(results[1], InputError)
+    assert results[0].answer.name == "James Cameron" and results[2].answer.name == "Christopher Nolan"
+    assert results[0] == p.ask(questions[0]) and results[2] == p.ask(questions[2])
+
+
+def test_choose_reading_weighs_link_and_confidence() -> None:
+    from qa_system.topic_choice import choose_reading, reading_score
+
+    assert choose_reading([(0.9, 0.3), (0.8, 0.9)]) == 1
+    assert choose_reading([(0.9, 0.3), (0.2, 0.9)]) == 0
+    assert choose_reading([(0.5, 0.5), (0.5, 0.5)]) == 0  # ties: the linker's order
+    assert choose_reading([(0.9, 0.3), (0.2, 0.9)], link_weight=0.0) == 1  # the confidence alone
+    assert reading_score(0.0, 0.0) == pytest.approx(3 * reading_score(1.0, 0.0))  # floored, finite
+    with pytest.raises(ValueError):
+        choose_reading([])
+    with pytest.raises(ValueError):
+        reading_score(0.5, 0.5, link_weight=-1)

@@ -308,6 +308,7 @@ def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:
 def load_pipeline(
     settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
     background_index: bool = False, rerank: bool = True, rerank_top_k: int | None = None, rerank_precision: str | None = None,
+    read_topics: int = 1,
 ) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
 
@@ -317,7 +318,11 @@ def load_pipeline(
     match (``retrievers.answer_text``). ``rerank=False`` leaves the shipped answer reranker out
     (``reranking``): the reader's order, as before it shipped; ``rerank_top_k`` reads that many of
     the reader's candidates instead of the card's number, ``rerank_precision`` runs it in
-    ``float32``, ``bfloat16`` or ``int8`` instead of the card's precision."""
+    ``float32``, ``bfloat16`` or ``int8`` instead of the card's precision. ``read_topics``: how many
+    linked entities are read, each on its own (``PipelineConfig.read_topics``)."""
+
+    if read_topics < 1:
+        raise InputError(f"read_topics must be at least 1; got {read_topics}")
 
     from pathlib import Path
 
@@ -333,7 +338,7 @@ def load_pipeline(
     reader, tokenizer, entities, relations, card = load_reader_checkpoint(folder)
     entity_index = {e: i for i, e in enumerate(entities)}
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
-    config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)))
+    config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)), read_topics=read_topics)
     calibrator = calibrator_from_card(card)
     reranker = reranker_for(store, relations, top_k=rerank_top_k, precision=rerank_precision) if rerank else None
     matcher = matcher_from_card(text_match_card(card, reranker), store)

@@ -169,3 +169,21 @@ def test_choose_reading_weighs_link_and_confidence() -> None:
         choose_reading([])
     with pytest.raises(ValueError):
         reading_score(0.5, 0.5, link_weight=-1)
+
+
+def test_evaluation_keeps_the_reading_ask_would_answer_from() -> None:
+    """``evaluate qa --read-topics K`` picks per question exactly as ``ask`` does, in question order."""
+
+    from types import SimpleNamespace
+
+    from qa_system.cli.qa_commands import _choose_topics
+
+    examples = [SimpleNamespace(id=i) for i in ("q1", "q2", "q3")]
+    # readings in link order: every question's first topic, then the second topics of q1 and q3 (q2 had one)
+    features = [SimpleNamespace(example_id=i, topic=f"{i}-t{k}") for i, k in (("q1", 1), ("q3", 1), ("q1", 2), ("q3", 2))]
+    ranked = [[(f.topic, 0.5)] for f in features]
+    link_scores = [0.9, 0.9, 0.8, 0.2]
+    confidences = [0.3, 0.3, 0.9, 0.9]
+    chosen, chosen_ranked = _choose_topics(examples, features, ranked, link_scores, confidences)
+    assert [f.topic for f in chosen] == ["q1-t2", "q3-t1"]  # q2 was not readable; q3's second link is too weak
+    assert chosen_ranked == [[("q1-t2", 0.5)], [("q3-t1", 0.5)]]

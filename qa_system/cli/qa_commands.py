@@ -223,14 +223,20 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     try:
         ensure_demo_graph(store)
         retriever = _retriever(store, entities, relations, args)
+        read_topics = max(1, int(getattr(args, "read_topics", 1) or 1)) if args.linking == "predicted" else 1
+        links: dict[str, list[Any]] = {}
         if args.linking == "predicted":
             from retrievers.linking import GraphEntityLinker
 
             linker = GraphEntityLinker(store).load()
-            topic_of = lambda e: [c.entity.id for c in linker.link(e.question, top_k=1)]
-        else:
-            topic_of = None
-        features = featurize(examples, retriever, topic_of=topic_of, desc=desc)
+            links = {e.id: linker.link(e.question, top_k=read_topics) for e in tqdm(examples, desc=f"{desc} link", unit="q", leave=False, mininterval=5)}
+        features, link_scores = [], []
+        for k in range(read_topics):  # the k-th linked entity of every question that has one, read on its own
+            topic_of = (lambda e, k=k: [links[e.id][k].entity.id] if len(links[e.id]) > k else []) if links else None
+            found = featurize(examples, retriever, topic_of=topic_of, desc=desc if read_topics == 1 else f"{desc} topic {k + 1}")
+            scores = {e.id: links[e.id][k].score for e in examples if len(links.get(e.id, [])) > k}
+            features += found
+            link_scores += [scores.get(f.example_id, 1.0) for f in found]
         reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker, top_k=getattr(args, "reranker_top_k", None),
                                                                        precision=getattr(args, "reranker_precision", None))
         text_weight = _text_weight(args, text_match_card(card, reranker))
@@ -241,9 +247,30 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         used = {"answer_text_weight": text_weight,
                 "reranker": None if reranker is None else {"top_k": reranker.reranker.top_k, "weight": reranker.reranker.weight,
                                                            "precision": reranker.reranker.precision, "checkpoint": str(args.reranker or "shipped")}}
+        if read_topics > 1:
+            features, ranked = _choose_topics(examples, features, ranked, link_scores, _confidences(card, features, ranked))
+            used["read_topics"] = read_topics
         return features, ranked, used
     finally:
         store.close()
+
+
+def _choose_topics(examples: list[Any], features: list[Any], ranked: list[list[tuple[str, float]]], link_scores: list[float],
+                   confidences: list[float]) -> tuple[list[Any], list[list[tuple[str, float]]]]:
+    """One reading per question when several linked topics were read: the one ``ask`` would answer
+    from (``topic_choice.choose_reading``), in the examples' order; readings are in link order."""
+
+    from qa_system.topic_choice import choose_reading
+
+    by_example: dict[str, list[int]] = {}
+    for i, f in enumerate(features):
+        by_example.setdefault(f.example_id, []).append(i)
+    chosen = []
+    for example in examples:
+        rows = by_example.get(example.id)
+        if rows:
+            chosen.append(rows[choose_reading([(link_scores[i], confidences[i]) for i in rows])])
+    return [features[i] for i in chosen], [ranked[i] for i in chosen]
 
 
 def _confidences(card: dict[str, Any], features: list[Any], ranked: list[list[tuple[str, float]]]) -> list[float]:
@@ -377,7 +404,7 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
     store = open_store(settings)
     try:
         ensure_demo_graph(store)
-        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint)
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=args.read_topics)
         if args.fallback:
             from qa_system.fallback_step import build_fallback_step
 
@@ -461,6 +488,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--jsonl", action="store_true")
     p.add_argument("--fallback", action="store_true", help="when the graph is not sure, ask the LLM and validate its triples "
                    "(entailed ones are inserted as proposed, for review)")
+    p.add_argument("--read-topics", type=int, default=1, metavar="K",
+                   help="read each of the first K linked entities and answer from the best (slower; default 1)")
     p.set_defaults(func=_ask)
 
     p = evaluate.add_parser("qa", help="Hits@1/@5 and F1 of the reader on a QA benchmark")
@@ -468,6 +497,9 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--split", choices=["test", "dev"], default="test")
     p.add_argument("--setting", choices=["filtered", "full"], default="filtered")
     p.add_argument("--linking", choices=["oracle", "predicted"], default="oracle")
+    p.add_argument("--read-topics", type=int, default=1, metavar="K",
+                   help="with --linking predicted: read each of the first K linked entities and answer from the best "
+                        "(link score and confidence; `ask`'s PipelineConfig.read_topics); default 1")
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="(the record is always JSON)")
     p.add_argument("--no-text-match", action="store_true", help="the reader's scores alone (no question/answer text match)")

@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--no-reranker", action="store_true", help="leave the shipped answer reranker out (the reader's order)")
     parser.add_argument("--reranker-top-k", type=int, help="candidates the reranker reads (default: its card's)")
     parser.add_argument("--reranker-precision", choices=PRECISIONS, help="the reranker's precision (default: its card's)")
+    parser.add_argument("--read-topics", type=int, default=1, help="linked entities read per question (PipelineConfig.read_topics)")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,7 +64,7 @@ def main() -> None:
     try:
         ensure_demo_graph(store)
         started = time.perf_counter()
-        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker, rerank_top_k=args.reranker_top_k,
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker, rerank_top_k=args.reranker_top_k, read_topics=args.read_topics,
                                  rerank_precision=args.reranker_precision)
         load_s = time.perf_counter() - started
         started = time.perf_counter()
@@ -110,6 +111,7 @@ def main() -> None:
         "reranker_top_k": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "top_k", None),
         "reranker_precision": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "precision", None),
         "answer_text_match": getattr(pipeline.ranker, "answer_bias", None) is not None,
+        "read_topics": pipeline.config.read_topics,
         "pipeline_load_s": round(load_s, 1),
         "answer_text_warm_up_s": round(warm_up_s, 1),
         "ask": percentiles(total),

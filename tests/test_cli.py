@@ -101,3 +101,14 @@ def test_train_kge_on_the_workspace_graph(tmp_path: Path, tiny_kg_dir: Path) -> 
     assert result.returncode == 0, result.stderr[-2000:]
     trace = [json.loads(line) for line in (tmp_path / "run" / "trace.jsonl").read_text().splitlines()]
     assert trace[0]["epoch"] == 1 and (tmp_path / "run" / "best" / "card.json").is_file()
+
+
+def test_ask_refuses_reading_zero_topics() -> None:
+    """`--read-topics 0` is a clear error before the graph or any model is opened (exit 2)."""
+
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "qa_system", "ask", "Who directed Inception?", "--read-topics", "0"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "read_topics must be at least 1" in done.stderr

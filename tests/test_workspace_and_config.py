@@ -18,6 +18,12 @@ def test_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.graph_backend == "embedded" and settings.workspace == Path("qa-workspace")
 
 
+def test_read_topics_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().read_topics == 1
+    monkeypatch.setenv("QA_READ_TOPICS", "3")
+    assert load_settings().read_topics == 3
+
+
 def test_neo4j_uri_selects_neo4j(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEO4J_URI", "bolt://db.example:7687")
     assert load_settings().graph_backend == "neo4j"
@@ -25,7 +31,8 @@ def test_neo4j_uri_selects_neo4j(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("env", "value"),
-    [("NEO4J_URI", "http://db:7474"), ("QA_LLM_TIMEOUT_S", "-3"), ("QA_LOG_LEVEL", "LOUD"), ("QA_MAX_NEIGHBOURS_PER_HOP", "0")],
+    [("NEO4J_URI", "http://db:7474"), ("QA_LLM_TIMEOUT_S", "-3"), ("QA_LOG_LEVEL", "LOUD"), ("QA_MAX_NEIGHBOURS_PER_HOP", "0"),
+     ("QA_READ_TOPICS", "0")],
 )
 def test_bad_values_fail_with_the_value(monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
     monkeypatch.setenv(env, value)

@@ -394,6 +394,8 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
 
     if (args.question is None) == (args.file is None):
         raise InputError("give a QUESTION or --file QUESTIONS.txt (one of them)")
+    if args.read_topics is not None and args.read_topics < 1:
+        raise InputError(f"read_topics must be at least 1; got {args.read_topics}")
     if args.file is not None:
         try:
             questions = args.file.read_text(encoding="utf-8").splitlines()
@@ -404,7 +406,7 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
     store = open_store(settings)
     try:
         ensure_demo_graph(store)
-        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=args.read_topics)
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=settings.read_topics if args.read_topics is None else args.read_topics)
         if args.fallback:
             from qa_system.fallback_step import build_fallback_step
 
@@ -488,8 +490,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--jsonl", action="store_true")
     p.add_argument("--fallback", action="store_true", help="when the graph is not sure, ask the LLM and validate its triples "
                    "(entailed ones are inserted as proposed, for review)")
-    p.add_argument("--read-topics", type=int, default=1, metavar="K",
-                   help="read each of the first K linked entities and answer from the best (slower; default 1)")
+    p.add_argument("--read-topics", type=int, metavar="K",
+                   help="read each of the first K linked entities and answer from the best (slower; default $QA_READ_TOPICS or 1)")
     p.set_defaults(func=_ask)
 
     p = evaluate.add_parser("qa", help="Hits@1/@5 and F1 of the reader on a QA benchmark")

@@ -25,7 +25,7 @@ def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None
         log.warning("no reader checkpoint at %s: serving without the Ask pipeline (train one with `qa-system train reader`)", shipped_reader())
         return None
     try:
-        pipeline = load_pipeline(settings, store, background_index=True)  # serve at once; fuzzy matching joins when ready
+        pipeline = load_pipeline(settings, store, background_index=True, read_topics=settings.read_topics)  # serve at once; fuzzy matching joins when ready
     except QAError as e:  # a missing or unreadable checkpoint: ask is off, the rest works
         log.warning("serving without the Ask pipeline: %s", e)
         return None

@@ -174,8 +174,9 @@ class AskPipeline:
         """Link and retrieve; an ``Answer`` already when the graph has nothing to rank."""
 
         cfg = self.config
-        linked = [c for c in self.linker.link(text, top_k=cfg.top_k_topics) if c.score >= cfg.min_link_score]
-        topics = [RankedEntity(id=c.entity.id, name=c.entity.name, description=c.entity.description, confidence=min(1.0, max(0.0, c.score))) for c in linked]
+        linked = [c for c in self.linker.link(text, top_k=max(cfg.top_k_topics, cfg.read_topics)) if c.score >= cfg.min_link_score]
+        topics = [RankedEntity(id=c.entity.id, name=c.entity.name, description=c.entity.description, confidence=min(1.0, max(0.0, c.score)))
+                  for c in linked[: cfg.top_k_topics]]
         if not linked:
             return Answer(question=text, source="none", message="No entity of the graph is named in this question.")
         context = self.retriever.retrieve([c.entity.id for c in linked[: cfg.retrieve_topics]])

@@ -187,3 +187,11 @@ def test_evaluation_keeps_the_reading_ask_would_answer_from() -> None:
     chosen, chosen_ranked = _choose_topics(examples, features, ranked, link_scores, confidences)
     assert [f.topic for f in chosen] == ["q1-t2", "q3-t1"]  # q2 was not readable; q3's second link is too weak
     assert chosen_ranked == [[("q1-t2", 0.5)], [("q3-t1", 0.5)]]
+
+
+def test_reading_more_topics_than_are_shown_links_enough(store: EmbeddedStore) -> None:
+    p = multi_topic(store, {"Inception": 0.9, "Titanic": 0.8, "Memento": 0.7}, {"/m/nolan": 0.3, "/m/cameron": 0.9}, read_topics=3)
+    p.config.top_k_topics = 1
+    answer = p.ask("Who directed Inception, Memento or Titanic?")
+    assert p.ranker.read == ["/m/inception", "/m/titanic", "/m/memento"]
+    assert answer.answer.name == "James Cameron" and [t.name for t in answer.topic_entities] == ["Inception"]

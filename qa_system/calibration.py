@@ -14,7 +14,7 @@ reliability diagram that justifies it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +104,19 @@ def calibrator_from_card(card: dict) -> PlattCalibrator | None:
     """The calibrator a reader card carries (None before ``qa-system calibrate`` ran)."""
 
     return PlattCalibrator.from_dict(card["calibration"]) if card.get("calibration") else None
+
+
+def answer_confidence(calibrator: Callable[[Sequence[float], int], float] | None, ranked: Sequence[tuple[str, float]],
+                      candidates: int) -> float:
+    """P(the top answer of ``ranked`` is right): the calibrator's over the top two probabilities and
+    the number of candidates, else the raw top probability (0 for an empty ranking). The app and
+    the evaluation both compute it here."""
+
+    if not ranked:
+        return 0.0
+    if calibrator is not None:
+        return calibrator([p for _, p in ranked[:2]], candidates)
+    return ranked[0][1]
 
 
 @dataclass

@@ -64,8 +64,13 @@ class _Prepared:
 
     text: str
     topics: list[RankedEntity]
-    context: Any
     readings: list[tuple[float, Any]]
+
+    @property
+    def context(self) -> Any:
+        """The context answered from: the first reading's (the only one once chosen)."""
+
+        return self.readings[0][1]
 
 
 class AskPipeline:
@@ -107,18 +112,14 @@ class AskPipeline:
     def _rank(self, items: list[tuple[str, Any]]) -> list[list[tuple[str, float]]]:
         """The ranker over (question, context) pairs, batched when it can (caller holds the lock)."""
 
-        if len(items) > 1 and hasattr(self.ranker, "rank_many"):
+        if hasattr(self.ranker, "rank_many"):
             return self.ranker.rank_many(items)
         return [self.ranker.rank(text, context) for text, context in items]
 
     def _confidence(self, ranked: list[tuple[str, float]], context: Any) -> float:
-        """P(the top answer is right): the calibrator's, else the raw top probability."""
+        from qa_system.calibration import answer_confidence  # numpy: kept off this module's import
 
-        if not ranked:
-            return 0.0
-        if self.calibrator is not None:
-            return self.calibrator([p for _, p in ranked[:2]], len(context.candidates))
-        return ranked[0][1]
+        return answer_confidence(self.calibrator, ranked, len(context.candidates))
 
     def _choose(self, prepared: _Prepared, rankings: list[list[tuple[str, float]]]) -> tuple[_Prepared, list[tuple[str, float]]]:
         """The reading to answer from (``topic_choice``); the only one when one topic was read."""
@@ -129,7 +130,7 @@ class AskPipeline:
 
         scores = [(link, self._confidence(ranked, context)) for (link, context), ranked in zip(prepared.readings, rankings)]
         best = choose_reading(scores, self.config.topic_link_weight)
-        chosen = _Prepared(prepared.text, prepared.topics, prepared.readings[best][1], [prepared.readings[best]])
+        chosen = _Prepared(prepared.text, prepared.topics, [prepared.readings[best]])
         return chosen, rankings[best]
 
     def wants_fallback(self, answer: Answer) -> bool:
@@ -162,7 +163,7 @@ class AskPipeline:
         if pending:
             items = [(r.text, context) for r in pending for _, context in r.readings]
             with self._model_lock:
-                flat = self.ranker.rank_many(items) if hasattr(self.ranker, "rank_many") else self._rank(items)
+                flat = self._rank(items)
             finished, at = {}, 0
             for r in pending:
                 rankings, at = flat[at:at + len(r.readings)], at + len(r.readings)
@@ -186,7 +187,7 @@ class AskPipeline:
             if _readable(extra):
                 readings.append((other.score, extra))
         if readings:
-            return _Prepared(text, topics, readings[0][1], readings)
+            return _Prepared(text, topics, readings)
         if not context.candidates:
             return Answer(question=text, topic_entities=topics, source="none",
                           message=f"The graph holds no usable facts about {linked[0].entity.name}.")

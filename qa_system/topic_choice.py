@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 DEFAULT_LINK_WEIGHT = 2.0  # chosen on FreebaseQA + WebQSP dev among 0, 0.5, 1, 2, 4 (k = 2, 3)
 _FLOOR = 1e-6
@@ -38,3 +39,21 @@ def choose_reading(readings: Sequence[tuple[float, float]], link_weight: float =
         raise ValueError("no reading to choose from")
     scores = [reading_score(link, confidence, link_weight) for link, confidence in readings]
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+def choose_per_question(questions: Sequence[Any], readings: Sequence[Any], rankings: Sequence[Any], link_scores: Sequence[float],
+                        confidences: Sequence[float]) -> tuple[list[Any], list[Any]]:
+    """The evaluation's twin of ``ask``'s choice: ``readings`` (each with the ``example_id`` of its
+    question, in link order per question) with their rankings, link scores and confidences, cut to
+    the one reading per question that :func:`choose_reading` picks, in the order of ``questions``
+    (each with an ``id``); a question with no reading is left out."""
+
+    by_question: dict[str, list[int]] = {}
+    for i, reading in enumerate(readings):
+        by_question.setdefault(reading.example_id, []).append(i)
+    chosen = []
+    for question in questions:
+        rows = by_question.get(question.id)
+        if rows:
+            chosen.append(rows[choose_reading([(link_scores[i], confidences[i]) for i in rows])])
+    return [readings[i] for i in chosen], [rankings[i] for i in chosen]

@@ -121,8 +121,9 @@ def embed(texts: list[str], *, batch_size: int = 128, progress: bool = False, al
     texts = list(texts)
     if len(texts) + len(also) > RECENT_MAX_CALL:
         return _encode(texts, batch_size, progress) if texts else np.zeros((0, 384), dtype=np.float32)
-    found = {t: v for t in dict.fromkeys([*texts, *also]) if (v := recent_vectors.get(t)) is not None}
-    missing = [t for t in dict.fromkeys([*texts, *also]) if t not in found]
+    wanted = list(dict.fromkeys([*texts, *also]))
+    found = {t: v for t in wanted if (v := recent_vectors.get(t)) is not None}
+    missing = [t for t in wanted if t not in found]
     if missing:
         for text, vector in zip(missing, _encode(missing, batch_size, progress)):
             recent_vectors.put(text, vector)
@@ -192,7 +193,6 @@ class NameVectorIndex:
 
     @classmethod
     def for_store(cls, store: GraphStore, index_dir: Path | None) -> "NameVectorIndex":
-
         rows = entity_rows(store)
         fingerprint = entity_fingerprint([r["e.id"] for r in rows])
         if index_dir is not None:
@@ -215,7 +215,6 @@ class NameVectorIndex:
 
     @classmethod
     def _load(cls, index_dir: Path, fingerprint: str) -> "NameVectorIndex | None":
-
         meta_path, index_path = index_dir / IDS_FILE, index_dir / INDEX_FILE
         if not (meta_path.is_file() and index_path.is_file()):
             return None
@@ -239,7 +238,6 @@ class NameVectorIndex:
     def _extend(cls, index_dir: Path, rows: list[dict[str, Any]], fingerprint: str) -> "NameVectorIndex | None":
         """When the graph only gained entities since the index was saved (ingest adds some), embed
         just their names and append them, instead of re-embedding every name (minutes at 15k)."""
-
 
         meta_path, index_path = index_dir / IDS_FILE, index_dir / INDEX_FILE
         if not (meta_path.is_file() and index_path.is_file()):

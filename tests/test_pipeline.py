@@ -176,7 +176,7 @@ def test_evaluation_keeps_the_reading_ask_would_answer_from() -> None:
 
     from types import SimpleNamespace
 
-    from qa_system.cli.qa_commands import _choose_topics
+    from qa_system.topic_choice import choose_per_question as _choose_topics
 
     examples = [SimpleNamespace(id=i) for i in ("q1", "q2", "q3")]
     # readings in link order: every question's first topic, then the second topics of q1 and q3 (q2 had one)

@@ -215,6 +215,7 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     from graph.store import open_store
     from qa_system.explore import ensure_demo_graph
     from qa_system.reranking import reranker_for, text_match_card
+    from qa_system.topic_choice import choose_per_question
     from qa_system.training.reader import rank
     from qa_system.training.reader_data import featurize
     from retrievers.answer_text import CARD_KEY, matcher_from_card
@@ -248,40 +249,21 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
                 "reranker": None if reranker is None else {"top_k": reranker.reranker.top_k, "weight": reranker.reranker.weight,
                                                            "precision": reranker.reranker.precision, "checkpoint": str(args.reranker or "shipped")}}
         if read_topics > 1:
-            features, ranked = _choose_topics(examples, features, ranked, link_scores, _confidences(card, features, ranked))
+            features, ranked = choose_per_question(examples, features, ranked, link_scores, _confidences(card, features, ranked))
             used["read_topics"] = read_topics
         return features, ranked, used
     finally:
         store.close()
 
 
-def _choose_topics(examples: list[Any], features: list[Any], ranked: list[list[tuple[str, float]]], link_scores: list[float],
-                   confidences: list[float]) -> tuple[list[Any], list[list[tuple[str, float]]]]:
-    """One reading per question when several linked topics were read: the one ``ask`` would answer
-    from (``topic_choice.choose_reading``), in the examples' order; readings are in link order."""
-
-    from qa_system.topic_choice import choose_reading
-
-    by_example: dict[str, list[int]] = {}
-    for i, f in enumerate(features):
-        by_example.setdefault(f.example_id, []).append(i)
-    chosen = []
-    for example in examples:
-        rows = by_example.get(example.id)
-        if rows:
-            chosen.append(rows[choose_reading([(link_scores[i], confidences[i]) for i in rows])])
-    return [features[i] for i in chosen], [ranked[i] for i in chosen]
-
-
 def _confidences(card: dict[str, Any], features: list[Any], ranked: list[list[tuple[str, float]]]) -> list[float]:
-    """Each answer's confidence as the app computes it (the card's calibrator over the ranking and
-    the number of candidates; the raw top probability before ``qa-system calibrate`` ran)."""
+    """Each answer's confidence as the app computes it (``calibration.answer_confidence`` with the
+    card's calibrator; the raw top probability before ``qa-system calibrate`` ran)."""
 
-    from qa_system.calibration import calibrator_from_card
+    from qa_system.calibration import answer_confidence, calibrator_from_card
 
     calibrator = calibrator_from_card(card)
-    return [(calibrator([p for _, p in r[:2]], len(f.candidates)) if calibrator else (r[0][1] if r else 0.0))
-            for f, r in zip(features, ranked)]
+    return [answer_confidence(calibrator, r, len(f.candidates)) for f, r in zip(features, ranked)]
 
 
 def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
@@ -385,51 +367,6 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _ask(args: argparse.Namespace, settings: Any) -> int:
-    from graph.store import open_store
-    from qa_system.cli import emit_json
-    from qa_system.errors import QAError
-    from qa_system.explore import ensure_demo_graph
-    from qa_system.pipeline import load_pipeline
-
-    if (args.question is None) == (args.file is None):
-        raise InputError("give a QUESTION or --file QUESTIONS.txt (one of them)")
-    if args.read_topics is not None and args.read_topics < 1:
-        raise InputError(f"read_topics must be at least 1; got {args.read_topics}")
-    if args.file is not None:
-        try:
-            questions = args.file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"cannot read {args.file}: {e}") from e
-    else:
-        questions = [args.question]
-    store = open_store(settings)
-    try:
-        ensure_demo_graph(store)
-        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=settings.read_topics if args.read_topics is None else args.read_topics)
-        if args.fallback:
-            from qa_system.fallback_step import build_fallback_step
-
-            pipeline.fallback = build_fallback_step(settings, store)
-        for line_number, question in enumerate(questions, start=1):
-            try:
-                answer = pipeline.ask(question).model_dump(mode="json")
-            except QAError as e:
-                if args.file is None:
-                    raise
-                answer = {"question": question, "error": str(e), "line": line_number}
-            if args.json or args.jsonl or args.file is not None:
-                emit_json(answer)
-            else:
-                best = answer.get("answer")
-                sys.stdout.write(
-                    (f"{best['name']} ({answer['confidence']:.2f}, {answer['source']})" if best else answer.get("message", "")) + "\n"
-                )
-    finally:
-        store.close()
-    return 0
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hitter", type=Path, help="HittER checkpoint folder (default: the shipped one)")
     p.add_argument("--data-dir", type=Path, help="benchmark data (default $QA_DATA_DIR or ../shared/data)")
@@ -481,18 +418,6 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--resume", action="store_true")
     _common(p)
     p.set_defaults(func=_train_reranker)
-
-    p = commands.add_parser("ask", help="answer a question from the graph (or --file, one question per line)")
-    p.add_argument("question", nargs="?")
-    p.add_argument("--file", type=Path, help="questions, one per line; one JSON object per line out, in order")
-    p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--jsonl", action="store_true")
-    p.add_argument("--fallback", action="store_true", help="when the graph is not sure, ask the LLM and validate its triples "
-                   "(entailed ones are inserted as proposed, for review)")
-    p.add_argument("--read-topics", type=int, metavar="K",
-                   help="read each of the first K linked entities and answer from the best (slower; default $QA_READ_TOPICS or 1)")
-    p.set_defaults(func=_ask)
 
     p = evaluate.add_parser("qa", help="Hits@1/@5 and F1 of the reader on a QA benchmark")
     p.add_argument("--dataset", choices=DATASETS, required=True)

@@ -1,0 +1,68 @@
+"""``qa-system ask``: questions in, answers out (one question, or a file of them, through one loaded pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from qa_system.errors import InputError, QAError
+
+
+def _ask(args: argparse.Namespace, settings: Any) -> int:
+    from graph.store import open_store
+    from qa_system.cli import emit_json
+    from qa_system.explore import ensure_demo_graph
+    from qa_system.pipeline import load_pipeline
+
+    if (args.question is None) == (args.file is None):
+        raise InputError("give a QUESTION or --file QUESTIONS.txt (one of them)")
+    if args.read_topics is not None and args.read_topics < 1:
+        raise InputError(f"read_topics must be at least 1; got {args.read_topics}")
+    if args.file is not None:
+        try:
+            questions = args.file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read {args.file}: {e}") from e
+    else:
+        questions = [args.question]
+    store = open_store(settings)
+    try:
+        ensure_demo_graph(store)
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=settings.read_topics if args.read_topics is None else args.read_topics)
+        if args.fallback:
+            from qa_system.fallback_step import build_fallback_step
+
+            pipeline.fallback = build_fallback_step(settings, store)
+        for line_number, question in enumerate(questions, start=1):
+            try:
+                answer = pipeline.ask(question).model_dump(mode="json")
+            except QAError as e:
+                if args.file is None:
+                    raise
+                answer = {"question": question, "error": str(e), "line": line_number}
+            if args.json or args.jsonl or args.file is not None:
+                emit_json(answer)
+            else:
+                best = answer.get("answer")
+                sys.stdout.write(
+                    (f"{best['name']} ({answer['confidence']:.2f}, {answer['source']})" if best else answer.get("message", "")) + "\n"
+                )
+    finally:
+        store.close()
+    return 0
+
+
+def register(commands: Any, train: Any, evaluate: Any) -> None:
+    p = commands.add_parser("ask", help="answer a question from the graph (or --file, one question per line)")
+    p.add_argument("question", nargs="?")
+    p.add_argument("--file", type=Path, help="questions, one per line; one JSON object per line out, in order")
+    p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--jsonl", action="store_true")
+    p.add_argument("--fallback", action="store_true", help="when the graph is not sure, ask the LLM and validate its triples "
+                   "(entailed ones are inserted as proposed, for review)")
+    p.add_argument("--read-topics", type=int, metavar="K",
+                   help="read each of the first K linked entities and answer from the best (slower; default $QA_READ_TOPICS or 1)")
+    p.set_defaults(func=_ask)

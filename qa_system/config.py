@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Linked entities `ask` reads per question, each on its own (``topic_choice``): more is more
     # accurate with predicted linking and slower (3: p95 ~300 ms on 2 cores instead of ~130).
     read_topics: int = Field(default=1, ge=1, le=10)
+    # Short MiniLM passes (the question, its mentions) through ONNX Runtime, exported once into
+    # <workspace>/cache/onnx (``models.onnx_encoder``); false = eager PyTorch. Same answers.
+    onnx_runtime: bool = True
 
     # LLM endpoint (OpenAI-compatible). Unset: the packaged local SmolLM2 server is started on use.
     openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "QA_OPENAI_BASE_URL"))
@@ -81,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.workspace / "logs"
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        return self.workspace / "cache" / "onnx"
 
 
 def load_settings(**overrides: object) -> Settings:

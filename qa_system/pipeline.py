@@ -338,6 +338,10 @@ def load_pipeline(
 
     folder = Path(reader_dir) if reader_dir else shipped_reader()
     reader, tokenizer, entities, relations, card = load_reader_checkpoint(folder)
+    if not reader.config.use_graph:  # the fused reader's cross-attention hooks need PyTorch's layers
+        from qa_system.models.onnx_encoder import swap_in_onnx_encoder
+
+        swap_in_onnx_encoder(reader, settings.onnx_cache_dir if getattr(settings, "onnx_runtime", False) else None, "reader")
     entity_index = {e: i for i, e in enumerate(entities)}
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)), read_topics=read_topics)

@@ -99,3 +99,25 @@ def test_the_shipped_answer_reranker_is_small_tuned_on_dev_and_used(pipeline) ->
     assert abs(a - b).max() < 0.2 and a.argmin() == b.argmin()  # bfloat16 moves logits by hundredths
     with pytest.raises(InputError, match="precision"):
         reranker_for(pipeline.store, pipeline.ranker.relations, precision="int4")
+
+
+def test_the_reader_encodes_through_onnx_runtime_as_pytorch_would(pipeline) -> None:
+    """``load_pipeline`` swaps the (graph-free) reader's MiniLM for its ONNX Runtime twin
+    (``models.onnx_encoder``); a freshly loaded PyTorch reader encodes questions the same way."""
+
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from qa_system.models.onnx_encoder import OnnxBertEncoder
+    from qa_system.training.reader import load_reader_checkpoint
+
+    reader = pipeline.ranker.reader
+    if reader.config.use_graph:
+        pytest.skip("the shipped reader fuses the graph: it stays on PyTorch")
+    assert isinstance(reader.encoder, OnnxBertEncoder) and reader.encoder.path.is_file()
+    torch_reader, tokenizer, *_ = load_reader_checkpoint(shipped_reader())
+    batch = tokenizer(["Who directed Inception?", "what language is spoken in brazil today?"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = torch_reader.encode(batch["input_ids"], batch["attention_mask"])
+        got = reader.encode(batch["input_ids"], batch["attention_mask"])
+    assert torch.allclose(got, expected, atol=1e-4)

@@ -15,16 +15,22 @@ from retrievers.linking import GraphEntityLinker
 
 @pytest.fixture()
 def encoded(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Every text list that reaches the model, in order (the real model still runs)."""
+    """Every text list that reaches the model, in order (the real model still runs): bulk calls
+    through ``_encode``, the memo's small calls through ``_encode_short``."""
 
     calls: list[list[str]] = []
-    real = N._encode
+    real, real_short = N._encode, N._encode_short
 
     def counting(texts, batch_size, progress):
         calls.append(list(texts))
         return real(texts, batch_size, progress)
 
+    def counting_short(texts):
+        calls.append(list(texts))
+        return real_short(texts)
+
     monkeypatch.setattr(N, "_encode", counting)
+    monkeypatch.setattr(N, "_encode_short", counting_short)
     monkeypatch.setattr(N, "recent_vectors", N.RecentVectors())
     return calls
 
@@ -52,6 +58,23 @@ def test_bulk_calls_bypass_the_memo(encoded: list[list[str]]) -> None:
     assert N.embed(texts).shape == (len(texts), 384)
     assert len(N.recent_vectors) == 0 and encoded == [texts]
     assert N.embed([]).shape == (0, 384)
+
+
+def test_short_calls_give_the_sentence_transformer_vectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo's small calls run through ONNX Runtime (``models.onnx_encoder``) when it is there:
+    the same vectors as the sentence-transformers model, padded batch or not."""
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("QA_WORKSPACE", str(tmp_path))
+    monkeypatch.setattr(N, "_short_encoder", None)  # look again, with this workspace
+    texts = ["What is the name of the main train station in San Francisco?", "San Francisco", "Barack Obama"]
+    short = N._encode_short(texts)
+    assert N._short_encoder, "the ONNX twin was not built"
+    assert np.allclose(short, N._encode(texts, 8, False), atol=1e-5)
+    assert np.allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
+    monkeypatch.setenv("QA_ONNX_RUNTIME", "false")
+    monkeypatch.setattr(N, "_short_encoder", None)
+    assert np.allclose(N._encode_short(texts), short, atol=1e-5) and N._short_encoder is False  # PyTorch, same vectors
 
 
 def test_the_memo_is_bounded_least_recently_used_first() -> None:

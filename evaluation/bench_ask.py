@@ -31,6 +31,7 @@ from qa_system.models.precision import PRECISIONS
 from qa_system.explore import ensure_demo_graph
 from qa_system.pipeline import load_pipeline, validate_question
 from retrievers.answer_text import store_rows
+from retrievers import name_embeddings
 from retrievers.name_embeddings import recent_vectors
 
 
@@ -112,6 +113,9 @@ def main() -> None:
         "reranker_precision": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "precision", None),
         "answer_text_match": getattr(pipeline.ranker, "answer_bias", None) is not None,
         "read_topics": pipeline.config.read_topics,
+        # short MiniLM passes (linking, the reader's question) through ONNX Runtime (QA_ONNX_RUNTIME)
+        "onnx_runtime": {"reader": type(getattr(getattr(pipeline.ranker, "reader", None), "encoder", None)).__name__ == "OnnxBertEncoder",
+                         "embedder": bool(name_embeddings._short_encoder)},
         "pipeline_load_s": round(load_s, 1),
         "answer_text_warm_up_s": round(warm_up_s, 1),
         "ask": percentiles(total),

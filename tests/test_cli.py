@@ -103,12 +103,15 @@ def test_train_kge_on_the_workspace_graph(tmp_path: Path, tiny_kg_dir: Path) -> 
     assert trace[0]["epoch"] == 1 and (tmp_path / "run" / "best" / "card.json").is_file()
 
 
-def test_ask_refuses_reading_zero_topics() -> None:
-    """`--read-topics 0` is a clear error before the graph or any model is opened (exit 2)."""
+@pytest.mark.parametrize("command", [["ask", "Who directed Inception?"],
+                                     ["evaluate", "qa", "--dataset", "webqsp", "--linking", "predicted", "--limit", "1"]])
+def test_reading_zero_topics_is_refused(command: list[str]) -> None:
+    """`--read-topics 0` is a clear error before the graph or any model is opened (exit 2), for
+    `ask` and for `evaluate qa` alike (the evaluation used to read one topic without a word)."""
 
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "qa_system", "ask", "Who directed Inception?", "--read-topics", "0"],
+    done = subprocess.run([sys.executable, "-m", "qa_system", *command, "--read-topics", "0"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2 and "read_topics must be at least 1" in done.stderr

@@ -224,7 +224,7 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     try:
         ensure_demo_graph(store)
         retriever = _retriever(store, entities, relations, args)
-        read_topics = max(1, int(getattr(args, "read_topics", 1) or 1)) if args.linking == "predicted" else 1
+        read_topics = int(getattr(args, "read_topics", 1)) if args.linking == "predicted" else 1
         links: dict[str, list[Any]] = {}
         if args.linking == "predicted":
             from retrievers.linking import GraphEntityLinker
@@ -272,6 +272,8 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
     from qa_system.calibration import reliability, selective_summary
     from qa_system.cli import emit_json
 
+    if args.read_topics < 1:  # before any model or graph is opened
+        raise InputError(f"read_topics must be at least 1; got {args.read_topics}")
     reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
     examples = load_qa(args.dataset, args.split, args.setting, args.data_dir)[: args.limit]
     started = time.time()

@@ -105,6 +105,17 @@ class CypherStoreBase:
         rows = self._rows(self.queries.entity_by_id, {"id": entity_id})
         return R.entity_from_row(rows[0]) if rows else None
 
+    def entity_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(name, description) of each of ``ids`` the graph holds, in one parameterised read. The
+        answer-text match and the answer reranker read them for every question (hundreds of ids for
+        a hub topic): through this store's own connection, not the workbench's read-only
+        transaction per call (``run_read_query``), 0.05 instead of 0.7 ms for six ids."""
+
+        if not ids:
+            return {}
+        rows = self._rows(self.queries.entity_texts_by_ids, {"ids": list(ids)})
+        return {row[0]: (str(row[1] or ""), str(row[2] or "")) for row in rows}
+
     def _fetch(self, statuses: list[str], relations: Sequence[str] | None, limit: int | None, seed: int) -> Any:
         raise NotImplementedError
 

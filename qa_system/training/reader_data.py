@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -94,11 +95,13 @@ def collate(features: Sequence[ReaderFeatures], tokenizer, *, max_length: int = 
         answers[i, :n] = torch.tensor([c in f.answers for c in f.candidates], dtype=torch.bool)
     links = [f.candidate_relations or [[] for _ in f.candidates] for f in features]
     depth = max([len(r) for row in links for r in row] + [1])
-    candidate_relations = torch.full((len(features), width, depth), -1, dtype=torch.long)
-    for i, row in enumerate(links):
-        for j, relations in enumerate(row):
-            if relations:
-                candidate_relations[i, j, : len(relations)] = torch.tensor(relations, dtype=torch.long)
+    # one scatter, not a tensor per candidate: a hub topic has thousands of candidates (ms on the ask path)
+    at = [(i, j, k, r) for i, row in enumerate(links) for j, relations in enumerate(row) for k, r in enumerate(relations or ())]
+    filled = np.full((len(features), width, depth), -1, dtype=np.int64)
+    if at:
+        rows, cols, slots, values = (np.asarray(column, dtype=np.int64) for column in zip(*at))
+        filled[rows, cols, slots] = values
+    candidate_relations = torch.from_numpy(filled)
     label_width = max([len(f.relation_labels) for f in features] + [1])
     relation_targets = torch.full((len(features), label_width), -1, dtype=torch.long)
     for i, f in enumerate(features):

@@ -82,6 +82,15 @@ def test_find_by_exact_name_alias_and_prefix(loaded: GraphStore) -> None:
     assert loaded.get_entity("/m/none") is None
 
 
+def test_entity_texts_in_one_read(loaded: GraphStore) -> None:
+    texts = loaded.entity_texts(["/m/nolan", "/m/none", "/m/uk"])  # type: ignore[attr-defined]
+    assert set(texts) == {"/m/nolan", "/m/uk"}  # unknown ids are left out
+    assert texts["/m/nolan"] == ("Christopher Nolan", "film director")
+    assert loaded.entity_texts([]) == {}  # type: ignore[attr-defined]
+    assert loaded.entity_texts(["x'}) MATCH (n) DETACH DELETE n //"]) == {}  # type: ignore[attr-defined]
+    assert loaded.stats().entities == len(ENTITIES)
+
+
 def test_user_text_never_becomes_cypher(loaded: GraphStore) -> None:
     evil = "x'}) MATCH (n) DETACH DELETE n //"
     assert loaded.find_entities(evil) == []

@@ -82,3 +82,18 @@ def test_relation_head_starts_from_relation_names() -> None:
     assert torch.isfinite(weight).all() and weight.abs().sum() > 0 and (reader.relation_head[-1].bias == 0).all()
     with pytest.raises(ValueError, match="relation texts"):
         reader.init_relation_head(texts[:3], CharTokenizer())
+
+
+def test_collate_pads_candidate_relations_with_minus_one() -> None:
+    from qa_system.training.reader_data import collate
+
+    first, second = features()[:2]
+    first.candidate_relations = [[3], [], [1, 4, 7]]
+    second.candidates, second.candidate_indices, second.candidate_relations = ["/m/a"], [1], [[2, 5]]
+    batch = collate([first, second], CharTokenizer())
+    assert batch["candidate_relations"].dtype == torch.long
+    assert batch["candidate_relations"].tolist() == [[[3, -1, -1], [-1, -1, -1], [1, 4, 7]],
+                                                     [[2, 5, -1], [-1, -1, -1], [-1, -1, -1]]]
+    assert batch["candidate_mask"].tolist() == [[True, True, True], [True, False, False]]
+    second.candidate_relations = None  # no relation lists at all: all padding
+    assert collate([second], CharTokenizer())["candidate_relations"].tolist() == [[[-1]]]

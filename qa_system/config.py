@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # Neighbourhood caps: a 2-hop expansion of a hub (e.g. "USA") must stay bounded.
     max_neighbours_per_hop: int = Field(default=200, ge=1, le=100_000)
     # Linked entities `ask` reads per question, each on its own (``topic_choice``): more is more
-    # accurate with predicted linking and slower (3: p95 ~300 ms on 2 cores instead of ~130).
+    # accurate with predicted linking and slower (3: p95 ~165 ms on 2 cores instead of ~85).
     read_topics: int = Field(default=1, ge=1, le=10)
     # Short MiniLM passes (the question, its mentions) through ONNX Runtime, exported once into
     # <workspace>/cache/onnx (``models.onnx_encoder``); false = eager PyTorch. Same answers.

@@ -129,7 +129,9 @@ def test_config_rejects_bad_values():
 def test_loss_decreases_on_tiny_graph(neighbourhoods, use_context):
     torch.manual_seed(0)
     model = HittER(tiny_config(use_context=use_context, mep_prob=0.0))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    # lr 5e-3: at 1e-2 the context model's loss spiked back up after step 40 on one CPU (AMX) and
+    # not on another, a coin toss; at 5e-3 it falls steadily to ~0.5 on both, 1 or 2 threads
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     q = np.concatenate([TRIPLES, np.stack([TRIPLES[:, 2], TRIPLES[:, 1] + R, TRIPLES[:, 0]], 1)])
     rng = np.random.default_rng(0)
     losses = []

@@ -27,6 +27,7 @@ from evaluation.qa_data import load_qa
 from evaluation.timing import latency_summary
 from graph.store import open_store
 from qa_system.config import load_settings
+from qa_system.models.onnx_encoder import OnnxBertEncoder
 from qa_system.models.precision import PRECISIONS
 from qa_system.explore import ensure_demo_graph
 from qa_system.pipeline import load_pipeline, validate_question
@@ -114,8 +115,8 @@ def main() -> None:
         "answer_text_match": getattr(pipeline.ranker, "answer_bias", None) is not None,
         "read_topics": pipeline.config.read_topics,
         # short MiniLM passes (linking, the reader's question) through ONNX Runtime (QA_ONNX_RUNTIME)
-        "onnx_runtime": {"reader": type(getattr(getattr(pipeline.ranker, "reader", None), "encoder", None)).__name__ == "OnnxBertEncoder",
-                         "embedder": bool(name_embeddings._short_encoder)},
+        "onnx_runtime": {"reader": isinstance(getattr(getattr(pipeline.ranker, "reader", None), "encoder", None), OnnxBertEncoder),
+                         "embedder": name_embeddings.onnx_twin_active()},
         "pipeline_load_s": round(load_s, 1),
         "answer_text_warm_up_s": round(warm_up_s, 1),
         "ask": percentiles(total),

@@ -44,6 +44,15 @@ class PipelineConfig:
     topic_link_weight: float = 2.0  # ``topic_choice.reading_score``'s weight on the link score
 
 
+def check_read_topics(read_topics: int) -> int:
+    """``read_topics`` when it is at least 1, else an ``InputError`` (``ask``, ``evaluate qa`` and
+    ``load_pipeline`` refuse it before opening anything)."""
+
+    if read_topics < 1:
+        raise InputError(f"read_topics must be at least 1; got {read_topics}")
+    return read_topics
+
+
 def validate_question(question: object) -> str:
     """The question as text, or an ``InputError`` saying what is wrong with it."""
 
@@ -323,8 +332,7 @@ def load_pipeline(
     ``float32``, ``bfloat16`` or ``int8`` instead of the card's precision. ``read_topics``: how many
     linked entities are read, each on its own (``PipelineConfig.read_topics``)."""
 
-    if read_topics < 1:
-        raise InputError(f"read_topics must be at least 1; got {read_topics}")
+    check_read_topics(read_topics)
 
     from pathlib import Path
 
@@ -339,9 +347,9 @@ def load_pipeline(
     folder = Path(reader_dir) if reader_dir else shipped_reader()
     reader, tokenizer, entities, relations, card = load_reader_checkpoint(folder)
     if not reader.config.use_graph:  # the fused reader's cross-attention hooks need PyTorch's layers
-        from qa_system.models.onnx_encoder import swap_in_onnx_encoder
+        from qa_system.models.onnx_encoder import default_cache_dir, swap_in_onnx_encoder
 
-        swap_in_onnx_encoder(reader, settings.onnx_cache_dir if getattr(settings, "onnx_runtime", False) else None, "reader")
+        swap_in_onnx_encoder(reader, default_cache_dir(settings), "reader")
     entity_index = {e: i for i, e in enumerate(entities)}
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)), read_topics=read_topics)

@@ -169,18 +169,13 @@ def store_texts(store: Any) -> Callable[[Sequence[str]], dict[str, str]]:
     One parameterised read (the store's ``entity_texts``: three columns, not every entity column)
     per question: a lookup per candidate cost more than the reader on hub topics."""
 
-    queries = getattr(store, "queries", None)
-
     def texts(ids: Sequence[str]) -> dict[str, str]:
         ids = list(ids)
         if not ids:
             return {}
-        if hasattr(store, "entity_texts"):  # the Cypher stores (``graph.cypher_store``)
+        if hasattr(store, "entity_texts"):  # every real store (``graph.cypher_store``)
             return {i: entity_text(name, description) for i, (name, description) in store.entity_texts(ids).items()}
-        if queries is not None and hasattr(store, "run_read_query"):
-            rows = store.run_read_query(queries.entity_texts_by_ids, {"ids": ids}, limit=len(ids))
-            return {row["e.id"]: entity_text(str(row["e.name"] or ""), str(row.get("e.description") or "")) for row in rows}
-        found = {}
+        found = {}  # a minimal store (tests): one lookup per id
         for entity_id in ids:
             entity = store.get_entity(entity_id)
             if entity is not None:

@@ -125,6 +125,12 @@ def _onnx_twin() -> Any:
         return _short_encoder or None
 
 
+def onnx_twin_active() -> bool:
+    """Whether short calls have run through ONNX Runtime in this process (benchmark records)."""
+
+    return bool(_short_encoder)
+
+
 def _encode_short(texts: list[str]) -> np.ndarray:
     """A few short texts (one question and its mentions) in one pass: through ONNX Runtime when it
     is there (~5 ms less per call than eager PyTorch on 2 cores; same vectors to ~1e-6), the

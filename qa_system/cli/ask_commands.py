@@ -14,12 +14,12 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
     from graph.store import open_store
     from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
-    from qa_system.pipeline import load_pipeline
+    from qa_system.pipeline import check_read_topics, load_pipeline
 
     if (args.question is None) == (args.file is None):
         raise InputError("give a QUESTION or --file QUESTIONS.txt (one of them)")
-    if args.read_topics is not None and args.read_topics < 1:
-        raise InputError(f"read_topics must be at least 1; got {args.read_topics}")
+    if args.read_topics is not None:
+        check_read_topics(args.read_topics)
     if args.file is not None:
         try:
             questions = args.file.read_text(encoding="utf-8").splitlines()

@@ -271,9 +271,9 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
     from evaluation.qa_metrics import hits_at, summarise
     from qa_system.calibration import reliability, selective_summary
     from qa_system.cli import emit_json
+    from qa_system.pipeline import check_read_topics
 
-    if args.read_topics < 1:  # before any model or graph is opened
-        raise InputError(f"read_topics must be at least 1; got {args.read_topics}")
+    check_read_topics(args.read_topics)  # before any model or graph is opened
     reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
     examples = load_qa(args.dataset, args.split, args.setting, args.data_dir)[: args.limit]
     started = time.time()

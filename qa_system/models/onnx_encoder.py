@@ -157,14 +157,16 @@ def onnx_encoder(bert: nn.Module, cache_dir: Path, name: str) -> OnnxBertEncoder
     return None
 
 
-def default_cache_dir() -> Path | None:
-    """Where exported encoders live (``Settings.onnx_cache_dir``: ``<workspace>/cache/onnx``), or
-    None when the settings turn ONNX Runtime off (``QA_ONNX_RUNTIME=false``)."""
+def default_cache_dir(settings: Any = None) -> Path | None:
+    """Where exported encoders live (``Settings.onnx_cache_dir``: ``<workspace>/cache/onnx``) under
+    ``settings`` (default: the environment's), or None when they turn ONNX Runtime off
+    (``QA_ONNX_RUNTIME=false``)."""
 
-    from qa_system.config import load_settings
+    if settings is None:
+        from qa_system.config import load_settings
 
-    settings = load_settings()
-    return settings.onnx_cache_dir if settings.onnx_runtime else None
+        settings = load_settings()
+    return settings.onnx_cache_dir if getattr(settings, "onnx_runtime", False) else None
 
 
 def swap_in_onnx_encoder(model: nn.Module, cache_dir: Path | None, name: str, attribute: str = "encoder") -> bool:

@@ -94,3 +94,9 @@ def test_settings_turn_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert oe.default_cache_dir() == tmp_path / "cache" / "onnx"
     monkeypatch.setenv("QA_ONNX_RUNTIME", "false")
     assert oe.default_cache_dir() is None
+
+    from qa_system.config import load_settings
+
+    other = tmp_path / "other"
+    assert oe.default_cache_dir(load_settings(workspace=other, onnx_runtime=True)) == other / "cache" / "onnx"  # given settings win
+    assert oe.default_cache_dir(load_settings(workspace=other, onnx_runtime=False)) is None

@@ -4,9 +4,12 @@ Why: on the 2-core CPU the answer reranker's ten cross-encoder passes are most o
 (``evaluation.bench_ask``). Two cheaper precisions were measured on it (session 8, ten pairs of
 ~80 word pieces, 1 thread, same process):
 
-- **bfloat16** (``torch.autocast``; weights stay float32, matrix products run in bfloat16): 1.9x
-  faster where the CPU has bfloat16 instructions (AVX512-BF16 or AMX; this machine has
-  AVX512-BF16); logits move by < 0.05. Without those instructions bfloat16 is emulated and slower
+- **bfloat16** (``torch.autocast``; matrix products run in bfloat16): 1.9x faster where the CPU
+  has bfloat16 instructions (AVX512-BF16 or AMX; this machine has AVX512-BF16); logits move by
+  < 0.05. The ``nn.Linear`` weights are cast to bfloat16 once, in :func:`resolve` (session 12):
+  autocast would otherwise cast every float32 weight again on every pass (its cast cache lives
+  only as long as one autocast region), ~3 of the reranker's ~19 ms for five pairs of ~49 word
+  pieces, for bit-identical logits. Without those instructions bfloat16 is emulated and slower
   than float32, so :func:`resolve` runs float32 there (answers equal up to that 0.05).
 - **int8** (``torch.ao.quantization.quantize_dynamic``: every ``nn.Linear`` with int8 weights, one
   scale per output channel, activations quantized on the fly; fbgemm kernels): 2.6x faster, but
@@ -86,9 +89,10 @@ def quantize_int8(module: nn.Module) -> tuple[nn.Module, str]:
 
 def resolve(module: nn.Module, precision: str) -> tuple[nn.Module, str]:
     """Prepare a loaded, merged ``module`` for ``precision`` and return it with the precision it
-    will actually run in: int8 is applied here (in place); bfloat16 needs nothing here (run the
-    forward pass inside :func:`autocast`) but falls back to float32 on CPUs without bfloat16
-    instructions, where it would be slower (logged)."""
+    will actually run in: int8 is applied here (in place); for bfloat16 every ``nn.Linear`` is cast
+    to bfloat16 here (in place; the forward pass must then run inside :func:`autocast`, which
+    computes exactly what it computed with float32 weights, minus the per-pass casts), but CPUs
+    without bfloat16 instructions run float32, where bfloat16 would be emulated and slower (logged)."""
 
     check_precision(precision)
     if precision == INT8:
@@ -96,7 +100,23 @@ def resolve(module: nn.Module, precision: str) -> tuple[nn.Module, str]:
     if precision == BFLOAT16 and not bf16_fast():
         log.info("this CPU has no bfloat16 instructions; running float32 (same answers up to rounding)")
         return module, FLOAT32
+    if precision == BFLOAT16:
+        return cast_linear_bfloat16(module), BFLOAT16
     return module, precision
+
+
+def cast_linear_bfloat16(module: nn.Module) -> nn.Module:
+    """``module`` with the weights and biases of every ``nn.Linear`` in bfloat16 (in place): the
+    cast autocast would repeat on each pass, done once. Embeddings and layer norms stay float32,
+    as autocast keeps them."""
+
+    import torch
+    from torch import nn
+
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            layer.to(torch.bfloat16)
+    return module
 
 
 @contextlib.contextmanager

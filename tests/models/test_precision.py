@@ -41,18 +41,23 @@ def test_bfloat16_runs_under_autocast_where_the_cpu_has_it(monkeypatch) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 8))
     x = torch.randn(16, 64)
-    same, precision = resolve(model, BFLOAT16)
-    assert same is model and precision == (BFLOAT16 if bf16_fast() else FLOAT32)
     with torch.no_grad():
         before = model(x)
         with autocast(BFLOAT16):
             low = model(x)
     assert low.dtype == torch.bfloat16 and not torch.equal(low.float(), before)
     assert (low.float() - before).abs().max() < 0.05 * before.abs().max()
+    same, precision = resolve(model, BFLOAT16)
+    assert same is model and precision == (BFLOAT16 if bf16_fast() else FLOAT32)
+    if precision == BFLOAT16:  # the Linear weights were cast once: autocast computes the same numbers
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+        with torch.no_grad(), autocast(BFLOAT16):
+            assert torch.equal(model(x), low)
     with autocast(FLOAT32), torch.no_grad():
-        assert model(x).dtype == torch.float32
+        assert model.float()(x).dtype == torch.float32
     monkeypatch.setattr(q, "bf16_fast", lambda: False)  # emulated bfloat16 would be slower: float32
-    assert q.resolve(model, BFLOAT16)[1] == FLOAT32
+    fresh = nn.Linear(4, 4)
+    assert q.resolve(fresh, BFLOAT16)[1] == FLOAT32 and fresh.weight.dtype == torch.float32
 
 
 def test_check_precision() -> None:

@@ -195,3 +195,18 @@ def test_reading_more_topics_than_are_shown_links_enough(store: EmbeddedStore) -
     answer = p.ask("Who directed Inception, Memento or Titanic?")
     assert p.ranker.read == ["/m/inception", "/m/titanic", "/m/memento"]
     assert answer.answer.name == "James Cameron" and [t.name for t in answer.topic_entities] == ["Inception"]
+
+
+def test_freeze_loaded_heap_takes_live_objects_out_of_the_collectors_walk() -> None:
+    import gc
+
+    from qa_system.pipeline import freeze_loaded_heap
+
+    loaded = [{"model": i} for i in range(1000)]  # stands in for a pipeline's tracked objects
+    before = gc.get_freeze_count()
+    try:
+        freeze_loaded_heap()
+        assert gc.get_freeze_count() >= before + len(loaded)
+        assert not any(obj is loaded for obj in gc.get_objects())  # no generation holds it any more
+    finally:
+        gc.unfreeze()  # the test process goes on collecting as before

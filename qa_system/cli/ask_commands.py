@@ -14,7 +14,7 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
     from graph.store import open_store
     from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
-    from qa_system.pipeline import check_read_topics, load_pipeline
+    from qa_system.pipeline import check_read_topics, freeze_loaded_heap, load_pipeline
 
     if (args.question is None) == (args.file is None):
         raise InputError("give a QUESTION or --file QUESTIONS.txt (one of them)")
@@ -35,6 +35,8 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
             from qa_system.fallback_step import build_fallback_step
 
             pipeline.fallback = build_fallback_step(settings, store)
+        if len(questions) > 1:  # many answers from one load: keep the collector off the loaded models
+            freeze_loaded_heap()
         for line_number, question in enumerate(questions, start=1):
             try:
                 answer = pipeline.ask(question).model_dump(mode="json")

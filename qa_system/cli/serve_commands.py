@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None:
     from qa_system.cli.qa_commands import shipped_reader
-    from qa_system.pipeline import load_pipeline
+    from qa_system.pipeline import freeze_loaded_heap, load_pipeline
 
     if not (shipped_reader() / "card.json").is_file():
         log.warning("no reader checkpoint at %s: serving without the Ask pipeline (train one with `qa-system train reader`)", shipped_reader())
@@ -34,6 +34,7 @@ def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None
         from qa_system.fallback_step import build_fallback_step
 
         pipeline.fallback = build_fallback_step(settings, store, warm_up=True)
+    freeze_loaded_heap()  # a server answers many questions: keep the collector off the loaded models
     return pipeline
 
 

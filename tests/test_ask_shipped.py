@@ -121,3 +121,29 @@ def test_the_reader_encodes_through_onnx_runtime_as_pytorch_would(pipeline) -> N
         expected = torch_reader.encode(batch["input_ids"], batch["attention_mask"])
         got = reader.encode(batch["input_ids"], batch["attention_mask"])
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_ask_starts_the_readers_question_pass_ahead_and_takes_it(pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ask`` starts the reader's pass over the question before linking it (one reading per
+    question), and the reader takes that result instead of encoding the question again."""
+
+    pytest.importorskip("onnxruntime")
+    from qa_system.models.onnx_encoder import OnnxBertEncoder
+
+    encoder = pipeline.ranker.reader.encoder
+    if not isinstance(encoder, OnnxBertEncoder):
+        pytest.skip("the reader runs in PyTorch here")
+    assert pipeline.config.read_topics == 1 and encoder.session.get_session_options().intra_op_num_threads == 1
+    ran: list[str] = []
+    real_run = OnnxBertEncoder._run
+    monkeypatch.setattr(OnnxBertEncoder, "_run", lambda self, feed: ran.append("pass") or real_run(self, feed))
+    started = []
+    real_ahead = OnnxBertEncoder.encode_ahead
+    monkeypatch.setattr(OnnxBertEncoder, "encode_ahead", lambda self, *a, **k: started.append(self) or real_ahead(self, *a, **k))
+    before = pipeline.ask("Who directed Inception?")
+    assert encoder in started and not encoder._ahead  # started ahead, then taken
+    assert ran.count("pass") >= 1
+    monkeypatch.setattr(pipeline.ranker, "encode_ahead", lambda question: None)  # the same question without a head start
+    after = pipeline.ask("Who directed Inception?")
+    assert after.answer is not None and before.answer is not None and after.answer.id == before.answer.id
+    assert after.confidence == pytest.approx(before.confidence, abs=1e-6)

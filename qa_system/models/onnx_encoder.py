@@ -22,6 +22,8 @@ import logging
 import os
 import tempfile
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _OPSET = 17
-_sessions: dict[str, tuple[Any, Path]] = {}  # file name (model name + weights digest) -> (ORT session, file); one per process
+_sessions: dict[str, tuple[Any, Path]] = {}  # file name (model name + weights digest) @ threads -> (ORT session, file); one per process
 _sessions_lock = threading.Lock()
 
 
@@ -98,20 +100,77 @@ class OnnxBertEncoder(nn.Module):
     token_type_ids=...)`` returns an object with ``last_hidden_state`` (a float32 tensor), as
     the PyTorch model would. Thread-safe (ORT sessions are)."""
 
+    AHEAD_KEPT = 8  # passes started ahead and not yet taken; older ones are dropped (a question nobody read)
+
     def __init__(self, session: Any, path: Path) -> None:
         super().__init__()
         self.session = session
         self.path = path
+        self._ahead: OrderedDict[bytes, Future[np.ndarray]] = OrderedDict()  # input -> its pass, started by encode_ahead
+        self._ahead_lock = threading.Lock()
+
+    def encode_ahead(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None) -> None:
+        """Start this input's pass on a worker thread; the :meth:`forward` that gets the same input
+        takes its result instead of running it again.
+
+        Why: ``ask`` knows the question before it links it, and the reader encodes nothing but the
+        question; ONNX Runtime releases the GIL, so the reader's pass (~5 ms) runs while spaCy and
+        the name search link the question on the other core."""
+
+        feed = _feed(input_ids, attention_mask, token_type_ids)
+        key = _key(feed)
+        with self._ahead_lock:
+            if key in self._ahead:
+                return
+            self._ahead[key] = _ahead_pool().submit(self._run, feed)
+            while len(self._ahead) > self.AHEAD_KEPT:
+                self._ahead.popitem(last=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
                 **_: Any) -> Any:
         from transformers.modeling_outputs import BaseModelOutput
 
-        ids = input_ids.detach().to(torch.long).numpy()
-        mask = np.ones_like(ids) if attention_mask is None else attention_mask.detach().to(torch.long).numpy()
-        types = np.zeros_like(ids) if token_type_ids is None else token_type_ids.detach().to(torch.long).numpy()
-        (hidden,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        feed = _feed(input_ids, attention_mask, token_type_ids)
+        hidden = None
+        if self._ahead:
+            with self._ahead_lock:
+                started = self._ahead.pop(_key(feed), None)
+            if started is not None:
+                try:
+                    hidden = started.result()
+                except Exception as e:  # noqa: BLE001 - run it here instead; the error, if real, repeats below
+                    log.debug("a pass started ahead failed (%s); running it again", e)
+        if hidden is None:
+            hidden = self._run(feed)
         return BaseModelOutput(last_hidden_state=torch.from_numpy(hidden))
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        (hidden,) = self.session.run(None, feed)
+        return hidden
+
+
+def _feed(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None) -> dict[str, np.ndarray]:
+    ids = input_ids.detach().to(torch.long).numpy()
+    mask = np.ones_like(ids) if attention_mask is None else attention_mask.detach().to(torch.long).numpy()
+    types = np.zeros_like(ids) if token_type_ids is None else token_type_ids.detach().to(torch.long).numpy()
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def _key(feed: dict[str, np.ndarray]) -> bytes:
+    return b"|".join(repr(feed[name].shape).encode() + feed[name].tobytes() for name in INPUTS)
+
+
+_ahead_executor: ThreadPoolExecutor | None = None
+
+
+def _ahead_pool() -> ThreadPoolExecutor:
+    """One worker thread per process for :meth:`OnnxBertEncoder.encode_ahead` (started on first use)."""
+
+    global _ahead_executor
+    with _sessions_lock:
+        if _ahead_executor is None:
+            _ahead_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-ahead")
+        return _ahead_executor
 
 
 def _session(path: Path, threads: int) -> Any:
@@ -127,25 +186,28 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_encoder(bert: nn.Module, cache_dir: Path, name: str) -> OnnxBertEncoder | None:
+def onnx_encoder(bert: nn.Module, cache_dir: Path, name: str, *, threads: int | None = None) -> OnnxBertEncoder | None:
     """``bert`` as an ONNX Runtime encoder (exported once into ``cache_dir``), or None when
-    onnxruntime is missing or the export or load fails (logged; the caller keeps PyTorch)."""
+    onnxruntime is missing or the export or load fails (logged; the caller keeps PyTorch).
+    ``threads``: ORT's intra-op threads (default: torch's); 1 for an encoder whose passes mostly
+    run ahead, beside other work (:meth:`OnnxBertEncoder.encode_ahead`)."""
 
     if not onnx_runtime_available():
         return None
     file_name = f"{name}-{weights_digest(bert)}.onnx"
     path = Path(cache_dir) / file_name
+    threads = torch.get_num_threads() if threads is None else max(1, int(threads))
+    session_key = f"{file_name}@{threads}"
     with _sessions_lock:  # the same weights loaded again in this process (tests, a reloaded pipeline): no second export
-        if file_name in _sessions:
-            return OnnxBertEncoder(*_sessions[file_name])
-    threads = torch.get_num_threads()
+        if session_key in _sessions:
+            return OnnxBertEncoder(*_sessions[session_key])
     for attempt in (1, 2):
         try:
             if not path.is_file():
                 export_encoder(bert, path)
             session = _session(path, threads)
             with _sessions_lock:
-                _sessions[file_name] = (session, path)
+                _sessions[session_key] = (session, path)
             return OnnxBertEncoder(session, path)
         except Exception as e:  # noqa: BLE001 - any exporter or runtime failure means: stay on PyTorch
             if attempt == 1 and path.is_file():  # a damaged cache file: export again once
@@ -169,15 +231,16 @@ def default_cache_dir(settings: Any = None) -> Path | None:
     return settings.onnx_cache_dir if getattr(settings, "onnx_runtime", False) else None
 
 
-def swap_in_onnx_encoder(model: nn.Module, cache_dir: Path | None, name: str, attribute: str = "encoder") -> bool:
+def swap_in_onnx_encoder(model: nn.Module, cache_dir: Path | None, name: str, attribute: str = "encoder", *,
+                         threads: int | None = None) -> bool:
     """Replace ``model.<attribute>`` (an inference-only, LoRA-merged ``BertModel``) by its ONNX
-    Runtime twin; True when it was replaced. ``cache_dir`` None (ONNX Runtime turned off) or an
-    unavailable runtime leave the model as it is."""
+    Runtime twin (``threads`` as in :func:`onnx_encoder`); True when it was replaced. ``cache_dir``
+    None (ONNX Runtime turned off) or an unavailable runtime leave the model as it is."""
 
     bert = getattr(model, attribute, None)
     if cache_dir is None or bert is None or isinstance(bert, OnnxBertEncoder) or hasattr(bert, "merge_and_unload"):
         return False  # off, nothing there, done already, or adapters not merged (the weights would differ)
-    encoder = onnx_encoder(bert, cache_dir, name)
+    encoder = onnx_encoder(bert, cache_dir, name, threads=threads)
     if encoder is None:
         return False
     setattr(model, attribute, encoder)

@@ -100,3 +100,43 @@ def test_settings_turn_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     other = tmp_path / "other"
     assert oe.default_cache_dir(load_settings(workspace=other, onnx_runtime=True)) == other / "cache" / "onnx"  # given settings win
     assert oe.default_cache_dir(load_settings(workspace=other, onnx_runtime=False)) is None
+
+
+def test_a_pass_started_ahead_is_taken_by_the_forward_with_the_same_input(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+
+    bert = tiny_bert(5)
+    twin = oe.onnx_encoder(bert, tmp_path, "tiny-ahead")
+    assert twin is not None
+    batch = padded_batch()
+    with torch.no_grad():
+        expected = bert(**batch).last_hidden_state
+    twin.encode_ahead(**batch)
+    assert len(twin._ahead) == 1
+    assert torch.allclose(twin(**batch).last_hidden_state, expected, atol=1e-5)
+    assert not twin._ahead  # taken, not kept
+    other = {k: v[:1] for k, v in batch.items()}
+    twin.encode_ahead(**batch)
+    with torch.no_grad():
+        assert torch.allclose(twin(**other).last_hidden_state, bert(**other).last_hidden_state, atol=1e-5)  # another input: run here
+    assert len(twin._ahead) == 1  # the first one still waits for its forward
+    for n in range(twin.AHEAD_KEPT + 3):  # passes nobody takes are dropped, oldest first
+        ids = torch.tensor([[2, 10 + n, 3]])
+        twin.encode_ahead(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert len(twin._ahead) == twin.AHEAD_KEPT
+    failed: Future = Future()
+    failed.set_exception(RuntimeError("worker died"))
+    twin._ahead.clear()
+    twin._ahead[oe._key(oe._feed(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]))] = failed
+    assert torch.allclose(twin(**batch).last_hidden_state, expected, atol=1e-5)  # a failed head start: run again
+
+
+def test_threads_choose_the_session_not_the_export(tmp_path: Path) -> None:
+    bert = tiny_bert(6)
+    one = oe.onnx_encoder(bert, tmp_path, "tiny-threads", threads=1)
+    two = oe.onnx_encoder(bert, tmp_path, "tiny-threads", threads=2)
+    assert one is not None and two is not None and one.path == two.path  # one export
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    assert two.session.get_session_options().intra_op_num_threads == 2
+    batch = padded_batch()
+    assert torch.allclose(one(**batch).last_hidden_state, two(**batch).last_hidden_state, atol=1e-6)

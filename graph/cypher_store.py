@@ -105,6 +105,18 @@ class CypherStoreBase:
         rows = self._rows(self.queries.entity_by_id, {"id": entity_id})
         return R.entity_from_row(rows[0]) if rows else None
 
+    def get_entities(self, ids: Sequence[str]) -> dict[str, Entity]:
+        """The entities of ``ids`` the graph holds (unknown ids left out), in one parameterised read
+        per 5,000 ids: ``ask`` names its answer, alternatives and linked candidates with it, instead
+        of one ``get_entity`` round trip each (~7 a question)."""
+
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, Entity] = {}
+        for start in range(0, len(ids), ID_CHUNK):
+            for row in self._rows(self.queries.entities_by_ids, {"ids": ids[start : start + ID_CHUNK]}):
+                found[row[0]] = R.entity_from_row(row)
+        return found
+
     def entity_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(name, description) of each of ``ids`` the graph holds, in one parameterised read. The
         answer-text match and the answer reranker read them for every question (hundreds of ids for

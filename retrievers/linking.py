@@ -397,6 +397,9 @@ class GraphEntityLinker:
         ]
 
     def _entities(self, ids: list[str]) -> list[Entity]:
+        if hasattr(self.store, "get_entities"):  # every real store: one read
+            found = self.store.get_entities(ids)
+            return [found[i] for i in ids if i in found]
         return [e for e in (self.store.get_entity(i) for i in ids) if e is not None]
 
 

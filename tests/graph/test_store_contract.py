@@ -91,6 +91,15 @@ def test_entity_texts_in_one_read(loaded: GraphStore) -> None:
     assert loaded.stats().entities == len(ENTITIES)
 
 
+def test_get_entities_in_one_read(loaded: GraphStore) -> None:
+    found = loaded.get_entities(["/m/uk", "/m/none", "/m/nolan", "/m/uk"])  # type: ignore[attr-defined]
+    assert set(found) == {"/m/nolan", "/m/uk"}  # unknown ids left out, repeats once
+    assert found["/m/nolan"] == loaded.get_entity("/m/nolan")
+    assert loaded.get_entities([]) == {}  # type: ignore[attr-defined]
+    assert loaded.get_entities(["x'}) MATCH (n) DETACH DELETE n //"]) == {}  # type: ignore[attr-defined]
+    assert loaded.stats().entities == len(ENTITIES)
+
+
 def test_user_text_never_becomes_cypher(loaded: GraphStore) -> None:
     evil = "x'}) MATCH (n) DETACH DELETE n //"
     assert loaded.find_entities(evil) == []

@@ -113,7 +113,7 @@ class AskPipeline:
         show progress while the LLM works)."""
 
         text = validate_question(question)
-        if self.config.read_topics == 1 and hasattr(self.ranker, "encode_ahead"):  # one reading: the reader's batch is this question alone
+        if hasattr(self.ranker, "encode_ahead"):  # the reader encodes the question once, whatever the number of readings
             self.ranker.encode_ahead(text)
         prepared = self._prepare(text)
         if not isinstance(prepared, Answer):
@@ -387,9 +387,9 @@ def load_pipeline(
     if not reader.config.use_graph:  # the fused reader's cross-attention hooks need PyTorch's layers
         from qa_system.models.onnx_encoder import default_cache_dir, swap_in_onnx_encoder
 
-        # with one reading per question its pass starts ahead, beside linking (``ReaderRanker.encode_ahead``):
-        # one ORT thread leaves the other core to spaCy and the linker (p50 ~64 -> ~58 ms, same process)
-        swap_in_onnx_encoder(reader, default_cache_dir(settings), "reader", threads=1 if read_topics == 1 else None)
+        # its pass over the question starts ahead, beside linking (``ReaderRanker.encode_ahead``): one ORT
+        # thread leaves the other core to spaCy and the linker (p50 ~64 -> ~58 ms, same process)
+        swap_in_onnx_encoder(reader, default_cache_dir(settings), "reader", threads=1)
     entity_index = {e: i for i, e in enumerate(entities)}
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)), read_topics=read_topics)

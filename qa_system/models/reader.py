@@ -179,8 +179,16 @@ class QAReader(nn.Module):
         """Mean-pooled question state (with whatever graph states are active). (B, d_t)
 
         Mean pooling, not [CLS]: all-MiniLM-L6-v2 was trained as a mean-pooled sentence encoder,
-        so its pooled state is a useful question representation from the first step."""
+        so its pooled state is a useful question representation from the first step.
 
+        At inference, a graph-free batch whose rows are all one question (``ask`` reading several
+        linked topics) is encoded once: the same question, the same state, and its pass can be the
+        one ``ask`` started ahead (``models.onnx_encoder.OnnxBertEncoder.encode_ahead``)."""
+
+        rows = input_ids.shape[0]
+        if rows > 1 and self._graph is None and not self.training and bool((input_ids == input_ids[:1]).all()) \
+                and bool((attention_mask == attention_mask[:1]).all()):
+            return self.encode(input_ids[:1], attention_mask[:1]).expand(rows, -1)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d_t)
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)

@@ -102,6 +102,26 @@ def test_hooks_are_inert_outside_the_fused_pass() -> None:
     assert torch.allclose(reader.encode(input_ids, attention_mask), plain.encode(input_ids, attention_mask), atol=1e-6)
 
 
+def test_a_batch_of_one_repeated_question_is_encoded_once() -> None:
+    reader = tiny_reader(use_graph=False).eval()
+    input_ids, attention_mask, *_ = batch()
+    one, mask = input_ids[:1].repeat(3, 1), attention_mask[:1].repeat(3, 1)
+    seen: list[int] = []
+    handle = reader.encoder.register_forward_hook(lambda module, args, kwargs_out: seen.append(1))
+    with torch.no_grad():
+        repeated = reader.encode(one, mask)
+        assert len(seen) == 1  # one pass for three identical rows
+        alone = reader.encode(one[:1], mask[:1])
+        mixed = reader.encode(input_ids, attention_mask)  # different questions: one pass over all of them
+    assert repeated.shape[0] == 3 and torch.allclose(repeated, alone.expand(3, -1))
+    assert torch.allclose(mixed[:1], alone, atol=1e-6)
+    reader.train()
+    with torch.no_grad():
+        reader.encode(one, mask)
+    handle.remove()
+    assert len(seen) == 4  # training: the batch as it is
+
+
 def test_training_learns_and_keeps_hitter_frozen_in_eval_mode() -> None:
     reader = tiny_reader(gate_init=0.5)
     reader.train()

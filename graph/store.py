@@ -105,6 +105,20 @@ class GraphStore(Protocol):
         ...
 
 
+def entities_by_id(store: Any, ids: Sequence[str]) -> dict[str, Entity]:
+    """The entities of ``ids`` that ``store`` holds: one read through its ``get_entities`` (every
+    real store, ``graph.cypher_store``), else one ``get_entity`` per id (a minimal store in tests)."""
+
+    if hasattr(store, "get_entities"):
+        return store.get_entities(ids)
+    found = {}
+    for entity_id in ids:
+        entity = store.get_entity(entity_id)
+        if entity is not None:
+            found[entity_id] = entity
+    return found
+
+
 def open_store(settings: Any, *, read_only: bool = False) -> GraphStore:
     """The store the settings point at: Neo4j when ``NEO4J_URI`` is set, else embedded LadybugDB."""
 

@@ -231,14 +231,9 @@ class AskPipeline:
         )
 
     def _entities(self, ids: list[str]) -> dict[str, Any]:
-        if hasattr(self.store, "get_entities"):  # every real store: one read
-            return self.store.get_entities(ids)
-        found = {}  # a minimal store (tests): one lookup per id
-        for entity_id in ids:
-            entity = self.store.get_entity(entity_id)
-            if entity is not None:
-                found[entity_id] = entity
-        return found
+        from graph.store import entities_by_id
+
+        return entities_by_id(self.store, ids)
 
     @staticmethod
     def _ranked(entities: dict[str, Any], entity_id: str, probability: float) -> RankedEntity:
@@ -284,8 +279,6 @@ class ReaderRanker:
         # the second stage (``reranking``): a cross-encoder re-reads the top candidates; None = the reader's order
         self.reranker = reranker
 
-    max_length = 64  # word pieces of a question (``training.reader_data.collate``)
-
     def rank(self, question: str, context: Any) -> list[tuple[str, float]]:
         return self.rank_many([(question, context)])[0]
 
@@ -294,11 +287,13 @@ class ReaderRanker:
         (``models.onnx_encoder.OnnxBertEncoder.encode_ahead``: it runs while the question is
         linked); nothing when the reader's encoder is PyTorch's."""
 
+        from qa_system.training.reader_data import tokenize_questions
+
         encoder = getattr(self.reader, "encoder", None)
         if not hasattr(encoder, "encode_ahead"):
             return
         try:
-            batch = self.tokenizer([question], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            batch = tokenize_questions([question], self.tokenizer)  # as the reader's batch will be (``collate``)
             encoder.encode_ahead(batch["input_ids"], batch["attention_mask"])
         except Exception as e:  # noqa: BLE001 - only a head start: rank encodes the question itself
             log.debug("could not start the reader's question pass ahead: %s", e)
@@ -322,8 +317,7 @@ class ReaderRanker:
             )
             for question, context in items
         ]
-        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, max_length=self.max_length,
-                                                     answer_bias=self.answer_bias)
+        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, answer_bias=self.answer_bias)
         if self.reranker is not None:
             ranked = self.reranker.rerank_features(features, ranked)
         if self.relations:

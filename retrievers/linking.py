@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from graph.name_index import normalise
-from graph.store import GraphStore
+from graph.store import GraphStore, entities_by_id
 from qa_system.errors import InputError
 from qa_system.types import Entity
 
@@ -397,10 +397,8 @@ class GraphEntityLinker:
         ]
 
     def _entities(self, ids: list[str]) -> list[Entity]:
-        if hasattr(self.store, "get_entities"):  # every real store: one read
-            found = self.store.get_entities(ids)
-            return [found[i] for i in ids if i in found]
-        return [e for e in (self.store.get_entity(i) for i in ids) if e is not None]
+        found = entities_by_id(self.store, ids)
+        return [found[i] for i in ids if i in found]
 
 
 def default_index_dir(store: GraphStore) -> Path | None:

@@ -97,10 +97,10 @@ def resolve(module: nn.Module, precision: str) -> tuple[nn.Module, str]:
     check_precision(precision)
     if precision == INT8:
         return quantize_int8(module)
-    if precision == BFLOAT16 and not bf16_fast():
-        log.info("this CPU has no bfloat16 instructions; running float32 (same answers up to rounding)")
-        return module, FLOAT32
     if precision == BFLOAT16:
+        if not bf16_fast():
+            log.info("this CPU has no bfloat16 instructions; running float32 (same answers up to rounding)")
+            return module, FLOAT32
         return cast_linear_bfloat16(module), BFLOAT16
     return module, precision
 

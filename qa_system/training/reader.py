@@ -26,7 +26,7 @@ from qa_system.errors import CheckpointError, ModelError
 from qa_system.models.checkpoint import git_commit, load_checkpoint
 from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.reader import QAReader, ReaderConfig, ReaderOutput
-from qa_system.training.reader_data import ReaderFeatures, collate, load_vocab
+from qa_system.training.reader_data import QUESTION_MAX_LENGTH, ReaderFeatures, collate, load_vocab
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ReaderTrainConfig:
     warmup: float = 0.1  # share of steps with linear warm-up
     patience: int = 3  # epochs without dev improvement before stopping
     seed: int = 0
-    max_length: int = 64  # word pieces per question
+    max_length: int = QUESTION_MAX_LENGTH  # word pieces per question
     head_lr_scale: float = 4.0  # parts trained from scratch (cross-attention, heads, score weights) learn faster than the adapters
 
 
@@ -97,7 +97,7 @@ AnswerBias = Callable[[Sequence[str], Sequence[Sequence[str]]], Sequence[Any]]
 
 
 def reader_batches(
-    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64,
+    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = QUESTION_MAX_LENGTH,
 ) -> Iterator[tuple[Sequence[ReaderFeatures], ReaderOutput]]:
     """The reader in eval mode, without gradients, over ``features`` in batches: each batch of
     features with the reader's output for it (inference: no answers, no relation labels given)."""
@@ -116,7 +116,7 @@ def reader_batches(
 
 @torch.no_grad()
 def rank(
-    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64,
+    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = QUESTION_MAX_LENGTH,
     answer_bias: AnswerBias | None = None,
 ) -> list[list[tuple[str, float]]]:
     """Candidates of each question sorted by score (best first), with their softmax probability."""
@@ -126,7 +126,7 @@ def rank(
 
 @torch.no_grad()
 def rank_with_relations(
-    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = 64,
+    reader: QAReader, features: Sequence[ReaderFeatures], tokenizer, *, batch_size: int = 32, max_length: int = QUESTION_MAX_LENGTH,
     answer_bias: AnswerBias | None = None,
 ) -> tuple[list[list[tuple[str, float]]], list[torch.Tensor]]:
     """``rank`` plus each question's predicted relation distribution over [0, 2R) (forward

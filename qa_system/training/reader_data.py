@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from tqdm import tqdm
 
 from qa_system.models.hitter import neighbour_batch_from_pairs
 from retrievers.subgraph import RetrievedContext, SubgraphRetriever
+
+QUESTION_MAX_LENGTH = 64  # word pieces per question, in training and at inference
 
 
 @dataclass
@@ -80,10 +83,17 @@ def featurize(examples: Sequence, retriever: SubgraphRetriever, *, topic_of=None
     return features
 
 
-def collate(features: Sequence[ReaderFeatures], tokenizer, *, max_length: int = 64) -> dict[str, torch.Tensor]:
+def tokenize_questions(questions: Sequence[str], tokenizer, *, max_length: int = QUESTION_MAX_LENGTH) -> Any:
+    """The reader's input ids and attention mask for ``questions`` (padded to the longest, cut at
+    ``max_length``): one place, so a pass started ahead of ``collate`` sees exactly its input."""
+
+    return tokenizer(list(questions), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+def collate(features: Sequence[ReaderFeatures], tokenizer, *, max_length: int = QUESTION_MAX_LENGTH) -> dict[str, torch.Tensor]:
     """Pad a batch. Candidates are padded with index 0 and masked out; relation lists with -1."""
 
-    encoded = tokenizer([f.question for f in features], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    encoded = tokenize_questions([f.question for f in features], tokenizer, max_length=max_length)
     width = max([len(f.candidate_indices) for f in features] + [1])
     candidates = torch.zeros(len(features), width, dtype=torch.long)
     candidate_mask = torch.zeros(len(features), width, dtype=torch.bool)

@@ -9,12 +9,13 @@ retrieved context, then re-orders the reader's ranking. The same passages are bu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from qa_system.errors import InputError
-from qa_system.models.answer_reranker import AnswerReranker, candidate_passage, rerank
+from qa_system.models.answer_reranker import AnswerReranker, candidate_passage, read_count, rerank
 
 Texts = Callable[[Sequence[str]], Mapping[str, str]]  # entity ids -> "name: description"
 
@@ -33,8 +34,9 @@ def top_passages(texts: Texts, relation_names: Sequence[str], topic: str, candid
 
 
 class CandidateReranker:
-    """Re-orders a reader ranking with the answer reranker (its card's ``top_k`` and ``weight``);
-    leaves it as it is when the reader's p(top) reaches the card's ``skip_above``."""
+    """Re-orders a reader ranking with the answer reranker (its card's ``top_k``, narrowed by its
+    ``read_within``, and ``weight``); leaves it as it is when the reader's p(top) reaches the card's
+    ``skip_above``."""
 
     def __init__(self, reranker: AnswerReranker, texts: Texts, relation_names: Sequence[str]) -> None:
         self.reranker = reranker
@@ -43,7 +45,9 @@ class CandidateReranker:
 
     def __call__(self, question: str, topic: str, candidates: Sequence[str], candidate_relations: Sequence[Sequence[int]] | None,
                  ranking: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
-        top = [c for c, _ in ranking[: self.reranker.top_k]]
+        head = ranking[: self.reranker.top_k]
+        count = read_count([math.log(max(p, 1e-30)) for _, p in head], self.reranker.top_k, self.reranker.read_within)
+        top = [c for c, _ in head[:count]]
         skip = self.reranker.skip_above
         if len(top) < 2 or (skip is not None and ranking[0][1] >= skip):  # too few, or the reader is sure enough
             return list(ranking)

@@ -80,6 +80,10 @@ def test_the_shipped_answer_reranker_is_small_tuned_on_dev_and_used(pipeline) ->
     answer = pipeline.ask("What language is spoken in Brazil?")
     assert answer.answer is not None and answer.answer.name == "Portuguese Language"
     assert stage.reranker.top_k == card["top_k"] and not any("lora" in n for n, _ in stage.reranker.network.named_parameters())  # merged
+    assert stage.reranker.read_within == card.get("read_within")
+    if card.get("read_within") is not None:  # chosen on dev as a gap that loses nothing there
+        grid = card["dev"]["read_within_grid"][str(float(card["read_within"]))]
+        assert grid["mean_hits1"] >= card["dev"]["mean_hits1"] and grid["pairs_per_question"] < card["top_k"]
     from qa_system.errors import InputError
     from qa_system.reranking import reranker_for
 

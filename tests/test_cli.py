@@ -115,3 +115,10 @@ def test_reading_zero_topics_is_refused(command: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", "qa_system", *command, "--read-topics", "0"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2 and "read_topics must be at least 1" in done.stderr
+
+
+def test_train_reranker_refuses_a_pinned_weight_without_tune_only(tmp_path: Path) -> None:
+    result = run_cli("train", "reranker", "--weight", "2", workspace=tmp_path / "ws")
+    assert result.returncode != 0 and "--weight needs --tune-only" in result.stderr
+    negative = run_cli("train", "reranker", "--tune-only", str(tmp_path), "--weight", "-1", workspace=tmp_path / "ws")
+    assert negative.returncode != 0 and "must be >= 0" in negative.stderr

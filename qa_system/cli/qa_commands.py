@@ -156,6 +156,8 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
 
     if args.text_weight is not None and (not math.isfinite(args.text_weight) or args.text_weight < 0):
         raise InputError(f"--text-weight must be >= 0; got {args.text_weight}")
+    if args.weight is not None and (args.tune_only is None or not math.isfinite(args.weight) or args.weight < 0):
+        raise InputError(f"--weight needs --tune-only and must be >= 0; got {args.weight}")
     torch.set_num_threads(args.threads)
     reader, tokenizer, entities, relations, reader_dir, reader_card = _load_reader(args)
     text_weight = float(args.text_weight) if args.text_weight is not None else _text_weight(args, reader_card)
@@ -163,8 +165,9 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
         reranker = load_reranker(args.tune_only)
         top_k = reranker.top_k if args.top_k is None else args.top_k
         _, dev = _reranker_groups(args, settings, reader, tokenizer, entities, relations, train=False, text_weight=text_weight, top_k=top_k)
-        report = dev_report(reranker, dev, allow_skip=args.skip)
-        card = {**reranker.card, "weight": report["weight"], "top_k": top_k, "skip_above": report["skip_above"], CARD_KEY: text_weight, "dev": report,
+        report = dev_report(reranker, dev, allow_skip=args.skip, narrow=not args.read_all, weight=args.weight)
+        card = {**reranker.card, "weight": report["weight"], "top_k": top_k, "skip_above": report["skip_above"],
+                "read_within": report["read_within"], CARD_KEY: text_weight, "dev": report,
                 "tuned": {"command": "qa-system " + " ".join(sys.argv[1:]), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
         (Path(args.tune_only) / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
         emit_json(report)
@@ -179,7 +182,8 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
     card = {"reader": str(reader_dir), CARD_KEY: text_weight, "train_questions": len(train), "dev_questions": len(dev),
             "train_with_gold_in_top": sum(any(g.gold) for g in train), "train_top_k": args.train_top_k,
             "command": "qa-system " + " ".join(sys.argv[1:])}
-    emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=top_k, card=card, resume=args.resume, allow_skip=args.skip))
+    emit_json(fit(network, load_tokenizer(), train, dev, cfg, Path(run_dir), top_k=top_k, card=card, resume=args.resume, allow_skip=args.skip,
+                   narrow=not args.read_all))
     return 0
 
 
@@ -415,6 +419,10 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
                    "(for --text-weight and --top-k) and write it into its card")
     p.add_argument("--skip", action="store_true", help="let the app skip the reranker when the reader's p(top) reaches the "
                    "lowest value that loses no dev Hits@1 (faster; costs calibrated coverage, see the card's dev report)")
+    p.add_argument("--weight", type=float, help="with --tune-only: keep this reranker weight instead of choosing it on dev "
+                   "(the weight grid is still reported); what --skip and read_within are chosen at")
+    p.add_argument("--read-all", action="store_true", help="always read the top --top-k candidates (default: only those within "
+                   "the narrowest log-probability gap of the reader's top that loses no dev Hits@1, card read_within)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     p.add_argument("--resume", action="store_true")

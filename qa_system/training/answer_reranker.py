@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from qa_system.errors import ModelError
-from qa_system.models.answer_reranker import AnswerReranker, AnswerRerankerNetwork, combine_scores, save_reranker
+from qa_system.models.answer_reranker import AnswerReranker, AnswerRerankerNetwork, combine_scores, read_count, save_reranker
 from qa_system.models.entailment import encode_pairs
 from qa_system.reranking import top_passages
 from qa_system.training.adapter_loop import adapter_optimizer, optimisation_step, resume_state, save_state
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STATE, TRACE, BEST = "last.pt", "trace.jsonl", "best"
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 1e3)  # 1e3: the reranker alone decides the top k
 SKIP_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)  # reader p(top) at or above which the reranker is not run
+READ_WITHIN_GRID = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0)  # nats below the reader's top within which candidates are read
 
 
 @dataclass
@@ -121,13 +122,29 @@ def combined_order(group: RerankGroup, scores: Sequence[float], weight: float) -
     return [int(i) for i in np.argsort(-combine_scores(group.reader_scores, scores, weight), kind="stable")]
 
 
-def hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float, *, skip_above: float | None = None) -> float:
-    """Dev Hits@1 of the combination; a group whose reader p(top) is at least ``skip_above`` keeps
-    the reader's order (the reranker is not run on it, as ``reranking.CandidateReranker`` does)."""
+def hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float, *, skip_above: float | None = None,
+              read_within: float | None = None) -> float:
+    """Dev Hits@1 of the combination, as ``reranking.CandidateReranker`` ranks: a group whose reader
+    p(top) is at least ``skip_above`` keeps the reader's order (the reranker is not run on it); with
+    ``read_within`` only the candidates :func:`~qa_system.models.answer_reranker.read_count` keeps
+    are re-ordered (the scores of the others are never computed in the app)."""
 
     if not groups:
         return 0.0
-    return float(np.mean([g.gold[0 if skipped(g, skip_above) else combined_order(g, s, weight)[0]] for g, s in zip(groups, scores)]))
+    return float(np.mean([g.gold[top_after(g, s, weight, skip_above, read_within)] for g, s in zip(groups, scores)]))
+
+
+def top_after(group: RerankGroup, scores: Sequence[float], weight: float, skip_above: float | None = None,
+              read_within: float | None = None) -> int:
+    """Index of the group's top candidate once reranked as the app would (see :func:`hits_at_1`)."""
+
+    if skipped(group, skip_above):
+        return 0
+    count = read_count(group.reader_scores, len(scores), read_within)
+    if count < 2:
+        return 0
+    head = RerankGroup(group.question, group.candidates[:count], group.passages[:count], group.reader_scores[:count], group.gold[:count])
+    return combined_order(head, list(scores)[:count], weight)[0]
 
 
 def skipped(group: RerankGroup, skip_above: float | None) -> bool:
@@ -145,12 +162,12 @@ def choose_weight(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float
 
 
 def mean_hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float, *,
-                   skip_above: float | None = None, by_dataset: bool = True) -> float:
+                   skip_above: float | None = None, read_within: float | None = None, by_dataset: bool = True) -> float:
     """Dev Hits@1 (``hits_at_1``), the mean over datasets when ``by_dataset`` (rounded to 4 places)."""
 
     datasets = sorted({g.dataset for g in groups}) if by_dataset else [""]
     parts = [hits_at_1([g for g in groups if not by_dataset or g.dataset == d], [s for g, s in zip(groups, scores) if not by_dataset or g.dataset == d],
-                       weight, skip_above=skip_above) for d in datasets]  # fmt: skip
+                       weight, skip_above=skip_above, read_within=read_within) for d in datasets]  # fmt: skip
     return round(float(np.mean(parts)), 4)
 
 
@@ -175,27 +192,56 @@ def choose_skip(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]]
     return (min(free) if free else None), table
 
 
-def dev_report(reranker: AnswerReranker, dev: Sequence[RerankGroup], *, allow_skip: bool = False) -> dict[str, Any]:
+def choose_read_within(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float,
+                       grid: Sequence[float] = READ_WITHIN_GRID) -> tuple[float | None, dict[str, dict[str, float]]]:
+    """The narrowest ``read_within`` (nats below the reader's top) that loses nothing on dev (mean
+    Hits@1 over datasets at least that of reading every top candidate), or None when each loses;
+    and per grid value the dev Hits@1 and the mean number of pairs read a question.
+
+    Why: unlike skipping, the top answer is always read beside its closest rival, so the
+    calibrated confidence keeps the reranker's verdict (checked with ``qa-system calibrate``)."""
+
+    full = mean_hits_at_1(groups, scores, weight)
+    table = {str(t): {"mean_hits1": mean_hits_at_1(groups, scores, weight, read_within=t),
+                      "pairs_per_question": round(float(np.mean([pairs_read(g, s, t) for g, s in zip(groups, scores)])), 3) if groups else 0.0}
+             for t in grid}  # fmt: skip
+    free = [t for t in grid if table[str(t)]["mean_hits1"] >= full]
+    return (min(free) if free else None), table
+
+
+def pairs_read(group: RerankGroup, scores: Sequence[float], read_within: float | None) -> int:
+    count = read_count(group.reader_scores, len(scores), read_within)
+    return count if count >= 2 else 0
+
+
+def dev_report(reranker: AnswerReranker, dev: Sequence[RerankGroup], *, allow_skip: bool = False, narrow: bool = True,
+               weight: float | None = None) -> dict[str, Any]:
     """The weight chosen on dev and what it gives; the skip threshold that loses no dev Hits@1 is
     always reported (``skip_free_of_hits_loss``) but only used (``skip_above``) with ``allow_skip``:
     on dev, skipping the questions the reader is sure of (p >= 0.85, 44% of them) kept Hits@1 but
     cut the share answered at 80% calibrated accuracy from 30% to 19% - the reranker agreeing with
-    a sure reader is itself evidence the calibrator reads."""
+    a sure reader is itself evidence the calibrator reads. The narrowest ``read_within`` that loses
+    no dev Hits@1 is used unless ``narrow`` is False (:func:`choose_read_within`). ``weight`` keeps
+    that weight instead of choosing one (the grid is reported all the same)."""
 
     scores = score_groups(reranker, dev, desc="reranker dev")
-    weight, table = choose_weight(dev, scores)
+    chosen, table = choose_weight(dev, scores, grid=sorted({*WEIGHT_GRID, *([] if weight is None else [float(weight)])}))
+    weight = chosen if weight is None else float(weight)
     free_skip, skip_table = choose_skip(dev, scores, weight)
     skip_above = free_skip if allow_skip else None
+    free_within, within_table = choose_read_within(dev, scores, weight)
+    read_within = free_within if narrow else None
     by = {d: {"reader": round(hits_at_1([g for g in dev if g.dataset == d], [s for g, s in zip(dev, scores) if g.dataset == d], 0.0), 4),
               "combined": round(hits_at_1([g for g in dev if g.dataset == d], [s for g, s in zip(dev, scores) if g.dataset == d], weight), 4)}
           for d in sorted({g.dataset for g in dev})}
     return {"weight": weight, "mean_hits1": table[str(weight)], "reader_mean_hits1": table["0.0"], "by_dataset": by, "grid": table,
-            "skip_above": skip_above, "skip_free_of_hits_loss": free_skip, "skip_grid": skip_table}
+            "skip_above": skip_above, "skip_free_of_hits_loss": free_skip, "skip_grid": skip_table,
+            "read_within": read_within, "read_within_free_of_hits_loss": free_within, "read_within_grid": within_table}
 
 
 def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGroup], dev: Sequence[RerankGroup],
         cfg: RerankerTrainConfig, run_dir: Path, *, top_k: int, card: dict[str, Any] | None = None, resume: bool = False,
-        allow_skip: bool = False) -> dict[str, Any]:
+        allow_skip: bool = False, narrow: bool = True) -> dict[str, Any]:
     """Train (resuming from ``run_dir/last.pt`` when ``resume``); the best dev epoch (mean Hits@1 of
     the combination at its chosen weight) is saved to ``run_dir/best`` with that weight in its card."""
 
@@ -237,12 +283,12 @@ def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGr
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             if (step + 1) % cfg.save_every == 0 and step + 1 < steps_per_epoch:
                 snapshot(epoch, step + 1)
-        report = dev_report(AnswerReranker(network, tokenizer, top_k=top_k), dev, allow_skip=allow_skip)
+        report = dev_report(AnswerReranker(network, tokenizer, top_k=top_k), dev, allow_skip=allow_skip, narrow=narrow)
         network.train()
         if report["mean_hits1"] > best:
             best = report["mean_hits1"]
             save_reranker(run_dir / BEST, network, {**(card or {}), "epoch": epoch, "weight": report["weight"], "top_k": top_k, "skip_above": report["skip_above"],
-                                                    "dev": report, "train_config": asdict(cfg)})
+                                                    "read_within": report["read_within"], "dev": report, "train_config": asdict(cfg)})
         trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": report, "best": best,
                  "time_s": round(time.time() - started, 1)}
         with open(run_dir / TRACE, "a", encoding="utf-8") as handle:

@@ -18,6 +18,7 @@ from qa_system.models.answer_reranker import (
     build_network,
     candidate_passage,
     load_reranker,
+    read_count,
     rerank,
     save_reranker,
 )
@@ -26,9 +27,11 @@ from qa_system.reranking import CandidateReranker, text_match_card, top_passages
 from qa_system.training.answer_reranker import (
     RerankerTrainConfig,
     RerankGroup,
+    choose_read_within,
     choose_skip,
     choose_weight,
     combined_order,
+    dev_report,
     fit,
     hits_at_1,
     listwise_loss,
@@ -109,6 +112,53 @@ def test_choose_skip_is_the_lowest_reader_confidence_that_loses_nothing_on_dev()
         AnswerReranker(tiny_network(), load_tokenizer(), skip_above=1.5)
 
 
+def test_read_count_keeps_the_candidates_near_the_reader_top_and_at_least_two():
+    scores = [-0.1, -1.0, -2.9, -3.5, -9.0]
+    assert read_count(scores, 5, None) == 5 and read_count(scores, 3, None) == 3
+    assert read_count(scores, 5, 3.0) == 3  # -3.5 and -9.0 are more than 3 nats below -0.1
+    assert read_count(scores, 5, 0.5) == 2  # never fewer than two: the top meets its closest rival
+    assert read_count(scores, 5, 100.0) == 5 and read_count(scores[:1], 5, 3.0) == 1 and read_count([], 5, 3.0) == 0
+    with pytest.raises(ValueError, match="read_within"):
+        AnswerReranker(tiny_network(), load_tokenizer(), read_within=-1.0)
+    with pytest.raises(ValueError, match="read_within"):
+        AnswerReranker(tiny_network(), load_tokenizer(), read_within=float("nan"))
+
+
+def test_choose_read_within_is_the_narrowest_gap_that_loses_nothing_on_dev():
+    close = group(gold_at=1, reader=[math.log(0.5), math.log(0.45), math.log(0.04), math.log(0.01)])
+    far_gold = group(gold_at=2, reader=[math.log(0.5), math.log(0.3), math.log(0.15), math.log(0.05)])  # gold 1.2 nats below the top
+    sure = group(gold_at=0, reader=[math.log(0.97), math.log(0.01), math.log(0.01), math.log(0.01)])
+    groups = [close, far_gold, sure]
+    scores = [[0.0, 3.0, 0.0, 0.0], [0.0, 0.0, 4.0, 0.0], [2.0, 0.0, 0.0, 1.0]]
+    assert hits_at_1(groups, scores, 1.0) == 1.0
+    assert hits_at_1(groups, scores, 1.0, read_within=0.5) == pytest.approx(2 / 3)  # the far gold is not read
+    assert hits_at_1(groups, scores, 1.0, read_within=2.0) == 1.0
+    within, table = choose_read_within(groups, scores, 1.0, grid=(0.5, 2.0, 10.0))
+    assert within == 2.0 and table["2.0"]["mean_hits1"] == 1.0
+    assert table["0.5"]["pairs_per_question"] == 2.0 and table["10.0"]["pairs_per_question"] == 4.0
+    assert table["2.0"]["pairs_per_question"] == pytest.approx((2 + 3 + 2) / 3, abs=1e-3)
+    assert choose_read_within(groups, scores, 1.0, grid=(0.5,))[0] is None  # every narrowing loses a question
+
+
+def test_dev_report_chooses_or_keeps_the_weight_and_narrows_unless_told_not_to():
+    class ByPassage:  # logits fixed per passage, as a trained reranker would give
+        def __init__(self, logits):
+            self.logits = logits
+
+        def scores(self, question, passages):
+            return np.array([self.logits[p] for p in passages])
+
+    groups = [group(gold_at=1, reader=[math.log(0.5), math.log(0.45), math.log(0.04), math.log(0.01)], dataset="a"),
+              group(gold_at=0, reader=[math.log(0.9), math.log(0.05), math.log(0.03), math.log(0.02)], dataset="b")]
+    reranker = ByPassage({"p0": 0.0, "p1": 1.0, "p2": 0.0, "p3": 0.0})
+    chosen = dev_report(reranker, groups)
+    assert chosen["weight"] == 0.25 and chosen["mean_hits1"] == 1.0  # the smallest weight that lets p1 overtake p0
+    assert chosen["read_within"] == 1.0 and chosen["read_within_grid"]["1.0"]["pairs_per_question"] == 2.0
+    kept = dev_report(reranker, groups, weight=2.5, narrow=False)
+    assert kept["weight"] == 2.5 and kept["grid"]["2.5"] == 1.0 and kept["read_within"] is None
+    assert kept["read_within_free_of_hits_loss"] == 1.0  # reported all the same
+
+
 def test_training_sample_keeps_gold_and_the_hardest_negatives():
     g = group(gold_at=3, n=12)
     cfg = RerankerTrainConfig(group_size=6, hard_negatives=3)
@@ -133,9 +183,9 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     network = tiny_network()
     tokenizer = load_tokenizer()
     before = AnswerReranker(network, tokenizer).scores("q?", ["a b", "c"])
-    save_reranker(tmp_path / "ck", network, {"weight": 1.5, "top_k": 7})
+    save_reranker(tmp_path / "ck", network, {"weight": 1.5, "top_k": 7, "read_within": 3.0})
     loaded = load_reranker(tmp_path / "ck")
-    assert loaded.weight == 1.5 and loaded.top_k == 7
+    assert loaded.weight == 1.5 and loaded.top_k == 7 and loaded.read_within == 3.0
     np.testing.assert_allclose(loaded.scores("q?", ["a b", "c"]), before, atol=5e-2)  # float16 weights
     with pytest.raises(CheckpointError, match="no answer-reranker checkpoint"):
         load_reranker(tmp_path / "missing")
@@ -209,9 +259,11 @@ def test_candidate_reranker_builds_passages_from_the_graph_and_reorders():
 
     class Fixed(AnswerReranker):  # scores by whether the passage names an actress
         def __init__(self) -> None:
-            self.weight, self.top_k, self.card = 1.0, 2, {"answer_text_weight": 3.0}
+            self.weight, self.top_k, self.card, self.read_within = 1.0, 2, {"answer_text_weight": 3.0}, None
+            self.read: list[int] = []
 
         def scores(self, question, passages, *, batch_size=32):
+            self.read.append(len(passages))
             return np.array([5.0 if "actress" in p else 0.0 for p in passages])
 
     stage = CandidateReranker(Fixed(), lambda ids: {i: texts[i] for i in ids if i in texts}, names)
@@ -222,5 +274,10 @@ def test_candidate_reranker_builds_passages_from_the_graph_and_reorders():
     assert stage("Who played Rachel?", "q1", ["a", "b"], [[2], [2]], [("b", 0.6), ("a", 0.4)]) == [("b", 0.6), ("a", 0.4)]
     stage.reranker.skip_above = None
     assert stage("q?", "q1", ["a"], [[2]], [("a", 1.0)]) == [("a", 1.0)]  # one candidate: nothing to rerank
+    stage.reranker.top_k, stage.reranker.read_within, stage.reranker.read = 3, 2.0, []
+    far = [("b", 0.6), ("z", 0.39), ("a", 0.01)]  # the actress is 4.1 nats below the reader's top: not read
+    assert [c for c, _ in stage("Who played Rachel?", "q1", ["a", "b", "z"], None, far)] == ["b", "z", "a"] and stage.reranker.read == [2]
+    stage.reranker.read_within = None
+    assert [c for c, _ in stage("Who played Rachel?", "q1", ["a", "b", "z"], None, far)][0] == "a" and stage.reranker.read == [2, 3]
     assert text_match_card({"answer_text_weight": 14.0, "x": 1}, stage) == {"answer_text_weight": 3.0, "x": 1}
     assert text_match_card({"answer_text_weight": 14.0}, None) == {"answer_text_weight": 14.0}

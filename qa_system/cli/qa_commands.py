@@ -77,6 +77,10 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     datasets = DATASETS if args.dataset == "both" else (args.dataset,)
     hitter_dir = _hitter_dir(args)
     reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=not args.no_graph, lora_r=args.lora_r)
+    if args.init is not None:  # warm start: its adapters and heads; cross-attention the checkpoint lacks starts closed
+        from qa_system.training.reader import load_reader_weights
+
+        load_reader_weights(reader, args.init, may_lack=("cross.",))
     store = open_store(settings)
     try:
         ensure_demo_graph(store)
@@ -93,7 +97,7 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
         raise InputError(f"no usable training/dev questions (train {len(train)}, dev {len(dev)})")
     run_dir = args.run_dir or settings.workspace / "runs" / f"reader-{args.dataset}{'-nograph' if args.no_graph else ''}"
     cfg = ReaderTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    card = {"datasets": list(datasets), "hitter": str(hitter_dir), "use_graph": not args.no_graph,
+    card = {"datasets": list(datasets), "hitter": str(hitter_dir), "use_graph": not args.no_graph, "init": str(args.init) if args.init else None,
             "train_questions": len(train), "dev_questions": len(dev), "command": "qa-system " + " ".join(sys.argv[1:])}
     summary = fit(reader, train, dev, tokenizer, cfg, Path(run_dir), card=card)
     emit_json(summary)
@@ -398,6 +402,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--run-dir", type=Path)
+    p.add_argument("--init", type=Path, metavar="CHECKPOINT", help="start from this reader checkpoint's weights (same --lora-r); "
+                   "cross-attention blocks it lacks start with closed gates, so a fused reader starts as the no-fusion twin it came from")
     p.add_argument("--filtered-only", action="store_true", help="only the HittER-filtered training questions (default: also the "
                    "other official training questions whose topic and an answer are in the graph)")
     _common(p)

@@ -195,15 +195,28 @@ def load_reader_checkpoint(
     return reader, tokenizer, entities, relations, card
 
 
-def load_reader_weights(reader: QAReader, folder: Path) -> dict[str, Any]:
+def load_reader_weights(reader: QAReader, folder: Path, *, may_lack: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a checkpoint's trained tensors into ``reader``; returns its card. ``may_lack``: name
+    prefixes the checkpoint may miss, which keep their initial values (``train reader --init`` from
+    the no-fusion twin: its ``cross.`` blocks start with closed gates, so the fused reader starts
+    as the twin). Tensors the reader has no place for are dropped (logged)."""
+
     from safetensors.torch import load_file
 
     if not (folder / WEIGHTS).is_file():
         raise CheckpointError(f"no {WEIGHTS} in reader checkpoint folder {folder}")
-    missing = set(reader.trainable_state_dict()) - set(state := load_file(str(folder / WEIGHTS)))
+    wanted, state = set(reader.trainable_state_dict()), load_file(str(folder / WEIGHTS))
+    missing = {k for k in wanted - set(state) if not k.startswith(may_lack)}
     if missing:
         raise CheckpointError(f"reader checkpoint {folder} lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
-    reader.load_state_dict(state, strict=False)
+    extra = set(state) - wanted
+    if extra:
+        log.info("reader checkpoint %s: %d tensors this reader does not have are dropped, e.g. %s", folder, len(extra), sorted(extra)[:2])
+    shapes = [k for k, v in state.items() if k in wanted and tuple(v.shape) != tuple(reader.state_dict()[k].shape)]
+    if shapes:
+        raise CheckpointError(f"reader checkpoint {folder} does not fit this reader's config ({len(shapes)} tensors of another shape, "
+                              f"e.g. {shapes[0]}; lora_r?)")
+    reader.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=False)
     return json.loads((folder / CARD).read_text())
 
 

@@ -97,3 +97,25 @@ def test_collate_pads_candidate_relations_with_minus_one() -> None:
     assert batch["candidate_mask"].tolist() == [[True, True, True], [True, False, False]]
     second.candidate_relations = None  # no relation lists at all: all padding
     assert collate([second], CharTokenizer())["candidate_relations"].tolist() == [[[-1]]]
+
+
+def test_a_fused_reader_warm_started_from_its_twin_starts_as_the_twin(tmp_path: Path) -> None:
+    from qa_system.errors import CheckpointError
+    from qa_system.training.reader import save_reader
+    from tests.models.test_reader import batch
+
+    twin = tiny_reader(use_graph=False)
+    with torch.no_grad():  # a "trained" twin: its heads differ from a fresh reader's
+        twin.answer_proj.weight.add_(0.5)
+        twin.path_weight.fill_(2.0)
+    save_reader(tmp_path / "twin", twin, {"use_graph": False})
+    fused = tiny_reader()  # gate_init 0: the cross-attention blocks start closed
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_reader_weights(fused, tmp_path / "twin")  # a checkpoint for inference must hold every tensor
+    load_reader_weights(fused, tmp_path / "twin", may_lack=("cross.",))
+    twin.eval(), fused.eval()
+    *inputs, _ = batch()
+    assert torch.allclose(twin(*inputs).scores, fused(*inputs).scores, atol=1e-5, equal_nan=True)
+    other = tiny_reader(use_graph=False, lora_r=2)
+    with pytest.raises(CheckpointError, match="another shape"):
+        load_reader_weights(other, tmp_path / "twin")

@@ -117,9 +117,10 @@ def listwise_loss(logits: torch.Tensor, labels: torch.Tensor, sizes: Sequence[in
 
 
 def combined_order(group: RerankGroup, scores: Sequence[float], weight: float) -> list[int]:
-    """Indices of the group's candidates by ``reader log-prob + weight * reranker logit``."""
+    """Indices of the group's first ``len(scores)`` candidates (those the reranker read) by
+    ``reader log-prob + weight * reranker logit``."""
 
-    return [int(i) for i in np.argsort(-combine_scores(group.reader_scores, scores, weight), kind="stable")]
+    return [int(i) for i in np.argsort(-combine_scores(group.reader_scores[: len(scores)], scores, weight), kind="stable")]
 
 
 def hits_at_1(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float, *, skip_above: float | None = None,
@@ -140,11 +141,8 @@ def top_after(group: RerankGroup, scores: Sequence[float], weight: float, skip_a
 
     if skipped(group, skip_above):
         return 0
-    count = read_count(group.reader_scores, len(scores), read_within)
-    if count < 2:
-        return 0
-    head = RerankGroup(group.question, group.candidates[:count], group.passages[:count], group.reader_scores[:count], group.gold[:count])
-    return combined_order(head, list(scores)[:count], weight)[0]
+    count = pairs_read(group, scores, read_within)
+    return combined_order(group, list(scores)[:count], weight)[0] if count else 0
 
 
 def skipped(group: RerankGroup, skip_above: float | None) -> bool:
@@ -188,8 +186,14 @@ def choose_skip(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]]
     full = mean_hits_at_1(groups, scores, weight)
     table = {str(t): {"mean_hits1": mean_hits_at_1(groups, scores, weight, skip_above=t), "skipped": round(float(np.mean([skipped(g, t) for g in groups])), 4) if groups else 0.0}
              for t in grid}  # fmt: skip
-    free = [t for t in grid if table[str(t)]["mean_hits1"] >= full]
-    return (min(free) if free else None), table
+    return lowest_free(table, full), table
+
+
+def lowest_free(table: dict[str, dict[str, float]], full: float) -> float | None:
+    """The lowest grid value (``table``'s keys) whose dev ``mean_hits1`` is at least ``full``'s, or None."""
+
+    free = [float(t) for t, row in table.items() if row["mean_hits1"] >= full]
+    return min(free) if free else None
 
 
 def choose_read_within(groups: Sequence[RerankGroup], scores: Sequence[Sequence[float]], weight: float,
@@ -205,11 +209,12 @@ def choose_read_within(groups: Sequence[RerankGroup], scores: Sequence[Sequence[
     table = {str(t): {"mean_hits1": mean_hits_at_1(groups, scores, weight, read_within=t),
                       "pairs_per_question": round(float(np.mean([pairs_read(g, s, t) for g, s in zip(groups, scores)])), 3) if groups else 0.0}
              for t in grid}  # fmt: skip
-    free = [t for t in grid if table[str(t)]["mean_hits1"] >= full]
-    return (min(free) if free else None), table
+    return lowest_free(table, full), table
 
 
 def pairs_read(group: RerankGroup, scores: Sequence[float], read_within: float | None) -> int:
+    """Pairs the reranker reads for ``group`` (0 when fewer than two candidates: it is not run)."""
+
     count = read_count(group.reader_scores, len(scores), read_within)
     return count if count >= 2 else 0
 
@@ -225,7 +230,7 @@ def dev_report(reranker: AnswerReranker, dev: Sequence[RerankGroup], *, allow_sk
     that weight instead of choosing one (the grid is reported all the same)."""
 
     scores = score_groups(reranker, dev, desc="reranker dev")
-    chosen, table = choose_weight(dev, scores, grid=sorted({*WEIGHT_GRID, *([] if weight is None else [float(weight)])}))
+    chosen, table = choose_weight(dev, scores, grid=WEIGHT_GRID if weight is None else sorted({*WEIGHT_GRID, float(weight)}))
     weight = chosen if weight is None else float(weight)
     free_skip, skip_table = choose_skip(dev, scores, weight)
     skip_above = free_skip if allow_skip else None

@@ -205,14 +205,15 @@ def load_reader_weights(reader: QAReader, folder: Path, *, may_lack: tuple[str, 
 
     if not (folder / WEIGHTS).is_file():
         raise CheckpointError(f"no {WEIGHTS} in reader checkpoint folder {folder}")
-    wanted, state = set(reader.trainable_state_dict()), load_file(str(folder / WEIGHTS))
+    current, state = reader.trainable_state_dict(), load_file(str(folder / WEIGHTS))
+    wanted = set(current)
     missing = {k for k in wanted - set(state) if not k.startswith(may_lack)}
     if missing:
         raise CheckpointError(f"reader checkpoint {folder} lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
     extra = set(state) - wanted
     if extra:
         log.info("reader checkpoint %s: %d tensors this reader does not have are dropped, e.g. %s", folder, len(extra), sorted(extra)[:2])
-    shapes = [k for k, v in state.items() if k in wanted and tuple(v.shape) != tuple(reader.state_dict()[k].shape)]
+    shapes = [k for k, v in state.items() if k in wanted and tuple(v.shape) != tuple(current[k].shape)]
     if shapes:
         raise CheckpointError(f"reader checkpoint {folder} does not fit this reader's config ({len(shapes)} tensors of another shape, "
                               f"e.g. {shapes[0]}; lora_r?)")

@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--reranker-top-k", type=int, help="candidates the reranker reads (default: its card's)")
     parser.add_argument("--reranker-precision", choices=PRECISIONS, help="the reranker's precision (default: its card's)")
     parser.add_argument("--read-topics", type=int, default=1, help="linked entities read per question (PipelineConfig.read_topics)")
+    parser.add_argument("--no-constraints", action="store_true", help="leave out the re-ordering by the question's other named entities")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,7 +114,7 @@ def main() -> None:
         ensure_demo_graph(store)
         started = time.perf_counter()
         pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker, rerank_top_k=args.reranker_top_k, read_topics=args.read_topics,
-                                 rerank_precision=args.reranker_precision)
+                                 rerank_precision=args.reranker_precision, constraints=not args.no_constraints)
         load_s = time.perf_counter() - started
         started = time.perf_counter()
         matcher = getattr(pipeline.ranker, "answer_bias", None)

@@ -145,6 +145,19 @@ class CypherStoreBase:
         fetch = self._fetch(status_values(statuses), relations, limit_per_entity, seed)
         return expand(list(entity_ids), fetch, hops=hops, direction=direction, limit_per_entity=limit_per_entity, seed=seed)
 
+    def facts_linking(
+        self, anchors: Sequence[str], ids: Sequence[str], *, statuses: Sequence[FactStatus] | None = None
+    ) -> list[FactView]:
+        anchors, ids = list(dict.fromkeys(anchors)), list(dict.fromkeys(ids))
+        if not anchors or not ids:
+            return []
+        wanted = status_values(statuses)
+        found: dict[str, FactView] = {}
+        for row in self._rows(self.queries.facts_linking, {"anchors": anchors, "ids": ids, "statuses": wanted}):
+            if row[6] in wanted:
+                found.setdefault(row[0], R.fact_from_row(R.oriented(row)))
+        return list(found.values())
+
     def get_fact(self, fact_id: str) -> FactView:
         rows = self._rows(self.queries.fact_by_id, {"id": fact_id})
         if not rows:

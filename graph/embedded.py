@@ -235,9 +235,7 @@ class EmbeddedStore(CypherStoreBase):
             facts = []
             for entity_id in ids:
                 for row in read(entity_id, direction):
-                    if row[12] != row[1]:  # undirected match bound the seed to the object: swap ends back
-                        row = [row[0], row[4], row[5], row[3], row[1], row[2], *row[6:12]]
-                    facts.append(R.fact_from_row(row[:12]))
+                    facts.append(R.fact_from_row(R.oriented(row)))
             return facts
 
         return fetch

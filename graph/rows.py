@@ -40,6 +40,17 @@ def provenance_from_columns(source_kind: str | None, dataset: str | None, split:
     return record
 
 
+def oriented(row: Sequence[Any]) -> list[Any]:
+    """A fact row (``FACT_COLUMNS``) with its true ends: an embedded undirected match binds ``s``
+    to the node it started from, and a 13th column (``f.subject``) then says which end is the
+    subject; rows without it (directed matches, Neo4j) are already oriented."""
+
+    row = list(row)
+    if len(row) > 12 and row[12] != row[1]:
+        row = [row[0], row[4], row[5], row[3], row[1], row[2], *row[6:12]]
+    return row[:12]
+
+
 def fact_from_row(row: Sequence[Any], hop: int = 1) -> FactView:
     fid, s, s_name, rel, o, o_name, status, confidence, split, source_kind, dataset, blob = row
     # Built without validation (values come from our own schema): this runs for every row read.

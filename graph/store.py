@@ -81,6 +81,14 @@ class GraphStore(Protocol):
         facts per hop (uniformly sampled with ``seed`` when it has more)."""
         ...
 
+    def facts_linking(
+        self, anchors: Sequence[str], ids: Sequence[str], *, statuses: Sequence[FactStatus] | None = None
+    ) -> list[FactView]:
+        """The facts (``statuses``; default, as ``neighbors``: all but rejected) with one end among ``anchors`` and
+        the other among ``ids``, each once, in either direction: what ties a candidate answer to
+        another entity the question names (``qa_system.constraints``)."""
+        ...
+
     def get_fact(self, fact_id: str) -> FactView: ...
 
     def list_facts(

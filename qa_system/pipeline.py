@@ -11,13 +11,14 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qa_system.errors import InputError, QAError
 from qa_system.types import Answer, RankedEntity
 
 if TYPE_CHECKING:
+    from qa_system.constraints import QuestionConstraints
     from qa_system.reranking import CandidateReranker
     from qa_system.training.reader import AnswerBias
 
@@ -75,6 +76,9 @@ class _Prepared:
     text: str
     topics: list[RankedEntity]
     readings: list[tuple[float, Any]]
+    linked: list[Any] = field(default_factory=list)  # every linked entity (``constraints`` reads the others)
+    # per reading: facts tying its head candidates to other entities the question names
+    constraint_facts: list[list[Any]] = field(default_factory=list)
 
     @property
     def context(self) -> Any:
@@ -96,8 +100,11 @@ class AskPipeline:
         *,
         calibrator: Callable[[Sequence[float], int], float] | None = None,
         fallback: Callable[[Answer], Answer] | None = None,
+        constraints: QuestionConstraints | None = None,
     ) -> None:
         self.store = store
+        # the other entities the question names re-order the head of each ranking (``constraints``)
+        self.constraints = constraints
         # When the graph is not sure: the LLM answers and its triples are validated
         # (``fallback_step.FallbackStep``); runs outside the reader lock, it is slow.
         self.fallback = fallback
@@ -119,7 +126,7 @@ class AskPipeline:
         if not isinstance(prepared, Answer):
             with self._model_lock:
                 rankings = self._rank([(prepared.text, context) for _, context in prepared.readings])
-            prepared = self._finish(*self._choose(prepared, rankings))
+            prepared = self._finish(*self._choose(prepared, self._constrain(prepared, rankings)))
         return self.fall_back(prepared) if fallback else prepared
 
     def _rank(self, items: list[tuple[str, Any]]) -> list[list[tuple[str, float]]]:
@@ -128,6 +135,19 @@ class AskPipeline:
         if hasattr(self.ranker, "rank_many"):
             return self.ranker.rank_many(items)
         return [self.ranker.rank(text, context) for text, context in items]
+
+    def _constrain(self, prepared: _Prepared, rankings: list[list[tuple[str, float]]]) -> list[list[tuple[str, float]]]:
+        """Each reading's ranking re-ordered by the question's other named entities; keeps the facts
+        that tied candidates to them, for the evidence. Unchanged without ``constraints``."""
+
+        if self.constraints is None:
+            return rankings
+        out, prepared.constraint_facts = [], []
+        for (_, context), ranked in zip(prepared.readings, rankings):
+            ranked, facts = self.constraints.apply(ranked, prepared.linked, context.topics[0] if context.topics else "")
+            out.append(ranked)
+            prepared.constraint_facts.append(facts)
+        return out
 
     def _confidence(self, ranked: list[tuple[str, float]], context: Any) -> float:
         from qa_system.calibration import answer_confidence  # numpy: kept off this module's import
@@ -143,7 +163,8 @@ class AskPipeline:
 
         scores = [(link, self._confidence(ranked, context)) for (link, context), ranked in zip(prepared.readings, rankings)]
         best = choose_reading(scores, self.config.topic_link_weight)
-        chosen = _Prepared(prepared.text, prepared.topics, [prepared.readings[best]])
+        facts = prepared.constraint_facts[best : best + 1]
+        chosen = _Prepared(prepared.text, prepared.topics, [prepared.readings[best]], prepared.linked, facts)
         return chosen, rankings[best]
 
     def wants_fallback(self, answer: Answer) -> bool:
@@ -180,7 +201,7 @@ class AskPipeline:
             finished, at = {}, 0
             for r in pending:
                 rankings, at = flat[at:at + len(r.readings)], at + len(r.readings)
-                finished[id(r)] = self._finish(*self._choose(r, rankings))
+                finished[id(r)] = self._finish(*self._choose(r, self._constrain(r, rankings)))
             results = [finished[id(r)] if isinstance(r, _Prepared) else r for r in results]
         return [self.fall_back(r) if isinstance(r, Answer) else r for r in results]  # type: ignore[return-value]
 
@@ -188,7 +209,8 @@ class AskPipeline:
         """Link and retrieve; an ``Answer`` already when the graph has nothing to rank."""
 
         cfg = self.config
-        linked = [c for c in self.linker.link(text, top_k=max(cfg.top_k_topics, cfg.read_topics)) if c.score >= cfg.min_link_score]
+        wanted = max(cfg.top_k_topics, cfg.read_topics, self.constraints.weights.link_top_k if self.constraints else 1)
+        linked = [c for c in self.linker.link(text, top_k=wanted) if c.score >= cfg.min_link_score]
         topics = [RankedEntity(id=c.entity.id, name=c.entity.name, description=c.entity.description, confidence=min(1.0, max(0.0, c.score)))
                   for c in linked[: cfg.top_k_topics]]
         if not linked:
@@ -200,7 +222,7 @@ class AskPipeline:
             if _readable(extra):
                 readings.append((other.score, extra))
         if readings:
-            return _Prepared(text, topics, readings)
+            return _Prepared(text, topics, readings, linked)
         if not context.candidates:
             return Answer(question=text, topic_entities=topics, source="none",
                           message=f"The graph holds no usable facts about {linked[0].entity.name}.")
@@ -218,6 +240,8 @@ class AskPipeline:
         best = self._ranked(names, best_id, best_p)
         evidence = context.facts_between(context.topics[0], best_id) if context.topics else []
         evidence = order_evidence(evidence, context.topics[0] if context.topics else "", getattr(context, "relation_probs", None))
+        if prepared.constraint_facts:  # what ties the answer to the question's other named entities
+            evidence += [f for f in prepared.constraint_facts[0] if best_id in (f.subject, f.object)]
         sure = best_p >= cfg.threshold
         return Answer(
             question=text,
@@ -351,7 +375,7 @@ def freeze_loaded_heap() -> None:
 def load_pipeline(
     settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
     background_index: bool = False, rerank: bool = True, rerank_top_k: int | None = None, rerank_precision: str | None = None,
-    read_topics: int = 1,
+    read_topics: int = 1, constraints: bool = True,
 ) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
 
@@ -362,7 +386,9 @@ def load_pipeline(
     (``reranking``): the reader's order, as before it shipped; ``rerank_top_k`` reads that many of
     the reader's candidates instead of the card's number, ``rerank_precision`` runs it in
     ``float32``, ``bfloat16`` or ``int8`` instead of the card's precision. ``read_topics``: how many
-    linked entities are read, each on its own (``PipelineConfig.read_topics``)."""
+    linked entities are read, each on its own (``PipelineConfig.read_topics``). ``constraints=False``
+    leaves out the re-ordering by the question's other named entities (``constraints``; the card's
+    weights)."""
 
     check_read_topics(read_topics)
 
@@ -370,6 +396,7 @@ def load_pipeline(
 
     from qa_system.calibration import calibrator_from_card
     from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.constraints import QuestionConstraints, weights_from_card
     from qa_system.reranking import reranker_for, text_match_card
     from qa_system.training.reader import load_reader_checkpoint
     from retrievers.answer_text import matcher_from_card, warm_up_in_background
@@ -392,4 +419,8 @@ def load_pipeline(
     matcher = matcher_from_card(text_match_card(card, reranker), store)
     if matcher is not None and background_index:  # the app: embed every candidate text once, off the ask path
         warm_up_in_background(matcher, store)
-    return AskPipeline(store, GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index, embed_questions=matcher is not None).load(), retriever, ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker), config, calibrator=calibrator)
+    weights = weights_from_card(card) if constraints else None
+    linker = GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index, embed_questions=matcher is not None).load()
+    ranker = ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker)
+    return AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
+                       constraints=QuestionConstraints(store, weights) if weights else None)

@@ -210,3 +210,41 @@ def test_freeze_loaded_heap_takes_live_objects_out_of_the_collectors_walk() -> N
         assert not any(obj is loaded for obj in gc.get_objects())  # no generation holds it any more
     finally:
         gc.unfreeze()  # the test process goes on collecting as before
+
+
+class ListLinker:
+    """Links the given (entity id, score, mention) in order, mention offsets found in the question."""
+
+    def __init__(self, store: EmbeddedStore, links: list[tuple[str, float, str]]) -> None:
+        self.store, self.links = store, links
+
+    def link(self, question: str, top_k: int = 5) -> list[LinkedEntity]:
+        out = []
+        for entity_id, score, mention in self.links[:top_k]:
+            start = question.index(mention)
+            out.append(LinkedEntity(self.store.get_entity(entity_id), score, mention, start, start + len(mention), ("fake",)))
+        return out
+
+
+def test_constraints_pick_the_candidate_tied_to_another_named_entity_and_show_the_fact(store: EmbeddedStore) -> None:
+    from qa_system.constraints import ConstraintWeights, QuestionConstraints
+
+    triples = store.export_triples()
+    ents = {e: i for i, e in enumerate(sorted({t[0] for t in triples} | {t[2] for t in triples}))}
+    rels = {r: i for i, r in enumerate(sorted({t[1] for t in triples}))}
+    question = "Which Nolan film starred DiCaprio?"
+    linker = ListLinker(store, [("/m/nolan", 0.9, "Nolan"), ("/m/dicaprio", 0.7, "DiCaprio")])
+    ranker = FixedRanker({"/m/memento": 0.6, "/m/inception": 0.3})
+    weights = ConstraintWeights(adjacent=6.0, mentioned=4.0)
+
+    def build(constraints):  # noqa: ANN001, ANN202
+        return AskPipeline(store, linker, SubgraphRetriever(store, ents, rels, hops=1), ranker, PipelineConfig(threshold=0.0),
+                           constraints=constraints)
+
+    assert build(None).ask(question).answer.name == "Memento"
+    answer = build(QuestionConstraints(store, weights)).ask(question)
+    assert answer.answer.name == "Inception"
+    assert ("Inception", "/film/film/starring", "Leonardo DiCaprio") in [(f.subject_name, f.relation, f.object_name) for f in answer.evidence]
+    assert ("Christopher Nolan", "/film/director/film", "Inception") == (answer.evidence[0].subject_name, answer.evidence[0].relation, answer.evidence[0].object_name)
+    [many] = build(QuestionConstraints(store, weights)).ask_many([question])
+    assert many.answer.name == "Inception" and many.evidence == answer.evidence

@@ -1,7 +1,7 @@
 """``qa-system`` command line.
 
 Each command family lives in its own module with a ``register(commands, train, evaluate)``
-function that adds argparse subcommands; handlers take ``(args, settings)`` and return an exit
+function that adds argparse subcommands (and ``register_tune(tune)`` for ``qa-system tune ...``); handlers take ``(args, settings)`` and return an exit
 code. Any ``QAError`` becomes one line on stderr and its ``exit_code``; JSON goes to stdout alone.
 """
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser("train", help="train a model").add_subparsers(dest="what", metavar="MODEL")
     evaluate = commands.add_parser("evaluate", help="evaluate a model").add_subparsers(dest="what", metavar="TASK")
+    tune = commands.add_parser("tune", help="tune decision thresholds and weights on dev").add_subparsers(dest="what", metavar="WHAT")
     for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(commands, train, evaluate)
+        if hasattr(module, "register_tune"):
+            module.register_tune(tune)
     return parser
 
 

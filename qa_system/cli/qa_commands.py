@@ -18,6 +18,7 @@ from qa_system.models.precision import PRECISIONS
 log = logging.getLogger(__name__)
 
 DATASETS = ("freebaseqa", "webqsp")
+LINKS_KEPT = 8  # linked entities per question kept for `tune constraints` (its link_top_k grid goes up to this)
 
 
 def shipped_reader() -> Path:
@@ -214,13 +215,18 @@ def _text_weight(args: argparse.Namespace, card: dict[str, Any]) -> float:
 
 def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any], reader: Any, tokenizer: Any,
                     entities: list[str], relations: list[str], desc: str, *, card: dict[str, Any],
+                    links_out: dict[str, list[Any]] | None = None,
                     ) -> tuple[list[Any], list[list[tuple[str, float]]], dict[str, Any]]:
     """Retrieve (oracle or predicted topic) and rank every question as the app does: the reader, the
     question/answer text match at the weight the reader ``card`` gives, and the answer
-    reranker when one ships (or ``--reranker``) unless ``--no-reranker``. Returns features and
-    rankings in order, and what ranked them (text weight, reranker)."""
+    reranker when one ships (or ``--reranker``) unless ``--no-reranker``, then the question
+    constraints of the card (``constraints``) unless ``--no-constraints``: the other entities the
+    linker finds in the question, with either linking (oracle gives only the topic). Returns
+    features and rankings in order, and what ranked them (text weight, reranker, constraints);
+    ``links_out`` receives every question's linked entities when given."""
 
     from graph.store import open_store
+    from qa_system.constraints import QuestionConstraints, weights_from_card
     from qa_system.explore import ensure_demo_graph
     from qa_system.reranking import reranker_for, text_match_card
     from qa_system.topic_choice import choose_per_question
@@ -233,17 +239,22 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         ensure_demo_graph(store)
         retriever = _retriever(store, entities, relations, args)
         read_topics = int(getattr(args, "read_topics", 1)) if args.linking == "predicted" else 1
+        weights = None if getattr(args, "no_constraints", False) else weights_from_card(card)
         links: dict[str, list[Any]] = {}
-        if args.linking == "predicted":
+        if args.linking == "predicted" or weights is not None or links_out is not None:
             from retrievers.linking import GraphEntityLinker
 
             linker = GraphEntityLinker(store).load()
-            links = {e.id: linker.link(e.question, top_k=read_topics) for e in tqdm(examples, desc=f"{desc} link", unit="q", leave=False, mininterval=5)}
+            top_k = max(read_topics, weights.link_top_k if weights else 1, LINKS_KEPT if links_out is not None else 1)
+            links = {e.id: linker.link(e.question, top_k=top_k) for e in tqdm(examples, desc=f"{desc} link", unit="q", leave=False, mininterval=5)}
+            if links_out is not None:
+                links_out.update(links)
+        topic_links = links if args.linking == "predicted" else {}
         features, link_scores = [], []
         for k in range(read_topics):  # the k-th linked entity of every question that has one, read on its own
-            topic_of = (lambda e, k=k: [links[e.id][k].entity.id] if len(links[e.id]) > k else []) if links else None
+            topic_of = (lambda e, k=k: [topic_links[e.id][k].entity.id] if len(topic_links[e.id]) > k else []) if topic_links else None
             found = featurize(examples, retriever, topic_of=topic_of, desc=desc if read_topics == 1 else f"{desc} topic {k + 1}")
-            scores = {e.id: links[e.id][k].score for e in examples if len(links.get(e.id, [])) > k}
+            scores = {e.id: topic_links[e.id][k].score for e in examples if len(topic_links.get(e.id, [])) > k}
             features += found
             link_scores += [scores.get(f.example_id, 1.0) for f in found]
         reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker, top_k=getattr(args, "reranker_top_k", None),
@@ -253,9 +264,13 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
         ranked = rank(reader, features, tokenizer, answer_bias=matcher)
         if reranker is not None:
             ranked = reranker.rerank_features(tqdm(features, desc=f"{desc} rerank", unit="q", leave=False, mininterval=5), ranked)
+        if weights is not None:
+            constraints = QuestionConstraints(store, weights)
+            ranked = [constraints.apply(r, links.get(f.example_id, []), f.topic)[0] for f, r in zip(features, ranked)]
         used = {"answer_text_weight": text_weight,
                 "reranker": None if reranker is None else {"top_k": reranker.reranker.top_k, "weight": reranker.reranker.weight,
-                                                           "precision": reranker.reranker.precision, "checkpoint": str(args.reranker or "shipped")}}
+                                                           "precision": reranker.reranker.precision, "checkpoint": str(args.reranker or "shipped")},
+                "constraints": None if weights is None else weights.to_dict()}
         if read_topics > 1:
             features, ranked = choose_per_question(examples, features, ranked, link_scores, _confidences(card, features, ranked))
             used["read_topics"] = read_topics
@@ -377,6 +392,63 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _tune_constraints(args: argparse.Namespace, settings: Any) -> int:
+    """Choose the question-constraint weights on dev (``training.constraints_tuning``): both dev
+    sets, with the gold topic and with predicted linking, ranked as the app ranks without
+    constraints; writes them into the reader card (``constraints``, ``constraints_dev``). Run
+    ``qa-system calibrate`` after it: the re-ordered rankings change the probabilities."""
+
+    from evaluation.qa_data import load_qa
+    from graph.store import ANSWERABLE_STATUSES, open_store
+    from qa_system.cli import emit_json
+    from qa_system.constraints import CARD_KEY
+    from qa_system.training.constraints_tuning import HEAD, DevQuestion, choose_weights
+
+    reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)
+    args.no_constraints, args.read_topics = True, 1
+    groups: dict[str, list[DevQuestion]] = {}
+    for linking in ("oracle", "predicted"):
+        args.linking = linking
+        for name in args.datasets:
+            examples = load_qa(name, "dev", "filtered", args.data_dir)[: args.limit]
+            links: dict[str, list[Any]] = {}
+            features, ranked, _ = _rank_questions(args, settings, examples, reader, tokenizer, entities, relations,
+                                                  f"{name} dev ({linking})", card=card, links_out=links)
+            store = open_store(settings)
+            try:
+                questions = []
+                for f, r in zip(features, ranked):
+                    linked = links.get(f.example_id, [])
+                    others = [e.entity.id for e in linked if e.entity.id != f.topic]
+                    facts = store.facts_linking(others, [c for c, _ in r[:HEAD]], statuses=ANSWERABLE_STATUSES)
+                    questions.append(DevQuestion(f.answers, r[:10], f.topic, linked, facts))
+            finally:
+                store.close()
+            groups[f"{name}/{linking}"] = questions
+    weights, report = choose_weights(groups, split_half_repeats=args.split_half_check)
+    report["chosen"] = weights.to_dict() if weights.active else None
+    if not args.dry_run:
+        card[CARD_KEY] = weights.to_dict() if weights.active else None
+        card["constraints_dev"] = report
+        (reader_dir / "card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    emit_json(report)
+    return 0
+
+
+def register_tune(tune: Any) -> None:
+    p = tune.add_parser("constraints", help="weights of the re-ordering by the question's other named entities, on QA dev "
+                        "(writes the reader card; run `qa-system calibrate` after)")
+    p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    p.add_argument("--split-half-check", type=int, default=20, metavar="REPEATS",
+                   help="choose on a random half of dev, count on the other half, this many times (0 = off)")
+    p.add_argument("--dry-run", action="store_true", help="report only; leave the card as it is")
+    p.add_argument("--no-text-match", action="store_true", help="rank with the reader's scores alone (no question/answer text match)")
+    _reranker_options(p)
+    _common(p)
+    p.set_defaults(func=_tune_constraints)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hitter", type=Path, help="HittER checkpoint folder (default: the shipped one)")
     p.add_argument("--data-dir", type=Path, help="benchmark data (default $QA_DATA_DIR or ../shared/data)")
@@ -392,6 +464,8 @@ def _reranker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reranker", action="store_true", help="the reader's order (no answer reranker)")
     p.add_argument("--reranker-top-k", type=int, help="how many of the reader's candidates the reranker reads (default: its card's)")
     p.add_argument("--reranker-precision", choices=PRECISIONS, help=f"run the reranker in {', '.join(PRECISIONS)} (default: its card's)")
+    p.add_argument("--no-constraints", action="store_true", help="leave out the re-ordering by the other entities the question "
+                   "names (the reader card's constraints)")
 
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:

@@ -226,8 +226,9 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     _common(p)
     p.set_defaults(func=_evaluate)
 
-    tune_parsers = commands.add_parser("tune", help="tune decision thresholds").add_subparsers(dest="what", metavar="WHAT")
-    p = tune_parsers.add_parser("validation", help="per-relation entailment thresholds for F1 on WebNLG dev")
+
+def register_tune(tune: Any) -> None:
+    p = tune.add_parser("validation", help="per-relation entailment thresholds for F1 on WebNLG dev")
     p.add_argument("--min-support", type=int, default=8, help="gold objects a relation needs on dev for its own threshold")
     p.add_argument("--min-recall-kept", type=float, default=0.9,
                    help="only thresholds keeping this share of the unvalidated recall (per relation and overall); 0 = best F1 alone")

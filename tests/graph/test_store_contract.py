@@ -211,3 +211,27 @@ def test_fact_between_two_frontier_entities_is_counted_once(loaded: GraphStore) 
     ids = [f.id for f in sub.facts]
     assert len(ids) == len(set(ids)) == 4
     assert not sub.truncated
+
+
+def test_facts_linking_finds_each_fact_once_with_its_true_ends(loaded: GraphStore) -> None:
+    # anchors on either end: Nolan -> Inception (anchor is the subject), Inception -> DiCaprio (anchor is the object)
+    facts = loaded.facts_linking(["/m/nolan", "/m/dicaprio"], ["/m/inception", "/m/usa", "/m/titanic"])
+    triples = sorted((f.subject, f.relation, f.object) for f in facts)
+    assert triples == [
+        ("/m/dicaprio", "/people/person/nationality", "/m/usa"),
+        ("/m/inception", "/film/film/starring", "/m/dicaprio"),
+        ("/m/nolan", "/film/director/film", "/m/inception"),
+        ("/m/titanic", "/film/film/starring", "/m/dicaprio"),
+    ]
+    assert len({f.id for f in facts}) == len(facts)
+    assert loaded.facts_linking([], ["/m/inception"]) == [] and loaded.facts_linking(["/m/nolan"], []) == []
+    assert loaded.facts_linking(["/m/nolan"], ["/m/titanic", "no such id"]) == []
+
+
+def test_facts_linking_filters_statuses(loaded: GraphStore) -> None:
+    proposed = _fact("/m/nolan", "/film/director/film", "/m/titanic", status=FactStatus.PROPOSED)
+    loaded.upsert_fact(proposed)
+    assert [f.id for f in loaded.facts_linking(["/m/nolan"], ["/m/titanic"])] == [proposed.id]  # default: all but rejected
+    assert loaded.facts_linking(["/m/nolan"], ["/m/titanic"], statuses=[FactStatus.VERIFIED, FactStatus.EXTRACTED]) == []
+    loaded.set_fact_status(proposed.id, FactStatus.REJECTED, reviewer="ann", reason="wrong")
+    assert loaded.facts_linking(["/m/nolan"], ["/m/titanic"]) == []

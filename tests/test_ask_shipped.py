@@ -151,3 +151,19 @@ def test_ask_starts_the_readers_question_pass_ahead_and_takes_it(pipeline, monke
     after = pipeline.ask("Who directed Inception?")
     assert after.answer is not None and before.answer is not None and after.answer.id == before.answer.id
     assert after.confidence == pytest.approx(before.confidence, abs=1e-6)
+
+
+def test_question_constraints_are_the_cards_and_their_facts_join_the_evidence(pipeline) -> None:
+    from qa_system.constraints import weights_from_card
+
+    card = json.loads((shipped_reader() / "card.json").read_text())
+    weights = weights_from_card(card)
+    if weights is None:
+        pytest.skip("the shipped reader card has no question constraints")
+    assert pipeline.constraints is not None and pipeline.constraints.weights == weights
+    dev = card["constraints_dev"]  # chosen on dev: the grid holds the all-zero point, and choosing survives a split
+    assert dev["net_gain"] > 0 and dev["split_half"]["mean"] > 0
+    answer = pipeline.ask("Which Christopher Nolan film starred Leonardo DiCaprio?")
+    assert answer.answer is not None and answer.answer.name == "Inception"
+    tied = [f for f in answer.evidence if {f.subject_name, f.object_name} == {"Inception", "Leonardo DiCaprio"}]
+    assert tied, [(f.subject_name, f.relation, f.object_name) for f in answer.evidence]

@@ -8,7 +8,8 @@ After the answer-text vectors are warmed (as the app does in the background; the
 recorded) and a warm-up of 10 questions, each ``pipeline.ask`` is timed with ``perf_counter``, and
 inside that same pass its stages (:class:`StageClock`: link; retrieve, summed over the topics read;
 read, the ranker over every reading, with the answer reranker's second stage when one ships and
-``--no-reranker`` not given); then the same questions are answered in one ``ask_many`` call, which
+``--no-reranker`` not given; constrain, the re-ordering by the question's other named entities,
+unless ``--no-constraints``); then the same questions are answered in one ``ask_many`` call, which
 batches the reader (the throughput ratio is against the sequential run in the same process).
 Writes one JSON record with the machine's load average.
 """
@@ -130,6 +131,9 @@ def main() -> None:
         clock.wrap(pipeline.linker, "link", "link")
         clock.wrap(pipeline.retriever, "retrieve", "retrieve")
         clock.wrap(pipeline, "_rank", "read")
+        if pipeline.constraints is not None:  # the question's other named entities (one store read when there are any)
+            stages["constrain"] = []
+            clock.wrap(pipeline.constraints, "apply", "constrain")
         forget_recent_texts()  # each timed pass meets its questions for the first time
         for q in questions:
             t0 = time.perf_counter()
@@ -155,6 +159,7 @@ def main() -> None:
         "reranker_precision": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "precision", None),
         "answer_text_match": getattr(pipeline.ranker, "answer_bias", None) is not None,
         "read_topics": pipeline.config.read_topics,
+        "constraints": None if pipeline.constraints is None else pipeline.constraints.weights.to_dict(),
         # short MiniLM passes (linking, the reader's question) through ONNX Runtime (QA_ONNX_RUNTIME)
         "onnx_runtime": {"reader": isinstance(getattr(getattr(pipeline.ranker, "reader", None), "encoder", None), OnnxBertEncoder),
                          "embedder": name_embeddings.onnx_twin_active()},

@@ -119,3 +119,14 @@ def test_outcome_matrix_and_choice() -> None:
     assert report["groups"]["g"]["won"] == 2 and report["groups"]["g"]["lost"] == 1
     weights, report = choose_weights({"g": [hurt]}, split_half_repeats=0)
     assert not weights.active and report["groups"]["g"]["net_gain"] == 0
+
+
+def test_commands_take_no_constraints_and_tune_constraints() -> None:
+    from qa_system.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["ask", "Who directed Inception?", "--no-constraints"]).no_constraints is True
+    assert parser.parse_args(["evaluate", "qa", "--dataset", "webqsp", "--no-constraints"]).no_constraints is True
+    args = parser.parse_args(["tune", "constraints", "--dry-run", "--split-half-check", "0"])
+    assert args.dry_run and args.split_half_check == 0 and args.func.__name__ == "_tune_constraints"
+    assert parser.parse_args(["tune", "validation"]).func.__name__ != "_tune_constraints"

@@ -30,7 +30,8 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
     store = open_store(settings)
     try:
         ensure_demo_graph(store)
-        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=settings.read_topics if args.read_topics is None else args.read_topics)
+        pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=settings.read_topics if args.read_topics is None else args.read_topics,
+                                 constraints=not args.no_constraints)
         if args.fallback:
             from qa_system.fallback_step import build_fallback_step
 
@@ -67,4 +68,5 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
                    "(entailed ones are inserted as proposed, for review)")
     p.add_argument("--read-topics", type=int, metavar="K",
                    help="read each of the first K linked entities and answer from the best (slower; default $QA_READ_TOPICS or 1)")
+    p.add_argument("--no-constraints", action="store_true", help="leave out the re-ordering by the other entities the question names")
     p.set_defaults(func=_ask)

@@ -17,11 +17,16 @@ The weights are chosen on dev (``qa-system tune constraints``) and kept in the r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from qa_system.errors import QAError
+
+log = logging.getLogger(__name__)
 
 CARD_KEY = "constraints"
 
@@ -142,10 +147,17 @@ class QuestionConstraints:
         self.statuses = tuple(statuses) if statuses is not None else ANSWERABLE_STATUSES
 
     def apply(self, ranking: Sequence[tuple[str, float]], linked: Sequence[Any], topic: str) -> tuple[list[tuple[str, float]], list[Any]]:
-        """The re-ordered ranking and the facts that tie its head candidates to named entities."""
+        """The re-ordered ranking and the facts that tie its head candidates to named entities. A
+        store read that fails (``QAError``: the database went away, a query error) is logged and
+        leaves the adjacency out; the mention adjustment still applies."""
 
         named = named_entities(linked, topic, self.weights)
         head = [c for c, _ in ranking[: self.weights.head]]
-        facts = self.store.facts_linking(named.anchors, head, statuses=self.statuses) if named.anchors and self.weights.adjacent > 0 else []
+        facts: list[Any] = []
+        if named.anchors and self.weights.adjacent > 0:
+            try:
+                facts = self.store.facts_linking(named.anchors, head, statuses=self.statuses)
+            except QAError as e:  # the answer is already ranked: a failed read only loses the adjustment
+                log.warning("question constraints skipped: %s", e)
         adjacent = adjacent_candidates(facts, named.anchors, head)
         return constrain(ranking, adjacent, named.mentioned, self.weights), facts

@@ -130,3 +130,18 @@ def test_commands_take_no_constraints_and_tune_constraints() -> None:
     args = parser.parse_args(["tune", "constraints", "--dry-run", "--split-half-check", "0"])
     assert args.dry_run and args.split_half_check == 0 and args.func.__name__ == "_tune_constraints"
     assert parser.parse_args(["tune", "validation"]).func.__name__ != "_tune_constraints"
+
+
+def test_a_failing_store_read_keeps_the_answer_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    from qa_system.errors import GraphUnavailableError
+
+    class DownStore:
+        def facts_linking(self, anchors, ids, *, statuses=None):  # noqa: ANN001, ANN201
+            raise GraphUnavailableError("the graph database is unreachable")
+
+    ranking = [("dundee", 0.6), ("perth", 0.3), ("scotland", 0.1)]
+    links = [linked("ninewells", 0.9, 20, 29), linked("scotland", 0.8, 6, 14)]
+    with caplog.at_level("WARNING"):
+        ranked, facts = QuestionConstraints(DownStore(), W).apply(ranking, links, "ninewells")
+    assert [c for c, _ in ranked] == ["dundee", "perth", "scotland"] and facts == []  # scotland: mentioned, already last
+    assert "unreachable" in caplog.text

@@ -155,7 +155,8 @@ def _short(text: str, limit: int = 26) -> str:
 
 
 def evidence_svg(answer: Answer) -> str:
-    """The evidence path as an inline SVG: topic → (middle) → answer, one box per entity, one
+    """The evidence path as an inline SVG: topic → (middle) → answer (→ an entity the question
+    also names, when question constraints tied the answer to it), one box per entity, one
     labelled arrow per fact (arrows follow the fact's direction). Empty when there is no answer."""
 
     if answer.answer is None:
@@ -214,7 +215,7 @@ def evidence_svg(answer: Answer) -> str:
         shown = labels[:4]
         for i, (arrow, relation) in enumerate(shown):
             ly = cy - 8 - 16 * (len(shown) - 1 - i)
-            text = ("" if arrow == "→" else "← ") + _short(relation_label(relation), 30) + (" →" if arrow == "→" else "")
+            text = ("" if arrow == "→" else "← ") + _short(relation_label(relation), 21) + (" →" if arrow == "→" else "")
             parts.append(
                 f'<text x="{(x1 + x2) / 2}" y="{ly}" text-anchor="middle" font-size="13" fill="#374151">'
                 f"<title>{html.escape(relation)}</title>{html.escape(text)}</text>"
@@ -224,8 +225,16 @@ def evidence_svg(answer: Answer) -> str:
         cy = y + node_h / 2
         parts.append(f'<line x1="{x1 + 2}" y1="{cy}" x2="{x2 - 2}" y2="{cy}" stroke="#d1d5db" stroke-width="2" stroke-dasharray="6 5"/>')
         parts.append(f'<text x="{(x1 + x2) / 2}" y="{cy - 8}" text-anchor="middle" font-size="13" fill="#6b7280">no supporting fact</text>')
+    after_answer = set(order[order.index(answer.answer.id) + 1 :])  # reached through the answer: named in the question
     for entity in order:
-        role, fill, stroke = ("topic", "#eff6ff", "#3b82f6") if entity == topic else ("answer", "#f0fdf4", "#16a34a") if entity == answer.answer.id else ("via", "#f9fafb", "#9ca3af")
+        if entity == topic:
+            role, fill, stroke = "topic", "#eff6ff", "#3b82f6"
+        elif entity == answer.answer.id:
+            role, fill, stroke = "answer", "#f0fdf4", "#16a34a"
+        elif entity in after_answer:
+            role, fill, stroke = "also in the question", "#fefce8", "#ca8a04"
+        else:
+            role, fill, stroke = "via", "#f9fafb", "#9ca3af"
         x = x_of[entity]
         name = names.get(entity, entity)
         parts.append(

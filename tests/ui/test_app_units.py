@@ -37,6 +37,19 @@ def test_evidence_picture_reads_topic_path_answer() -> None:
     svg = ask_tab.evidence_svg(answer)
     assert svg.index("Topic") < svg.index("Middle") < svg.rindex("Answer")
     assert "directed by" in svg and "spouse" in svg and ">TOPIC<" in svg and ">ANSWER<" in svg
+    assert ">VIA<" in svg and "ALSO IN THE QUESTION" not in svg
+
+
+def test_evidence_picture_marks_an_entity_the_question_also_names() -> None:
+    answer = Answer(
+        question="Which Christopher Nolan film starred Leonardo DiCaprio?", answer=RankedEntity(id="/m/i", name="Inception", confidence=0.7),
+        confidence=0.7, source="graph", topic_entities=[RankedEntity(id="/m/d", name="Leonardo DiCaprio", confidence=0.9)],
+        evidence=[_fact("/m/d", "/film/actor/film", "/m/i", "Leonardo DiCaprio", "Inception"),
+                  _fact("/m/n", "/film/director/film", "/m/i", "Christopher Nolan", "Inception")],
+    )
+    svg = ask_tab.evidence_svg(answer)
+    assert svg.index("Leonardo DiCaprio") < svg.index("Inception") < svg.rindex("Christopher Nolan")
+    assert ">ALSO IN THE QUESTION<" in svg and ">VIA<" not in svg
 
 
 @pytest.mark.parametrize(("source", "extra", "badge"), [

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from qa_system.errors import QAError
+from qa_system.head_reorder import log_probabilities, reorder_head
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +117,17 @@ def constrain(ranking: Sequence[tuple[str, float]], adjacent: set[str], mentione
     """Re-order the first ``weights.head`` entries of ``[(entity id, probability)]``, best first.
     Their scores are the log-probabilities made non-increasing down the list (the answer reranker
     may have ordered the head against the raw probabilities; its order is kept as the baseline)
-    plus the adjustments; the rest keep their place. Probabilities are the softmax of the new
-    scores over the whole ranking, as ``answer_reranker.rerank`` gives them, so the confidence
-    calibration reads them the same way."""
+    plus the adjustments; the rest keep their place (``head_reorder.reorder_head``, as the answer
+    reranker's ``rerank`` forms them, so the confidence calibration reads them the same way)."""
 
     if not ranking:
         return []
     k = min(weights.head, len(ranking))
-    log_probs = np.log(np.clip([p for _, p in ranking], 1e-30, None))
-    head = np.minimum.accumulate(log_probs[:k])
     bonus = np.array([weights.adjacent * (c in adjacent) - weights.mentioned * (c in mentioned) for c, _ in ranking[:k]])
     if not bonus.any():
         return list(ranking)
-    scores = np.concatenate([head + bonus, log_probs[k:]])
-    order = list(np.argsort(-scores[:k], kind="stable")) + list(range(k, len(ranking)))
-    probs = np.exp(scores - scores.max())
-    probs /= probs.sum()
-    return [(ranking[i][0], float(probs[i])) for i in order]
+    log_probs = log_probabilities(ranking)
+    return reorder_head(ranking, np.minimum.accumulate(log_probs[:k]) + bonus, log_probs)
 
 
 class QuestionConstraints:

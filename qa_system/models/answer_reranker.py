@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from qa_system.errors import CheckpointError, InputError
+from qa_system.head_reorder import log_probabilities, reorder_head
 from qa_system.models.entailment import build_encoder, encode_pairs, load_tokenizer
 from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.precision import FLOAT32, autocast, check_precision, resolve
@@ -199,12 +200,8 @@ def rerank(ranking: Sequence[tuple[str, float]], logits: Sequence[float], weight
         raise ValueError(f"{k} reranker scores for a ranking of {len(ranking)}")
     if k == 0:
         return list(ranking)
-    log_probs = np.log(np.clip([p for _, p in ranking], 1e-30, None))
-    scores = np.concatenate([combine_scores(log_probs[:k], logits, weight), log_probs[k:]])
-    order = list(np.argsort(-scores[:k], kind="stable")) + list(range(k, len(ranking)))
-    probs = np.exp(scores - scores.max())
-    probs /= probs.sum()
-    return [(ranking[i][0], float(probs[i])) for i in order]
+    log_probs = log_probabilities(ranking)
+    return reorder_head(ranking, combine_scores(log_probs[:k], logits, weight), log_probs)
 
 
 def build_network(config: RerankerConfig) -> AnswerRerankerNetwork:

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "qa_system.cli.graph_commands",
     "qa_system.cli.kge_commands",
     "qa_system.cli.qa_commands",
+    "qa_system.cli.qa_tuning_commands",
     "qa_system.cli.ask_commands",
     "qa_system.cli.serve_commands",
     "qa_system.cli.review_commands",

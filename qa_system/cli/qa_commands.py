@@ -78,7 +78,9 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
 
     datasets = DATASETS if args.dataset == "both" else (args.dataset,)
     hitter_dir = _hitter_dir(args)
-    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=not args.no_graph, lora_r=args.lora_r)
+    graph_scores = not args.minilm_alone
+    use_graph = not args.no_graph and graph_scores
+    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=use_graph, graph_scores=graph_scores, lora_r=args.lora_r)
     if args.init is not None:  # warm start: its adapters and heads; cross-attention the checkpoint lacks starts closed
         from qa_system.training.reader import load_reader_weights
 
@@ -97,9 +99,10 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
         store.close()
     if not train or not dev:
         raise InputError(f"no usable training/dev questions (train {len(train)}, dev {len(dev)})")
-    run_dir = args.run_dir or settings.workspace / "runs" / f"reader-{args.dataset}{'-nograph' if args.no_graph else ''}"
+    suffix = "-minilm-alone" if not graph_scores else "" if use_graph else "-nograph"
+    run_dir = args.run_dir or settings.workspace / "runs" / f"reader-{args.dataset}{suffix}"
     cfg = ReaderTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    card = {"datasets": list(datasets), "hitter": str(hitter_dir), "use_graph": not args.no_graph, "init": str(args.init) if args.init else None,
+    card = {"datasets": list(datasets), "hitter": str(hitter_dir), "use_graph": use_graph, "init": str(args.init) if args.init else None,
             "train_questions": len(train), "dev_questions": len(dev), "command": "qa-system " + " ".join(sys.argv[1:])}
     summary = fit(reader, train, dev, tokenizer, cfg, Path(run_dir), card=card)
     emit_json(summary)
@@ -314,6 +317,7 @@ def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
         "setting": args.setting,
         "linking": args.linking,
         "fusion": reader.config.use_graph,
+        "graph_scores": reader.config.graph_scores,
         **used,
         **metrics,
         "answered_questions": len(features),
@@ -334,7 +338,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-per-entity", type=int, default=0, help="facts read per entity (0 = all)")
     p.add_argument("--max-candidates", type=int, default=10_000)
     p.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")
-    p.add_argument("--no-graph", action="store_true", help="MiniLM alone over the same candidates (fusion ablation)")
+    p.add_argument("--no-graph", action="store_true", help="the reader without its cross-attention (the fusion ablation's twin)")
 
 
 def _reranker_options(p: argparse.ArgumentParser) -> None:
@@ -356,6 +360,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--run-dir", type=Path)
     p.add_argument("--init", type=Path, metavar="CHECKPOINT", help="start from this reader checkpoint's weights (same --lora-r); "
                    "cross-attention blocks it lacks start with closed gates, so a fused reader starts as the no-fusion twin it came from")
+    p.add_argument("--minilm-alone", action="store_true", help="the fusion ablation's second twin: no cross-attention and no HittER "
+                   "terms in the answer score (only the relation-path term; the graph still gives the candidates and their relations)")
     p.add_argument("--filtered-only", action="store_true", help="only the HittER-filtered training questions (default: also the "
                    "other official training questions whose topic and an answer are in the graph)")
     _common(p)

@@ -13,6 +13,10 @@ Answering is entity-based, not word cloze. A candidate's score sums three terms:
 - *entity*: the fused ``[CLS]`` projected into HittER's entity space, dot the candidate embedding;
 - *link prediction*: HittER's own score for (topic, predicted relation, candidate).
 
+The ablations: ``use_graph=False`` drops the cross-attention (the twin the issue compares against);
+``graph_scores=False`` also drops the entity and link-prediction terms, leaving MiniLM alone over
+the same candidates with only the relation-path term (HittER is then never run).
+
 The relation is never read from a test record: the same head on the graph-free question encoding
 predicts the relation HittER is queried with (teacher-forced in training by the relations that
 link topic and answer in the training graph, the distant labels). Cross-attention lets the
@@ -47,7 +51,8 @@ class ReaderConfig:
     cross_dropout: float = 0.1  # dropout inside cross-attention
     layer_map: tuple[int, ...] = ()  # MiniLM layer i attends to HittER context layer layer_map[i]; () = one-to-one
     gate_init: float = 0.0  # tanh gate of each block starts closed: the pre-trained encoder starts unchanged
-    use_graph: bool = True  # False: MiniLM alone over the same candidates (the fusion ablation)
+    use_graph: bool = True  # False: no cross-attention (the fusion ablation's twin)
+    graph_scores: bool = True  # False: no HittER terms in the answer score either (with use_graph False: MiniLM alone)
     hitter_score_weight: float = 1.0  # initial weight of HittER's (topic, relation, ?) score in the answer score
     lora_r: int = 8  # LoRA rank on the backbone (0 = freeze the backbone)
     lora_alpha: int = 16
@@ -58,6 +63,8 @@ class ReaderConfig:
         problems = []
         if self.text_dim <= 0 or self.text_dim % self.cross_heads:
             problems.append(f"text_dim={self.text_dim} must be > 0 and divide by cross_heads={self.cross_heads}")
+        if self.use_graph and not self.graph_scores:
+            problems.append("cross-attention (use_graph) without graph_scores is not a configuration this reader has")
         if self.use_graph and self.graph_dim <= 0:
             problems.append(f"graph_dim must be > 0 when use_graph; got {self.graph_dim}")
         if self.num_relations <= 0:
@@ -229,6 +236,8 @@ class QAReader(nn.Module):
         relations = query_logits.argmax(dim=-1)  # predicted, never read from the record
         if self.training and relation_targets is not None:
             relations = teacher_relations(query_logits, relation_targets, relations)
+        if not self.config.graph_scores:  # MiniLM alone: the relation-path term is the whole score
+            return self._minilm_alone(query_logits, candidates, candidate_mask, candidate_relations, answers, relation_targets)
         with torch.no_grad():
             graph = self.hitter(topics, relations, neighbours, output_hidden_states=True)  # logits (B, E)
         if self.config.use_graph and graph.hidden_states is not None:
@@ -252,6 +261,30 @@ class QAReader(nn.Module):
                     loss = loss + relation_loss(relation_logits, relation_targets)
         gates = [float(torch.tanh(block.gate.detach())) for block in self.cross]
         return ReaderOutput(scores=scores, relation_logits=relation_logits, loss=loss, gates=gates)
+
+    def _minilm_alone(
+        self,
+        relation_logits: torch.Tensor,  # (B, 2R) from the question alone
+        candidates: torch.Tensor,
+        candidate_mask: torch.Tensor,
+        candidate_relations: torch.Tensor | None,
+        answers: torch.Tensor | None,
+        relation_targets: torch.Tensor | None,
+    ) -> ReaderOutput:
+        """Scores from the question's relation head over the relations that link topic and candidate:
+        no HittER state, embedding or score. Without relation paths every candidate ties."""
+
+        if candidate_relations is None:
+            scores = torch.zeros(candidates.shape, dtype=relation_logits.dtype, device=relation_logits.device)
+        else:
+            scores = self.path_weight * self.path_scores(relation_logits, candidate_relations)
+        scores = scores.masked_fill(~candidate_mask, float("-inf"))
+        loss = None
+        if answers is not None:
+            loss = answer_loss(scores, answers & candidate_mask)
+            if relation_targets is not None:
+                loss = loss + relation_loss(relation_logits, relation_targets)
+        return ReaderOutput(scores=scores, relation_logits=relation_logits, loss=loss, gates=[])
 
     def path_scores(self, relation_logits: torch.Tensor, candidate_relations: torch.Tensor) -> torch.Tensor:
         """log sum over the relations linking topic and candidate of p(relation | question). (B, C)"""

@@ -75,7 +75,9 @@ def relation_texts(relations: Sequence[str]) -> list[str]:
     return forward + [f"{t} of" for t in forward]
 
 
-def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -> tuple[QAReader, Any, list[str], list[str]]:
+def build_reader(
+    hitter_dir: Path, *, use_graph: bool = True, graph_scores: bool = True, lora_r: int = 8
+) -> tuple[QAReader, Any, list[str], list[str]]:
     entities, relations = load_vocab(hitter_dir)
     hitter, _card = load_checkpoint(hitter_dir, entities=entities, relations=relations)
     tokenizer, encoder = load_backbone()
@@ -83,7 +85,8 @@ def build_reader(hitter_dir: Path, *, use_graph: bool = True, lora_r: int = 8) -
         text_dim=encoder.config.hidden_size,
         graph_dim=hitter.config.dim,
         num_relations=hitter.config.num_relations,
-        use_graph=use_graph and hitter.config.use_context,
+        use_graph=use_graph and graph_scores and hitter.config.use_context,
+        graph_scores=graph_scores,
         lora_r=lora_r,
     )
     reader = QAReader(config, encoder, hitter)
@@ -188,7 +191,10 @@ def load_reader_checkpoint(
         hitter_dir = default_hitter
     else:
         raise CheckpointError(f"reader card {folder / CARD} names no HittER checkpoint")
-    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=use_graph and bool(card.get("use_graph", True)))
+    graph_scores = bool((card.get("reader_config") or {}).get("graph_scores", True))  # cards before the switch had them
+    reader, tokenizer, entities, relations = build_reader(
+        hitter_dir, use_graph=use_graph and bool(card.get("use_graph", True)), graph_scores=graph_scores
+    )
     load_reader_weights(reader, folder)
     if merge:
         merge_lora_for_inference(reader)

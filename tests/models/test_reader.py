@@ -71,6 +71,31 @@ def test_closed_gates_leave_the_encoder_unchanged_and_open_gates_change_it() -> 
     assert not torch.allclose(fused, base)  # open gates let the graph in
 
 
+def test_minilm_alone_scores_only_the_relation_paths_and_never_runs_hitter() -> None:
+    """The fusion ablation's second twin: same candidates, no HittER state, embedding or score."""
+
+    reader = tiny_reader(use_graph=False, graph_scores=False).eval()
+    assert len(reader.cross) == 0
+    calls: list[int] = []
+    reader.hitter.register_forward_hook(lambda *_: calls.append(1))
+    *inputs, answers = batch()
+    out = reader(*inputs, answers=answers)
+    assert calls == []
+    expected = reader.path_weight * reader.path_scores(out.relation_logits, inputs[-1])
+    assert torch.allclose(out.scores[inputs[-2]], expected[inputs[-2]])
+    assert out.scores[1, 2] == float("-inf") and out.loss is not None and torch.isfinite(out.loss)
+    with torch.no_grad():  # HittER's embeddings do not move its scores
+        reader.hitter.entity_embeddings.weight.normal_()
+    assert torch.allclose(reader(*inputs).scores, out.scores)
+    no_paths = reader(*inputs[:-1]).scores  # without relation paths every candidate ties
+    assert torch.equal(no_paths[0], torch.zeros(3)) and no_paths[1, 2] == float("-inf")
+
+
+def test_cross_attention_without_graph_scores_is_refused() -> None:
+    with pytest.raises(ValueError, match="graph_scores"):
+        ReaderConfig(text_dim=64, graph_dim=32, num_relations=R, cross_heads=4, use_graph=True, graph_scores=False)
+
+
 def test_merged_adapters_keep_the_fused_scores() -> None:
     """The app merges LoRA into MiniLM at load: the cross-attention hooks sit on the base model's
     attention modules and survive the merge, so the fused scores stay the same."""

@@ -119,3 +119,18 @@ def test_a_fused_reader_warm_started_from_its_twin_starts_as_the_twin(tmp_path: 
     other = tiny_reader(use_graph=False, lora_r=2)
     with pytest.raises(CheckpointError, match="another shape"):
         load_reader_weights(other, tmp_path / "twin")
+
+
+@pytest.mark.parametrize(("reader_config", "graph_scores"), [({"graph_scores": False}, False), ({}, True), (None, True)])
+def test_a_checkpoint_card_says_whether_hitter_scores_answers(tmp_path: Path, monkeypatch, reader_config, graph_scores) -> None:
+    """A MiniLM-alone twin is rebuilt as one; cards written before the switch keep HittER's terms."""
+
+    import qa_system.training.reader as module
+
+    built: dict = {}
+    monkeypatch.setattr(module, "build_reader", lambda hitter_dir, **kw: built.update(kw) or (tiny_reader(use_graph=False), None, [], []))
+    monkeypatch.setattr(module, "load_reader_weights", lambda reader, folder: {})
+    card = {"use_graph": False, "hitter": str(tmp_path), **({"reader_config": reader_config} if reader_config is not None else {})}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    module.load_reader_checkpoint(tmp_path, merge=False)
+    assert built == {"use_graph": False, "graph_scores": graph_scores}

@@ -52,6 +52,33 @@ def test_evidence_picture_marks_an_entity_the_question_also_names() -> None:
     assert ">ALSO IN THE QUESTION<" in svg and ">VIA<" not in svg
 
 
+def test_evidence_picture_with_two_named_entities_draws_no_line_through_a_box() -> None:
+    """Constraints tie the answer to two other entities of the question: the second tie is an
+    arc under the boxes, and every straight line stays in the gap between two neighbours."""
+
+    import re
+
+    answer = Answer(
+        question="Which Christopher Nolan film with Michael Caine starred Leonardo DiCaprio?",
+        answer=RankedEntity(id="/m/i", name="Inception", confidence=0.7), confidence=0.7, source="graph",
+        topic_entities=[RankedEntity(id="/m/d", name="Leonardo DiCaprio", confidence=0.9)],
+        evidence=[_fact("/m/d", "/film/actor/film", "/m/i", "Leonardo DiCaprio", "Inception"),
+                  _fact("/m/n", "/film/director/film", "/m/i", "Christopher Nolan", "Inception"),
+                  _fact("/m/i", "/film/film/starring", "/m/c", "Inception", "Michael Caine")],
+    )
+    svg = ask_tab.evidence_svg(answer)
+    assert svg.count(">ALSO IN THE QUESTION<") == 2 and "director › film" in svg and "starring" in svg
+    boxes = [(float(x), float(x) + float(w)) for x, w in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)]
+    assert len(boxes) == 4
+    for x1, x2 in re.findall(r'<line x1="([\d.]+)" y1="[\d.]+" x2="([\d.]+)"', svg):
+        assert not any(float(x1) < left and right < float(x2) for left, right in boxes)  # no box under a line
+    arcs = re.findall(r'<path d="M([\d.]+),([\d.]+) Q[\d.]+,([\d.]+) ', svg)
+    assert len(arcs) == 1
+    _, start_y, control_y = map(float, arcs[0])
+    view_height = float(re.search(r'viewBox="0 0 [\d.]+ ([\d.]+)"', svg).group(1))
+    assert start_y < (start_y + control_y) / 2 < view_height - 16  # dips under the boxes, label inside the picture
+
+
 @pytest.mark.parametrize(("source", "extra", "badge"), [
     ("graph", {}, "Graph"), ("graph-unsure", {}, "Graph · not sure"), ("none", {}, "No answer"),
     ("llm", {"validated": True}, "LLM · validated"), ("llm", {"validated": False}, "LLM · unvalidated"),

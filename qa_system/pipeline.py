@@ -11,7 +11,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from qa_system.errors import InputError, QAError
@@ -126,7 +126,7 @@ class AskPipeline:
         if not isinstance(prepared, Answer):
             with self._model_lock:
                 rankings = self._rank([(prepared.text, context) for _, context in prepared.readings])
-            prepared = self._finish(*self._choose(prepared, self._constrain(prepared, rankings)))
+            prepared = self._finish(*self._choose(*self._constrain(prepared, rankings)))
         return self.fall_back(prepared) if fallback else prepared
 
     def _rank(self, items: list[tuple[str, Any]]) -> list[list[tuple[str, float]]]:
@@ -136,18 +136,21 @@ class AskPipeline:
             return self.ranker.rank_many(items)
         return [self.ranker.rank(text, context) for text, context in items]
 
-    def _constrain(self, prepared: _Prepared, rankings: list[list[tuple[str, float]]]) -> list[list[tuple[str, float]]]:
-        """Each reading's ranking re-ordered by the question's other named entities; keeps the facts
-        that tied candidates to them, for the evidence. Unchanged without ``constraints``."""
+    def _constrain(
+        self, prepared: _Prepared, rankings: list[list[tuple[str, float]]]
+    ) -> tuple[_Prepared, list[list[tuple[str, float]]]]:
+        """Each reading's ranking re-ordered by the question's other named entities, and a copy of
+        ``prepared`` holding the facts that tied candidates to them (for the evidence). Both
+        unchanged without ``constraints``."""
 
         if self.constraints is None:
-            return rankings
-        out, prepared.constraint_facts = [], []
+            return prepared, rankings
+        out, tying = [], []
         for (_, context), ranked in zip(prepared.readings, rankings):
             ranked, facts = self.constraints.apply(ranked, prepared.linked, context.topics[0] if context.topics else "")
             out.append(ranked)
-            prepared.constraint_facts.append(facts)
-        return out
+            tying.append(facts)
+        return replace(prepared, constraint_facts=tying), out
 
     def _confidence(self, ranked: list[tuple[str, float]], context: Any) -> float:
         from qa_system.calibration import answer_confidence  # numpy: kept off this module's import
@@ -201,7 +204,7 @@ class AskPipeline:
             finished, at = {}, 0
             for r in pending:
                 rankings, at = flat[at:at + len(r.readings)], at + len(r.readings)
-                finished[id(r)] = self._finish(*self._choose(r, self._constrain(r, rankings)))
+                finished[id(r)] = self._finish(*self._choose(*self._constrain(r, rankings)))
             results = [finished[id(r)] if isinstance(r, _Prepared) else r for r in results]
         return [self.fall_back(r) if isinstance(r, Answer) else r for r in results]  # type: ignore[return-value]
 

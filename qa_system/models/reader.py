@@ -233,22 +233,11 @@ class QAReader(nn.Module):
     ) -> ReaderOutput:
         question = self.encode(input_ids, attention_mask)  # graph-free pass, (B, d_t)
         query_logits = self.relation_head(question)  # (B, 2R)
-        relations = query_logits.argmax(dim=-1)  # predicted, never read from the record
-        if self.training and relation_targets is not None:
-            relations = teacher_relations(query_logits, relation_targets, relations)
-        if not self.config.graph_scores:  # MiniLM alone: the relation-path term is the whole score
-            return self._minilm_alone(query_logits, candidates, candidate_mask, candidate_relations, answers, relation_targets)
-        with torch.no_grad():
-            graph = self.hitter(topics, relations, neighbours, output_hidden_states=True)  # logits (B, E)
-        if self.config.use_graph and graph.hidden_states is not None:
-            with self._graph_states(graph.hidden_states, graph.attention_mask):
-                fused = self.encode(input_ids, attention_mask)  # (B, d_t)
-        else:
-            fused = question
-        relation_logits = self.relation_head(fused) if self.config.use_graph else query_logits  # (B, 2R)
-        entity_scores = self.answer_proj(fused) @ self.hitter.entity_embeddings.weight.T  # (B, E)
-        assert graph.logits is not None
-        scores = torch.gather(entity_scores + self.hitter_weight * graph.logits, 1, candidates)  # (B, C)
+        if self.config.graph_scores:
+            relation_logits, scores = self._graph_terms(question, query_logits, input_ids, attention_mask, topics, neighbours,
+                                                        candidates, relation_targets)
+        else:  # MiniLM alone: no HittER state, embedding or score; without relation paths every candidate ties
+            relation_logits, scores = query_logits, torch.zeros(candidates.shape, dtype=question.dtype, device=question.device)
         if candidate_relations is not None:
             scores = scores + self.path_weight * self.path_scores(relation_logits, candidate_relations)
         scores = scores.masked_fill(~candidate_mask, float("-inf"))
@@ -262,29 +251,35 @@ class QAReader(nn.Module):
         gates = [float(torch.tanh(block.gate.detach())) for block in self.cross]
         return ReaderOutput(scores=scores, relation_logits=relation_logits, loss=loss, gates=gates)
 
-    def _minilm_alone(
+    def _graph_terms(
         self,
-        relation_logits: torch.Tensor,  # (B, 2R) from the question alone
+        question: torch.Tensor,  # (B, d_t) graph-free encoding
+        query_logits: torch.Tensor,  # (B, 2R) its relation logits
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        topics: torch.Tensor,
+        neighbours: NeighbourBatch | None,
         candidates: torch.Tensor,
-        candidate_mask: torch.Tensor,
-        candidate_relations: torch.Tensor | None,
-        answers: torch.Tensor | None,
         relation_targets: torch.Tensor | None,
-    ) -> ReaderOutput:
-        """Scores from the question's relation head over the relations that link topic and candidate:
-        no HittER state, embedding or score. Without relation paths every candidate ties."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """HittER's part of the answer score: the relation logits the path term reads (from the fused
+        encoding when cross-attention is on) and, per candidate, the entity term plus HittER's
+        link-prediction score for (topic, predicted relation, candidate). ((B, 2R), (B, C))"""
 
-        if candidate_relations is None:
-            scores = torch.zeros(candidates.shape, dtype=relation_logits.dtype, device=relation_logits.device)
+        relations = query_logits.argmax(dim=-1)  # predicted, never read from the record
+        if self.training and relation_targets is not None:
+            relations = teacher_relations(query_logits, relation_targets, relations)
+        with torch.no_grad():
+            graph = self.hitter(topics, relations, neighbours, output_hidden_states=True)  # logits (B, E)
+        if self.config.use_graph and graph.hidden_states is not None:
+            with self._graph_states(graph.hidden_states, graph.attention_mask):
+                fused = self.encode(input_ids, attention_mask)  # (B, d_t)
         else:
-            scores = self.path_weight * self.path_scores(relation_logits, candidate_relations)
-        scores = scores.masked_fill(~candidate_mask, float("-inf"))
-        loss = None
-        if answers is not None:
-            loss = answer_loss(scores, answers & candidate_mask)
-            if relation_targets is not None:
-                loss = loss + relation_loss(relation_logits, relation_targets)
-        return ReaderOutput(scores=scores, relation_logits=relation_logits, loss=loss, gates=[])
+            fused = question
+        relation_logits = self.relation_head(fused) if self.config.use_graph else query_logits  # (B, 2R)
+        entity_scores = self.answer_proj(fused) @ self.hitter.entity_embeddings.weight.T  # (B, E)
+        assert graph.logits is not None
+        return relation_logits, torch.gather(entity_scores + self.hitter_weight * graph.logits, 1, candidates)  # (B, C)
 
     def path_scores(self, relation_logits: torch.Tensor, candidate_relations: torch.Tensor) -> torch.Tensor:
         """log sum over the relations linking topic and candidate of p(relation | question). (B, C)"""

@@ -166,8 +166,7 @@ class AskPipeline:
 
         scores = [(link, self._confidence(ranked, context)) for (link, context), ranked in zip(prepared.readings, rankings)]
         best = choose_reading(scores, self.config.topic_link_weight)
-        facts = prepared.constraint_facts[best : best + 1]
-        chosen = _Prepared(prepared.text, prepared.topics, [prepared.readings[best]], prepared.linked, facts)
+        chosen = replace(prepared, readings=[prepared.readings[best]], constraint_facts=prepared.constraint_facts[best : best + 1])
         return chosen, rankings[best]
 
     def wants_fallback(self, answer: Answer) -> bool:

@@ -190,12 +190,12 @@ def evidence_svg(answer: Answer) -> str:
     node_w, node_h, gap, top = 200, 54, 190, 30
     # an edge between boxes that are not side by side (the answer and a second entity the question
     # names, when there are two) is an arc under the boxes, not a line through the one between
-    skips = [key for key in edges if order.index(key[1]) - order.index(key[0]) > 1]
+    span = {key: order.index(key[1]) - order.index(key[0]) for key in edges}  # 1: side by side
+    skips = [key for key in edges if span[key] > 1]
     max_labels = max((len(v) for k, v in edges.items() if k not in skips), default=1)
     label_h = 16 * min(max_labels, 4)
     arc_depth = 34  # how far under the boxes the shortest arc dips; longer spans dip further
-    arc_h = (arc_depth * max(order.index(b) - order.index(a) - 1 for a, b in skips) + 16 * min(max(len(edges[k]) for k in skips), 4)
-             + 12) if skips else 0
+    arc_h = (arc_depth * max(span[k] - 1 for k in skips) + 16 * min(max(len(edges[k]) for k in skips), 4) + 12) if skips else 0
     height = top + node_h + 24 + label_h + arc_h
     width = len(order) * node_w + (len(order) - 1) * gap + 20
     y = top + label_h
@@ -217,19 +217,13 @@ def evidence_svg(answer: Answer) -> str:
         backward = any(arrow == "←" for arrow, _ in labels)
         markers = (' marker-end="url(#qa-arrow)"' if forward else "") + (' marker-start="url(#qa-arrow)"' if backward else "")
         if (a, b) in skips:
-            parts.extend(_arc(x_of[a] + node_w / 2, x_of[b] + node_w / 2, y + node_h,
-                              arc_depth * (order.index(b) - order.index(a) - 1) + 18, labels, markers))
+            parts.extend(_arc(x_of[a] + node_w / 2, x_of[b] + node_w / 2, y + node_h, arc_depth * (span[(a, b)] - 1) + 18, labels, markers))
             continue
         cy = y + node_h / 2
         parts.append(f'<line x1="{x1 + 2}" y1="{cy}" x2="{x2 - 2}" y2="{cy}" stroke="#9ca3af" stroke-width="2"{markers}/>')
         shown = labels[:4]
         for i, (arrow, relation) in enumerate(shown):
-            ly = cy - 8 - 16 * (len(shown) - 1 - i)
-            text = ("" if arrow == "→" else "← ") + _short(relation_label(relation), 21) + (" →" if arrow == "→" else "")
-            parts.append(
-                f'<text x="{(x1 + x2) / 2}" y="{ly}" text-anchor="middle" font-size="13" fill="#374151">'
-                f"<title>{html.escape(relation)}</title>{html.escape(text)}</text>"
-            )
+            parts.append(_edge_label((x1 + x2) / 2, cy - 8 - 16 * (len(shown) - 1 - i), arrow, relation))
     if not edges and topic and topic != answer.answer.id:
         x1, x2 = x_of[order[0]] + node_w, x_of[order[-1]]
         cy = y + node_h / 2
@@ -267,12 +261,17 @@ def _arc(x1: float, x2: float, bottom: float, depth: float, labels: list[tuple[s
     parts = [f'<path d="M{x1},{bottom + 2} Q{(x1 + x2) / 2},{control_y} {x2},{bottom + 2}" fill="none" stroke="#9ca3af" '
              f'stroke-width="2"{markers}/>']
     for i, (arrow, relation) in enumerate(labels[:4]):
-        text = ("" if arrow == "→" else "← ") + _short(relation_label(relation), 21) + (" →" if arrow == "→" else "")
-        parts.append(
-            f'<text x="{(x1 + x2) / 2}" y="{bottom + depth + 16 * (i + 1)}" text-anchor="middle" font-size="13" fill="#374151">'
-            f"<title>{html.escape(relation)}</title>{html.escape(text)}</text>"
-        )
+        parts.append(_edge_label((x1 + x2) / 2, bottom + depth + 16 * (i + 1), arrow, relation))
     return parts
+
+
+def _edge_label(x: float, y: float, arrow: str, relation: str) -> str:
+    """One fact's relation as SVG text centred at (``x``, ``y``), an arrow on the side it points to,
+    the full relation id as its tooltip."""
+
+    text = ("" if arrow == "→" else "← ") + _short(relation_label(relation), 21) + (" →" if arrow == "→" else "")
+    return (f'<text x="{x}" y="{y}" text-anchor="middle" font-size="13" fill="#374151">'
+            f"<title>{html.escape(relation)}</title>{html.escape(text)}</text>")
 
 
 def alternative_rows(answer: Answer) -> list[list[Any]]:

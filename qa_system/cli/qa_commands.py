@@ -78,9 +78,9 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
 
     datasets = DATASETS if args.dataset == "both" else (args.dataset,)
     hitter_dir = _hitter_dir(args)
-    graph_scores = not args.minilm_alone
-    use_graph = not args.no_graph and graph_scores
-    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=use_graph, graph_scores=graph_scores, lora_r=args.lora_r)
+    reader, tokenizer, entities, relations = build_reader(hitter_dir, use_graph=not args.no_graph, graph_scores=not args.minilm_alone,
+                                                          lora_r=args.lora_r)
+    use_graph = reader.config.use_graph  # build_reader says whether cross-attention is on (needs graph scores and HittER context)
     if args.init is not None:  # warm start: its adapters and heads; cross-attention the checkpoint lacks starts closed
         from qa_system.training.reader import load_reader_weights
 
@@ -99,7 +99,7 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
         store.close()
     if not train or not dev:
         raise InputError(f"no usable training/dev questions (train {len(train)}, dev {len(dev)})")
-    suffix = "-minilm-alone" if not graph_scores else "" if use_graph else "-nograph"
+    suffix = "-minilm-alone" if not reader.config.graph_scores else "" if use_graph else "-nograph"
     run_dir = args.run_dir or settings.workspace / "runs" / f"reader-{args.dataset}{suffix}"
     cfg = ReaderTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     card = {"datasets": list(datasets), "hitter": str(hitter_dir), "use_graph": use_graph, "init": str(args.init) if args.init else None,

@@ -30,7 +30,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "mention_min_score": (0.0, 0.05, 0.2),
     "link_top_k": (3, 5, 8),
 }
-HEAD = 5
+HEAD = ConstraintWeights.head  # the head the app's constraints re-order (the dataclass default)
 
 
 @dataclass

@@ -96,7 +96,7 @@ def entity_params(entity: Entity, now: str) -> dict[str, Any]:
 
 def fact_params(fact: Fact, now: str) -> dict[str, Any]:
     prov = fact.provenance
-    is_plain_dataset = prov.source_kind == SourceKind.DATASET and not (prov.reviewer or prov.sentence or prov.model)
+    is_plain_dataset = prov.source_kind == SourceKind.DATASET and not (prov.reviewer or prov.sentence or prov.model or prov.properties)
     return {
         "id": fact.id,
         "rnd": fact_rank(fact.id),

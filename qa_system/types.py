@@ -7,6 +7,7 @@ they are validated once, serialise to JSON the same way everywhere, and reject b
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal
@@ -49,6 +50,12 @@ class Entity(BaseModel):
     image_url: str = ""
     url: str = ""
 
+    @property
+    def is_literal(self) -> bool:
+        """A literal attribute value (see ``literal_entity``), not a graph entity."""
+
+        return self.id.startswith(LITERAL_PREFIX)
+
     @field_validator("aliases", mode="before")
     @classmethod
     def _aliases_tuple(cls, value: Any) -> tuple[str, ...]:
@@ -88,6 +95,8 @@ class Provenance(BaseModel):
     reviewer: str = ""
     reviewed_at: datetime | None = None
     review_reason: str = ""
+    # properties the source graph kept on the relationship itself (``ACTED_IN {roles: ['Neo']}``)
+    properties: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utc_now)
 
 
@@ -96,6 +105,66 @@ def fact_id(subject: str, relation: str, obj: str) -> str:
 
     digest = hashlib.sha1(f"{subject}\t{relation}\t{obj}".encode("utf-8")).hexdigest()
     return digest[:20]
+
+
+# -- literal attribute values ------------------------------------------------------------------
+# A literal (a birth year, a tagline) is stored as a node of its own in the entity table, one per
+# (subject, attribute, value), with an id in the ``lit:`` namespace and a ``literal:<datatype>``
+# type: a neighbour read returns entity facts and attribute facts in the same query, and every
+# fact-level feature (status, provenance, review, export) works for both unchanged. Being one node
+# per fact, a literal never becomes a hub joining unrelated entities. The stores keep literals out
+# of the name indexes and the entity counts, HittER never sees them, and they cannot be topics.
+LITERAL_PREFIX = "lit:"
+LITERAL_TYPE_PREFIX = "literal:"
+LiteralDatatype = Literal["integer", "float", "date", "boolean", "string"]
+
+
+def is_literal(entity_id: str) -> bool:
+    """Whether a node id names a literal attribute value rather than a graph entity."""
+
+    return entity_id.startswith(LITERAL_PREFIX)
+
+
+def literal_datatype(value: Any) -> tuple[str, LiteralDatatype]:
+    """A source value as (canonical text, datatype): ``1964`` → ``("1964", "integer")``,
+    ``date(1999, 3, 31)`` → ``("1999-03-31", "date")``, ``"1999-03-31"`` → date too."""
+
+    import datetime as _dt
+
+    if isinstance(value, bool):
+        return ("true" if value else "false"), "boolean"
+    if isinstance(value, int):
+        return str(value), "integer"
+    if isinstance(value, float):
+        return (str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)), "float"
+    if isinstance(value, _dt.datetime):
+        return value.isoformat(), "date"
+    if isinstance(value, _dt.date):
+        return value.isoformat(), "date"
+    text = " ".join(str(value).split())
+    if _DATE_TEXT.fullmatch(text):
+        return text, "date"
+    if _INT_TEXT.fullmatch(text):
+        return text, "integer"
+    if _FLOAT_TEXT.fullmatch(text):
+        return text, "float"
+    return text, "string"
+
+
+_DATE_TEXT = re.compile(r"-?\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?")
+_INT_TEXT = re.compile(r"[+-]?\d{1,18}")
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def literal_entity(subject: str, attribute: str, value: Any) -> Entity:
+    """The node holding ``value`` as the object of ``(subject, attribute, value)``: its id is
+    stable (the same triple always maps to the same node), its name the value as text."""
+
+    text, datatype = literal_datatype(value)
+    if not text:
+        raise ValueError(f"empty literal value for {subject!r} {attribute!r}")
+    digest = hashlib.sha1(f"{subject}\t{attribute}\t{datatype}\t{text}".encode("utf-8")).hexdigest()[:20]
+    return Entity(id=f"{LITERAL_PREFIX}{digest}", name=text[:2048], type=f"{LITERAL_TYPE_PREFIX}{datatype}")
 
 
 class Fact(BaseModel):
@@ -159,12 +228,13 @@ Direction = Literal["out", "in", "both"]
 
 
 class RankedEntity(BaseModel):
-    """An entity with the model's confidence in it."""
+    """An entity (or, ``kind="value"``, a literal attribute value) with the model's confidence in it."""
 
     id: str
     name: str
     description: str = ""
     confidence: float = Field(ge=0.0, le=1.0)
+    kind: Literal["entity", "value"] = "entity"
 
 
 class FallbackSummary(BaseModel):

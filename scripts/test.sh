@@ -12,5 +12,6 @@ python -m pip install --quiet "torch==2.13.0"   # the CPU wheel; never let a res
 NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_CURL=OFF \"-DCMAKE_C_FLAGS=$NO_AMX\" \"-DCMAKE_CXX_FLAGS=$NO_AMX\"}" \
   python -m pip install --quiet -e ".[test,llm]"
+python -m ruff check .
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec python -m pytest "$@"

@@ -54,8 +54,8 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
     )
     from qa_system.training.entailment import EntailmentTrainConfig, fit
     from qa_system.training.entailment_data import (
-        selection_dev,
         sample_training,
+        selection_dev,
         training_pairs,
     )
 

@@ -21,7 +21,7 @@ from qa_system.errors import (
     ReadOnlyViolationError,
 )
 from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind
-from tests.graph.bolt_server import BoltServer, bolt_server, neo4j_store  # noqa: F401  (fixtures)
+from tests.graph.bolt_server import BoltServer  # the bolt_server and neo4j_store fixtures come from conftest.py
 
 N_ENTITIES = 20
 

@@ -166,7 +166,6 @@ def test_export_release_writes_fp16_card_with_metrics(tmp_path, data):
 
 def test_cli_trains_on_workspace_store(tmp_path, monkeypatch, capsys):
     import graph.store
-
     from qa_system.cli import main
 
     rows = [(h, r, t, "train") for h, r, t in TRAIN] + [(*DEV[0], "dev")]

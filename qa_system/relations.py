@@ -15,11 +15,26 @@ from typing import Any
 
 
 def readable_relation(relation: str) -> str:
-    """``/people/person/place_of_birth`` → ``place of birth``; ``birthPlace`` → ``birth place``."""
+    """A relation id of any vocabulary as words: ``/people/person/place_of_birth`` → ``place of birth``,
+    ``birthPlace`` → ``birth place``, ``ACTED_IN`` → ``acted in``, ``http://schema.org/birthDate`` →
+    ``birth date`` (an IRI's local name, after ``#`` or the last ``/``), and a Freebase path through a
+    mediator, ``/award/award_nominee/award_nominations./award/award_nomination/award`` → ``award
+    nominations award`` (the last segment of each leg)."""
 
-    last = relation.rstrip("/").split("/")[-1] if "/" in relation else relation
-    last = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", last)
-    return " ".join(re.sub(r"[_.\-]+", " ", last).lower().split())
+    words = [_local_words(leg) for leg in relation.split("./")]
+    return " ".join(w for w in words if w) or " ".join(relation.split()).lower()
+
+
+def _local_words(relation: str) -> str:
+    last = relation.rstrip("/#")
+    if "#" in last:
+        last = last.rsplit("#", 1)[-1]
+    if "/" in last:
+        last = last.split("/")[-1]
+    if ":" in last.strip(":"):  # a prefixed name or URN: ``foaf:knows``, ``urn:x:hasPart``
+        last = last.strip(":").rsplit(":", 1)[-1]
+    last = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", last)
+    return " ".join(re.sub(r"[_.\-:]+", " ", last).lower().split())
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

@@ -188,6 +188,7 @@ class CypherStoreBase:
         q = self.queries
         return GraphStats(
             entities=int(self._rows(q.count_entities)[0][0]),
+            literals=int(self._rows(q.count_literals)[0][0]),
             facts=int(self._rows(q.count_facts)[0][0]),
             facts_by_status=R.count_rows(self._rows(q.facts_by_status)),
             facts_by_relation=R.count_rows(self._rows(q.facts_by_relation)),

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from qa_system.types import Entity
+from qa_system.types import Entity, is_literal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ids(rowid INTEGER PRIMARY KEY, entity_id TEXT NOT NULL UNIQUE);
@@ -52,12 +52,16 @@ class NameIndex:
             self._db.close()
 
     def add(self, entities: Iterable[Entity]) -> None:
-        """Index (or re-index) entities in one transaction; an entity's old names are replaced."""
+        """Index (or re-index) entities in one transaction; an entity's old names are replaced.
+        Literal attribute values (``lit:`` ids) are never indexed: a name lookup must not return a
+        birth year or a tagline."""
 
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 for entity in entities:
+                    if is_literal(entity.id):
+                        continue
                     self._db.execute("INSERT OR IGNORE INTO ids(entity_id) VALUES (?)", (entity.id,))
                     (rowid,) = self._db.execute("SELECT rowid FROM ids WHERE entity_id = ?", (entity.id,)).fetchone()
                     self._db.execute("DELETE FROM names WHERE entity_id = ?", (entity.id,))

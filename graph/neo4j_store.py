@@ -47,7 +47,7 @@ from qa_system.errors import (
     QueryError,
     ReadOnlyViolationError,
 )
-from qa_system.types import Entity, Fact, FactView
+from qa_system.types import Entity, Fact, FactView, is_literal
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,15 @@ def _tokens(entity: Entity) -> list[str]:
 
 
 def _entity_row(entity: Entity) -> dict[str, Any]:
+    # A literal attribute value gets empty name keys: name lookups never return a value (a birth year).
+    literal = is_literal(entity.id)
     return {
         "id": entity.id,
         "name": entity.name,
-        "name_key": normalise(entity.name),
+        "name_key": "" if literal else normalise(entity.name),
         "aliases": list(entity.aliases),
-        "alias_keys": list(dict.fromkeys(normalise(a) for a in entity.aliases if a.strip())),
-        "name_tokens": _tokens(entity),
+        "alias_keys": [] if literal else list(dict.fromkeys(normalise(a) for a in entity.aliases if a.strip())),
+        "name_tokens": [] if literal else _tokens(entity),
         "type": entity.type,
         "description": entity.description,
         "image_url": entity.image_url,

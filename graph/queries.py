@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qa_system.types import LITERAL_PREFIX
+
 # Columns every fact read returns, in this order (see ``graph.rows.fact_view``).
 FACT_COLUMNS = (
     "f.id, s.id, s.name, f.rel_type, o.id, o.name, f.status, f.confidence, f.split, f.source_kind, "
     "f.dataset, f.provenance"
 )
 ENTITY_COLUMNS = "e.id, e.name, e.aliases, e.type, e.description, e.image_url, e.url"
+# Literal attribute values are ``Entity`` nodes whose id starts with ``lit:`` (``qa_system.types.literal_entity``):
+# entity counts, types and HittER's training triples leave them out. The prefix is our constant, never user text.
+_IS_LITERAL = f"STARTS WITH '{LITERAL_PREFIX}'"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class Queries:
     set_fact_status: str
     list_facts: str
     export_triples: str
-    count_entities: str
+    count_entities: str  # graph entities only (literal values are counted by count_literals)
+    count_literals: str
     count_facts: str
     facts_by_status: str
     facts_by_relation: str
@@ -66,15 +72,17 @@ _SHARED = dict(
         f"AND ($all_relations OR f.rel_type = $relation) "
         f"RETURN {FACT_COLUMNS} ORDER BY f.updated_at DESC, f.id SKIP $offset LIMIT $limit"
     ),
-    export_triples=(
-        "MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.status IN $statuses RETURN s.id, f.rel_type, o.id, f.split"
+    export_triples=(  # HittER's training data: attribute facts (object a literal value) are left out
+        f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.status IN $statuses AND NOT o.id {_IS_LITERAL} "
+        "RETURN s.id, f.rel_type, o.id, f.split"
     ),
-    count_entities="MATCH (e:Entity) RETURN count(e)",
+    count_entities=f"MATCH (e:Entity) WHERE NOT e.id {_IS_LITERAL} RETURN count(e)",
+    count_literals=f"MATCH (e:Entity) WHERE e.id {_IS_LITERAL} RETURN count(e)",
     count_facts="MATCH ()-[f:Fact]->() RETURN count(f)",
     facts_by_status="MATCH ()-[f:Fact]->() RETURN f.status, count(f)",
     facts_by_relation="MATCH ()-[f:Fact]->() RETURN f.rel_type, count(f)",
     facts_by_split="MATCH ()-[f:Fact]->() RETURN f.split, count(f)",
-    entities_by_type="MATCH (e:Entity) RETURN e.type, count(e)",
+    entities_by_type=f"MATCH (e:Entity) WHERE NOT e.id {_IS_LITERAL} RETURN e.type, count(e)",
 )
 
 # Neighbour reads. Embedded: one entity per query (``id = $id`` uses the primary-key index; ``IN $ids``

@@ -10,7 +10,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from qa_system.types import Direction, Entity, FactStatus, FactView, Subgraph
+from qa_system.types import Direction, Entity, FactStatus, FactView, Subgraph, is_literal
 
 # fetch(entity_ids, "out" | "in" | "both") -> facts touching those entities in that direction
 Fetch = Callable[[list[str], str], list[FactView]]
@@ -58,7 +58,8 @@ def expand(
                 other = fact.object if fact.subject == entity_id else fact.subject
                 if other not in visited:
                     visited.add(other)
-                    next_frontier.append(other)
+                    if not is_literal(other):  # a literal value ends a path: expanding it reaches nothing new
+                        next_frontier.append(other)
         frontier = next_frontier
     names: dict[str, str] = {}
     for fact in seen_facts.values():

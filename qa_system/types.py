@@ -215,8 +215,9 @@ class Subgraph(BaseModel):
 class GraphStats(BaseModel):
     """Counts the dashboard and ``qa-system stats`` report."""
 
-    entities: int
+    entities: int  # graph entities; literal attribute values are counted in ``literals``
     facts: int
+    literals: int = 0
     facts_by_status: dict[str, int] = Field(default_factory=dict)
     facts_by_relation: dict[str, int] = Field(default_factory=dict)
     facts_by_split: dict[str, int] = Field(default_factory=dict)

@@ -30,6 +30,7 @@ import numpy as np
 from graph.queries import EMBEDDED as _Q
 from graph.store import ANSWERABLE_STATUSES, GraphStore
 from qa_system.errors import ModelError
+from qa_system.types import is_literal
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,10 @@ def _read_index(index_path: Path, meta: dict[str, Any]) -> Any:
 def entity_rows(store: GraphStore) -> list[dict[str, Any]]:
     """Every entity's columns (``e.id``, ``e.name``, ``e.aliases``, ``e.description``, ...).
 
-    The protocol has no "all entities" read; the shared read-only query is the same on both backends."""
+    The protocol has no "all entities" read; the shared read-only query is the same on both backends.
+    Literal attribute values (``lit:`` ids) are left out: they are never named, linked or answered by name."""
 
-    return store.run_read_query(_Q.all_entities, limit=_ALL)
+    return [row for row in store.run_read_query(_Q.all_entities, limit=_ALL) if not is_literal(str(row["e.id"]))]
 
 
 def entity_fingerprint(ids: list[str]) -> str:
@@ -341,6 +343,8 @@ class NameVectorIndex:
 def _name_texts(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     ids, texts = [], []
     for row in rows:
+        if is_literal(str(row["e.id"])):  # a literal value is not a name to link to
+            continue
         seen: set[str] = set()
         for i, text in enumerate([row["e.name"], *(row.get("e.aliases") or [])]):
             text = " ".join(str(text).split())

@@ -6,7 +6,7 @@ import pytest
 
 from graph.store import GraphStore
 from qa_system.errors import EntityNotFoundError, FactNotFoundError, ReadOnlyViolationError
-from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind
+from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, is_literal, literal_entity
 
 ENTITIES = [
     Entity(id="/m/nolan", name="Christopher Nolan", aliases=("Chris Nolan", "Nolan"), type="/people/person", description="film director"),
@@ -235,3 +235,50 @@ def test_facts_linking_filters_statuses(loaded: GraphStore) -> None:
     assert loaded.facts_linking(["/m/nolan"], ["/m/titanic"], statuses=[FactStatus.VERIFIED, FactStatus.EXTRACTED]) == []
     loaded.set_fact_status(proposed.id, FactStatus.REJECTED, reviewer="ann", reason="wrong")
     assert loaded.facts_linking(["/m/nolan"], ["/m/titanic"]) == []
+
+
+# -- literal attribute values (``lit:`` nodes, ``qa_system.types.literal_entity``) --------------------
+def _with_literals(store: GraphStore) -> tuple[Entity, Entity]:
+    born = literal_entity("/m/nolan", "born", 1970)
+    tagline = literal_entity("/m/inception", "tagline", "Your mind is the scene of the crime")
+    store.upsert_entities([born, tagline])
+    store.upsert_facts([_fact("/m/nolan", "born", born.id), _fact("/m/inception", "tagline", tagline.id)])
+    return born, tagline
+
+
+def test_literal_values_are_neighbours_but_not_names(loaded: GraphStore) -> None:
+    born, tagline = _with_literals(loaded)
+    assert born.is_literal and is_literal(born.id) and born.type == "literal:integer" and born.name == "1970"
+    sub = loaded.neighbors(["/m/nolan"])
+    attribute = [f for f in sub.facts if f.relation == "born"]
+    assert [(f.object, f.object_name) for f in attribute] == [(born.id, "1970")]
+    assert loaded.get_entity(born.id) == born
+    assert loaded.find_entities("1970") == [] and loaded.search_entities("197") == []
+    assert loaded.find_entities("Your mind is the scene of the crime") == [] and loaded.search_entities("your mind") == []
+    assert loaded.upsert_entities([born]).added == 0  # one node per (subject, attribute, value): idempotent
+    assert literal_entity("/m/nolan", "born", 1970).id == born.id != literal_entity("/m/memento", "born", 1970).id
+
+
+def test_stats_count_literals_apart_and_export_leaves_them_out(loaded: GraphStore) -> None:
+    _with_literals(loaded)
+    stats = loaded.stats()
+    assert (stats.entities, stats.literals, stats.facts) == (len(ENTITIES), 2, len(FACTS) + 2)
+    assert stats.facts_by_relation["born"] == 1
+    assert not any(t.startswith("literal:") for t in stats.entities_by_type)
+    triples = loaded.export_triples()
+    assert len(triples) == len(FACTS) and not any(is_literal(o) for _s, _r, o, _split in triples)
+
+
+def test_traversal_does_not_expand_from_a_literal(loaded: GraphStore) -> None:
+    # two entities sharing the same value still get two literal nodes; and no hop-2 step leaves a literal
+    a = literal_entity("/m/inception", "released", 2010)
+    b = literal_entity("/m/dicaprio", "released", 2010)
+    loaded.upsert_entities([a, b])
+    odd = _fact(a.id, "/x/odd", "/m/usa")  # never made by an importer: shows whether a literal is expanded
+    loaded.upsert_facts([_fact("/m/inception", "released", a.id), _fact("/m/dicaprio", "released", b.id), odd])
+    two = loaded.neighbors(["/m/inception"], hops=2)
+    hop2 = [f for f in two.facts if f.hop == 2]
+    assert odd.id not in {f.id for f in two.facts}
+    assert b.id in {f.object for f in hop2}  # DiCaprio (an entity) is expanded at hop 2, his value is listed
+    assert [f.object for f in two.facts if f.hop == 1 and f.relation == "released"] == [a.id]
+    assert {f.hop for f in loaded.neighbors([a.id], hops=2).facts} == {1, 2}  # a literal seed is read (hop 1)

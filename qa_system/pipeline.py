@@ -18,6 +18,7 @@ from qa_system.errors import InputError, QAError
 from qa_system.types import Answer, RankedEntity
 
 if TYPE_CHECKING:
+    from qa_system.ask.relation_reader import RelationWordsReader, WordsReading
     from qa_system.constraints import QuestionConstraints
     from qa_system.reranking import CandidateReranker
     from qa_system.training.reader import AnswerBias
@@ -44,6 +45,8 @@ class PipelineConfig:
     # (``topic_choice``). 1 = the first linked entity only: each extra topic costs a reading.
     read_topics: int = 1
     topic_link_weight: float = 2.0  # ``topic_choice.reading_score``'s weight on the link score
+    # an answer read by relation words (``ask.relation_reader``) below this confidence is "not sure"
+    words_threshold: float = 0.5
 
 
 def check_read_topics(read_topics: int) -> int:
@@ -101,8 +104,11 @@ class AskPipeline:
         calibrator: Callable[[Sequence[float], int], float] | None = None,
         fallback: Callable[[Answer], Answer] | None = None,
         constraints: QuestionConstraints | None = None,
+        words_reader: RelationWordsReader | None = None,
     ) -> None:
         self.store = store
+        # answers from facts the trained reader cannot see (new entities, relations, literal values)
+        self.words_reader = words_reader
         # the other entities the question names re-order the head of each ranking (``constraints``)
         self.constraints = constraints
         # When the graph is not sure: the LLM answers and its triples are validated
@@ -218,6 +224,10 @@ class AskPipeline:
         if not linked:
             return Answer(question=text, source="none", message="No entity of the graph is named in this question.")
         context = self.retriever.retrieve([c.entity.id for c in linked[: cfg.retrieve_topics]])
+        if self.words_reader is not None:
+            by_words = self._read_words(text, topics, linked, context)
+            if by_words is not None:
+                return by_words
         readings = [(linked[0].score, context)] if _readable(context) else []
         for other in linked[1 : max(1, cfg.read_topics)]:  # further topics, each read on its own
             extra = self.retriever.retrieve([other.entity.id])
@@ -231,6 +241,74 @@ class AskPipeline:
         # e.g. an entity added after the graph model was trained
         return Answer(question=text, topic_entities=topics, source="none",
                       message=f"The graph model does not know {linked[0].entity.name} yet (added after training).")
+
+    def _read_words(self, text: str, topics: list[RankedEntity], linked: list[Any], context: Any) -> Answer | None:
+        """The answer read by relation words, when the trained reader cannot answer this question
+        (its topic is new to the graph model) or the question asks for a relation it cannot see
+        (a fact it has no vocabulary for is the best match); None: the trained reader answers.
+        A topic whose every fact the reader can see costs nothing here."""
+
+        from graph.store import ANSWERABLE_STATUSES
+        from qa_system.ask.relation_reader import LinkedTopic, reader_cannot_see
+
+        assert self.words_reader is not None
+        first = linked[0].entity.id
+        readable = _readable(context)
+        entity_index = getattr(self.retriever, "entity_index", {})
+        relation_index = getattr(self.retriever, "relation_index", {})
+        unseen = reader_cannot_see(context.subgraph.facts, first, entity_index, relation_index)
+        if readable and not unseen:
+            return None
+        wanted = [c for c in linked[: self.words_reader.max_topics]]
+        facts = {first: context.subgraph.facts}
+        others = [c.entity.id for c in wanted[1:] if c.entity.id != first]
+        for other in others:
+            facts[other] = self.store.neighbors([other], hops=1, statuses=ANSWERABLE_STATUSES).facts
+        link_topics = [LinkedTopic(c.entity.id, c.entity.name, float(c.score)) for c in wanted]
+        with self._model_lock:
+            reading = self.words_reader.read(text, link_topics, facts)
+        if reading is None:
+            return None
+        if readable:  # the reader answers unless the best relation is one only the words reader sees
+            best = max(reading.group_probs, key=reading.group_probs.__getitem__)
+            unseen_ids = {f.id for f in unseen}
+            best_facts = [f for f in reading.facts if (f.relation, f.subject == best[0]) == best[1:] and best[0] in (f.subject, f.object)]
+            if best[0] != first or not any(f.id in unseen_ids for f in best_facts):
+                return None
+        return self._finish_words(text, topics, linked, reading)
+
+    def _finish_words(self, text: str, topics: list[RankedEntity], linked: list[Any], reading: WordsReading) -> Answer:
+        from qa_system.types import is_literal
+
+        cfg = self.config
+        ranked, tying = reading.ranked, []
+        if self.constraints is not None:  # the order only: each answer keeps its relation's probability
+            reordered, tying = self.constraints.apply(ranked, linked, reading.topic)
+            original = dict(ranked)
+            ranked = [(node, original[node]) for node, _ in reordered]
+        head = ranked[: cfg.alternatives + 1]
+        values = {f.object: f.object_name for f in reading.facts if is_literal(f.object)}
+        entities = self._entities([i for i, _ in head if not is_literal(i)])
+
+        def named(node: str, p: float) -> RankedEntity:
+            if is_literal(node):
+                return RankedEntity(id=node, name=values.get(node, node), confidence=min(1.0, max(0.0, p)), kind="value")
+            return self._ranked(entities, node, p)
+
+        best_id, best_p = head[0]
+        best = named(best_id, best_p)
+        sure = best.confidence >= cfg.words_threshold
+        evidence = reading.evidence(best_id) + [f for f in tying if best_id in (f.subject, f.object)]
+        return Answer(
+            question=text,
+            answer=best,
+            confidence=best.confidence,
+            source="graph" if sure else "graph-unsure",
+            message="" if sure else f"The graph is not sure (confidence {best.confidence:.2f} < {cfg.words_threshold:.2f}).",
+            topic_entities=topics,
+            evidence=evidence,
+            alternatives=[named(node, p) for node, p in head[1:]],
+        )
 
     def _finish(self, prepared: _Prepared, ranked: list[tuple[str, float]]) -> Answer:
         cfg, text, topics, context = self.config, prepared.text, prepared.topics, prepared.context
@@ -377,7 +455,7 @@ def freeze_loaded_heap() -> None:
 def load_pipeline(
     settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
     background_index: bool = False, rerank: bool = True, rerank_top_k: int | None = None, rerank_precision: str | None = None,
-    read_topics: int = 1, constraints: bool = True,
+    read_topics: int = 1, constraints: bool = True, words: bool = True,
 ) -> AskPipeline:
     """Build the pipeline from the shipped (or given) reader checkpoint and the graph store.
 
@@ -390,7 +468,8 @@ def load_pipeline(
     ``float32``, ``bfloat16`` or ``int8`` instead of the card's precision. ``read_topics``: how many
     linked entities are read, each on its own (``PipelineConfig.read_topics``). ``constraints=False``
     leaves out the re-ordering by the question's other named entities (``constraints``; the card's
-    weights)."""
+    weights). ``words=False`` leaves out the relation-words reader (``ask.relation_reader``): only
+    what the trained reader knows is answered."""
 
     check_read_topics(read_topics)
 
@@ -424,5 +503,11 @@ def load_pipeline(
     weights = weights_from_card(card) if constraints else None
     linker = GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index, embed_questions=matcher is not None).load()
     ranker = ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker)
+    words_reader = None
+    if words:
+        from qa_system.ask.relation_reader import LazyRelationScorer, RelationWordsReader
+        from qa_system.models.relation_scorer import load_relation_scorer
+
+        words_reader = RelationWordsReader(LazyRelationScorer(load_relation_scorer))
     return AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
-                       constraints=QuestionConstraints(store, weights) if weights else None)
+                       constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)

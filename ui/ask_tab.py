@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from qa_system.errors import QAError
+from qa_system.relations import readable_relation
 from qa_system.types import Answer, FactView, Provenance
 from ui.explore_tab import card_html
 from ui.messages import message_html
@@ -122,6 +123,8 @@ def answer_html(answer: Answer) -> str:
             f"{about}{message}</div>"
         )
     desc = f"<div style='color:#4b5563'>{esc(answer.answer.description)}</div>" if answer.answer.description else ""
+    if answer.answer.kind == "value" and answer.evidence:  # a literal: say which attribute it is
+        desc = f"<div style='color:#4b5563'>value of <i>{esc(readable_relation(answer.evidence[0].relation))}</i></div>"
     return (
         f"<div class='qa-answer' style='padding:14px;border:1px solid #e5e7eb;border-radius:12px'>"
         f"<div style='display:flex;gap:12px;align-items:center;flex-wrap:wrap'>"
@@ -307,7 +310,7 @@ def build_ask_tab(pipeline: Any | None, *, store: Any | None = None) -> None:
         progress(0.9, desc="Rendering the evidence…")
         took = time.perf_counter() - started
         card = ""
-        if answer.answer is not None and entity_store is not None:
+        if answer.answer is not None and answer.answer.kind == "entity" and entity_store is not None:  # a value has no card
             entity = entity_store.get_entity(answer.answer.id)
             card = card_html(entity) if entity is not None else ""
         history.append(

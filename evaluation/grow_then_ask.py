@@ -1,0 +1,153 @@
+"""Grow then ask: ingest texts into the demo graph with the shipped extractor, then ask questions
+about what was read, through the product's own ``ask`` pipeline. No model is trained on them.
+
+    python -m evaluation.grow_then_ask [--split val] [--texts 500] [--extractor qidn|gold] \
+        [--index-cache DIR] [--out evaluation/results/grow-then-ask-webnlg-val-qidn.json]
+
+Texts: WebNLG (exact entities) ``val_triples.json`` (or ``train``); the WebNLG test texts are left
+alone, as a test set should be. Questions are generated from each text's gold triples (subject,
+relation, object), one per triple, from templates over the relation's readable words that vary by
+the object's shape ("When ..." for dates, "How many ..." for counts, "What is the ... of ...");
+the answer counts when its name equals the gold object's (case, punctuation and spacing aside).
+
+The record splits the misses by where they are lost: the gold object is not in the grown graph as
+a neighbour of the subject's entity (extraction/resolution), the subject is not linked (linking),
+or it is there and another answer was chosen (relation scoring). ``--extractor gold`` writes each
+sentence's gold triples instead of the model's (an oracle for extraction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from qa_system.relations import relation_words
+
+_DATE = re.compile(r"^\d{4}(-\d{2}-\d{2})?$|^\d{1,2} \w+ \d{4}$|^\w+ \d{1,2}, \d{4}$")
+_NUMBER = re.compile(r"^[\d.,]+( \w+)?$")
+
+
+def question_for(subject: str, relation: str, obj: str) -> str:
+    """A plain question whose answer is ``obj``, from the relation's words."""
+
+    words = relation_words(relation)
+    if _DATE.match(obj) and ("date" in words or "year" in words):
+        return f"When is the {words} of {subject}?"
+    if _NUMBER.match(obj) and ("number" in words or "count" in words):
+        return f"How many {words.replace('number of ', '')} does {subject} have?"
+    return f"What is the {words} of {subject}?"
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower().replace("_", " ")))
+
+
+def load_examples(data_dir: Path, split: str, texts: int) -> list[dict[str, Any]]:
+    path = data_dir / "webnlg-casrel" / "WebNLG" / f"{split}_triples.json"
+    return json.loads(path.read_text(encoding="utf-8"))[:texts]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--split", choices=("val", "train"), default="val", help="WebNLG split whose texts are ingested")
+    parser.add_argument("--texts", type=int, default=500, help="how many texts (in file order)")
+    parser.add_argument("--extractor", choices=("qidn", "gold"), default="qidn", help="the shipped QIDN model, or the gold triples (oracle)")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("QA_DATA_DIR", "../shared/data")), help="benchmark data")
+    parser.add_argument("--index-cache", type=Path, help="saved name index of the pristine demo graph (copied in; saved when absent)")
+    parser.add_argument("--out", type=Path, help="record path (default evaluation/results/grow-then-ask-webnlg-SPLIT-EXTRACTOR.json)")
+    args = parser.parse_args()
+
+    from evaluation.bench_ingest import GoldExtractor
+    from graph.embedded import EmbeddedStore
+    from graph.importers import import_kg
+    from qa_system.config import Settings
+    from qa_system.documents import Document, split_sentences
+    from qa_system.entity_resolution import EntityResolver
+    from qa_system.extraction import load_extractor
+    from qa_system.ingest import Ingester
+    from qa_system.pipeline import load_pipeline
+    from retrievers.linking import default_index_dir
+    from retrievers.name_embeddings import IDS_FILE, NameVectorIndex
+
+    examples = load_examples(args.data_dir, args.split, args.texts)
+    documents, gold_by_sentence = [], {}
+    for i, example in enumerate(examples):
+        doc = Document(id=f"webnlg-{args.split}-{i}", text=example["text"], source=f"webnlg/{args.split}")
+        documents.append(doc)
+        for s in split_sentences(doc):
+            gold_by_sentence.setdefault(s.text, []).extend(tuple(t) for t in example["triple_list"])
+    extractor: Any = GoldExtractor(gold_by_sentence) if args.extractor == "gold" else load_extractor("qidn", None)
+    workspace = Path(tempfile.mkdtemp(prefix="grow-then-ask-"))
+    store = EmbeddedStore.open(workspace)
+    try:
+        import_kg(store, "demo")
+        index_dir = default_index_dir(store)
+        cached = args.index_cache is not None and (args.index_cache / IDS_FILE).is_file()
+        if cached:
+            shutil.copytree(args.index_cache, index_dir, dirs_exist_ok=True)
+        index = NameVectorIndex.for_store(store, index_dir)
+        if args.index_cache is not None and not cached:
+            shutil.copytree(index_dir, args.index_cache, dirs_exist_ok=True)
+        t0 = time.perf_counter()
+        resolver = EntityResolver(store, workspace=workspace, name_index=index)
+        summary = Ingester(store, extractor, workspace=workspace, resolver=resolver).ingest(documents)
+        resolver.close()
+        ingest_s = time.perf_counter() - t0
+        settings = Settings(workspace=workspace)
+        pipeline = load_pipeline(settings, store)
+        rows = []
+        questions = [(s, r, o) for example in examples for s, r, o in example["triple_list"]]
+        questions = list(dict.fromkeys(questions))
+        t0 = time.perf_counter()
+        for subject, relation, obj in tqdm(questions, desc="ask", unit="q"):
+            question = question_for(subject, relation, obj)
+            answer = pipeline.ask(question, fallback=False)
+            got = answer.answer.name if answer.answer else ""
+            topic = answer.topic_entities[0].id if answer.topic_entities else ""
+            reachable = False
+            if topic:
+                neighbours = store.neighbors([topic], hops=1).facts
+                reachable = any(normalise(f.object_name if f.subject == topic else f.subject_name) == normalise(obj) for f in neighbours)
+            rows.append({"question": question, "gold": obj, "answer": got, "kind": answer.answer.kind if answer.answer else "",
+                         "source": answer.source, "confidence": round(answer.confidence, 4), "hit": normalise(got) == normalise(obj),
+                         "topic": answer.topic_entities[0].name if answer.topic_entities else "", "subject": subject, "relation": relation,
+                         "gold_neighbour_of_topic": reachable})
+        ask_s = time.perf_counter() - t0
+    finally:
+        store.close()
+        shutil.rmtree(workspace, ignore_errors=True)
+    n = len(rows)
+    hits = sum(r["hit"] for r in rows)
+    reachable = sum(r["gold_neighbour_of_topic"] for r in rows)
+    sure = [r for r in rows if r["source"] == "graph"]
+    topic_named = sum(1 for r in rows if normalise(r["topic"]) == normalise(r["subject"]))
+    record = {
+        "benchmark": "grow-then-ask", "dataset": "webnlg", "split": args.split, "texts": len(documents), "extractor": args.extractor,
+        "ingest": summary.as_dict(), "ingest_s": round(ingest_s, 1), "questions": n, "hits_at_1": round(hits / max(n, 1), 4),
+        "gold_is_neighbour_of_linked_topic": round(reachable / max(n, 1), 4),
+        "hits_at_1_where_reachable": round(sum(r["hit"] for r in rows if r["gold_neighbour_of_topic"]) / max(reachable, 1), 4),
+        "linked_topic_is_the_subject": round(topic_named / max(n, 1), 4),
+        "answered_sure": round(len(sure) / max(n, 1), 4), "precision_when_sure": round(sum(r["hit"] for r in sure) / max(len(sure), 1), 4),
+        "ask_ms_mean": round(1000 * ask_s / max(n, 1), 1), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": f"python -m evaluation.grow_then_ask --split {args.split} --texts {args.texts} --extractor {args.extractor}",
+        "rows": rows,
+    }
+    out = args.out or Path(f"evaluation/results/grow-then-ask-webnlg-{args.split}-{args.extractor}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in record.items() if k != "rows"}))
+
+
+if __name__ == "__main__":
+    main()

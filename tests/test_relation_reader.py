@@ -1,0 +1,128 @@
+"""The relation-words reader: answers from facts the trained reader cannot see (new entities, new
+relations, literal values), on a real embedded store with a word-overlap scorer standing in for
+the trained relation scorer (which has its own tests)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from graph.embedded import EmbeddedStore
+from qa_system.ask.relation_reader import AnswerTypePrior, LinkedTopic, RelationWordsReader, reader_cannot_see
+from qa_system.pipeline import AskPipeline, PipelineConfig
+from qa_system.relations import readable_relation
+from qa_system.types import Entity, Fact, FactStatus, FactView, Provenance, SourceKind, literal_entity
+from retrievers.linking import LinkedEntity
+from retrievers.subgraph import SubgraphRetriever
+
+
+class OverlapScorer:
+    """Scores a relation by the question words its readable name shares (a fake for the model)."""
+
+    def score(self, question: str, topic_name: str, relations: Sequence[tuple[str, bool]]) -> np.ndarray:
+        words = set(re.findall(r"[a-z]+", question.lower()))
+        return np.array([3.0 * len(words & set(readable_relation(r).split())) for r, _ in relations])
+
+
+class NameLinker:
+    def __init__(self, store: EmbeddedStore, names: Sequence[str]) -> None:
+        self.store, self.names = store, names
+
+    def link(self, question: str, top_k: int = 5) -> list[LinkedEntity]:
+        hits = []
+        for name in self.names:
+            if name.lower() in question.lower():
+                entity = self.store.find_entities(name)[0]
+                hits.append(LinkedEntity(entity, 0.9, name, 0, len(name), ("fake",)))
+        return hits[:top_k]
+
+
+class NeverRanker:
+    def rank(self, question: str, context) -> list[tuple[str, float]]:
+        raise AssertionError("the trained reader must not be asked")
+
+
+def _fact(s: str, r: str, o: str, status: FactStatus = FactStatus.VERIFIED) -> Fact:
+    return Fact(subject=s, relation=r, object=o, status=status, provenance=Provenance(source_kind=SourceKind.DATASET, dataset="movies"))
+
+
+@pytest.fixture()
+def movies(tmp_path) -> EmbeddedStore:
+    store = EmbeddedStore.open(tmp_path / "ws")
+    people = [Entity(id="p1", name="Keanu Reeves", type="Person"), Entity(id="p2", name="Lana Wachowski", type="Person"),
+              Entity(id="p3", name="Carrie-Anne Moss", type="Person"), Entity(id="p4", name="Joel Silver", type="Person")]
+    film = Entity(id="m1", name="The Matrix", type="Movie")
+    born = literal_entity("p1", "born", 1964)
+    released = literal_entity("m1", "released", 1999)
+    tagline = literal_entity("m1", "tagline", "Welcome to the Real World")
+    store.upsert_entities([*people, film, born, released, tagline])
+    store.upsert_facts([
+        _fact("p1", "ACTED_IN", "m1"), _fact("p3", "ACTED_IN", "m1"), _fact("p2", "DIRECTED", "m1"),
+        _fact("p4", "PRODUCED", "m1"), _fact("p1", "born", born.id), _fact("m1", "released", released.id),
+        _fact("m1", "tagline", tagline.id), _fact("p4", "REVIEWED", "m1", FactStatus.PROPOSED),
+    ])
+    yield store
+    store.close()
+
+
+def _pipeline(store: EmbeddedStore, threshold: float = 0.3) -> AskPipeline:
+    linker = NameLinker(store, ["The Matrix", "Keanu Reeves", "Joel Silver"])
+    retriever = SubgraphRetriever(store, {}, {}, hops=1)  # a graph the trained reader knows nothing of
+    return AskPipeline(store, linker, retriever, NeverRanker(), PipelineConfig(words_threshold=threshold),
+                       words_reader=RelationWordsReader(OverlapScorer()))
+
+
+def test_entity_answer_by_relation_words_and_direction(movies: EmbeddedStore) -> None:
+    answer = _pipeline(movies).ask("Who directed The Matrix?")
+    assert answer.answer is not None and answer.answer.name == "Lana Wachowski"
+    assert answer.answer.kind == "entity" and answer.source == "graph"
+    assert [f.relation for f in answer.evidence] == ["DIRECTED"]
+
+
+def test_literal_answer_is_a_value_with_its_attribute_fact(movies: EmbeddedStore) -> None:
+    answer = _pipeline(movies).ask("When was Keanu Reeves born?")
+    assert answer.answer is not None and answer.answer.name == "1964" and answer.answer.kind == "value"
+    assert answer.evidence[0].relation == "born" and answer.evidence[0].object_name == "1964"
+    assert _pipeline(movies).ask("What is the tagline of The Matrix?").answer.name == "Welcome to the Real World"
+
+
+def test_a_fact_written_now_is_answerable_at_once(movies: EmbeddedStore) -> None:
+    pipeline = _pipeline(movies)
+    assert pipeline.ask("Who wrote The Matrix?").answer.name != "Lilly Wachowski"
+    movies.upsert_entity(Entity(id="p5", name="Lilly Wachowski"))
+    movies.upsert_fact(_fact("p5", "WROTE", "m1", FactStatus.EXTRACTED))
+    assert pipeline.ask("Who wrote The Matrix?").answer.name == "Lilly Wachowski"
+
+
+def test_proposed_facts_never_answer(movies: EmbeddedStore) -> None:
+    answer = _pipeline(movies).ask("Which film did Joel Silver review?")
+    assert answer.answer is None or answer.answer.id != "m1" or all(f.relation != "REVIEWED" for f in answer.evidence)
+
+
+def test_who_never_gets_a_literal() -> None:
+    prior = AnswerTypePrior()
+    assert prior("Who was born in 1964?", [("lit:x", "integer")]) < 0
+    assert prior("When was Keanu born?", [("lit:x", "integer")]) > 0
+    assert prior("How many floors does it have?", [("lit:x", "integer")]) > 0
+    assert prior("What did he act in?", [("m1", "")]) == 0
+
+
+def _view(s: str, r: str, o: str) -> FactView:
+    return FactView(id=f"{s}{r}{o}", subject=s, subject_name=s, relation=r, object=o, object_name=o,
+                    status=FactStatus.VERIFIED, confidence=1.0, provenance=Provenance())
+
+
+def test_several_answers_of_one_relation_share_its_probability() -> None:
+    facts = [_view("a1", "ACTED_IN", "m"), _view("a2", "ACTED_IN", "m"), _view("d", "DIRECTED", "m")]
+    reading = RelationWordsReader(OverlapScorer()).read("Who acted in it?", [LinkedTopic("m", "The Matrix", 0.9)], {"m": facts})
+    assert {reading.ranked[0][0], reading.ranked[1][0]} == {"a1", "a2"}
+    assert reading.ranked[0][1] == pytest.approx(reading.ranked[1][1]) and reading.ranked[0][1] > 0.9
+
+
+def test_reader_cannot_see_new_relations_entities_and_literals() -> None:
+    facts = [_view("t", "known", "e"), _view("t", "new_relation", "e"), _view("t", "known", "new"), _view("t", "known", "lit:1")]
+    unseen = reader_cannot_see(facts, "t", {"t": 0, "e": 1}, {"known": 0})
+    assert [f.id for f in unseen] == ["tnew_relatione", "tknownnew", "tknownlit:1"]

@@ -122,3 +122,38 @@ def test_train_reranker_refuses_a_pinned_weight_without_tune_only(tmp_path: Path
     assert result.returncode != 0 and "--weight needs --tune-only" in result.stderr
     negative = run_cli("train", "reranker", "--tune-only", str(tmp_path), "--weight", "-1", workspace=tmp_path / "ws")
     assert negative.returncode != 0 and "must be >= 0" in negative.stderr
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version", workspace=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"qa-system {version('qa-system')}"
+
+
+def test_help_shows_defaults(tmp_path: Path) -> None:
+    result = run_cli("ask", "--help", workspace=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "(default:" in result.stdout
+    serve = run_cli("serve", "--help", workspace=tmp_path).stdout
+    assert "(default: 7860)" in serve  # the formatter's, not a hand-written one
+    assert "(default: False)" not in serve and "(default: None)" not in serve  # nothing shown where there is nothing to show
+
+
+def test_every_command_and_argument_has_help_with_defaults_shown() -> None:
+    import argparse
+
+    from qa_system.cli import HelpFormatter, build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: str):
+        assert parser.formatter_class is HelpFormatter, path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}")
+            else:
+                yield path, action
+
+    missing = [f"{path} {action.dest}" for path, action in walk(build_parser(), "qa-system") if not action.help]
+    assert missing == []

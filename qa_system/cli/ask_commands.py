@@ -59,11 +59,11 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = commands.add_parser("ask", help="answer a question from the graph (or --file, one question per line)")
-    p.add_argument("question", nargs="?")
+    p.add_argument("question", nargs="?", help="the question (or give --file)")
     p.add_argument("--file", type=Path, help="questions, one per line; one JSON object per line out, in order")
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--jsonl", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    p.add_argument("--jsonl", action="store_true", help="print one JSON object per answer (what --file always does)")
     p.add_argument("--fallback", action="store_true", help="when the graph is not sure, ask the LLM and validate its triples "
                    "(entailed ones are inserted as proposed, for review)")
     p.add_argument("--read-topics", type=int, metavar="K",

@@ -20,8 +20,8 @@ DATASETS = ("webnlg", "webnlg-star")
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = train.add_parser("extractor", help="train a joint entity-relation extractor on WebNLG")
-    p.add_argument("--model", choices=MODELS, default="qidn")
-    p.add_argument("--dataset", choices=DATASETS, default="webnlg-star")
+    p.add_argument("--model", choices=MODELS, default="qidn", help="extractor architecture")
+    p.add_argument("--dataset", choices=DATASETS, default="webnlg-star", help="WebNLG variant to train on")
     p.add_argument("--epochs", type=int, help="epochs (default 20); the LR schedule spans them")
     p.add_argument("--batch-size", type=int, help="sentences per step (default 16)")
     p.add_argument("--lr", type=float, help="adapter learning rate (default 5e-4; new parts x2)")
@@ -39,13 +39,13 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.set_defaults(func=run_train)
 
     e = evaluate.add_parser("extractor", help="P/R/F1 of an extractor (overall, by overlap pattern, by triple count)")
-    e.add_argument("--model", choices=MODELS, default="qidn")
-    e.add_argument("--dataset", choices=DATASETS, default="webnlg-star")
-    e.add_argument("--split", choices=("dev", "test"), default="test")
+    e.add_argument("--model", choices=MODELS, default="qidn", help="extractor architecture")
+    e.add_argument("--dataset", choices=DATASETS, default="webnlg-star", help="WebNLG variant to evaluate on")
+    e.add_argument("--split", choices=("dev", "test"), default="test", help="split to evaluate")
     e.add_argument("--data-dir", type=Path, help="folder holding webnlg-casrel/ (default $QA_DATA_DIR)")
     e.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped one of --model trained on --dataset)")
     e.add_argument("--limit", type=int, help="evaluate the first N sentences only")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     e.add_argument("--results-dir", type=Path, help="where the JSON record goes (default evaluation/results)")
     e.add_argument("--tune-threshold", action="store_true",

@@ -43,11 +43,11 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
 
     e = evaluate.add_parser("kge", help="filtered link-prediction evaluation (MRR, Hits@k)")
     e.add_argument("--dataset", default="fb15k-237", help=DATASET_HELP)
-    e.add_argument("--split", default="test", choices=("test", "dev"))
+    e.add_argument("--split", default="test", choices=("test", "dev"), help="split to evaluate")
     e.add_argument("--limit", type=int, help="evaluate only the first N facts of the split")
     e.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: the shipped FB15k-237 one)")
     e.add_argument("--data-dir", type=Path, help="folder holding wn18rr etc. (default $QA_DATA_DIR)")
-    e.add_argument("--batch-size", type=int, default=1024)
+    e.add_argument("--batch-size", type=int, default=1024, help="queries scored per batch")
     e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     e.add_argument("--output", type=Path, help="also write the JSON record to this file")

@@ -336,7 +336,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="benchmark data (default $QA_DATA_DIR or ../shared/data)")
     p.add_argument("--hops", type=int, default=1, help="1 hop, uncapped: 90.5%%/88.3%% of WebQSP/FreebaseQA filtered test answers are candidates")
     p.add_argument("--limit-per-entity", type=int, default=0, help="facts read per entity (0 = all)")
-    p.add_argument("--max-candidates", type=int, default=10_000)
+    p.add_argument("--max-candidates", type=int, default=10_000, help="at most this many candidate answers per question")
     p.add_argument("--limit", type=int, help="only the first N questions (smoke runs)")
     p.add_argument("--no-graph", action="store_true", help="the reader without its cross-attention (the fusion ablation's twin)")
 
@@ -352,12 +352,12 @@ def _reranker_options(p: argparse.ArgumentParser) -> None:
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = train.add_parser("reader", help="train the QA reader on FreebaseQA/WebQSP")
-    p.add_argument("--dataset", choices=[*DATASETS, "both"], default="both")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--run-dir", type=Path)
+    p.add_argument("--dataset", choices=[*DATASETS, "both"], default="both", help="training questions from this benchmark (or both)")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=16, help="questions per step")
+    p.add_argument("--lr", type=float, default=3e-4, help="adapter learning rate")
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
+    p.add_argument("--run-dir", type=Path, help="run folder (default <workspace>/runs/reader-<dataset>...)")
     p.add_argument("--init", type=Path, metavar="CHECKPOINT", help="start from this reader checkpoint's weights (same --lora-r); "
                    "cross-attention blocks it lacks start with closed gates, so a fused reader starts as the no-fusion twin it came from")
     p.add_argument("--minilm-alone", action="store_true", help="the fusion ablation's second twin: no cross-attention and no HittER "
@@ -370,10 +370,10 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = train.add_parser("reranker", help="train the answer reranker on the reader's top candidates of the training questions")
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
     p.add_argument("--out", type=Path, help="run folder (default: <workspace>/runs/answer-reranker); best/ is the checkpoint")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=2, help="training epochs")
+    p.add_argument("--lr", type=float, default=3e-4, help="adapter learning rate")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
+    p.add_argument("--max-length", type=int, default=128, help="word pieces per question/candidate pair")
     p.add_argument("--top-k", type=int, help="candidates the reranker reads at inference and on dev (default 10; "
                    "with --tune-only, the checkpoint's)")
     p.add_argument("--train-top-k", type=int, default=20, help="reader candidates a training question's negatives come from")
@@ -387,17 +387,17 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
                    "(the weight grid is still reported); what --skip and read_within are chosen at")
     p.add_argument("--read-all", action="store_true", help="always read the top --top-k candidates (default: only those within "
                    "the narrowest log-probability gap of the reader's top that loses no dev Hits@1, card read_within)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     _common(p)
     p.set_defaults(func=_train_reranker)
 
     p = evaluate.add_parser("qa", help="Hits@1/@5 and F1 of the reader on a QA benchmark")
-    p.add_argument("--dataset", choices=DATASETS, required=True)
-    p.add_argument("--split", choices=["test", "dev"], default="test")
-    p.add_argument("--setting", choices=["filtered", "full"], default="filtered")
-    p.add_argument("--linking", choices=["oracle", "predicted"], default="oracle")
+    p.add_argument("--dataset", choices=DATASETS, required=True, help="QA benchmark")
+    p.add_argument("--split", choices=["test", "dev"], default="test", help="split to evaluate")
+    p.add_argument("--setting", choices=["filtered", "full"], default="filtered", help="filtered: questions whose topic and answer are in the graph; full: all")
+    p.add_argument("--linking", choices=["oracle", "predicted"], default="oracle", help="oracle: the gold topic entity; predicted: the app's entity linking")
     p.add_argument("--read-topics", type=int, default=1, metavar="K",
                    help="with --linking predicted: read each of the first K linked entities and answer from the best "
                         "(link score and confidence; `ask`'s PipelineConfig.read_topics); default 1")

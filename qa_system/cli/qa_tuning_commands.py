@@ -134,10 +134,10 @@ def _tune_constraints(args: argparse.Namespace, settings: Any) -> int:
 def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = commands.add_parser("calibrate", help="fit the reader's confidence and not-sure threshold on dev (writes the card)")
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
-    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS), help="QA benchmarks whose dev questions are used")
     p.add_argument("--linking", choices=("oracle", "predicted"), default="predicted", help="as the app links (default)")
     p.add_argument("--min-precision", type=float, default=0.8, help="answered dev questions must be right this often")
-    p.add_argument("--plot", type=Path, default=Path("evaluation/results/reader-reliability.png"))
+    p.add_argument("--plot", type=Path, default=Path("evaluation/results/reader-reliability.png"), help="where the reliability plot goes")
     p.add_argument("--no-text-match", action="store_true", help="calibrate the reader's scores alone (no question/answer text match)")
     _reranker_options(p)
     _common(p)
@@ -148,7 +148,7 @@ def register_tune(tune: Any) -> None:
     p = tune.add_parser("constraints", help="weights of the re-ordering by the question's other named entities, on QA dev "
                         "(writes the reader card; run `qa-system calibrate` after)")
     p.add_argument("--checkpoint", type=Path, help="reader checkpoint folder (default: the shipped one)")
-    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS), help="QA benchmarks whose dev questions are used")
     p.add_argument("--split-half-check", type=int, default=20, metavar="REPEATS",
                    help="choose on a random half of dev, count on the other half, this many times (0 = off)")
     p.add_argument("--dry-run", action="store_true", help="report only; leave the card as it is")

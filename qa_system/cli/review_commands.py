@@ -114,23 +114,23 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p.add_argument("--max-score", type=float, help="entailment score at most this")
     p.add_argument("--older-than", help="proposed more than this long ago (30m, 12h, 2d, 1w)")
     p.add_argument("--newer-than", help="proposed less than this long ago")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="at most this many facts")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_list)
 
     p = actions.add_parser("show", help="a proposed fact with its evidence and review history")
-    p.add_argument("fact_id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("fact_id", help="id of the proposed fact")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_show)
 
     for name, help_text in (("accept", "mark verified"), ("reject", "mark rejected (kept out of answers)"), ("edit", "correct, then accept")):
         p = actions.add_parser(name, help=help_text)
-        p.add_argument("fact_id")
+        p.add_argument("fact_id", help="id of the proposed fact")
         p.add_argument("--reviewer", default=_default_reviewer(), help="your name (default $QA_REVIEWER or the login name)")
         p.add_argument("--reason", required=name == "reject", help="why (required for reject)")
         if name == "edit":
             p.add_argument("--subject", help="corrected subject (entity id or exact name)")
             p.add_argument("--relation", help="corrected relation")
             p.add_argument("--object", help="corrected object (entity id or exact name)")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help="one JSON object on stdout")
         p.set_defaults(func=_decision)

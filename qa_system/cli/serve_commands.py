@@ -82,8 +82,8 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = commands.add_parser("serve", help="start the web app")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.add_argument("--no-demo", action="store_true", help="do not import the demo graph into an empty workspace")
     p.add_argument("--no-reader", action="store_true", help="start without loading the reader (the Ask tab says so)")
     p.add_argument("--no-llm", action="store_true", help="no LLM fallback: unsure answers stay the graph's best guess")

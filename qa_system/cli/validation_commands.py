@@ -204,14 +204,14 @@ def _write(path: Path, record: dict[str, Any]) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=["webnlg"], default="webnlg")
+    p.add_argument("--dataset", choices=["webnlg"], default="webnlg", help="benchmark")
     p.add_argument("--limit", type=int, help="only the first N (subject, relation) queries")
     p.add_argument("--data-dir", type=Path, help="data folder holding webnlg-casrel/ (default $QA_DATA_DIR or ../shared/data)")
     p.add_argument("--checkpoint", type=Path, help="entailment checkpoint folder (default: the shipped one)")
     p.add_argument("--thresholds", type=Path, help="thresholds file (default: prompts/validation_thresholds.json)")
     p.add_argument("--k", type=int, default=5, help="premises retrieved per query")
     p.add_argument("--graph-cap", type=int, default=100, help="most frequent objects of the relation offered by the graph source")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per entailment batch")
     p.add_argument("--hypotheses", choices=["natural", "plain"],
                    help="hypothesis style: the templates' sentences, or 'subject relation-words object' (default: as tuned)")
     p.add_argument("--llm", action="store_true", help="add the LLM source (one call per query; needs --limit)")
@@ -222,7 +222,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) -> None:
     p = evaluate.add_parser("validation", help="SATORI object prediction on WebNLG: P/R/F1 before and after entailment")
-    p.add_argument("--split", choices=["dev", "test"], default="test")
+    p.add_argument("--split", choices=["dev", "test"], default="test", help="split to evaluate")
     _common(p)
     p.set_defaults(func=_evaluate)
 

@@ -25,7 +25,7 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--epochs", type=int, help="epochs (default 20); the LR schedule spans them")
     p.add_argument("--batch-size", type=int, help="sentences per step (default 16)")
     p.add_argument("--lr", type=float, help="adapter learning rate (default 5e-4; new parts x2)")
-    p.add_argument("--out", type=Path, help="run folder (default /work/runs/extractor-<model>-<dataset>)")
+    p.add_argument("--out", type=Path, help="run folder (default <workspace>/runs/extractor-<model>-<dataset>)")
     p.add_argument("--data-dir", type=Path, help="folder holding webnlg-casrel/ (default $QA_DATA_DIR)")
     p.add_argument("--no-contrastive", action="store_true", help="QIDN without its two InfoNCE losses (ablation)")
     p.add_argument("--model-config", metavar="JSON", help="model config overrides: a JSON object or a .json file")
@@ -104,7 +104,7 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
                                    ("train_limit", args.limit)) if v is not None}
     cfg = ExtractorTrainConfig(**overrides)
     model_config = _model_config(args)
-    out = args.out or Path("/work/runs") / f"extractor-{args.model}-{args.dataset}"
+    out = args.out or settings.workspace / "runs" / f"extractor-{args.model}-{args.dataset}"
     summary = fit(out, model_name=args.model, dataset=args.dataset, data_dir=data_dir, model_config=model_config,
                   train_config=cfg, resume=args.resume, command=_command(args, "train extractor"), init=args.init)
     summary.pop("history", None) if not args.json else None

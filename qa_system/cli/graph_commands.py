@@ -10,13 +10,14 @@ from typing import Any, Iterator
 
 from qa_system.errors import InputError
 from qa_system.explore import resolve_entity
+from qa_system.types import is_literal
 
 MAX_HOPS = 3
 
 
 @contextmanager
 def opened_store(settings: Any) -> Iterator[Any]:
-    from graph.store import open_store
+    from graph.open import open_store
 
     store = open_store(settings)
     try:
@@ -38,8 +39,9 @@ def _import_kg(args: argparse.Namespace, settings: Any) -> int:
             bar = bars[stage] = tqdm(total=total, desc=f"import {stage}", unit="row", file=sys.stderr)
         bar.update(done - bar.n)
 
+    options = _source_options(args)  # mapping errors before the store is opened
     with opened_store(settings) as store:
-        summary = import_kg(store, args.source, progress=progress, data_dir=settings.data_dir)
+        summary = import_kg(store, args.source, progress=progress, data_dir=settings.data_dir, options=options)
     for bar in bars.values():
         bar.close()
     payload = summary.__dict__
@@ -48,11 +50,22 @@ def _import_kg(args: argparse.Namespace, settings: Any) -> int:
 
         emit_json(payload)
     else:
+        values = f", values +{summary.literals_added} (existing {summary.literals_merged})" if summary.literals_added + summary.literals_merged else ""
         sys.stdout.write(
             f"imported {summary.dataset}: entities +{summary.entities_added} (existing {summary.entities_merged}), "
-            f"facts +{summary.facts_added} (existing {summary.facts_merged})\n"
+            f"facts +{summary.facts_added} (existing {summary.facts_merged}){values}\n"
         )
+    if summary.unnamed:
+        sys.stderr.write(f"warning: {summary.unnamed} node(s) had no name property and are named by their id (see --name-property)\n")
     return 0
+
+
+def _source_options(args: argparse.Namespace) -> Any:
+    from graph.importers import SourceOptions
+    from graph.source_mapping import build_mapping
+
+    mapping = build_mapping(args.mapping, id_property=args.id_property, name_properties=args.name_property or (), batch_size=args.batch_size)
+    return SourceOptions(mapping=mapping, user=args.source_user, password=args.source_password, database=args.source_database)
 
 
 def _stats(args: argparse.Namespace, settings: Any) -> int:
@@ -64,6 +77,8 @@ def _stats(args: argparse.Namespace, settings: Any) -> int:
         emit_json(stats.model_dump())
         return 0
     out = [f"backend: {stats.backend}", f"entities: {stats.entities:,}", f"facts: {stats.facts:,}"]
+    if stats.literals:
+        out.insert(2, f"literal values: {stats.literals:,}")
     out += [f"  {status}: {count:,}" for status, count in sorted(stats.facts_by_status.items())]
     out += ["splits: " + ", ".join(f"{k or '-'} {v:,}" for k, v in sorted(stats.facts_by_split.items()))]
     top = sorted(stats.facts_by_relation.items(), key=lambda kv: -kv[1])[:10]
@@ -97,9 +112,10 @@ def _neighbors(args: argparse.Namespace, settings: Any) -> int:
                         "hop": f.hop,
                         "subject": {"id": f.subject, "name": f.subject_name},
                         "relation": f.relation,
-                        "object": {"id": f.object, "name": f.object_name},
+                        "object": {"id": f.object, "name": f.object_name, "literal": is_literal(f.object)},
                         "status": f.status.value,
                         "split": f.provenance.split,
+                        "properties": f.provenance.properties,  # the source relationship's own properties
                     }
                     for f in facts
                 ],
@@ -136,8 +152,25 @@ def _cypher(args: argparse.Namespace, settings: Any) -> int:
 
 
 def register(commands: Any, train: Any, evaluate: Any) -> None:
-    p = commands.add_parser("import-kg", help="import a KG (FB15k-237/WN18RR layout): PATH, a dataset name, or 'demo'")
-    p.add_argument("source", help="folder with train/dev/test TSV files, 'demo', 'fb15k-237' or 'wn18rr'")
+    p = commands.add_parser(
+        "import-kg", help="import a KG: 'demo', a FB15k-237/WN18RR folder, a neo4j-admin CSV folder, RDF files, or a Neo4j URI"
+    )
+    p.add_argument(
+        "source",
+        help="'demo', 'fb15k-237', 'wn18rr', a folder with train/dev/test TSV files, a folder with nodes*.csv + "
+        "relationships*.csv (neo4j-admin header style), an .nt/.ttl/.jsonld file or folder of them, or "
+        "bolt://HOST:PORT (also neo4j://, bolt+s://, neo4j+s://) to read a running Neo4j",
+    )
+    p.add_argument("--source-user", default="neo4j", help="Bolt source: user name (default neo4j)")
+    p.add_argument("--source-password", default=None, help="Bolt source: password (default: $QA_SOURCE_NEO4J_PASSWORD)")
+    p.add_argument("--source-database", default=None, help="Bolt source: database name (default: the server's default)")
+    p.add_argument("--id-property", default=None, help="property graphs: entity ids from this node property instead of the source's node ids")
+    p.add_argument(
+        "--name-property", action="append", metavar="LABEL=PROP",
+        help="property graphs: names of LABEL nodes from PROP (repeatable; default: name, title, label, caption)",
+    )
+    p.add_argument("--mapping", default=None, metavar="FILE", help="property graphs: a JSON or YAML mapping file (see README, 'Bring your own graph')")
+    p.add_argument("--batch-size", type=int, default=None, help="property graphs: records read and written per batch (default 10000)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_import_kg)
 

@@ -2,7 +2,8 @@
 ``arcadedb-embedded`` (bundled JRE and jars; no Docker, no Neo4j install), in a subprocess.
 
 ``bolt_server`` (session scope) starts it once: free HTTP and Bolt ports picked at runtime, a
-temporary server root, root password set, database ``qa`` created at startup. Start-up takes a few
+temporary server root, root password set, databases ``qa`` (the store's) and ``source`` (a graph to
+import from, ``tests/graph/movies_source.py``) created at startup. Start-up takes a few
 seconds (4-5 s on a busy 2-core box) and ~200 MB resident (JVM heap capped at 1 GB; ~700 MB
 after importing the full demo graph). When ``NEO4J_URI`` is set, that server is used
 instead (``NEO4J_USER``/``NEO4J_PASSWORD``/``NEO4J_DATABASE``) and nothing is started.
@@ -33,6 +34,7 @@ BOLT_PLUGIN = "Bolt:com.arcadedb.bolt.BoltProtocolPlugin"
 ROOT_USER = "root"
 ROOT_PASSWORD = "qa-test-password"  # ArcadeDB wants at least 8 characters
 DATABASE = "qa"
+SOURCE_DATABASE = "source"  # a second database: the graph ``import-kg bolt://`` reads in the source tests
 START_TIMEOUT_S = float(os.environ.get("QA_BOLT_START_TIMEOUT_S", "180"))  # a busy 2-core box is slow
 HEAP = os.environ.get("QA_BOLT_HEAP", "1g")
 
@@ -67,6 +69,7 @@ def _serve(root: str, http_port: int, bolt_port: int, ready_file: str, heap: str
     server.start()
     try:
         server.create_database(DATABASE)
+        server.create_database(SOURCE_DATABASE)
         Path(ready_file).write_text(f"bolt://127.0.0.1:{bolt_port}\n", encoding="utf-8")
         print(f"ready: bolt://127.0.0.1:{bolt_port} (user {ROOT_USER}, database {DATABASE})", flush=True)
         try:

@@ -8,6 +8,7 @@ from typing import Iterator
 import pytest
 
 from tests.graph.bolt_server import bolt_server, neo4j_store  # noqa: F401  (fixtures)
+from tests.graph.movies_source import movies_source  # noqa: F401  (fixture)
 
 
 @pytest.fixture()

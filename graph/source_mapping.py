@@ -1,0 +1,328 @@
+"""How a graph from elsewhere becomes our entities and facts: one mapping for every source.
+
+Why one module: a Neo4j database read over Bolt, a neo4j-admin CSV folder and (after its triples
+are grouped by subject) an RDF file are all "nodes with labels and properties, typed relationships
+with properties". Mapping them in one place means a ``Person {name: 'Keanu Reeves', born: 1964}``
+becomes the same entity, the same ``born`` attribute fact and the same literal node whichever way
+it arrived, and the importers only read and validate their own format.
+
+The mapping (overridable with ``--id-property``, ``--name-property LABEL=PROP`` and a JSON or YAML
+``--mapping`` file; see ``Mapping``):
+
+* node → ``Entity``: id = the source's node id (or the ``id_property`` value); name = the first
+  present of ``name_keys`` (``name``, ``title``, ``label``, ``caption``; a per-label property wins);
+  type = the labels joined with ``;``; description = the first of ``description_keys``; aliases =
+  the ``alias_keys`` values. A node without a name gets its id as name and is counted (``unnamed``).
+* every other scalar or list property → an attribute fact ``(entity, property, lit:…)`` per value
+  (``qa_system.types.literal_entity``: one literal node per subject, attribute and value).
+* relationship → ``Fact(start, TYPE, end)`` with the relationship's properties in
+  ``Provenance.properties``; provenance ``source_kind=dataset``, ``dataset`` = the source name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from graph.store import GraphStore, UpsertResult
+from qa_system.errors import DataFormatError, InputError
+from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, literal_entity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME_KEYS = ("name", "title", "label", "caption")
+DEFAULT_DESCRIPTION_KEYS = ("description", "summary")
+DEFAULT_ALIAS_KEYS = ("aliases", "alias")
+DEFAULT_BATCH = 10_000
+MAX_ID_CHARS = 512  # ``Entity.id``'s limit; longer source ids keep a prefix and a hash
+
+# (stage, done, total) for progress bars, as ``graph.importers.StageProgress``
+StageProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Which source properties fill which entity fields; everything else becomes attribute facts."""
+
+    id_property: str | None = None
+    name_properties: dict[str, str] = field(default_factory=dict)  # label -> property holding the name
+    name_keys: tuple[str, ...] = DEFAULT_NAME_KEYS
+    description_keys: tuple[str, ...] = DEFAULT_DESCRIPTION_KEYS
+    alias_keys: tuple[str, ...] = DEFAULT_ALIAS_KEYS
+    skip_properties: frozenset[str] = frozenset()  # never attribute facts (e.g. internal timestamps)
+    batch_size: int = DEFAULT_BATCH
+
+
+_FILE_KEYS = {"id_property", "name_properties", "name_keys", "description_keys", "alias_keys", "skip_properties", "batch_size"}
+
+
+def load_mapping(path: str | Path) -> dict[str, Any]:
+    """The fields a mapping file sets (JSON, or YAML for ``.yaml``/``.yml``); unknown keys are an error
+    so that a typo does not silently import with the defaults."""
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataFormatError(f"cannot read the mapping file: {e}", path=str(path)) from e
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - JSON and YAML parsers raise their own types
+        raise DataFormatError(f"not a valid mapping file: {' '.join(str(e).split())[:300]}", path=str(path)) from e
+    if not isinstance(data, dict):
+        raise DataFormatError("a mapping file holds one object (id_property, name_properties, ...)", path=str(path))
+    unknown = sorted(set(data) - _FILE_KEYS)
+    if unknown:
+        raise DataFormatError(f"unknown mapping key(s) {unknown}; known: {sorted(_FILE_KEYS)}", path=str(path))
+    return data
+
+
+def build_mapping(
+    mapping_file: str | Path | None = None,
+    *,
+    id_property: str | None = None,
+    name_properties: Sequence[str] = (),
+    batch_size: int | None = None,
+) -> Mapping:
+    """The mapping of a mapping file with the command-line flags on top (flags win)."""
+
+    data = load_mapping(mapping_file) if mapping_file else {}
+    names = dict(data.get("name_properties") or {})
+    for item in name_properties:
+        label, sep, prop = item.partition("=")
+        if not sep or not label.strip() or not prop.strip():
+            raise InputError(f"--name-property wants LABEL=PROPERTY, got {item!r}")
+        names[label.strip()] = prop.strip()
+    mapping = Mapping(
+        id_property=id_property or data.get("id_property") or None,
+        name_properties={str(k): str(v) for k, v in names.items()},
+        name_keys=tuple(data.get("name_keys") or DEFAULT_NAME_KEYS),
+        description_keys=tuple(data.get("description_keys") or DEFAULT_DESCRIPTION_KEYS),
+        alias_keys=tuple(data.get("alias_keys") or DEFAULT_ALIAS_KEYS),
+        skip_properties=frozenset(data.get("skip_properties") or ()),
+    )
+    size = batch_size or data.get("batch_size")
+    if size is not None:
+        if int(size) < 1:
+            raise InputError(f"the batch size must be at least 1, got {size}")
+        mapping = replace(mapping, batch_size=int(size))
+    return mapping
+
+
+def stable_id(raw: Any) -> str:
+    """A source id as an entity id: its text, or (over 512 characters) a prefix plus a hash of it."""
+
+    text = str(raw)
+    if len(text) <= MAX_ID_CHARS:
+        return text
+    return f"{text[:400]}~{hashlib.sha1(text.encode('utf-8')).hexdigest()}"
+
+
+def plain_value(value: Any) -> Any:
+    """A source value as a plain Python value: driver temporal types become ``datetime`` values (or
+    ISO text), points and other objects their text; lists stay lists."""
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    to_native = getattr(value, "to_native", None)
+    if callable(to_native):
+        try:
+            return to_native()
+        except (ValueError, TypeError, OverflowError, AttributeError):
+            pass
+    iso = getattr(value, "iso_format", None) or getattr(value, "isoformat", None)
+    if callable(iso):
+        return iso()
+    return str(value)
+
+
+def json_value(value: Any) -> Any:
+    """A value as JSON can hold it (for ``Provenance.properties``): dates become ISO text."""
+
+    value = plain_value(value)
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    iso = getattr(value, "isoformat", None)
+    return iso() if callable(iso) else str(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = next((v for v in value if v is not None and str(v).strip()), "")
+    return " ".join(str(plain_value(value) if value is not None else "").split())
+
+
+@dataclass
+class GraphBatch:
+    """What one batch of source records maps to; ``literals`` are the ``lit:`` value nodes."""
+
+    entities: list[Entity] = field(default_factory=list)
+    literals: list[Entity] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    unnamed: int = 0
+    records: int = 0  # source nodes or relationships this batch came from (progress counts them)
+
+    def __len__(self) -> int:
+        return len(self.entities) + len(self.literals) + len(self.facts)
+
+
+class GraphMapper:
+    """Maps source nodes and relationships to entities and facts under one ``Mapping`` and source name."""
+
+    def __init__(self, mapping: Mapping, dataset: str) -> None:
+        self.mapping = mapping
+        self.dataset = dataset
+        self._provenance = Provenance(source_kind=SourceKind.DATASET, dataset=dataset)
+
+    def fact(self, subject: str, relation: str, obj: str, properties: MappingABC[str, Any] | None = None) -> Fact:
+        provenance = self._provenance
+        if properties:
+            props = {str(k): json_value(v) for k, v in properties.items() if v is not None}
+            if props:
+                provenance = Provenance(source_kind=SourceKind.DATASET, dataset=self.dataset, properties=props)
+        # Built without validation, as the FB15k-237 importer does: ends and relation come from the mapper.
+        return Fact.model_construct(
+            subject=subject, relation=relation, object=obj, status=FactStatus.VERIFIED, confidence=1.0, provenance=provenance
+        )
+
+    def node_id(self, raw_id: Any, properties: MappingABC[str, Any]) -> str:
+        key = self.mapping.id_property
+        if key and properties.get(key) not in (None, ""):
+            return stable_id(_text(properties[key]))
+        return stable_id(raw_id)
+
+    def _name_key(self, labels: Sequence[str], properties: MappingABC[str, Any]) -> str | None:
+        for label in labels:
+            key = self.mapping.name_properties.get(label)
+            if key and _text(properties.get(key)):
+                return key
+        for key in self.mapping.name_keys:
+            if _text(properties.get(key)):
+                return key
+        return None
+
+    def node(self, raw_id: Any, labels: Sequence[str], properties: MappingABC[str, Any], into: GraphBatch) -> str:
+        """Add the node's entity, literal nodes and attribute facts to ``into``; return its entity id."""
+
+        entity_id = self.node_id(raw_id, properties)
+        name_key = self._name_key(labels, properties)
+        name = _text(properties[name_key])[:2048] if name_key else ""
+        if not name:
+            into.unnamed += 1
+            name = entity_id[:2048]
+        used = {name_key, self.mapping.id_property} | set(self.mapping.skip_properties)
+        description = ""
+        for key in self.mapping.description_keys:
+            if _text(properties.get(key)):
+                description = _text_all(properties[key])
+                used.add(key)
+                break
+        aliases: list[str] = []
+        for key in self.mapping.alias_keys:
+            if key in properties and key not in used:
+                values = properties[key] if isinstance(properties[key], (list, tuple)) else [properties[key]]
+                aliases += [t for t in (_text(v) for v in values) if t and t != name]
+                used.add(key)
+        into.entities.append(
+            Entity(id=entity_id, name=name, aliases=tuple(dict.fromkeys(aliases)), type=";".join(labels), description=description)
+        )
+        for key in sorted(properties):
+            if key in used:
+                continue
+            self.attribute(entity_id, key, properties[key], into)
+        return entity_id
+
+    def attribute(self, entity_id: str, attribute: str, value: Any, into: GraphBatch) -> None:
+        """One attribute fact per value (a list gives one per element); empty values are skipped."""
+
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            item = plain_value(item)
+            if item is None or isinstance(item, (dict, list, bytes, bytearray)):
+                continue
+            try:
+                literal = literal_entity(entity_id, attribute, item)
+            except ValueError:  # empty text
+                continue
+            into.literals.append(literal)
+            into.facts.append(self.fact(entity_id, attribute, literal.id))
+
+
+def _text_all(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(_text(v) for v in value if _text(v))
+    return _text(value)
+
+
+@dataclass
+class ImportCounts:
+    """Running totals over the batches of one import (what ``ImportSummary`` reports)."""
+
+    entities_added: int = 0
+    entities_merged: int = 0
+    literals_added: int = 0
+    literals_merged: int = 0
+    facts_added: int = 0
+    facts_merged: int = 0
+    unnamed: int = 0
+
+    def add(self, kind: str, result: UpsertResult) -> None:
+        setattr(self, f"{kind}_added", getattr(self, f"{kind}_added") + result.added)
+        setattr(self, f"{kind}_merged", getattr(self, f"{kind}_merged") + result.merged)
+
+
+def write_batch(store: GraphStore, batch: GraphBatch, counts: ImportCounts) -> None:
+    """Entities, then their literal values, then facts (a fact's ends must exist first)."""
+
+    if batch.entities:
+        counts.add("entities", store.upsert_entities(batch.entities))
+    if batch.literals:
+        counts.add("literals", store.upsert_entities(batch.literals))
+    if batch.facts:
+        counts.add("facts", store.upsert_facts(batch.facts))
+    counts.unnamed += batch.unnamed
+
+
+def write_in_batches(
+    store: GraphStore,
+    batches: Iterable[GraphBatch],
+    *,
+    stage: str,
+    total: int,
+    progress: StageProgress | None = None,
+    counts: ImportCounts | None = None,
+) -> ImportCounts:
+    """Write batches in order, reporting ``progress(stage, done, total)`` in source records."""
+
+    counts = counts or ImportCounts()
+    done = 0
+    for batch in batches:
+        write_batch(store, batch, counts)
+        done += batch.records
+        if progress:
+            progress(stage, min(done, total) if total else done, total)
+    return counts
+
+
+def warn_unnamed(counts: ImportCounts, dataset: str) -> None:
+    if counts.unnamed:
+        log.warning("%s: %d node(s) have no name property (named by their id); see --name-property", dataset, counts.unnamed)

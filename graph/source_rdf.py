@@ -1,0 +1,186 @@
+"""Importing RDF (N-Triples ``.nt``, Turtle ``.ttl``, JSON-LD ``.jsonld``, RDF/XML ``.rdf``/``.owl``) with rdflib.
+
+Why rdflib: it parses every common serialisation into one triple model, so the mapping below is
+written once. The whole input (a file or a folder of them) is parsed before the first write: a
+syntax error names the file (and rdflib's line when it gives one) and nothing is written.
+
+Mapping (our property-graph view of RDF):
+
+* every IRI or blank node that is a subject, or the IRI/blank-node object of a triple, is an entity;
+  IRIs are the ids; a blank node gets a stable id ``_:<source>:<canonical id>`` from rdflib's
+  canonical labelling of the parsed graph (the same file always gives the same ids, so a re-import
+  merges instead of duplicating).
+* names: ``rdfs:label``, ``schema:name``, ``foaf:name``, ``skos:prefLabel`` (English or untagged
+  first): the first is the name, the others and ``skos:altLabel`` aliases; an entity with none is
+  named by its id (and counted: ``unnamed``).
+* ``rdf:type`` → the entity type (the class IRI's local name, ``;``-joined); ``rdfs:comment`` /
+  ``schema:description`` / ``dcterms:description`` → the description.
+* any other predicate: a literal object is an attribute fact (relation = the predicate IRI, object a
+  ``lit:`` node, ``qa_system.types.literal_entity``), an IRI or blank-node object a fact.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, stable_id, warn_unnamed, write_in_batches
+from graph.store import GraphStore
+from qa_system.errors import DataFormatError
+from qa_system.types import Entity
+
+FORMATS = {".nt": "nt", ".ttl": "turtle", ".jsonld": "json-ld", ".json-ld": "json-ld", ".rdf": "xml", ".owl": "xml", ".n3": "n3"}
+
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_RDFS = "http://www.w3.org/2000/01/rdf-schema#"
+_SKOS = "http://www.w3.org/2004/02/skos/core#"
+_TYPE = _RDF + "type"
+NAME_PREDICATES = (
+    _RDFS + "label",
+    "http://schema.org/name",
+    "https://schema.org/name",
+    "http://xmlns.com/foaf/0.1/name",
+    _SKOS + "prefLabel",
+)
+ALIAS_PREDICATES = (_SKOS + "altLabel",)
+DESCRIPTION_PREDICATES = (
+    _RDFS + "comment",
+    "http://schema.org/description",
+    "https://schema.org/description",
+    "http://purl.org/dc/terms/description",
+    "http://purl.org/dc/elements/1.1/description",
+)
+_TEXT_PREDICATES = frozenset(NAME_PREDICATES + ALIAS_PREDICATES + DESCRIPTION_PREDICATES)
+
+
+def rdf_files(path: Path) -> list[Path]:
+    """The RDF files of a file or folder (by extension), sorted."""
+
+    if path.is_file():
+        return [path] if path.suffix.lower() in FORMATS else []
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+    return []
+
+
+def is_rdf_source(path: Path) -> bool:
+    return bool(rdf_files(path))
+
+
+def local_name(iri: str) -> str:
+    """``http://schema.org/Person`` → ``Person``; ``http://ex.org/ns#Film`` → ``Film``."""
+
+    text = iri.rstrip("/#")
+    for sep in ("#", "/"):
+        if sep in text:
+            text = text.rsplit(sep, 1)[-1]
+            break
+    return text or iri
+
+
+def parse_rdf(path: Path) -> Any:
+    """All files of ``path`` in one rdflib graph, blank nodes relabelled canonically (stable ids)."""
+
+    import rdflib
+    from rdflib.compare import to_canonical_graph
+
+    files = rdf_files(path)
+    if not files:
+        raise DataFormatError(f"no RDF file ({', '.join(sorted(FORMATS))})", path=str(path))
+    graph = rdflib.Graph()
+    for file in files:
+        try:
+            graph.parse(str(file), format=FORMATS[file.suffix.lower()])
+        except Exception as e:  # noqa: BLE001 - each rdflib parser raises its own types
+            message = " ".join(str(e).split())[:300] or type(e).__name__
+            raise DataFormatError(f"not valid {FORMATS[file.suffix.lower()]}: {message}", path=str(file)) from e
+    if any(isinstance(term, rdflib.BNode) for triple in graph for term in (triple[0], triple[2])):
+        graph = to_canonical_graph(graph)
+    return graph
+
+
+def _prefer_english(literals: list[Any]) -> list[Any]:
+    """Untagged or English literals first (stable order otherwise)."""
+
+    return sorted(literals, key=lambda lit: 0 if (getattr(lit, "language", None) or "en").lower().startswith("en") else 1)
+
+
+def _literal_value(literal: Any) -> Any:
+    import rdflib
+
+    value = literal.toPython()
+    return str(literal) if isinstance(value, rdflib.Literal) else value
+
+
+def read_rdf_graph(path: Path, mapping: Mapping) -> tuple[list[GraphBatch], list[GraphBatch], str]:
+    """Parse and map: (entity batches with their attribute facts, batches of entity-to-entity facts, source name)."""
+
+    import rdflib
+
+    graph = parse_rdf(path)
+    dataset = f"rdf:{path.stem if path.is_file() else path.name}"
+    mapper = GraphMapper(mapping, dataset)
+
+    def node_id(term: Any) -> str:
+        return stable_id(f"_:{dataset}:{term}" if isinstance(term, rdflib.BNode) else str(term))
+
+    texts: dict[Any, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    types: dict[Any, list[str]] = defaultdict(list)
+    attributes: dict[Any, list[tuple[str, Any]]] = defaultdict(list)
+    links: list[tuple[Any, str, Any]] = []
+    nodes: dict[Any, None] = {}
+    for s, p, o in sorted(graph):  # sorted: the same input gives the same batches
+        nodes.setdefault(s)
+        predicate = str(p)
+        if predicate == _TYPE and not isinstance(o, rdflib.Literal):
+            types[s].append(local_name(str(o)))
+        elif isinstance(o, rdflib.Literal):
+            if predicate in _TEXT_PREDICATES:
+                texts[s][predicate].append(o)
+            else:
+                attributes[s].append((predicate, _literal_value(o)))
+        else:
+            nodes.setdefault(o)
+            links.append((s, predicate, o))
+    batches: list[GraphBatch] = [GraphBatch()]
+    for term in nodes:
+        if len(batches[-1].entities) >= mapping.batch_size:
+            batches.append(GraphBatch())
+        batch, entity_id = batches[-1], node_id(term)
+        own = texts.get(term, {})
+        names = [" ".join(str(v).split()) for p in NAME_PREDICATES for v in _prefer_english(own.get(p, []))]
+        names = [n for n in dict.fromkeys(names) if n]
+        aliases = names[1:] + [" ".join(str(v).split()) for p in ALIAS_PREDICATES for v in own.get(p, [])]
+        descriptions = [str(v).strip() for p in DESCRIPTION_PREDICATES for v in _prefer_english(own.get(p, []))]
+        if not names:
+            batch.unnamed += 1
+        batch.entities.append(
+            Entity(
+                id=entity_id,
+                name=(names[0] if names else entity_id)[:2048],
+                aliases=tuple(a for a in dict.fromkeys(aliases) if a and a != (names[0] if names else "")),
+                type=";".join(dict.fromkeys(types.get(term, []))),
+                description=next((d for d in descriptions if d), ""),
+            )
+        )
+        for predicate, value in attributes.get(term, []):
+            mapper.attribute(entity_id, predicate, value, batch)
+        batch.records += 1
+    link_batches: list[GraphBatch] = [GraphBatch()]
+    for s, predicate, o in links:
+        if len(link_batches[-1].facts) >= mapping.batch_size:
+            link_batches.append(GraphBatch())
+        link_batches[-1].facts.append(mapper.fact(node_id(s), predicate, node_id(o)))
+        link_batches[-1].records += 1
+    return batches, link_batches, dataset
+
+
+def import_rdf_graph(store: GraphStore, path: Path, mapping: Mapping, *, progress: StageProgress | None = None) -> tuple[str, ImportCounts]:
+    """Parse everything, then write entities (with their attribute facts), then the links between them."""
+
+    batches, link_batches, dataset = read_rdf_graph(path, mapping)
+    counts = write_in_batches(store, batches, stage="nodes", total=sum(b.records for b in batches), progress=progress)
+    write_in_batches(store, link_batches, stage="relationships", total=sum(b.records for b in link_batches), progress=progress, counts=counts)
+    warn_unnamed(counts, dataset)
+    return dataset, counts

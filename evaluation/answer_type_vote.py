@@ -133,7 +133,7 @@ def collect(data_dir: Path | None) -> Study:
     of ``evaluate qa``), the training-question memory, and the graph's types and text vectors."""
 
     from evaluation.qa_data import load_qa
-    from graph.store import open_store
+    from graph.open import open_store
     from qa_system.cli.qa_commands import shipped_reader, training_questions
     from qa_system.config import load_settings
     from qa_system.explore import ensure_demo_graph

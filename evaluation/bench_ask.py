@@ -27,7 +27,7 @@ import torch
 
 from evaluation.qa_data import load_qa
 from evaluation.timing import latency_summary
-from graph.store import open_store
+from graph.open import open_store
 from qa_system.config import load_settings
 from qa_system.explore import ensure_demo_graph
 from qa_system.models.onnx_encoder import OnnxBertEncoder

@@ -85,7 +85,7 @@ def main() -> None:
         parser.error(f"--questions must be at least 1; got {args.questions}")
     torch.set_num_threads(args.threads)
 
-    from graph.store import open_store
+    from graph.open import open_store
     from qa_system.config import load_settings
     from qa_system.explore import ensure_demo_graph
     from qa_system.fallback_step import build_fallback_step

@@ -125,15 +125,3 @@ def entities_by_id(store: Any, ids: Sequence[str]) -> dict[str, Entity]:
         if entity is not None:
             found[entity_id] = entity
     return found
-
-
-def open_store(settings: Any, *, read_only: bool = False) -> GraphStore:
-    """The store the settings point at: Neo4j when ``NEO4J_URI`` is set, else embedded LadybugDB."""
-
-    if settings.graph_backend == "neo4j":
-        from graph.neo4j_store import Neo4jStore
-
-        return Neo4jStore.from_settings(settings)
-    from graph.embedded import EmbeddedStore
-
-    return EmbeddedStore.open(settings.workspace, read_only=read_only)

@@ -11,7 +11,7 @@ from qa_system.errors import InputError, QAError
 
 
 def _ask(args: argparse.Namespace, settings: Any) -> int:
-    from graph.store import open_store
+    from graph.open import open_store
     from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
     from qa_system.pipeline import check_read_topics, freeze_loaded_heap, load_pipeline

@@ -60,7 +60,7 @@ def _load_data(args: argparse.Namespace, settings: Any):
 
     if args.dataset != "workspace":
         return load_kge_dataset(args.dataset, args.data_dir or settings.data_dir, store=None)
-    from graph.store import open_store
+    from graph.open import open_store
 
     store = open_store(settings)
     try:

@@ -70,7 +70,7 @@ def training_questions(dataset: str, data_dir: Path | None, *, extra: bool = Tru
 
 def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     from evaluation.qa_data import load_qa
-    from graph.store import open_store
+    from graph.open import open_store
     from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.reader import ReaderTrainConfig, build_reader, fit
@@ -118,7 +118,7 @@ def _reranker_groups(args: argparse.Namespace, settings: Any, reader: Any, token
     the app (the reader plus the text match at ``text_weight``), over the top ``top_k``."""
 
     from evaluation.qa_data import load_qa
-    from graph.store import open_store
+    from graph.open import open_store
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.answer_reranker import rerank_groups
     from qa_system.training.reader import rank, relation_texts
@@ -229,7 +229,7 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     features and rankings in order, and what ranked them (text weight, reranker, constraints);
     ``links_out`` receives every question's linked entities when given."""
 
-    from graph.store import open_store
+    from graph.open import open_store
     from qa_system.constraints import QuestionConstraints, weights_from_card
     from qa_system.explore import ensure_demo_graph
     from qa_system.reranking import reranker_for, text_match_card

@@ -95,7 +95,8 @@ def _tune_constraints(args: argparse.Namespace, settings: Any) -> int:
     ``qa-system calibrate`` after it: the re-ordered rankings change the probabilities."""
 
     from evaluation.qa_data import load_qa
-    from graph.store import ANSWERABLE_STATUSES, open_store
+    from graph.open import open_store
+    from graph.store import ANSWERABLE_STATUSES
     from qa_system.cli import emit_json
     from qa_system.constraints import CARD_KEY
     from qa_system.training.constraints_tuning import HEAD, DevQuestion, choose_weights

@@ -59,7 +59,7 @@ def _maintainer_auth(settings: Any) -> Any:
 def _serve(args: argparse.Namespace, settings: Any) -> int:
     if not 0 < args.port < 65536:
         raise InputError(f"--port must be between 1 and 65535, got {args.port}")
-    from graph.store import open_store
+    from graph.open import open_store
     from qa_system.explore import ensure_demo_graph
     from qa_system.llm import exit_on_sigterm
     from ui.app import build_app, launch_options

@@ -94,7 +94,7 @@ def test_vocabulary_mismatch_raises(tmp_path, data):
 
 
 class FakeStore:
-    """Stands in for ``graph.store.open_store(settings)``: only ``export_triples`` and ``close`` are used."""
+    """Stands in for ``graph.open.open_store(settings)``: only ``export_triples`` and ``close`` are used."""
 
     def __init__(self, rows):
         self.rows = rows
@@ -165,12 +165,12 @@ def test_export_release_writes_fp16_card_with_metrics(tmp_path, data):
 
 
 def test_cli_trains_on_workspace_store(tmp_path, monkeypatch, capsys):
-    import graph.store
+    import graph.open
     from qa_system.cli import main
 
     rows = [(h, r, t, "train") for h, r, t in TRAIN] + [(*DEV[0], "dev")]
     store = FakeStore(rows)
-    monkeypatch.setattr(graph.store, "open_store", lambda settings: store)
+    monkeypatch.setattr(graph.open, "open_store", lambda settings: store)
     code = main(["--workspace", str(tmp_path), "train", "kge", "--dataset", "workspace", "--epochs", "1", "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["epochs"] == 1 and store.closed

@@ -172,7 +172,7 @@ class Neo4jStore(CypherStoreBase):
         return cls(
             settings.neo4j_uri,
             settings.neo4j_user,
-            settings.neo4j_password,
+            settings.neo4j_password.get_secret_value(),
             settings.neo4j_database,
             connect_timeout_s=settings.neo4j_connect_timeout_s,
         )

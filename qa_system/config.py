@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qa_system.errors import ConfigError
@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     # Neo4j (or any Bolt server). When the URI is set, the graph lives there instead of embedded.
     neo4j_uri: str | None = Field(default=None, validation_alias=AliasChoices("NEO4J_URI", "QA_NEO4J_URI"))
     neo4j_user: str = Field(default="neo4j", validation_alias=AliasChoices("NEO4J_USER", "NEO4J_USERNAME", "QA_NEO4J_USER"))
-    neo4j_password: str = Field(default="", validation_alias=AliasChoices("NEO4J_PASSWORD", "QA_NEO4J_PASSWORD"))
+    # Secrets are SecretStr (hidden in repr, logs and errors); read them with .get_secret_value() where used.
+    neo4j_password: SecretStr = Field(default=SecretStr(""), validation_alias=AliasChoices("NEO4J_PASSWORD", "QA_NEO4J_PASSWORD"))
     neo4j_database: str | None = Field(default=None, validation_alias=AliasChoices("NEO4J_DATABASE", "QA_NEO4J_DATABASE"))
     # Seconds to wait for the Bolt server before reporting it unreachable.
     neo4j_connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
@@ -47,7 +48,7 @@ class Settings(BaseSettings):
 
     # LLM endpoint (OpenAI-compatible). Unset: the packaged local SmolLM2 server is started on use.
     openai_base_url: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "QA_OPENAI_BASE_URL"))
-    openai_api_key: str | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "QA_OPENAI_API_KEY"))
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "QA_OPENAI_API_KEY"))
     llm_model: str = "smollm2"
     llm_timeout_s: float = Field(default=30.0, gt=0, le=600)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
 
     # Maintainer login for the app's Review/Ingest/Cypher tabs. Empty password + production => refuse.
     maintainer_user: str = "maintainer"
-    maintainer_password: str = ""
+    maintainer_password: SecretStr = SecretStr("")
     production: bool = False
 
     @field_validator("neo4j_uri")

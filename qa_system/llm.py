@@ -340,7 +340,8 @@ class LLMClient:
                 base_url, api_key = self._server.start(), LOCAL_API_KEY
                 self.endpoint = base_url
             else:
-                base_url, api_key = self.settings.openai_base_url, self.settings.openai_api_key or LOCAL_API_KEY
+                key = self.settings.openai_api_key
+                base_url, api_key = self.settings.openai_base_url, (key.get_secret_value() if key else "") or LOCAL_API_KEY
             self._chat = ChatOpenAI(
                 model=self.model,
                 base_url=base_url,

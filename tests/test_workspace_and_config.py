@@ -24,6 +24,16 @@ def test_read_topics_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert load_settings().read_topics == 3
 
 
+def test_secrets_are_hidden_but_readable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEO4J_PASSWORD", "bolt-s3cret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-s3cret")
+    settings = load_settings(maintainer_password="m-s3cret")
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+    assert settings.neo4j_password.get_secret_value() == "bolt-s3cret"
+    assert settings.openai_api_key is not None and settings.openai_api_key.get_secret_value() == "sk-s3cret"
+    assert settings.maintainer_password.get_secret_value() == "m-s3cret"
+
+
 def test_neo4j_uri_selects_neo4j(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEO4J_URI", "bolt://db.example:7687")
     assert load_settings().graph_backend == "neo4j"

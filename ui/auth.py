@@ -71,7 +71,7 @@ class MaintainerAuth:
 
     @classmethod
     def from_settings(cls, settings: Any, *, generated_password: str = "") -> MaintainerAuth:
-        password = settings.maintainer_password or ("" if settings.production else generated_password)
+        password = settings.maintainer_password.get_secret_value() or ("" if settings.production else generated_password)
         return cls(user=settings.maintainer_user, password=password)
 
     @property

@@ -41,7 +41,7 @@ def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None
 def _maintainer_auth(settings: Any) -> Any:
     from ui.auth import MaintainerAuth, generate_password
 
-    if settings.maintainer_password:
+    if settings.maintainer_password.get_secret_value():
         return MaintainerAuth.from_settings(settings)
     if settings.production:
         log.warning("production mode and no QA_MAINTAINER_PASSWORD: maintainer logins are disabled")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from qa_system.types import Answer, FactStatus, FactView, Provenance, RankedEntity
 from tests.ui.fakes import fake_pipeline
@@ -120,7 +121,7 @@ def test_auth_rate_limits_wrong_passwords() -> None:
 
 def test_no_password_means_no_login_in_production() -> None:
     class S:
-        maintainer_user, maintainer_password, production = "maintainer", "", True
+        maintainer_user, maintainer_password, production = "maintainer", SecretStr(""), True
 
     auth = MaintainerAuth.from_settings(S(), generated_password="generated")
     assert not auth.enabled and "disabled" in auth.login("ip", "maintainer", "")[1]

@@ -8,6 +8,7 @@ with ``NEO4J_URI`` set it shares the configured database (and, like ``neo4j_stor
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -54,8 +55,10 @@ def source_counts(source: MoviesSource) -> tuple[int, int]:
     return int(nodes), int(rels)  # type: ignore[call-overload]
 
 
-@pytest.fixture()
-def movies_source(bolt_server: BoltServer) -> Iterator[MoviesSource]:
+@contextmanager
+def loaded_movies(bolt_server: BoltServer) -> Iterator[MoviesSource]:
+    """The Movies graph in the server's source database for the duration of the block."""
+
     database = SOURCE_DATABASE if bolt_server.process is not None else bolt_server.database
     source = MoviesSource(bolt_server.uri, bolt_server.user, bolt_server.password, database)
     _run(source, "MATCH (n) DETACH DELETE n")
@@ -64,3 +67,9 @@ def movies_source(bolt_server: BoltServer) -> Iterator[MoviesSource]:
         yield source
     finally:
         _run(source, "MATCH (n) DETACH DELETE n")
+
+
+@pytest.fixture()
+def movies_source(bolt_server: BoltServer) -> Iterator[MoviesSource]:
+    with loaded_movies(bolt_server) as source:
+        yield source

@@ -126,3 +126,17 @@ def test_reader_cannot_see_new_relations_entities_and_literals() -> None:
     facts = [_view("t", "known", "e"), _view("t", "new_relation", "e"), _view("t", "known", "new"), _view("t", "known", "lit:1")]
     unseen = reader_cannot_see(facts, "t", {"t": 0, "e": 1}, {"known": 0})
     assert [f.id for f in unseen] == ["tnew_relatione", "tknownnew", "tknownlit:1"]
+
+
+def _with_roles(view: FactView, roles: list[str]) -> FactView:
+    return view.model_copy(update={"provenance": Provenance(properties={"roles": roles})})
+
+
+def test_a_property_the_question_names_breaks_ties_within_the_asked_relation_only() -> None:
+    facts = [_with_roles(_view("k", "ACTED_IN", "m1"), ["Johnny"]), _with_roles(_view("k", "ACTED_IN", "m2"), ["Neo"])]
+    reading = RelationWordsReader(OverlapScorer()).read("In which movie did he act as Neo?", [LinkedTopic("k", "Keanu", 0.9)], {"k": facts})
+    assert reading.ranked[0][0] == "m2"
+    # "Hoffa" is a role of one actor, but the question asks who directed the film Hoffa
+    facts = [_with_roles(_view("jack", "ACTED_IN", "h"), ["Hoffa"]), _view("danny", "DIRECTED", "h")]
+    reading = RelationWordsReader(OverlapScorer()).read("Who directed Hoffa?", [LinkedTopic("h", "Hoffa", 0.9)], {"h": facts})
+    assert reading.ranked[0][0] == "danny"

@@ -175,11 +175,40 @@ class RelationWordsReader:
                 if node not in home or p > home[node][0]:
                     home[node] = (p, key[0])
         topic_ids = set(link)
+        named = _named_in_properties(question, read_facts, topic_ids)
         order = sorted((n for n in score if n not in topic_ids), key=lambda n: (-score[n], n))
         if not order:
             return None
+        # a property the question names breaks ties among the answers of the leading relation only:
+        # "Who directed Hoffa?" must not answer the actor whose role is "Hoffa"
+        top = score[order[0]]
+        head = [n for n in order if score[n] >= 0.9 * top]
+        order = sorted(head, key=lambda n: n not in named) + order[len(head):]
         ranked = [(n, min(1.0, score[n])) for n in order]
         return WordsReading(ranked=ranked, topic=home[order[0]][1], group_probs=group_probs, facts=read_facts)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _named_in_properties(question: str, facts: Sequence[FactView], topics: set[str]) -> set[str]:
+    """Candidates whose fact with a topic carries a property value the question names: "In which
+    movie did Keanu Reeves play Neo?" names the ``roles: ['Neo']`` of one ``ACTED_IN`` fact. Such a
+    candidate leads the answers of its relation (whose probability is unchanged)."""
+
+    text = " " + " ".join(_WORD.findall(question.lower())) + " "
+    named = set()
+    for fact in facts:
+        properties = fact.provenance.properties
+        if not properties:
+            continue
+        values = [v for value in properties.values() for v in (value if isinstance(value, list) else [value])]
+        for value in values:
+            words = " ".join(_WORD.findall(str(value).lower()))
+            if len(words) >= 2 and not words.isdigit() and f" {words} " in text:
+                named.add(fact.object if fact.subject in topics else fact.subject)
+                break
+    return named
 
 
 def reader_cannot_see(facts: Sequence[FactView], topic: str, entity_index: Any, relation_index: Any) -> list[FactView]:

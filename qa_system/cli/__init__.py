@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "qa_system.cli.ingest_commands",
     "qa_system.cli.entailment_commands",
     "qa_system.cli.validation_commands",
+    "qa_system.cli.relation_commands",
 )
 
 log = logging.getLogger("qa_system.cli")

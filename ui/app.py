@@ -9,8 +9,9 @@ launches it with ``launch_options()`` (theme and CSS, which Gradio 6 takes at la
   maintainer logins.
 * ``workspace`` is the folder of the review audit log and the passage index (the CLI's
   ``settings.workspace``); by default the embedded store's own workspace.
-* ``extractor`` is the triple extractor the Ingest tab uses; by default the shipped QIDN
-  checkpoint, loaded on the first preview and shared by every session.
+* ``extractor`` is the triple extractor the Ingest tab uses (or a ``ui.ingest_tab.SharedExtractor``,
+  to share one with the HTTP API); by default the shipped QIDN checkpoint, loaded on the first
+  preview and shared by every session.
 
 Tabs: Ask, Explore, Dashboard (open to everyone); Review, Ingest, Cypher workbench (maintainers);
 Maintainer login.
@@ -82,7 +83,10 @@ def build_app(
     stats = store.stats()
     auth = auth or MaintainerAuth(user="maintainer", password="")
     workspace = Path(workspace) if workspace is not None else workspace_of(store)
-    shared_extractor = SharedExtractor.of(extractor) if extractor is not None else SharedExtractor(default_loader)
+    if isinstance(extractor, SharedExtractor):  # shared with the HTTP API (``qa-system serve``)
+        shared_extractor = extractor
+    else:
+        shared_extractor = SharedExtractor.of(extractor) if extractor is not None else SharedExtractor(default_loader)
     with gr.Blocks(title="qa-system") as app:
         gr.Markdown(
             f"# qa-system\nQuestion answering over a knowledge graph — {stats.entities:,} entities, "

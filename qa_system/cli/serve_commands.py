@@ -1,4 +1,5 @@
-"""``qa-system serve``: the Gradio app on the configured graph (demo graph imported on first start).
+"""``qa-system serve``: the Gradio app and the HTTP API (``ui.api``) on the configured graph, in one
+uvicorn server (demo graph imported on first start).
 
 The ask pipeline is loaded once, when a reader checkpoint exists, and shared by every asker; without
 one the app starts anyway and its Ask tab says so. Maintainer credentials come from settings; outside
@@ -62,19 +63,25 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
     from graph.open import open_store
     from qa_system.explore import ensure_demo_graph
     from qa_system.llm import exit_on_sigterm
-    from ui.app import build_app, launch_options
+    from ui.api import ApiConfig, create_api, mount_app
+    from ui.app import build_app
+    from ui.ingest_tab import SharedExtractor, default_loader
 
+    api_config = ApiConfig.from_settings(settings)  # a bad QA_API_KEYS fails before anything loads
     exit_on_sigterm()  # a supervisor's SIGTERM must also stop the embedded LLM server
     store = open_store(settings)
     try:
         if not args.no_demo:
             ensure_demo_graph(store)
         pipeline = None if args.no_reader else _load_pipeline(settings, store, llm=not args.no_llm)
-        app = build_app(store, pipeline, auth=_maintainer_auth(settings), workspace=settings.workspace)
-        log.info("serving on http://%s:%d", args.host, args.port)
-        app.queue(default_concurrency_limit=8).launch(
-            server_name=args.host, server_port=args.port, show_error=True, **launch_options()
-        )
+        extractor = SharedExtractor(default_loader)  # one extractor for the Ingest tab and POST /v1/ingest
+        app = build_app(store, pipeline, auth=_maintainer_auth(settings), workspace=settings.workspace, extractor=extractor)
+        api = create_api(store, pipeline, config=api_config, workspace=settings.workspace, extractor=extractor)
+        server = mount_app(api, app.queue(default_concurrency_limit=8))  # the app at /, the HTTP API at /v1, its docs at /docs
+        import uvicorn
+
+        print(f"Running on http://{args.host}:{args.port} (HTTP API under /v1, docs at /docs)", flush=True)
+        uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:
         store.close()
     return 0

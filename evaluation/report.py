@@ -1,6 +1,6 @@
 """Generate docs/RESULTS.md from the JSON records in evaluation/results/.
 
-    python -m evaluation.report [--results DIR] [--out docs/RESULTS.md] [--headline]
+    python -m evaluation.report [--results DIR] [--out docs/RESULTS.md] [--readme README.md] [--headline]
 
 Every number in the output is read from a record, never typed: the tables say which record file
 each row comes from and the command that reproduces it (the record's ``command`` field, or the
@@ -486,16 +486,39 @@ def headline(folder: Path = RESULTS_DIR) -> str:
     return "\n".join(table(["measure", "value", "record"], body)) + "\n"
 
 
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def readme_block(readme: str) -> str | None:
+    """The text between the README's results markers (None without them)."""
+
+    if START not in readme or END not in readme:
+        return None
+    return readme.split(START, 1)[1].split(END, 1)[0]
+
+
+def with_headline(readme: str, folder: Path = RESULTS_DIR) -> str:
+    """The README with a fresh headline table between its markers."""
+
+    if readme_block(readme) is None:
+        raise ValueError(f"no {START} / {END} markers")
+    head, rest = readme.split(START, 1)
+    return head + START + "\n" + headline(folder) + END + rest.split(END, 1)[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="folder of JSON records")
     parser.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"), help="where to write the report ('-': stdout)")
     parser.add_argument("--headline", action="store_true", help="print only the README's headline table")
+    parser.add_argument("--readme", type=Path, help="also rewrite the headline table between this file's results markers")
     args = parser.parse_args(argv)
     if args.headline:
         sys.stdout.write(headline(args.results))
         return 0
+    if args.readme:
+        args.readme.write_text(with_headline(args.readme.read_text(encoding="utf-8"), args.results), encoding="utf-8")
     out = render(args.results)
     if str(args.out) == "-":
         sys.stdout.write(out)

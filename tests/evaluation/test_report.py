@@ -58,3 +58,24 @@ def test_committed_results_md_is_fresh() -> None:
     committed = (ROOT / "docs" / "RESULTS.md").read_text(encoding="utf-8")
     assert committed == report.render(report.RESULTS_DIR), (
         "docs/RESULTS.md is stale: run `python -m evaluation.report` and commit it with the records")
+
+
+def test_headline_block_is_rewritten_between_the_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n{report.START}\nold numbers\n{report.END}\n\noutro\n", encoding="utf-8")
+    assert report.main(["--results", str(report.RESULTS_DIR), "--out", str(tmp_path / "R.md"), "--readme", str(readme)]) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("intro\n\n") and text.endswith("\n\noutro\n") and "old numbers" not in text
+    assert report.readme_block(text) == "\n" + report.headline(report.RESULTS_DIR)
+
+
+def test_readme_headline_matches_the_records() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = report.readme_block(readme)
+    assert block is not None, "README.md lost its <!-- results:start --> / <!-- results:end --> markers"
+    assert block == "\n" + report.headline(report.RESULTS_DIR), (
+        "README.md's headline table is stale: run `python -m evaluation.report --readme README.md`")
+    assert len(readme.splitlines()) <= 300
+    # the set-up commands users copy, and the one CI runs
+    assert "pip install -e . && qa-system serve" in readme and "./scripts/test.sh" in readme
+    assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

@@ -3,17 +3,17 @@
     python -m evaluation.load_test --askers 8 --duration 120 --json \
         [--workspace DIR] [--seed-facts 600] [--review-interval 0.25] [--out evaluation/results/load-test.json]
 
-What runs: the real app (``ui.app.build_app`` around the ONE shared ask pipeline with the shipped
-reader, launched in a server process with the same queue settings as ``qa-system serve``) on a private copy
-of the demo graph with seeded proposed facts. ``--askers`` threads, each its own
-``gradio_client.Client``, call the Ask tab's public ``/ask`` endpoint over loopback HTTP until
-``--duration`` seconds have passed or ``--max-requests`` per asker were sent (bounded in count and
-time). Meanwhile one reviewer logs in as the maintainer and accepts the proposed fact the page selects every
+What runs: the real app and HTTP API (``ui.app.build_app`` and ``ui.api.create_api`` around the ONE
+shared ask pipeline with the shipped reader, mounted in one uvicorn server as ``qa-system serve`` does,
+with its queue settings; no API rate limit, as every asker comes from one address) in a server process
+on a private copy of the demo graph with seeded proposed facts. ``--askers`` threads, each its own HTTP
+connection, ``POST /v1/ask`` over loopback until ``--duration`` seconds have passed or
+``--max-requests`` per asker were sent (bounded in count and time). Meanwhile one reviewer logs in as the maintainer and accepts the proposed fact the page selects every
 ``--review-interval`` seconds through the Review tab's own Accept event (the HTTP
 queue protocol the browser uses, ``evaluation.gradio_http``; the review events are closed to
 the Gradio client libraries). The app runs in a process of its own; the clients in this one.
 
-Checked at the end: zero errors (an exception, or an answer panel showing an error), and zero lost
+Checked at the end: zero errors (an exception, or a response other than 200 with an ``Answer``), and zero lost
 review decisions: every accept the reviewer was told succeeded is ``verified`` in the store with
 the reviewer's name, and appears exactly once as an applied accept in ``review/audit.jsonl``.
 Writes one JSON record (latencies in ms, p50/p95/p99, throughput, load average: the machine is
@@ -61,7 +61,6 @@ QUESTIONS = [
     "What is the nationality of Leonardo DiCaprio?",
 ]
 REVIEWER = "load-test-reviewer"
-ERROR_MARKERS = ("Something went wrong", "qa-error")
 
 
 # -- seeding -----------------------------------------------------------------------------------------
@@ -122,39 +121,32 @@ class Tally:
 
 
 def _asker(url: str, deadline: float, max_requests: int, tally: Tally, seed: int) -> None:
-    from gradio_client import Client
+    """``POST /v1/ask`` (the HTTP API) with random questions, on one keep-alive connection."""
+
+    import httpx
 
     rng = random.Random(seed)
-    try:
-        client = Client(url, verbose=False)
-    except Exception as e:  # noqa: BLE001 (every failure is an error of the run, reported)
-        with tally.lock:
-            tally.errors.append(f"connect: {type(e).__name__}: {e}")
-        return
     sent = 0
-    while time.monotonic() < deadline and sent < max_requests:
-        question = rng.choice(QUESTIONS)
-        started = time.perf_counter()
-        try:
-            result = client.predict(question, api_name="/ask")
-        except Exception as e:  # noqa: BLE001
-            with tally.lock:
-                tally.errors.append(f"ask: {type(e).__name__}: {e}")
+    with httpx.Client(base_url=url, timeout=120.0) as client:
+        while time.monotonic() < deadline and sent < max_requests:
+            question = rng.choice(QUESTIONS)
+            started = time.perf_counter()
+            try:
+                response = client.post("/v1/ask", json={"question": question})
+                body = response.json()
+            except Exception as e:  # noqa: BLE001 (every failure is an error of the run, reported)
+                with tally.lock:
+                    tally.errors.append(f"ask: {type(e).__name__}: {e}")
+                sent += 1
+                continue
+            took = time.perf_counter() - started
             sent += 1
-            continue
-        took = time.perf_counter() - started
-        sent += 1
-        panel = str(result[0] if isinstance(result, (list, tuple)) else result)
-        with tally.lock:
-            tally.latencies.append(took)
-            if any(m in panel for m in ERROR_MARKERS):
-                tally.errors.append(f"ask {question!r}: error shown: {panel[:200]}")
-            elif "qa-answer-name" in panel:
-                tally.answered += 1
-    try:
-        client.close()
-    except Exception:  # noqa: BLE001, S110 (closing a finished client)
-        pass
+            with tally.lock:
+                tally.latencies.append(took)
+                if response.status_code != 200 or "error" in body:
+                    tally.errors.append(f"ask {question!r}: HTTP {response.status_code}: {str(body)[:200]}")
+                elif body.get("answer"):
+                    tally.answered += 1
 
 
 @dataclass
@@ -240,10 +232,11 @@ def _serve(workspace: str, seed_facts: int, pipeline: str | None, password: str,
     from graph.embedded import EmbeddedStore
     from qa_system.config import load_settings
     from qa_system.explore import ensure_demo_graph
-    from ui.app import build_app, launch_options
+    from ui.api import ApiConfig, ServerThread, create_api, mount_app
+    from ui.app import build_app
     from ui.auth import MaintainerAuth
 
-    store = app = None
+    store = app = server = None
     try:
         store = EmbeddedStore.open(Path(workspace))
         ensure_demo_graph(store)
@@ -259,14 +252,16 @@ def _serve(workspace: str, seed_facts: int, pipeline: str | None, password: str,
         ask_pipeline.ask(QUESTIONS[0])  # warm: the first ask loads lazy parts
         load_s = time.perf_counter() - t0
         app = build_app(store, ask_pipeline, auth=MaintainerAuth(user=REVIEWER, password=password), workspace=Path(workspace))
-        port = _free_port()
-        app.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                      quiet=True, **launch_options())
-        ready.put({"url": f"http://127.0.0.1:{port}/", "seeded": len(seeded), "load_s": load_s})
+        api = create_api(store, ask_pipeline, config=ApiConfig(rate_limit_per_minute=0), workspace=Path(workspace))
+        server = ServerThread(mount_app(api, app.queue(default_concurrency_limit=8)))
+        url = server.start()
+        ready.put({"url": f"{url}/", "seeded": len(seeded), "load_s": load_s})
         stop.wait()
     except Exception as e:  # noqa: BLE001 (reported to the parent, which fails the run)
         ready.put({"error": f"{type(e).__name__}: {e}"})
     finally:
+        if server is not None:
+            server.stop()
         if app is not None:
             app.close()
         if store is not None:
@@ -359,8 +354,8 @@ def run_load_test(
         "max_requests_per_asker": max_requests,
         "pipeline": pipeline or "shipped reader (qa_system.pipeline.load_pipeline), graph path only: no LLM fallback",
         "pipeline_load_s": round(info["load_s"], 1),
-        "server": "ui.app.build_app in its own process, queue(default_concurrency_limit=8) as qa-system serve",
-        "api": "gradio_client -> /ask (HTTP, loopback), one client per asker",
+        "server": "ui.app.build_app + ui.api.create_api in one uvicorn server in its own process, queue(default_concurrency_limit=8) as qa-system serve",
+        "api": "POST /v1/ask (HTTP API, loopback), one keep-alive connection per asker",
         "reviewer_path": "Review tab's Accept event over the page's HTTP queue protocol, logged in as the maintainer",
         "requests": len(tally.latencies) + sum(1 for e in tally.errors if e.startswith("ask:")),
         "answered_with_entity": tally.answered,

@@ -48,7 +48,7 @@ def test_two_askers_and_a_reviewer_lose_nothing(tiny_kg_dir: Path, tmp_path: Pat
     assert record["errors"] == 0, record["error_samples"]
     assert record["requests"] >= 2 and record["latency"]["p95_ms"] > 0
     assert record["review"]["accepted"] >= 1 and record["review"]["lost_decisions"] == 0
-    assert record["answered_with_entity"] >= 1
+    assert record["answered_with_entity"] >= 1 and "POST /v1/ask" in record["api"]
 
 
 @pytest.mark.slow

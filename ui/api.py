@@ -316,6 +316,23 @@ def _preview_triple(t: Any) -> dict[str, Any]:
 
 
 # -- the app ----------------------------------------------------------------------------------------------
+class FormAsJson:
+    """ASGI middleware: ``curl -d '{...}'`` sends JSON labelled ``application/x-www-form-urlencoded``;
+    every ``/v1`` body is JSON, so such a body is read as JSON (a real form then fails as bad JSON, 400)."""
+
+    FORM = b"application/x-www-form-urlencoded"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            headers = scope["headers"]
+            if any(k == b"content-type" and v.split(b";")[0].strip().lower() == self.FORM for k, v in headers):
+                scope = dict(scope, headers=[(k, b"application/json" if k == b"content-type" else v) for k, v in headers])
+        await self.app(scope, receive, send)
+
+
 _bearer = HTTPBearer(auto_error=False, description="an API key (QA_API_KEYS)")
 _header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (QA_API_KEYS)")
 
@@ -571,6 +588,7 @@ def create_api(
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     api.include_router(v1)
+    api.add_middleware(FormAsJson)
     api.state.limiter = limiter
     return api
 

@@ -6,6 +6,7 @@ a loopback port, driven by the real ``openai`` client (plain and streamed) and p
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def test_ask_returns_the_answer_json_the_cli_prints(client) -> None:
     assert body["answer"]["name"] == "Christopher Nolan" and body["answer"]["id"] == "/m/nolan"
     assert body == client.pipeline.ask("Who directed Inception?").model_dump(mode="json")
     assert body["evidence"] and {"question", "confidence", "source", "alternatives", "topic_entities"} <= set(body)
+    curl = client.post("/v1/ask", content=b'{"question":"Who directed Inception?"}',  # what `curl -d` sends
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert curl.status_code == 200 and curl.json() == body
 
 
 @pytest.mark.parametrize("payload, fragment", [
@@ -239,9 +243,8 @@ def test_openai_client_against_the_real_server(tiny_store) -> None:
         with pytest.raises(openai.BadRequestError):
             client.chat.completions.create(model="qa-system", messages=[{"role": "user", "content": "   "}])
 
-        request = urllib.request.Request(f"{url}/v1/ask", data=json.dumps({"question": "Who directed Inception?"}).encode(),
-                                         headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as r:
+        request = urllib.request.Request(f"{url}/v1/ask", data=json.dumps({"question": "Who directed Inception?"}).encode())
+        with urllib.request.urlopen(request, timeout=30) as r:  # sent as a form, as `curl -d` does
             assert json.load(r)["answer"]["name"] == "Christopher Nolan"
         with urllib.request.urlopen(f"{url}/docs", timeout=30) as r:
             assert "swagger" in r.read().decode().lower()
@@ -253,3 +256,51 @@ def test_openai_client_against_the_real_server(tiny_store) -> None:
     finally:
         server.stop()
         blocks.close()
+
+
+def test_qa_system_serve_serves_the_app_and_the_api(tiny_kg_dir: Path, tmp_path: Path) -> None:
+    """The real command on a tiny workspace: the page at /, the API under /v1 with the configured key."""
+
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from graph.embedded import EmbeddedStore
+    from graph.importers import import_kg
+    from ui.api import free_port
+
+    store = EmbeddedStore.open(tmp_path / "ws")
+    import_kg(store, tiny_kg_dir)
+    store.close()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEO4J_", "QA_"))}
+    env.update(QA_WORKSPACE=str(tmp_path / "ws"), QA_API_KEYS=f"bob:{KEY}", GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([sys.executable, "-m", "qa_system", "serve", "--no-reader", "--no-llm", "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read()[-2000:]
+            try:
+                with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as r:
+                    assert json.load(r)["data"][0]["id"] == "qa-system"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not answer within 120 s"
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"{url}/v1/entities/Inception", timeout=10) as r:
+            assert json.load(r)["id"] == "/m/inception"
+        request = urllib.request.Request(f"{url}/v1/review/proposed", headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert json.load(r) == {"facts": []}
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no reader: asking says so
+            urllib.request.urlopen(urllib.request.Request(f"{url}/v1/ask", data=b'{"question": "Who directed Inception?"}'), timeout=10)
+        assert refused.value.code == 503 and "reader model is not available" in json.load(refused.value)["error"]
+        with urllib.request.urlopen(f"{url}/", timeout=10) as r:
+            assert "gradio" in r.read().decode().lower()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert f"Running on http://127.0.0.1:{port}" in server.stdout.read()

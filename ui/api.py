@@ -395,8 +395,10 @@ def create_api(
     def _identify(request: Request, bearer: HTTPAuthorizationCredentials | None, header_key: str | None) -> tuple[str, str | None]:
         """(the presented key, its name when valid); rate-limited per valid key, else per address."""
 
-        key = (bearer.credentials if bearer is not None else "") or (header_key or "")
-        name = config.keys.match(key) if key and config.keys.enabled else None
+        presented = [k for k in ((bearer.credentials if bearer is not None else ""), header_key or "") if k]
+        names = [config.keys.match(k) for k in presented] if config.keys.enabled else []
+        name = next((n for n in names if n), None)  # either header may carry the key (the openai client always sends a Bearer)
+        key = presented[0] if presented else ""
         client = f"key:{name}" if name else f"ip:{request.client.host if request.client else '?'}"
         wait = limiter.take(client)
         if wait > 0:

@@ -120,6 +120,7 @@ def test_maintainer_routes_need_a_key(client, tiny_store) -> None:
     assert client.get("/v1/review/proposed", headers={"Authorization": "Bearer wrong"}).json() == {"error": "unknown API key"}
     assert client.get("/v1/review/proposed", headers=MAINTAINER).status_code == 200
     assert client.get("/v1/review/proposed", headers={"X-API-Key": KEY}).status_code == 200
+    assert client.get("/v1/review/proposed", headers={"X-API-Key": KEY, "Authorization": "Bearer x"}).status_code == 200
     with TestClient(create_api(tiny_store, None, extractor=FakeExtractor())) as off:  # no QA_API_KEYS
         r = off.post("/v1/review/abc/accept", headers=MAINTAINER)
         assert r.status_code == 403 and "QA_API_KEYS" in r.json()["error"]

@@ -282,10 +282,17 @@ class AskPipeline:
 
         cfg = self.config
         ranked, tying = reading.ranked, []
-        if self.constraints is not None:  # the order only: each answer keeps its relation's probability
-            reordered, tying = self.constraints.apply(ranked, linked, reading.topic)
+        if self.constraints is not None:
+            # among the answers of the leading relation only, and the order only: each answer keeps its
+            # relation's probability (a tie to another named entity must not lift an answer of a
+            # relation the question did not ask for)
+            from qa_system.constraints import QuestionConstraints
+
+            lead = [item for item in ranked if item[1] >= 0.9 * ranked[0][1]][:200]
+            whole_lead = replace(self.constraints.weights, head=len(lead))  # all of them may move, not the first 5
+            reordered, tying = QuestionConstraints(self.store, whole_lead, self.constraints.statuses).apply(lead, linked, reading.topic)
             original = dict(ranked)
-            ranked = [(node, original[node]) for node, _ in reordered]
+            ranked = [(node, original[node]) for node, _ in reordered] + ranked[len(lead):]
         head = ranked[: cfg.alternatives + 1]
         values = {f.object: f.object_name for f in reading.facts if is_literal(f.object)}
         entities = self._entities([i for i, _ in head if not is_literal(i)])

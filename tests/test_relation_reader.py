@@ -34,9 +34,10 @@ class NameLinker:
     def link(self, question: str, top_k: int = 5) -> list[LinkedEntity]:
         hits = []
         for name in self.names:
-            if name.lower() in question.lower():
+            start = question.lower().find(name.lower())
+            if start >= 0:
                 entity = self.store.find_entities(name)[0]
-                hits.append(LinkedEntity(entity, 0.9, name, 0, len(name), ("fake",)))
+                hits.append(LinkedEntity(entity, 0.9, name, start, start + len(name), ("fake",)))
         return hits[:top_k]
 
 
@@ -140,3 +141,17 @@ def test_a_property_the_question_names_breaks_ties_within_the_asked_relation_onl
     facts = [_with_roles(_view("jack", "ACTED_IN", "h"), ["Hoffa"]), _view("danny", "DIRECTED", "h")]
     reading = RelationWordsReader(OverlapScorer()).read("Who directed Hoffa?", [LinkedTopic("h", "Hoffa", 0.9)], {"h": facts})
     assert reading.ranked[0][0] == "danny"
+
+
+def test_another_named_entity_picks_among_the_answers_of_the_asked_relation(movies: EmbeddedStore) -> None:
+    from qa_system.constraints import ConstraintWeights, QuestionConstraints
+
+    films = [Entity(id=f"f{i}", name=f"Film {i}") for i in range(8)]
+    movies.upsert_entities([*films, Entity(id="z", name="Robert Zemeckis")])
+    movies.upsert_facts([_fact("p1", "ACTED_IN", f.id) for f in films] + [_fact("z", "DIRECTED", "f7"), _fact("z", "born", "m1")])
+    pipeline = AskPipeline(movies, NameLinker(movies, ["Keanu Reeves", "Robert Zemeckis"]), SubgraphRetriever(movies, {}, {}, hops=1),
+                           NeverRanker(), PipelineConfig(words_threshold=0.3), words_reader=RelationWordsReader(OverlapScorer()),
+                           constraints=QuestionConstraints(movies, ConstraintWeights(adjacent=8.0, mentioned=4.0)))
+    answer = pipeline.ask("Which film did Keanu Reeves act in that Robert Zemeckis directed?")
+    assert answer.answer.id == "f7"
+    assert {f.relation for f in answer.evidence} == {"ACTED_IN", "DIRECTED"}

@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     workspace: Path = Field(default=Path("qa-workspace"))
     # Where benchmark data lives (layout of ../shared/data); only evaluation and training read it.
     data_dir: Path | None = None
-    # Logging level for stderr logs.
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Logging level for stderr logs (every library's; ``qa-system -v`` wins). Unset: warnings only,
+    # plus our own progress logs in training, imports and ingest (``qa_system.cli.quiet_logging``).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
 
     # Neo4j (or any Bolt server). When the URI is set, the graph lives there instead of embedded.
     neo4j_uri: str | None = Field(default=None, validation_alias=AliasChoices("NEO4J_URI", "QA_NEO4J_URI"))
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
     # Linked entities `ask` reads per question, each on its own (``topic_choice``): more is more
     # accurate with predicted linking and slower (3: p95 ~165 ms on 2 cores instead of ~85).
     read_topics: int = Field(default=1, ge=1, le=10)
+    # ``qa-system ask``: fuzzy entity linking through the MiniLM index over every entity name
+    # (``retrievers.name_embeddings``, built once per graph into <workspace>/indexes: minutes on CPU for
+    # the demo graph's 34k names). false = exact names and aliases only: a new graph answers at once.
+    fuzzy_linking: bool = True
     # Short MiniLM passes (the question, its mentions) through ONNX Runtime, exported once into
     # <workspace>/cache/onnx (``models.onnx_encoder``); false = eager PyTorch. Same answers.
     onnx_runtime: bool = True

@@ -9,6 +9,48 @@ from typing import Any
 
 from qa_system.errors import InputError, QAError
 
+SOURCES = {"graph": "from the graph", "graph-unsure": "from the graph, unsure", "llm": "from the LLM", "none": "no answer"}
+MAX_EVIDENCE = 5  # evidence lines printed under a plain-text answer (--json has them all)
+
+
+def _provenance(provenance: Any) -> str:
+    kind = getattr(provenance.source_kind, "value", str(provenance.source_kind))
+    if kind == "dataset":
+        return " ".join(part for part in (provenance.dataset or "dataset", provenance.split) if part)
+    if kind == "extractor":
+        return f"extracted from {provenance.document_id or 'a document'}"
+    if kind == "llm":
+        return f"proposed by LLM {provenance.model}".strip()
+    return f"entered by {provenance.reviewer or 'a maintainer'}"
+
+
+def answer_text(answer: Any, max_evidence: int = MAX_EVIDENCE) -> str:
+    """An ``Answer`` as people read it (``ask`` without ``--json``): the answer, its confidence and
+    source, then one line per evidence fact, relations in words::
+
+        Christopher Nolan  (confidence 0.91, from the graph)
+          Christopher Nolan —film→ Inception   [verified, fb15k-237 train]
+
+    A literal answer (``kind == "value"``) prints its value; no answer prints the message."""
+
+    from qa_system.relations import readable_relation
+
+    if answer.answer is None:
+        return answer.message or "No answer."
+    source = SOURCES.get(answer.source, answer.source)
+    if answer.source == "llm" and answer.validated is not None:
+        source += ", validated" if answer.validated else ", not validated"
+    lines = [f"{answer.answer.name}  (confidence {answer.confidence:.2f}, {source})"]
+    if answer.message:
+        lines.append(f"  {answer.message}")
+    for fact in answer.evidence[:max_evidence]:
+        status = getattr(fact.status, "value", str(fact.status))
+        lines.append(f"  {fact.subject_name} —{readable_relation(fact.relation)}→ {fact.object_name}   "
+                     f"[{status}, {_provenance(fact.provenance)}]")
+    if len(answer.evidence) > max_evidence:
+        lines.append(f"  … {len(answer.evidence) - max_evidence} more (--json)")
+    return "\n".join(lines)
+
 
 def _ask(args: argparse.Namespace, settings: Any) -> int:
     from graph.open import open_store
@@ -31,7 +73,7 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
     try:
         ensure_demo_graph(store)
         pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=settings.read_topics if args.read_topics is None else args.read_topics,
-                                 constraints=not args.no_constraints)
+                                 constraints=not args.no_constraints, use_faiss=settings.fuzzy_linking)
         if args.fallback:
             from qa_system.fallback_step import build_fallback_step
 
@@ -40,18 +82,16 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
             freeze_loaded_heap()
         for line_number, question in enumerate(questions, start=1):
             try:
-                answer = pipeline.ask(question).model_dump(mode="json")
+                answer = pipeline.ask(question)
             except QAError as e:
                 if args.file is None:
                     raise
-                answer = {"question": question, "error": str(e), "line": line_number}
+                emit_json({"question": question, "error": str(e), "line": line_number})
+                continue
             if args.json or args.jsonl or args.file is not None:
-                emit_json(answer)
+                emit_json(answer.model_dump(mode="json"))
             else:
-                best = answer.get("answer")
-                sys.stdout.write(
-                    (f"{best['name']} ({answer['confidence']:.2f}, {answer['source']})" if best else answer.get("message", "")) + "\n"
-                )
+                sys.stdout.write(answer_text(answer) + "\n")
     finally:
         store.close()
     return 0

@@ -76,8 +76,12 @@ def relation_texts(relations: Sequence[str]) -> list[str]:
 
 
 def build_reader(
-    hitter_dir: Path, *, use_graph: bool = True, graph_scores: bool = True, lora_r: int = 8
+    hitter_dir: Path, *, use_graph: bool = True, graph_scores: bool = True, lora_r: int = 8, init_relation_head: bool = True
 ) -> tuple[QAReader, Any, list[str], list[str]]:
+    """A reader over the HittER checkpoint in ``hitter_dir``; ``init_relation_head=False`` skips the
+    zero-shot start of the relation head (an encoder pass over every relation's name: seconds on
+    CPU at each ``ask`` start) when trained weights replace it next."""
+
     entities, relations = load_vocab(hitter_dir)
     hitter, _card = load_checkpoint(hitter_dir, entities=entities, relations=relations)
     tokenizer, encoder = load_backbone()
@@ -90,7 +94,8 @@ def build_reader(
         lora_r=lora_r,
     )
     reader = QAReader(config, encoder, hitter)
-    reader.init_relation_head(relation_texts(relations), tokenizer)  # overwritten when trained weights are loaded
+    if init_relation_head:
+        reader.init_relation_head(relation_texts(relations), tokenizer)  # overwritten when trained weights are loaded
     return reader, tokenizer, entities, relations
 
 
@@ -193,9 +198,9 @@ def load_reader_checkpoint(
         raise CheckpointError(f"reader card {folder / CARD} names no HittER checkpoint")
     graph_scores = bool((card.get("reader_config") or {}).get("graph_scores", True))  # cards before the switch had them
     reader, tokenizer, entities, relations = build_reader(
-        hitter_dir, use_graph=use_graph and bool(card.get("use_graph", True)), graph_scores=graph_scores
+        hitter_dir, use_graph=use_graph and bool(card.get("use_graph", True)), graph_scores=graph_scores, init_relation_head=False
     )
-    load_reader_weights(reader, folder)
+    load_reader_weights(reader, folder)  # every trainable tensor, the relation head's included (or CheckpointError)
     if merge:
         merge_lora_for_inference(reader)
     return reader, tokenizer, entities, relations, card

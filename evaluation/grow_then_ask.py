@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -59,6 +60,59 @@ def load_examples(data_dir: Path, split: str, texts: int) -> list[dict[str, Any]
     return json.loads(path.read_text(encoding="utf-8"))[:texts]
 
 
+def _record_partitions(pipeline: Any) -> list[float]:
+    """Instrument the pipeline's words reader: each reading's log partition (how well the topic's
+    best relations fit the question) is appended to the returned list; the confidence under any null
+    logit follows from it without asking again (``null_grid``)."""
+
+    seen: list[float] = []
+    reader = pipeline.words_reader
+    read = reader.read
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        reading = read(*args, **kwargs)
+        if reading is not None:
+            seen.append(reading.log_partition)
+        return reading
+
+    reader.read = recording
+    return seen
+
+
+NULL_GRID = (None, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+
+
+def null_grid(rows: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
+    """For each null logit: questions answered sure, their precision, and the net (right minus wrong
+    sure answers). A words answer's confidence p becomes p / (1 + exp(null - log partition)); answers
+    from the trained reader (no partition recorded) keep theirs. ``rows`` must have been asked with no
+    null logit."""
+
+    table = []
+    for null in NULL_GRID:
+        sure = right = 0
+        for row in rows:
+            confidence, partition = row["confidence"], row["log_partition"]
+            if null is not None and partition is not None and row["source"] != "none":
+                confidence = confidence / (1.0 + math.exp(min(null - partition, 700.0)))
+            if confidence >= threshold and row["answer"]:
+                sure += 1
+                right += bool(row["hit"])
+        table.append({"null_logit": null, "answered_sure": round(sure / max(len(rows), 1), 4),
+                      "precision_when_sure": round(right / max(sure, 1), 4), "net_sure": right - (sure - right)})
+    return table
+
+
+def write_calibration(record: dict[str, Any], path: Path) -> None:
+    """The null logit with the most right-minus-wrong sure answers (ties: the smaller), fitted here."""
+
+    best = max(record["null_logit_grid"], key=lambda r: (r["net_sure"], -(r["null_logit"] if r["null_logit"] is not None else -99)))
+    calibration = {"null_logit": best["null_logit"], "rule": "most right-minus-wrong sure answers over NULL_GRID, ties to the smaller",
+                   "fitted_on": f"grow-then-ask webnlg {record['split']} ({record['texts']} texts, {record['questions']} questions)",
+                   "at_fit": best, "command": record["command"] + f" --fit-null {path}"}
+    path.write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--split", choices=("val", "train"), default="val", help="WebNLG split whose texts are ingested")
@@ -66,6 +120,8 @@ def main() -> None:
     parser.add_argument("--extractor", choices=("qidn", "gold"), default="qidn", help="the shipped QIDN model, or the gold triples (oracle)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("QA_DATA_DIR", "../shared/data")), help="benchmark data")
     parser.add_argument("--index-cache", type=Path, help="saved name index of the pristine demo graph (copied in; saved when absent)")
+    parser.add_argument("--fit-null", type=Path, metavar="FILE", help="fit the words reader's null logit on these questions (a dev "
+                        "split) and write it to FILE (the shipped one: qa_system/data/words-calibration.json)")
     parser.add_argument("--out", type=Path, help="record path (default evaluation/results/grow-then-ask-webnlg-SPLIT-EXTRACTOR.json)")
     args = parser.parse_args()
 
@@ -114,6 +170,9 @@ def main() -> None:
         resolver.close()
         settings = Settings(workspace=workspace)
         pipeline = load_pipeline(settings, store)
+        shipped_null = pipeline.words_reader.null_logit
+        pipeline.words_reader.null_logit = None  # asked without it; every null logit's effect follows (``null_grid``)
+        partitions = _record_partitions(pipeline)
         rows = []
         questions = [(s, r, o) for example in examples for s, r, o in example["triple_list"]]
         questions = list(dict.fromkeys(questions))
@@ -137,7 +196,9 @@ def main() -> None:
                 neighbours = store.neighbors([topic], hops=1).facts
                 reachable = any(normalise(f.object_name if f.subject == topic else f.subject_name) in right
                                 or "id:" + (f.object if f.subject == topic else f.subject) in right for f in neighbours)
-            rows.append({"question": question, "gold": sorted(a for a in right if not a.startswith("id:")), "answer": got, "kind": answer.answer.kind if answer.answer else "",
+            partition = partitions.pop() if partitions else None
+            partitions.clear()
+            rows.append({"log_partition": partition, "question": question, "gold": sorted(a for a in right if not a.startswith("id:")), "answer": got, "kind": answer.answer.kind if answer.answer else "",
                          "source": answer.source, "confidence": round(answer.confidence, 4), "hit": bool(got) and (normalise(got) in right or "id:" + answer.answer.id in right),
                          "topic": answer.topic_entities[0].name if answer.topic_entities else "", "subject": subject, "relation": relation,
                          "gold_neighbour_of_topic": reachable})
@@ -162,6 +223,13 @@ def main() -> None:
         "command": f"python -m evaluation.grow_then_ask --split {args.split} --texts {args.texts} --extractor {args.extractor}",
         "rows": rows,
     }
+    record["null_logit_grid"] = null_grid(rows, pipeline.config.words_threshold)
+    record["shipped_null_logit"] = shipped_null
+    shipped = [r for r in record["null_logit_grid"] if r["null_logit"] == shipped_null]
+    if shipped:  # the headline: what a user of the shipped calibration sees
+        record["answered_sure"], record["precision_when_sure"] = shipped[0]["answered_sure"], shipped[0]["precision_when_sure"]
+    if args.fit_null:
+        write_calibration(record, args.fit_null)
     out = args.out or Path(f"evaluation/results/grow-then-ask-webnlg-{args.split}-{args.extractor}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -459,6 +459,20 @@ def freeze_loaded_heap() -> None:
     gc.freeze()
 
 
+def words_calibration() -> dict[str, Any]:
+    """The relation-words reader's confidence calibration shipped in ``qa_system/data/words-calibration.json``
+    (its null logit, fitted by ``evaluation.grow_then_ask --fit-null``); empty when absent."""
+
+    import json
+    from importlib import resources
+
+    path = resources.files("qa_system") / "data" / "words-calibration.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def load_pipeline(
     settings: Any, store: Any, *, reader_dir: Any = None, hops: int = 1, limit_per_entity: int | None = None, use_faiss: bool = True,
     background_index: bool = False, rerank: bool = True, rerank_top_k: int | None = None, rerank_precision: str | None = None,
@@ -515,6 +529,6 @@ def load_pipeline(
         from qa_system.ask.relation_reader import LazyRelationScorer, RelationWordsReader
         from qa_system.models.relation_scorer import load_relation_scorer
 
-        words_reader = RelationWordsReader(LazyRelationScorer(load_relation_scorer))
+        words_reader = RelationWordsReader(LazyRelationScorer(load_relation_scorer), null_logit=words_calibration().get("null_logit"))
     return AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
                        constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)

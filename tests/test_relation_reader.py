@@ -155,3 +155,13 @@ def test_another_named_entity_picks_among_the_answers_of_the_asked_relation(movi
     answer = pipeline.ask("Which film did Keanu Reeves act in that Robert Zemeckis directed?")
     assert answer.answer.id == "f7"
     assert {f.relation for f in answer.evidence} == {"ACTED_IN", "DIRECTED"}
+
+
+def test_no_fitting_relation_means_low_confidence_with_a_null_group() -> None:
+    facts = [_view("a", "ACTED_IN", "m"), _view("d", "DIRECTED", "m")]
+    topic = [LinkedTopic("m", "The Matrix", 0.9)]
+    plain = RelationWordsReader(OverlapScorer()).read("What is the budget of it?", topic, {"m": facts})
+    guarded = RelationWordsReader(OverlapScorer(), null_logit=2.0).read("What is the budget of it?", topic, {"m": facts})
+    assert plain.ranked[0][1] == pytest.approx(0.5) and guarded.ranked[0][1] < 0.15
+    fitting = RelationWordsReader(OverlapScorer(), null_logit=2.0).read("Who directed it?", topic, {"m": facts})
+    assert fitting.ranked[0][0] == "d" and fitting.ranked[0][1] > 0.6

@@ -68,6 +68,7 @@ class WordsReading:
     topic: str  # the topic the best answer hangs off
     group_probs: dict[tuple[str, str, bool], float]  # (topic, relation, topic is subject) -> probability
     facts: list[FactView] = field(default_factory=list)  # every fact read
+    log_partition: float = 0.0  # log of the summed exp(group logits): how well the best relations fit at all
 
     def evidence(self, answer: str) -> list[FactView]:
         """The facts joining the answer's topic and the answer, the most probable relation first."""
@@ -120,6 +121,7 @@ class RelationWordsReader:
         link_weight: float = 1.0,
         prior: AnswerTypePrior | None = None,
         max_topics: int = 2,
+        null_logit: float | None = None,
     ) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive; got {temperature}")
@@ -128,6 +130,10 @@ class RelationWordsReader:
         self.link_weight = link_weight  # nats per unit of log link score: a better-linked topic's groups lead
         self.prior = prior or AnswerTypePrior()
         self.max_topics = max_topics
+        # "none of these relations": a group with this fixed logit joins the softmax (and is never an
+        # answer), so when no relation of the topic fits the question the confidence falls instead of
+        # the least bad relation taking all the probability. Fitted on grown-graph dev questions.
+        self.null_logit = null_logit
 
     def read(self, question: str, topics: Sequence[LinkedTopic], facts_by_topic: dict[str, list[FactView]]) -> WordsReading | None:
         """None when no topic has a fact to answer from."""
@@ -162,8 +168,13 @@ class RelationWordsReader:
             for j, i in enumerate(positions):
                 kinds = [(node, datatypes.get(node, "")) for node in groups[keys[i]]]
                 logits[i] = raw[j] / self.temperature + self.prior(question, kinds) + link_term
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        top = float(logits.max())
+        probs = np.exp(logits - top)
+        total = float(probs.sum())
+        log_partition = top + math.log(total)
+        if self.null_logit is not None:
+            total += math.exp(min(self.null_logit - top, 700.0))
+        probs /= total
         group_probs = {key: float(p) for key, p in zip(keys, probs)}
         # a candidate is right when any group holding it is the asked one; ties: fewer rivals in its group
         score: dict[str, float] = {}
@@ -185,7 +196,7 @@ class RelationWordsReader:
         head = [n for n in order if score[n] >= 0.9 * top]
         order = sorted(head, key=lambda n: n not in named) + order[len(head):]
         ranked = [(n, min(1.0, score[n])) for n in order]
-        return WordsReading(ranked=ranked, topic=home[order[0]][1], group_probs=group_probs, facts=read_facts)
+        return WordsReading(ranked=ranked, topic=home[order[0]][1], group_probs=group_probs, facts=read_facts, log_partition=log_partition)
 
 
 _WORD = re.compile(r"\w+")

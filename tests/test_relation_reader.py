@@ -165,3 +165,16 @@ def test_no_fitting_relation_means_low_confidence_with_a_null_group() -> None:
     assert plain.ranked[0][1] == pytest.approx(0.5) and guarded.ranked[0][1] < 0.15
     fitting = RelationWordsReader(OverlapScorer(), null_logit=2.0).read("Who directed it?", topic, {"m": facts})
     assert fitting.ranked[0][0] == "d" and fitting.ranked[0][1] > 0.6
+
+
+def test_null_grid_lowers_only_words_answers_and_fits_the_best_net() -> None:
+    from evaluation.grow_then_ask import null_grid
+
+    rows = [
+        {"confidence": 0.9, "log_partition": 5.0, "source": "graph", "answer": "a", "hit": True},  # relations fit: stays sure
+        {"confidence": 0.9, "log_partition": -3.0, "source": "graph", "answer": "b", "hit": False},  # nothing fits: falls
+        {"confidence": 0.9, "log_partition": None, "source": "graph", "answer": "c", "hit": True},  # the trained reader's
+    ]
+    table = {r["null_logit"]: r for r in null_grid(rows, 0.5)}
+    assert table[None]["answered_sure"] == 1.0 and table[None]["net_sure"] == 1
+    assert table[2.0]["answered_sure"] == pytest.approx(2 / 3, abs=1e-4) and table[2.0]["net_sure"] == 2

@@ -171,7 +171,7 @@ def read_csv_graph(folder: Path, mapping: Mapping) -> tuple[list[GraphBatch], li
             key = _grouped(id_column.group, raw)
             labels = [x.strip() for x in row[label_column.index].split(ARRAY_SEPARATOR) if x.strip()] if label_column else []
             props = _properties(columns, row, path, line)
-            if len(node_batches[-1].entities) >= mapping.batch_size:
+            if len(node_batches[-1].entities) >= mapping.file_batch_size:
                 node_batches.append(GraphBatch())
             batch = node_batches[-1]
             ids[key] = mapper.node(key, labels, props, batch)
@@ -194,7 +194,7 @@ def read_csv_graph(folder: Path, mapping: Mapping) -> tuple[list[GraphBatch], li
             rel_type = row[type_column.index].strip()
             if not rel_type:
                 raise DataFormatError("empty :TYPE", path=str(path), line=line)
-            if len(rel_batches[-1].facts) >= mapping.batch_size:
+            if len(rel_batches[-1].facts) >= mapping.file_batch_size:
                 rel_batches.append(GraphBatch())
             rel_batches[-1].facts.append(mapper.fact(ends[0], rel_type, ends[1], _properties(columns, row, path, line)))
             rel_batches[-1].records += 1

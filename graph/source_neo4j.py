@@ -181,7 +181,7 @@ def import_bolt_graph(
         ids: dict[str, str] = {}  # source node id -> entity id (the same unless --id-property)
         done = 0
         while True:
-            rows = source.node_page(done, mapping.batch_size)
+            rows = source.node_page(done, mapping.page_size)
             if not rows:
                 break
             batch = GraphBatch(records=len(rows))
@@ -191,11 +191,11 @@ def import_bolt_graph(
             done += len(rows)
             if progress:
                 progress("nodes", done, max(done, total_nodes))
-            if len(rows) < mapping.batch_size:
+            if len(rows) < mapping.page_size:
                 break
         done = 0
         while True:
-            rows = source.relationship_page(done, mapping.batch_size)
+            rows = source.relationship_page(done, mapping.page_size)
             if not rows:
                 break
             batch = GraphBatch(records=len(rows))
@@ -210,7 +210,7 @@ def import_bolt_graph(
             done += len(rows)
             if progress:
                 progress("relationships", done, max(done, total_rels))
-            if len(rows) < mapping.batch_size:
+            if len(rows) < mapping.page_size:
                 break
     if skipped:
         log.warning("%s: %d relationship(s) skipped: an end node appeared after the node pass (re-run the import)", dataset, skipped)

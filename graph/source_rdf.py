@@ -145,7 +145,7 @@ def read_rdf_graph(path: Path, mapping: Mapping) -> tuple[list[GraphBatch], list
             links.append((s, predicate, o))
     batches: list[GraphBatch] = [GraphBatch()]
     for term in nodes:
-        if len(batches[-1].entities) >= mapping.batch_size:
+        if len(batches[-1].entities) >= mapping.file_batch_size:
             batches.append(GraphBatch())
         batch, entity_id = batches[-1], node_id(term)
         own = texts.get(term, {})
@@ -169,7 +169,7 @@ def read_rdf_graph(path: Path, mapping: Mapping) -> tuple[list[GraphBatch], list
         batch.records += 1
     link_batches: list[GraphBatch] = [GraphBatch()]
     for s, predicate, o in links:
-        if len(link_batches[-1].facts) >= mapping.batch_size:
+        if len(link_batches[-1].facts) >= mapping.file_batch_size:
             link_batches.append(GraphBatch())
         link_batches[-1].facts.append(mapper.fact(node_id(s), predicate, node_id(o)))
         link_batches[-1].records += 1

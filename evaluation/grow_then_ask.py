@@ -60,6 +60,13 @@ def load_examples(data_dir: Path, split: str, texts: int) -> list[dict[str, Any]
     return json.loads(path.read_text(encoding="utf-8"))[:texts]
 
 
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
+
+
 def _record_partitions(pipeline: Any) -> list[float]:
     """Instrument the pipeline's words reader: each reading's log partition (how well the topic's
     best relations fit the question) is appended to the returned list; the confidence under any null
@@ -187,7 +194,9 @@ def main() -> None:
             first_object.setdefault((s, r), o)
         for (subject, relation), obj in tqdm(first_object.items(), desc="ask", unit="q"):
             question = question_for(subject, relation, obj)
+            started = time.perf_counter()
             answer = pipeline.ask(question, fallback=False)
+            took_ms = 1000 * (time.perf_counter() - started)
             got = answer.answer.name if answer.answer else ""
             right = answers[(subject, relation)]
             topic = answer.topic_entities[0].id if answer.topic_entities else ""
@@ -198,7 +207,7 @@ def main() -> None:
                                 or "id:" + (f.object if f.subject == topic else f.subject) in right for f in neighbours)
             partition = partitions.pop() if partitions else None
             partitions.clear()
-            rows.append({"log_partition": partition, "question": question, "gold": sorted(a for a in right if not a.startswith("id:")), "answer": got, "kind": answer.answer.kind if answer.answer else "",
+            rows.append({"ms": round(took_ms, 1), "log_partition": partition, "question": question, "gold": sorted(a for a in right if not a.startswith("id:")), "answer": got, "kind": answer.answer.kind if answer.answer else "",
                          "source": answer.source, "confidence": round(answer.confidence, 4), "hit": bool(got) and (normalise(got) in right or "id:" + answer.answer.id in right),
                          "topic": answer.topic_entities[0].name if answer.topic_entities else "", "subject": subject, "relation": relation,
                          "gold_neighbour_of_topic": reachable})
@@ -218,7 +227,8 @@ def main() -> None:
         "hits_at_1_where_reachable": round(sum(r["hit"] for r in rows if r["gold_neighbour_of_topic"]) / max(reachable, 1), 4),
         "linked_topic_is_the_subject": round(topic_named / max(n, 1), 4),
         "answered_sure": round(len(sure) / max(n, 1), 4), "precision_when_sure": round(sum(r["hit"] for r in sure) / max(len(sure), 1), 4),
-        "ask_ms_mean": round(1000 * ask_s / max(n, 1), 1), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "ask_ms_mean": round(1000 * ask_s / max(n, 1), 1), "ask_ms_p50": _percentile([r["ms"] for r in rows], 50),
+        "ask_ms_p95": _percentile([r["ms"] for r in rows], 95), "load_average_1min": round(os.getloadavg()[0], 2), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": f"python -m evaluation.grow_then_ask --split {args.split} --texts {args.texts} --extractor {args.extractor}",
         "rows": rows,

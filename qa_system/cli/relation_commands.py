@@ -19,13 +19,19 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     t = train.add_parser("relations", help="train the relation scorer (question vs relation words + direction)")
     t.add_argument("--holdout-third", action="store_true",
                    help="hold out a deterministic third of FB15k-237's relations (zero-shot benchmark)")
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--epochs", type=int, help="epochs (default 20 on a frozen encoder, 3 with LoRA)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-2 on a frozen encoder, 1e-3 with LoRA)")
     t.add_argument("--template", default="arrow", help="relation text template: arrow, of, brackets, words")
     t.add_argument("--no-mask", action="store_true", help="keep the topic mention in the question")
     t.add_argument("--no-lexical", action="store_true", help="no word-overlap feature")
-    t.add_argument("--lora-r", type=int, default=8)
+    t.add_argument("--lora-r", type=int, default=0,
+                   help="LoRA rank on the encoder (0 = frozen MiniLM: its vectors are computed once, fast on CPU)")
+    t.add_argument("--projection-rank", type=int, default=32, help="rank of the residual projection (0 = none)")
+    t.add_argument("--projection-sides", default="shared", choices=("shared", "both", "question"),
+                   help="one map for question and relation vectors, one per side, or the question side only")
+    t.add_argument("--projection-dropout", type=float, default=0.5)
+    t.add_argument("--vector-cache", type=Path, help="file keeping the frozen encoder's vectors between runs")
     t.add_argument("--max-steps", type=int, help="stop after N optimizer steps (smoke runs)")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--out", type=Path, help="training folder (default <workspace>/training/relation-scorer[-holdout])")
@@ -49,10 +55,13 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
     default = "relation-scorer-holdout" if args.holdout_third else "relation-scorer"
     out = Path(args.out) if args.out else settings.workspace / "training" / default
     config = RelationScorerConfig(template=args.template, mask=not args.no_mask, lexical=not args.no_lexical,
-                                  lora_r=args.lora_r)
+                                  lora_r=args.lora_r, projection_rank=args.projection_rank,
+                                  projection_sides=args.projection_sides, projection_dropout=args.projection_dropout)
+    epochs = args.epochs or (3 if args.lora_r else 20)
+    lr = args.lr or (1e-3 if args.lora_r else 1e-2)
     command = "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    summary = train_relation_scorer(out, holdout_third=args.holdout_third, epochs=args.epochs, batch_size=args.batch_size,
-                                    lr=args.lr, config=config, max_steps=args.max_steps, threads=args.threads,
+    summary = train_relation_scorer(out, holdout_third=args.holdout_third, epochs=epochs, batch_size=args.batch_size,
+                                    lr=lr, config=config, vector_cache=args.vector_cache, max_steps=args.max_steps, threads=args.threads,
                                     command=command)
     if args.export:
         export = Path(args.export)

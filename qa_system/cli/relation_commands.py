@@ -31,6 +31,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     t.add_argument("--projection-sides", default="shared", choices=("shared", "both", "question"),
                    help="one map for question and relation vectors, one per side, or the question side only")
     t.add_argument("--projection-dropout", type=float, default=0.5)
+    t.add_argument("--direction-rank", type=int, default=16,
+                   help="rank of the learned direction term (question x relation words, signed by direction; 0 = none)")
     t.add_argument("--vector-cache", type=Path, help="file keeping the frozen encoder's vectors between runs")
     t.add_argument("--max-steps", type=int, help="stop after N optimizer steps (smoke runs)")
     t.add_argument("--threads", type=int, default=2)
@@ -56,7 +58,8 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
     out = Path(args.out) if args.out else settings.workspace / "training" / default
     config = RelationScorerConfig(template=args.template, mask=not args.no_mask, lexical=not args.no_lexical,
                                   lora_r=args.lora_r, projection_rank=args.projection_rank,
-                                  projection_sides=args.projection_sides, projection_dropout=args.projection_dropout)
+                                  projection_sides=args.projection_sides, projection_dropout=args.projection_dropout,
+                                  direction_rank=args.direction_rank)
     epochs = args.epochs or (3 if args.lora_r else 20)
     lr = args.lr or (1e-3 if args.lora_r else 1e-2)
     command = "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:])

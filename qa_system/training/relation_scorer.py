@@ -213,13 +213,18 @@ class FrozenTable:
         for e in self.examples:
             for r, d in e.candidates:
                 t = text_of.setdefault((r, d), relation_text(r, d, config.template, config.placeholder))
-                words.setdefault(t, readable_relation(r))
+                words.setdefault(t, readable_relation(r) or r)
         self.texts = sorted(words)
         index = {t: i for i, t in enumerate(self.texts)}
         n, t = len(self.examples), len(self.texts)
         q_texts = [_question_text(e, config) for e in self.examples]
         self.Q = frozen.get(q_texts, config.question_max_length) if n else torch.zeros(0, 1)
         self.R = frozen.get(self.texts, config.relation_max_length) if t else torch.zeros(0, 1)
+        self.W = frozen.get([words[x] for x in self.texts], config.relation_max_length) if t else torch.zeros(0, 1)
+        sign_of = {}
+        for (r, d), x in text_of.items():
+            sign_of.setdefault(x, 1.0 if d else -1.0)
+        self.sign = torch.tensor([sign_of[x] for x in self.texts])
         self.count = torch.zeros(n, t)
         self.gold = torch.zeros(n, t)
         for i, e in enumerate(self.examples):
@@ -234,7 +239,8 @@ class FrozenTable:
     def logits(self, network: RelationBiEncoder, rows: torch.Tensor | slice) -> torch.Tensor:
         q = network.project(self.Q[rows], "question")
         r = network.project(self.R, "relation")
-        return network.combine(q @ r.T, self.overlap[rows], self.Q[rows] @ self.R.T)
+        return network.combine(q @ r.T, self.overlap[rows], self.Q[rows] @ self.R.T,
+                               network.direction_term(self.Q[rows], self.W, self.sign))
 
     def loss(self, network: RelationBiEncoder, rows: torch.Tensor, in_batch_weight: float) -> torch.Tensor:
         logits = self.logits(network, rows)
@@ -285,7 +291,15 @@ def _batch_loss(network: RelationBiEncoder, tokenizer: Any, batch: Sequence[Rela
         for i, q in enumerate(q_texts):
             stems = content_stems(q)
             overlap[i] = torch.tensor([lexical_overlap(stems, words_of_text[t]) for t in texts])
-    logits = network.combine(cosine, overlap, q_pooled @ r_pooled.T)  # (B, U)
+    direction = None
+    if network.direction_question is not None:
+        w_pooled = network.embed(**tokenize(tokenizer, [words_of_text[t] for t in texts], config.relation_max_length))
+        sign_of = {}
+        for (r, d), t in text_of.items():
+            sign_of.setdefault(t, 1.0 if d else -1.0)
+        sign = torch.tensor([sign_of[t] for t in texts])
+        direction = network.direction_term(q_pooled, w_pooled, sign)
+    logits = network.combine(cosine, overlap, q_pooled @ r_pooled.T, direction)  # (B, U)
     losses = []
     for i, e in enumerate(batch):
         own = torch.zeros(len(texts), dtype=torch.bool)
@@ -351,6 +365,7 @@ def train_relation_scorer(
         frozen.ensure({_question_text(e, config) for e in every}, config.question_max_length)
         frozen.ensure({relation_text(r, d, config.template, config.placeholder) for e in every for r, d in e.candidates},
                       config.relation_max_length)
+        frozen.ensure({readable_relation(r) or r for e in every for r, d in e.candidates}, config.relation_max_length)
         train_table, dev_table = FrozenTable(train, frozen, config), FrozenTable(dev_examples, frozen, config)
     params = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)

@@ -74,11 +74,10 @@ def test_prefers_right_unseen_relation_and_direction(scorer, question, topic, re
     assert relations[int(np.argmax(scores))] == expected
 
 
-DIRECTION = pytest.mark.xfail(strict=False, reason="known weakness: mean-pooled frozen MiniLM barely tells "
-                               "'what directed X' from 'X directed what' (see the module docstring)")
+DIRECTION = pytest.mark.xfail(strict=False, reason="known weakness: the direction within one relation rests on a "
+                               "small learned term over pooled frozen MiniLM vectors (see the module docstring)")
 
 
-@DIRECTION
 def test_direction_within_one_relation_acted_in(scorer):
     relations = [("ACTED_IN", True), ("ACTED_IN", False), ("born", True), ("DIRECTED", True)]
     scores = scorer.score("Which films did Keanu Reeves act in?", "Keanu Reeves", relations)
@@ -86,6 +85,11 @@ def test_direction_within_one_relation_acted_in(scorer):
 
 
 @DIRECTION
+def test_direction_acted_in_from_the_film(scorer):
+    scores = scorer.score("Who acted in The Matrix?", "The Matrix", [("ACTED_IN", False), ("ACTED_IN", True)])
+    assert scores[0] > scores[1]
+
+
 def test_direction_matters_for_directed(scorer):
     # "Who directed X" asks for the subject of DIRECTED when X is a film (topic is the object).
     scores = scorer.score("Who directed The Matrix?", "The Matrix", [("DIRECTED", False), ("DIRECTED", True)])

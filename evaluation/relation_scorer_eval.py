@@ -92,6 +92,8 @@ def run(checkpoint: Path | None, *, zero_shot: bool = False, split: str = "test"
         "model": scorer.name, "checkpoint": None if zero_shot else str(checkpoint),
         "config": scorer.config.to_dict(),
         "trained_with_holdout_third": bool(scorer.card.get("data", {}).get("holdout_third")),
+        "train_command": scorer.card.get("command"),
+        "train_dev": scorer.card.get("dev"),
         "all": evaluate(scorer, examples),
         "held_out_third": {
             "definition": "questions whose gold relations all lie in the held-out third (sha1(id) mod 3 == 0)",

@@ -334,6 +334,7 @@ def train_relation_scorer(
     threads: int = 2,
     command: str | None = None,
     vector_cache: Path | None = None,
+    weight_decay: float = 0.01,
 ) -> dict[str, Any]:
     """Train, checkpoint every epoch under ``out_dir/epoch-N``, keep the best on dev in ``out_dir/best``.
 
@@ -368,7 +369,7 @@ def train_relation_scorer(
         frozen.ensure({readable_relation(r) or r for e in every for r, d in e.candidates}, config.relation_max_length)
         train_table, dev_table = FrozenTable(train, frozen, config), FrozenTable(dev_examples, frozen, config)
     params = [p for p in network.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = max(1, steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs))
     warmup = max(1, total // 10)
@@ -386,7 +387,7 @@ def train_relation_scorer(
                  "train_questions": len(train), "train_questions_available": len(train_examples),
                  "holdout_third": holdout_third},
         "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "in_batch_weight": in_batch_weight,
-                     "seed": seed, "threads": threads},
+                     "weight_decay": weight_decay, "seed": seed, "threads": threads},
     }
     for epoch in range(1, epochs + 1):
         network.train()

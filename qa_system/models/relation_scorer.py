@@ -55,7 +55,7 @@ from qa_system.relations import readable_relation
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "relation-scorer-minilm-lora"
+MODEL_NAME = "relation-scorer-minilm"
 WEIGHTS, CARD = "adapters.safetensors", "card.json"
 SHIPPED = "relation-scorer"
 PLACEHOLDER = "X"

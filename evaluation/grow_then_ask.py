@@ -86,7 +86,8 @@ def _record_partitions(pipeline: Any) -> list[float]:
     return seen
 
 
-NULL_GRID = (None, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+# the scorers' logits are cosine x ~20 (plus the link and answer-type terms): log partitions run ~8-21
+NULL_GRID = (None, 0.0, 4.0, 8.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0)
 
 
 def null_grid(rows: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
@@ -114,7 +115,7 @@ def write_calibration(record: dict[str, Any], path: Path) -> None:
     """The null logit with the most right-minus-wrong sure answers (ties: the smaller), fitted here."""
 
     best = max(record["null_logit_grid"], key=lambda r: (r["net_sure"], -(r["null_logit"] if r["null_logit"] is not None else -99)))
-    calibration = {"null_logit": best["null_logit"], "rule": "most right-minus-wrong sure answers over NULL_GRID, ties to the smaller",
+    calibration = {"scorer": record["relation_scorer"], "null_logit": best["null_logit"], "rule": "most right-minus-wrong sure answers over NULL_GRID, ties to the smaller",
                    "fitted_on": f"grow-then-ask webnlg {record['split']} ({record['texts']} texts, {record['questions']} questions)",
                    "at_fit": best, "command": record["command"] + f" --fit-null {path}"}
     path.write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--extractor", choices=("qidn", "gold"), default="qidn", help="the shipped QIDN model, or the gold triples (oracle)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("QA_DATA_DIR", "../shared/data")), help="benchmark data")
     parser.add_argument("--index-cache", type=Path, help="saved name index of the pristine demo graph (copied in; saved when absent)")
+    parser.add_argument("--relation-scorer", choices=("shipped", "zero-shot", "trained"), default="shipped",
+                        help="the scorer qa_system/data/words-calibration.json names, plain MiniLM cosine, or the trained checkpoint")
     parser.add_argument("--fit-null", type=Path, metavar="FILE", help="fit the words reader's null logit on these questions (a dev "
                         "split) and write it to FILE (the shipped one: qa_system/data/words-calibration.json)")
     parser.add_argument("--out", type=Path, help="record path (default evaluation/results/grow-then-ask-webnlg-SPLIT-EXTRACTOR.json)")
@@ -177,6 +180,10 @@ def main() -> None:
         resolver.close()
         settings = Settings(workspace=workspace)
         pipeline = load_pipeline(settings, store)
+        if args.relation_scorer != "shipped":  # MiniLM cosine, or the scorer trained on FB15k-237 relations
+            from qa_system.models.relation_scorer import load_relation_scorer, zero_shot_scorer
+
+            pipeline.words_reader.scorer = zero_shot_scorer() if args.relation_scorer == "zero-shot" else load_relation_scorer()
         shipped_null = pipeline.words_reader.null_logit
         pipeline.words_reader.null_logit = None  # asked without it; every null logit's effect follows (``null_grid``)
         partitions = _record_partitions(pipeline)
@@ -230,7 +237,9 @@ def main() -> None:
         "ask_ms_mean": round(1000 * ask_s / max(n, 1), 1), "ask_ms_p50": _percentile([r["ms"] for r in rows], 50),
         "ask_ms_p95": _percentile([r["ms"] for r in rows], 95), "load_average_1min": round(os.getloadavg()[0], 2), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": f"python -m evaluation.grow_then_ask --split {args.split} --texts {args.texts} --extractor {args.extractor}",
+        "relation_scorer": args.relation_scorer,
+        "command": f"python -m evaluation.grow_then_ask --split {args.split} --texts {args.texts} --extractor {args.extractor}"
+        + (f" --relation-scorer {args.relation_scorer}" if args.relation_scorer != "shipped" else ""),
         "rows": rows,
     }
     record["null_logit_grid"] = null_grid(rows, pipeline.config.words_threshold)

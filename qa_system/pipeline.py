@@ -460,8 +460,9 @@ def freeze_loaded_heap() -> None:
 
 
 def words_calibration() -> dict[str, Any]:
-    """The relation-words reader's confidence calibration shipped in ``qa_system/data/words-calibration.json``
-    (its null logit, fitted by ``evaluation.grow_then_ask --fit-null``); empty when absent."""
+    """The relation-words reader's settings shipped in ``qa_system/data/words-calibration.json``: which
+    relation scorer it uses and its null logit, both chosen on grown-graph dev questions
+    (``evaluation.grow_then_ask --fit-null``); empty when absent."""
 
     import json
     from importlib import resources
@@ -527,8 +528,12 @@ def load_pipeline(
     words_reader = None
     if words:
         from qa_system.ask.relation_reader import LazyRelationScorer, RelationWordsReader
-        from qa_system.models.relation_scorer import load_relation_scorer
+        from qa_system.models.relation_scorer import load_relation_scorer, zero_shot_scorer
 
-        words_reader = RelationWordsReader(LazyRelationScorer(load_relation_scorer), null_logit=words_calibration().get("null_logit"))
+        calibration = words_calibration()
+        # which scorer answers by relation words is a dev decision kept with its calibration: MiniLM
+        # cosine ("zero-shot") or the shipped trained scorer ("trained")
+        scorer = zero_shot_scorer if calibration.get("scorer", "trained") == "zero-shot" else load_relation_scorer
+        words_reader = RelationWordsReader(LazyRelationScorer(scorer), null_logit=calibration.get("null_logit"))
     return AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
                        constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)

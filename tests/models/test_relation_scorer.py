@@ -10,8 +10,8 @@ import pytest
 
 from qa_system.models.relation_scorer import (
     RelationScorerConfig,
-    lexical_overlap,
     content_stems,
+    lexical_overlap,
     load_relation_scorer,
     mask_topic,
     relation_text,

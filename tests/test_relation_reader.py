@@ -177,7 +177,7 @@ def test_null_grid_lowers_only_words_answers_and_fits_the_best_net() -> None:
     ]
     table = {r["null_logit"]: r for r in null_grid(rows, 0.5)}
     assert table[None]["answered_sure"] == 1.0 and table[None]["net_sure"] == 1
-    assert table[2.0]["answered_sure"] == pytest.approx(2 / 3, abs=1e-4) and table[2.0]["net_sure"] == 2
+    assert table[4.0]["answered_sure"] == pytest.approx(2 / 3, abs=1e-4) and table[4.0]["net_sure"] == 2
 
 
 def test_the_shipped_words_calibration_names_a_scorer_and_a_null_logit() -> None:

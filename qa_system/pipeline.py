@@ -535,5 +535,25 @@ def load_pipeline(
         # cosine ("zero-shot") or the shipped trained scorer ("trained")
         scorer = zero_shot_scorer if calibration.get("scorer", "trained") == "zero-shot" else load_relation_scorer
         words_reader = RelationWordsReader(LazyRelationScorer(scorer), null_logit=calibration.get("null_logit"))
-    return AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
-                       constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)
+    pipeline = AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
+                           constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)
+    if words_reader is not None and background_index:  # the app: every relation's words encoded before the questions come
+        _warm_relations_in_background(pipeline)
+    return pipeline
+
+
+def _warm_relations_in_background(pipeline: AskPipeline) -> threading.Thread:
+    """Encode the texts of every relation the store holds for the relation-words reader, off the
+    ask path (a hub topic's first question would otherwise encode hundreds of relation texts)."""
+
+    def warm() -> None:
+        try:
+            relations = sorted(pipeline.store.stats().facts_by_relation)
+            count = pipeline.words_reader.scorer.warm(relations, pipeline._model_lock)  # type: ignore[union-attr]
+            log.info("relation-words reader: %d relation texts encoded ahead", count)
+        except Exception:  # noqa: BLE001 - a head start only; questions encode what they need
+            log.exception("encoding relation texts ahead failed; questions will encode their own")
+
+    thread = threading.Thread(target=warm, name="relation-texts", daemon=True)
+    thread.start()
+    return thread

@@ -186,3 +186,25 @@ def test_the_shipped_words_calibration_names_a_scorer_and_a_null_logit() -> None
     calibration = words_calibration()
     assert calibration["scorer"] in ("zero-shot", "trained") and isinstance(calibration["null_logit"], float)
     assert "grow_then_ask" in calibration["command"]
+
+
+def test_warming_encodes_every_relation_in_both_directions_under_the_lock() -> None:
+    import threading
+
+    from qa_system.ask.relation_reader import LazyRelationScorer
+
+    class Recording(OverlapScorer):
+        def __init__(self) -> None:
+            self.encoded: list[str] = []
+
+        def relation_text(self, relation: str, topic_is_subject: bool) -> str:
+            return f"X {relation} ?" if topic_is_subject else f"? {relation} X"
+
+        def relation_vectors(self, texts):
+            assert lock.locked()
+            self.encoded += texts
+
+    lock, inner = threading.Lock(), Recording()
+    lazy = LazyRelationScorer(lambda: inner)
+    assert lazy.warm(["born", "ACTED_IN"], lock, chunk=3) == 4
+    assert inner.encoded == ["X born ?", "? born X", "X ACTED_IN ?", "? ACTED_IN X"]

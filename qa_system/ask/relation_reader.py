@@ -50,6 +50,24 @@ class LazyRelationScorer:
                     self._scorer = self._load()
         return self._scorer.score(question, topic_name, relations)
 
+    def warm(self, relations: Sequence[str], lock: Any, chunk: int = 64) -> int:
+        """Load the scorer and encode every relation's texts (both directions) ahead of the
+        questions, ``chunk`` at a time under ``lock`` (the pipeline's model lock: a question waits for
+        one chunk at most). The app calls it in a background thread at start; returns texts encoded."""
+
+        if self._scorer is None:
+            with self._lock:
+                if self._scorer is None:
+                    self._scorer = self._load()
+        scorer: Any = self._scorer
+        if not hasattr(scorer, "relation_vectors"):
+            return 0
+        texts = [scorer.relation_text(r, d) for r in relations for d in (True, False)]
+        for start in range(0, len(texts), chunk):
+            with lock:
+                scorer.relation_vectors(texts[start : start + chunk])
+        return len(texts)
+
 
 @dataclass(frozen=True)
 class LinkedTopic:

@@ -8,6 +8,7 @@ seed)`` (its neighbour reader for ``graph.traversal.expand``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,41 @@ class CypherStoreBase:
             }
             self._write(self.queries.set_fact_status, params)
         return self.get_fact(fact_id)
+
+    # -- maintenance -------------------------------------------------------------------------
+    def facts_of_document(self, document_id: str) -> list[FactView]:
+        if not document_id:
+            return []
+        # the id as the provenance JSON spells it (quotes and backslashes escaped), then an exact check
+        needle = json.dumps(str(document_id), ensure_ascii=False)[1:-1]
+        rows = self._rows(self.queries.facts_mentioning, {"needle": needle})
+        facts = (R.fact_from_row(r) for r in rows)
+        return sorted((f for f in facts if f.provenance.document_id == document_id), key=lambda f: f.id)
+
+    def delete_facts(self, ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return 0
+        with self._write_lock:  # type: ignore[attr-defined]
+            found = sorted(self._existing_fact_ids(ids))
+            for start in range(0, len(found), ID_CHUNK):
+                self._write(self.queries.delete_facts, {"ids": found[start : start + ID_CHUNK]})
+            self._after_delete()
+        return len(found)
+
+    def delete_entities(self, ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return 0
+        with self._write_lock:  # type: ignore[attr-defined]
+            found = sorted(self._existing_entity_ids(ids))
+            for start in range(0, len(found), ID_CHUNK):
+                self._write(self.queries.delete_entities, {"ids": found[start : start + ID_CHUNK]})
+            self._after_delete(found)
+        return len(found)
+
+    def _after_delete(self, entity_ids: Sequence[str] = ()) -> None:
+        """Hook: a store with caches or a name index of its own forgets what was deleted."""
 
     def _scan_ids(self, query: str) -> set[str]:
         """All ids a whole-graph id query returns (one id per row; Neo4j overrides for its one-list form)."""

@@ -175,6 +175,11 @@ class EmbeddedStore(CypherStoreBase):
                     progress(start + len(chunk), len(batch))
         return UpsertResult(added=len(fresh), merged=len(batch) - len(fresh))
 
+    def _after_delete(self, entity_ids: Sequence[str] = ()) -> None:
+        self._degrees = None
+        if entity_ids:
+            self.names.remove(entity_ids)
+
     # -- reads -----------------------------------------------------------------------------
     def _entities(self, ids: list[str]) -> list[Entity]:
         if not ids:

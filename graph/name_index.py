@@ -78,6 +78,23 @@ class NameIndex:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def remove(self, entity_ids: Iterable[str]) -> None:
+        """Forget these entities' names (deleted or merged entities)."""
+
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for entity_id in entity_ids:
+                    row = self._db.execute("SELECT rowid FROM ids WHERE entity_id = ?", (entity_id,)).fetchone()
+                    self._db.execute("DELETE FROM names WHERE entity_id = ?", (entity_id,))
+                    if row is not None:
+                        self._db.execute("DELETE FROM names_fts WHERE rowid = ?", (row[0],))
+                        self._db.execute("DELETE FROM ids WHERE rowid = ?", (row[0],))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def rebuild(self, entities: Iterable[Entity]) -> None:
         with self._lock:
             self._db.execute("DELETE FROM names")

@@ -53,6 +53,13 @@ class Queries:
     facts_by_split: str
     entities_by_type: str
     clear: tuple[str, ...]
+    # Maintenance (``qa-system forget`` / ``merge``). ``$needle`` is a document id as it appears in
+    # the provenance JSON; the store checks ``document_id`` exactly on what comes back.
+    facts_mentioning: str = (
+        f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.provenance CONTAINS $needle RETURN {FACT_COLUMNS}"
+    )
+    delete_facts: str = "MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.id IN $ids DELETE f"
+    delete_entities: str = "MATCH (e:Entity) WHERE e.id IN $ids DETACH DELETE e"
 
 
 _SHARED = dict(
@@ -113,6 +120,7 @@ _EMBEDDED_BY_IDS = dict(
     entities_by_ids=f"UNWIND $ids AS i MATCH (e:Entity {{id: i}}) RETURN {ENTITY_COLUMNS}",
     entity_texts_by_ids="UNWIND $ids AS i MATCH (e:Entity {id: i}) RETURN e.id, e.name, e.description",
     existing_entity_ids="UNWIND $ids AS i MATCH (e:Entity {id: i}) RETURN e.id",
+    delete_entities="UNWIND $ids AS i MATCH (e:Entity {id: i}) DETACH DELETE e",
 )
 
 # Embedded only: every entity's number of facts (both directions, any status), read once and cached.

@@ -55,6 +55,20 @@ class GraphStore(Protocol):
         self, fact_id: str, status: FactStatus, *, reviewer: str = "", reason: str = ""
     ) -> FactView: ...
 
+    # -- maintenance (``qa_system.maintain``: forget a document, merge entities) ------------------
+    def facts_of_document(self, document_id: str) -> list[FactView]:
+        """Every fact (any status) whose provenance names ``document_id`` (extracted from that document)."""
+        ...
+
+    def delete_facts(self, ids: Sequence[str]) -> int:
+        """Remove the facts with these ids (unknown ids ignored); how many were removed."""
+        ...
+
+    def delete_entities(self, ids: Sequence[str]) -> int:
+        """Remove these entities with every fact that touches them (unknown ids ignored), and their
+        names from the name lookups; how many entities were removed."""
+        ...
+
     # -- reads -------------------------------------------------------------------------------
     def get_entity(self, entity_id: str) -> Entity | None: ...
 

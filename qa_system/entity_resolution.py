@@ -122,7 +122,46 @@ class MentionMemo:
                 "CREATE TABLE IF NOT EXISTS mentions(key TEXT PRIMARY KEY, entity_id TEXT NOT NULL,"
                 " similarity REAL, created_at TEXT DEFAULT CURRENT_TIMESTAMP)"
             )
+            # entities merged away by a maintainer (``qa-system merge``): old id -> the entity kept
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS merged(old_id TEXT PRIMARY KEY, new_id TEXT NOT NULL,"
+                " created_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+            )
         return self._db
+
+    def redirect(self, old_ids: Iterable[str], new_id: str) -> int:
+        """A merge: mentions that resolved to any of ``old_ids`` now resolve to ``new_id``, and each old
+        id (and every id merged into it before) is recorded as merged into ``new_id``. Returns how many
+        remembered mentions moved."""
+
+        old_ids = [i for i in dict.fromkeys(old_ids) if i != new_id]
+        if not old_ids:
+            return 0
+        with self._lock:
+            db = self._conn(create=True)
+            assert db is not None
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                marks = ",".join("?" * len(old_ids))
+                moved = db.execute(f"UPDATE mentions SET entity_id = ? WHERE entity_id IN ({marks})", [new_id, *old_ids]).rowcount
+                db.execute(f"UPDATE merged SET new_id = ? WHERE new_id IN ({marks})", [new_id, *old_ids])
+                db.execute("DELETE FROM merged WHERE old_id = ?", (new_id,))
+                db.executemany("INSERT OR REPLACE INTO merged(old_id, new_id) VALUES (?, ?)", [(i, new_id) for i in old_ids])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return int(moved)
+
+    def merged_into(self, entity_id: str) -> str | None:
+        """The entity ``entity_id`` was merged into, if it was."""
+
+        with self._lock:
+            db = self._conn(create=False)
+            if db is None:
+                return None
+            row = db.execute("SELECT new_id FROM merged WHERE old_id = ?", (entity_id,)).fetchone()
+            return row[0] if row else None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         keys = list(dict.fromkeys(keys))
@@ -274,6 +313,9 @@ class EntityResolver:
     def _new(self, mention: str) -> Resolution:
         entity_id = extracted_entity_id(mention)
         existing = self.store.get_entity(entity_id)
+        merged = self.memo.merged_into(entity_id) if existing is None and self.memo is not None else None
+        if merged is not None:  # a maintainer merged the entity this mention once created into another
+            existing = self.store.get_entity(merged)
         if existing is not None:  # created by an earlier ingest under a name the index no longer finds
             return Resolution(existing.id, existing.name, False, "id")
         return Resolution(entity_id, mention, True, "new")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -107,6 +108,41 @@ class PassageStore:
                     for p in new:
                         f.write(json.dumps(p.model_dump(mode="json"), ensure_ascii=False) + "\n")
             return len(new)
+
+    def of_documents(self, document_ids: Iterable[str]) -> list[Passage]:
+        """The sentence passages of these documents, in file order."""
+
+        wanted = set(document_ids)
+        return [p for p in self if p.kind == "sentence" and p.document_id in wanted]
+
+    def remove_documents(self, document_ids: Iterable[str]) -> list[Passage]:
+        """Drop the sentence passages of these documents (``qa-system forget``): the file is rewritten
+        without them under the append lock and swapped in atomically; returns what was removed. The
+        search index drops their rows on its next refresh (its fingerprint no longer matches)."""
+
+        wanted = set(document_ids)
+        with file_lock(self.path.with_suffix(".lock")):
+            self._ids = None
+            if not wanted or not self.path.exists():
+                return []
+            kept_lines, removed = [], []
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    if not line.strip():
+                        continue
+                    passage = Passage.model_validate_json(line)
+                    if passage.kind == "sentence" and passage.document_id in wanted:
+                        removed.append(passage)
+                    else:
+                        kept_lines.append(line if line.endswith("\n") else line + "\n")
+            if removed:
+                tmp = self.path.with_suffix(".jsonl.tmp")
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.writelines(kept_lines)
+                    f.flush()
+                    os.fsync(f.fileno())
+                tmp.replace(self.path)
+            return removed
 
 
 # -- FAISS search over passages and entity descriptions ---------------------------------------------

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "qa_system.cli.ask_commands",
     "qa_system.cli.serve_commands",
     "qa_system.cli.review_commands",
+    "qa_system.cli.maintain_commands",
     "qa_system.cli.extractor_commands",
     "qa_system.cli.ingest_commands",
     "qa_system.cli.entailment_commands",

@@ -94,8 +94,11 @@ def _neighbors(args: argparse.Namespace, settings: Any) -> int:
         raise InputError(f"--hops must be between 1 and {MAX_HOPS}, got {args.hops}")
     if args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
+    from qa_system.maintain import resolve_merged
+
     with opened_store(settings) as store:
-        entity = resolve_entity(store, args.entity)
+        wanted = resolve_merged(settings.workspace, args.entity.strip(), store)  # a merged-away id names the entity kept
+        entity = resolve_entity(store, wanted)
         subgraph = store.neighbors(
             [entity.id], hops=args.hops, relations=args.relation or None, limit_per_entity=args.limit
         )
@@ -104,6 +107,7 @@ def _neighbors(args: argparse.Namespace, settings: Any) -> int:
         emit_json(
             {
                 "entity": entity.model_dump(),
+                **({"merged_from": args.entity.strip()} if wanted != args.entity.strip() else {}),
                 "hops": args.hops,
                 "truncated": subgraph.truncated,
                 "facts": [
@@ -122,6 +126,8 @@ def _neighbors(args: argparse.Namespace, settings: Any) -> int:
             }
         )
         return 0
+    if wanted != args.entity.strip():
+        sys.stdout.write(f"({args.entity.strip()} was merged into {entity.id})\n")
     sys.stdout.write(f"{entity.name} ({entity.id}) — {entity.description}\n")
     for f in facts:
         sys.stdout.write(f"  [{f.hop}] {f.subject_name} —{f.relation}→ {f.object_name}  ({f.status.value})\n")

@@ -292,3 +292,48 @@ def test_literals_stay_out_of_the_name_embedding_rows(loaded: GraphStore) -> Non
     assert {r["e.id"] for r in rows} == {e.id for e in ENTITIES}  # what the FAISS index and answer-text warm-up embed
     ids, _texts = _name_texts([*rows, {"e.id": born.id, "e.name": born.name, "e.aliases": []}])
     assert born.id not in ids
+
+
+# -- maintenance: forget a document, merge entities (``qa_system.maintain``) --------------------------------
+def _extracted(s: str, r: str, o: str, document_id: str) -> Fact:
+    provenance = Provenance(source_kind=SourceKind.EXTRACTOR, document_id=document_id, sentence=f"{s} {r} {o}.", score=0.9)
+    return Fact(subject=s, relation=r, object=o, status=FactStatus.EXTRACTED, confidence=0.9, provenance=provenance)
+
+
+def test_facts_of_document_match_the_document_id_exactly(loaded: GraphStore) -> None:
+    odd = 'doc "quoted" \\ ünï'
+    facts = [
+        _extracted("/m/memento", "/x/filmed_in", "/m/uk", "doc-1"),
+        _extracted("/m/titanic", "/x/filmed_in", "/m/usa", "doc-1"),
+        _extracted("/m/memento", "/x/filmed_in", "/m/usa", "doc-10"),  # a longer id that contains "doc-1"
+        _extracted("/m/titanic", "/x/filmed_in", "/m/uk", odd),
+    ]
+    loaded.upsert_facts(facts)
+    assert [f.id for f in loaded.facts_of_document("doc-1")] == sorted(f.id for f in facts[:2])
+    assert [f.id for f in loaded.facts_of_document(odd)] == [facts[3].id]
+    assert loaded.facts_of_document("doc-1")[0].provenance.document_id == "doc-1"
+    assert loaded.facts_of_document("tiny") == [] and loaded.facts_of_document("") == []  # dataset facts carry no document
+    assert loaded.facts_of_document("x'}) MATCH (n) DETACH DELETE n //") == []
+
+
+def test_delete_facts_and_entities(loaded: GraphStore) -> None:
+    gone = _fact("/m/nolan", "/film/director/film", "/m/memento")
+    assert loaded.delete_facts([gone.id, gone.id, "no-such-fact"]) == 1
+    with pytest.raises(FactNotFoundError):
+        loaded.get_fact(gone.id)
+    assert loaded.delete_facts([gone.id]) == 0 and loaded.delete_facts([]) == 0
+    assert loaded.stats().facts == len(FACTS) - 1
+    # an entity goes with every fact that touches it, and its names leave the lookups
+    assert loaded.delete_entities(["/m/dicaprio", "/m/none"]) == 1
+    assert loaded.get_entity("/m/dicaprio") is None and loaded.find_entities("Leonardo DiCaprio") == []
+    assert loaded.search_entities("leonardo") == []
+    stats = loaded.stats()
+    assert (stats.entities, stats.facts) == (len(ENTITIES) - 1, len(FACTS) - 4)
+    assert {f.object for f in loaded.neighbors(["/m/inception"], statuses=list(FactStatus)).facts} == {"/m/inception"}
+    assert loaded.delete_entities(["x'}) MATCH (n) DETACH DELETE n //"]) == 0
+    assert loaded.stats().entities == len(ENTITIES) - 1
+    # a deleted entity can be written again (re-ingesting a forgotten document)
+    loaded.upsert_entities([ENTITIES[3]])
+    loaded.upsert_facts([_fact("/m/inception", "/film/film/starring", "/m/dicaprio")])
+    assert [e.id for e in loaded.find_entities("Leonardo DiCaprio")] == ["/m/dicaprio"]
+    assert loaded.stats().facts == len(FACTS) - 3

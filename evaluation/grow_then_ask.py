@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--extractor", choices=("qidn", "gold"), default="qidn", help="the shipped QIDN model, or the gold triples (oracle)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("QA_DATA_DIR", "../shared/data")), help="benchmark data")
     parser.add_argument("--index-cache", type=Path, help="saved name index of the pristine demo graph (copied in; saved when absent)")
-    parser.add_argument("--relation-scorer", choices=("shipped", "zero-shot", "trained"), default="shipped",
+    parser.add_argument("--relation-scorer", choices=("shipped", "zero-shot", "trained", "mean"), default="shipped",
                         help="the scorer qa_system/data/words-calibration.json names, plain MiniLM cosine, or the trained checkpoint")
     parser.add_argument("--fit-null", type=Path, metavar="FILE", help="fit the words reader's null logit on these questions (a dev "
                         "split) and write it to FILE (the shipped one: qa_system/data/words-calibration.json)")
@@ -180,10 +180,10 @@ def main() -> None:
         resolver.close()
         settings = Settings(workspace=workspace)
         pipeline = load_pipeline(settings, store)
-        if args.relation_scorer != "shipped":  # MiniLM cosine, or the scorer trained on FB15k-237 relations
-            from qa_system.models.relation_scorer import load_relation_scorer, zero_shot_scorer
+        if args.relation_scorer != "shipped":  # MiniLM cosine, the scorer trained on FB15k-237 relations, or their mean
+            from qa_system.pipeline import relation_scorer_factory
 
-            pipeline.words_reader.scorer = zero_shot_scorer() if args.relation_scorer == "zero-shot" else load_relation_scorer()
+            pipeline.words_reader.scorer = relation_scorer_factory(args.relation_scorer)()
         shipped_null = pipeline.words_reader.null_logit
         pipeline.words_reader.null_logit = None  # asked without it; every null logit's effect follows (``null_grid``)
         partitions = _record_partitions(pipeline)

@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--split", choices=("dev", "test"), default="test", help="split (filtered setting)")
     parser.add_argument("--limit", type=int, default=0, help="at most this many questions about hidden topics (0: all)")
     parser.add_argument("--index-cache", type=Path, help="saved name index of the pristine demo graph (copied in; saved when absent)")
+    parser.add_argument("--relation-scorer", choices=("shipped", "zero-shot", "trained", "mean"), default="shipped",
+                        help="the words reader's relation scorer (default: the one qa_system/data/words-calibration.json names)")
     parser.add_argument("--out", type=Path, help="record path (default evaluation/results/unseen-entities-DATASET.json)")
     args = parser.parse_args()
 
@@ -75,6 +77,10 @@ def main() -> None:
         if args.index_cache is not None and not cached:
             shutil.copytree(index_dir, args.index_cache, dirs_exist_ok=True)
         pipeline = load_pipeline(Settings(workspace=workspace), store)
+        if args.relation_scorer != "shipped":
+            from qa_system.pipeline import relation_scorer_factory
+
+            pipeline.words_reader.scorer = relation_scorer_factory(args.relation_scorer)()
         t0 = time.perf_counter()
         seen_hits, seen_sources = hits(pipeline, examples)
         seen_s = time.perf_counter() - t0
@@ -95,7 +101,9 @@ def main() -> None:
         "answered_sure_hidden": round(len(sure) / n, 4), "precision_when_sure_hidden": round(sum(sure) / max(len(sure), 1), 4),
         "ask_ms_mean_seen": round(1000 * seen_s / n, 1), "ask_ms_mean_hidden": round(1000 * unseen_s / n, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": f"python -m evaluation.unseen_entities --dataset {args.dataset} --split {args.split}" + (f" --limit {args.limit}" if args.limit else ""),
+        "relation_scorer": args.relation_scorer,
+        "command": f"python -m evaluation.unseen_entities --dataset {args.dataset} --split {args.split}" + (f" --limit {args.limit}" if args.limit else "")
+        + (f" --relation-scorer {args.relation_scorer}" if args.relation_scorer != "shipped" else ""),
     }
     out = args.out or Path(f"evaluation/results/unseen-entities-{args.dataset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -459,6 +459,22 @@ def freeze_loaded_heap() -> None:
     gc.freeze()
 
 
+def relation_scorer_factory(name: str) -> Callable[[], Any]:
+    """How to build the relation scorer named ``name``: "zero-shot" (MiniLM cosine), "trained" (the
+    shipped checkpoint) or "mean" (the mean of both)."""
+
+    from qa_system.ask.relation_reader import MeanOfScorers
+    from qa_system.models.relation_scorer import load_relation_scorer, zero_shot_scorer
+
+    factories: dict[str, Callable[[], Any]] = {
+        "zero-shot": zero_shot_scorer, "trained": load_relation_scorer,
+        "mean": lambda: MeanOfScorers([load_relation_scorer(), zero_shot_scorer()]),
+    }
+    if name not in factories:
+        raise InputError(f"unknown relation scorer {name!r}; expected one of {', '.join(factories)}")
+    return factories[name]
+
+
 def words_calibration() -> dict[str, Any]:
     """The relation-words reader's settings shipped in ``qa_system/data/words-calibration.json``: which
     relation scorer it uses and its null logit, both chosen on grown-graph dev questions
@@ -528,12 +544,11 @@ def load_pipeline(
     words_reader = None
     if words:
         from qa_system.ask.relation_reader import LazyRelationScorer, RelationWordsReader
-        from qa_system.models.relation_scorer import load_relation_scorer, zero_shot_scorer
 
         calibration = words_calibration()
         # which scorer answers by relation words is a dev decision kept with its calibration: MiniLM
         # cosine ("zero-shot") or the shipped trained scorer ("trained")
-        scorer = zero_shot_scorer if calibration.get("scorer", "trained") == "zero-shot" else load_relation_scorer
+        scorer = relation_scorer_factory(calibration.get("scorer", "trained"))
         words_reader = RelationWordsReader(LazyRelationScorer(scorer), null_logit=calibration.get("null_logit"))
     pipeline = AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
                            constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)

@@ -208,3 +208,21 @@ def test_warming_encodes_every_relation_in_both_directions_under_the_lock() -> N
     lazy = LazyRelationScorer(lambda: inner)
     assert lazy.warm(["born", "ACTED_IN"], lock, chunk=3) == 4
     assert inner.encoded == ["X born ?", "? born X", "X ACTED_IN ?", "? ACTED_IN X"]
+
+
+def test_the_mean_of_scorers_averages_their_logits_and_an_unknown_scorer_is_refused() -> None:
+    from qa_system.ask.relation_reader import MeanOfScorers
+    from qa_system.errors import InputError
+    from qa_system.pipeline import relation_scorer_factory
+
+    class Fixed:
+        def __init__(self, values):
+            self.values = values
+
+        def score(self, question, topic_name, relations):
+            return np.array(self.values)
+
+    mean = MeanOfScorers([Fixed([2.0, 0.0]), Fixed([0.0, 4.0])])
+    assert mean.score("q", "t", [("a", True), ("b", True)]).tolist() == [1.0, 2.0]
+    with pytest.raises(InputError, match="unknown relation scorer"):
+        relation_scorer_factory("bert-large")

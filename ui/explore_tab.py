@@ -1,5 +1,7 @@
 """Explore tab: search an entity by name (prefix and fuzzy), see its card (with its facts counted by
 relation and status) and its neighbourhood, filter that by relation type and expand it hop by hop.
+The neighbourhood is drawn as an interactive graph (``ui.graph_view``: click an entity to add its
+neighbours, an edge to see its fact) and listed in a table, both with readable relation names.
 
 Thin layer: lookups, grouping and filtering go through ``qa_system.explore`` and the store, exactly
 as the CLI does; this module only renders and wires Gradio events.
@@ -23,10 +25,12 @@ from qa_system.explore import (
     relations_present,
     resolve_entity,
 )
-from qa_system.types import FactView
+from qa_system.relations import readable_relation
+from qa_system.types import FactView, is_literal
+from ui.graph_view import STATUS_COLOURS, graph_component, graph_data, graph_json
 
 NEIGHBOUR_COLUMNS = ["hop", "subject", "relation", "object", "status"]
-STATUS_COLOURS = {"verified": "#1a7f37", "extracted": "#0969da", "proposed": "#9a6700", "rejected": "#cf222e"}
+MAX_EXPAND_LIMIT = 200
 
 
 def _label(relation: str) -> str:
@@ -85,7 +89,7 @@ def card_html(entity: Any, counts: FactCounts | None = None) -> str:
 
 def neighbour_rows(facts: list[FactView]) -> list[list[Any]]:
     ordered = sorted(facts, key=lambda f: (f.hop, f.relation, f.subject_name, f.object_name))
-    return [[f.hop, f.subject_name, f.relation, f.object_name, f.status.value] for f in ordered]
+    return [[f.hop, f.subject_name, readable_relation(f.relation), f.object_name, f.status.value] for f in ordered]
 
 
 def neighbour_note(shown: int, view: dict[str, Any]) -> str:
@@ -136,7 +140,8 @@ class ExploreHandlers:
             return "", [], f"⚠️ {html.escape(str(e))}", gr.update(choices=[], value=[]), {}
         present = relations_present(subgraph.facts)
         kept = [r for r in (selected or []) if r in present]
-        view = {"facts": list(subgraph.facts), "hops": hops, "limit": int(limit), "truncated": subgraph.truncated, "at_max": at_max}
+        view = {"facts": list(subgraph.facts), "hops": hops, "limit": int(limit), "truncated": subgraph.truncated, "at_max": at_max,
+                "entity": entity.id}
         shown = filter_by_relations(subgraph.facts, kept)
         relation_filter = gr.update(choices=[(_label(r), r) for r in present], value=kept)
         return card_html(entity, counts), neighbour_rows(shown), neighbour_note(len(shown), view), relation_filter, view
@@ -157,6 +162,32 @@ class ExploreHandlers:
         shown = filter_by_relations(view["facts"], selected)
         return neighbour_rows(shown), neighbour_note(len(shown), view)
 
+    def graph(self, view: dict[str, Any] | None, selected: list[str] | None) -> str:
+        """The graph view's value (``ui.graph_view.graph_data`` as JSON) for the neighbourhood shown,
+        filtered like the table; nothing shown → an empty picture."""
+
+        if not view or "facts" not in view:
+            return ""
+        shown = filter_by_relations(view["facts"], selected)
+        return graph_json(shown, focus=view.get("entity"), limit=int(view.get("limit", 50)))
+
+    def expand_node(self, entity_id: str, limit: int | None = None) -> dict[str, Any]:
+        """A node clicked in the graph: its one-hop neighbours as ``graph_data`` (the browser adds the
+        new ones); literal values have no neighbours to add."""
+
+        entity_id = str(entity_id or "")
+        if not entity_id or is_literal(entity_id):
+            return {"error": "a literal value has no neighbours to expand" if entity_id else "no entity"}
+        try:
+            limit = max(1, min(int(limit or 50), MAX_EXPAND_LIMIT))
+        except (TypeError, ValueError):  # what a browser sent
+            limit = 50
+        try:
+            subgraph = self.store.neighbors([entity_id], hops=1, limit_per_entity=limit)
+        except QAError as e:
+            return {"error": str(e)}
+        return graph_data(subgraph.facts, limit=limit)
+
 
 def build_explore_tab(store: Any) -> None:
     h = ExploreHandlers(store)
@@ -175,12 +206,24 @@ def build_explore_tab(store: Any) -> None:
             elem_id="explore-relations",
         )
         expand = gr.Button(f"Expand one hop (max {MAX_HOPS})", scale=1, elem_id="explore-expand")
-    table = gr.Dataframe(headers=NEIGHBOUR_COLUMNS, interactive=False, wrap=True, elem_id="explore-neighbours")
+
+    def expand_node(request: Any) -> dict[str, Any]:
+        # A Gradio server function receives the browser's call as one value: here {"entity", "limit"}.
+        # (A plain function, not the bound method: Gradio marks server functions with an attribute.)
+        request = request if isinstance(request, dict) else {"entity": request}
+        return h.expand_node(request.get("entity"), request.get("limit"))
+
+    with gr.Tabs(elem_id="explore-views"):
+        with gr.Tab("Graph", elem_id="explore-graph-tab"):
+            graph = graph_component(expand_node, elem_id="explore-graph")
+        with gr.Tab("Table", elem_id="explore-table-tab"):
+            table = gr.Dataframe(headers=NEIGHBOUR_COLUMNS, interactive=False, wrap=True, elem_id="explore-neighbours")
     view = gr.State({})
     show_in = [matches, query, hops, limit, relation_filter]
     show_out = [card, table, status, relation_filter, view]
     query.change(h.suggest, inputs=query, outputs=matches)
-    query.submit(h.show, inputs=show_in, outputs=show_out)
-    go.click(h.show, inputs=show_in, outputs=show_out)
-    expand.click(h.expand, inputs=show_in, outputs=[hops, *show_out])
-    relation_filter.input(h.refilter, inputs=[view, relation_filter], outputs=[table, status])
+    redraw = dict(fn=h.graph, inputs=[view, relation_filter], outputs=graph, api_visibility="private")
+    query.submit(h.show, inputs=show_in, outputs=show_out).then(**redraw)
+    go.click(h.show, inputs=show_in, outputs=show_out).then(**redraw)
+    expand.click(h.expand, inputs=show_in, outputs=[hops, *show_out]).then(**redraw)
+    relation_filter.input(h.refilter, inputs=[view, relation_filter], outputs=[table, status]).then(**redraw)

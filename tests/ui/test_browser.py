@@ -162,8 +162,66 @@ def test_explore_shows_the_card_and_neighbours(page) -> None:
     assert "Christopher Nolan" in card.inner_text()
     shoot(page, "explore")
     page.locator("#explore-status").get_by_text("50 facts", exact=False).wait_for(timeout=20_000)
+    page.get_by_role("tab", name="Table", exact=True).click()  # the second view; the graph is the first
     table = page.locator("#explore-neighbours")  # rows sorted by hop, relation, subject: award categories first
     table.get_by_text("Independent Spirit Award for Best Director", exact=False).first.wait_for(timeout=20_000)
+    assert "/award/" not in table.inner_text()  # readable relation names, not raw ids
+
+
+GRAPH = "window.qaExploreGraph"
+
+
+def _graph_size(page) -> tuple[int, int]:
+    return tuple(page.evaluate(f"() => {{ const g = {GRAPH}; return g && g.nodes ? [g.nodes.length, g.edges.length] : [0, 0]; }}"))
+
+
+def _click_graph_at(page, point_js: str, arg: str) -> None:
+    """A real mouse click on the graph's canvas at a point of the drawing (``point_js`` maps ``arg``
+    to canvas coordinates); the network settles first so the point stays put."""
+
+    page.wait_for_function(f"() => {GRAPH}.stable", timeout=20_000)
+    x, y = page.evaluate(f"(arg) => {{ const g = {GRAPH}; const p = g.network.canvasToDOM(({point_js})(g, arg)); return [p.x, p.y]; }}", arg)
+    canvas = page.locator("#explore-graph .qa-graph-canvas canvas")
+    box = canvas.bounding_box()
+    assert box and 0 <= x <= box["width"] and 0 <= y <= box["height"]
+    canvas.click(position={"x": x, "y": y})  # scrolls the canvas into view first
+
+
+def test_explore_graph_expands_on_a_node_click_and_shows_a_fact_on_an_edge_click(page) -> None:
+    page.get_by_role("tab", name="Explore").click()
+    box = page.locator("#explore-query textarea, #explore-query input").first
+    box.fill("Christopher Nolan")
+    box.press("Enter")
+    info = page.locator("#explore-graph .qa-graph-info")
+    expect(info).to_contain_text("50 facts", timeout=30_000)
+    nodes, edges = _graph_size(page)
+    assert edges == 50 and nodes > 10
+    labels = page.evaluate(f"() => {GRAPH}.edges.get().map(e => e.label)")
+    assert labels and not any(label.startswith("/") for label in labels)  # readable relation names
+    assert page.evaluate(f"() => {GRAPH}.nodes.get({GRAPH}.focus).name") == "Christopher Nolan"  # drawn as the focus
+    shoot(page, "explore-graph")
+    # a click on a neighbour adds its own neighbours to the picture
+    target = page.evaluate(f"() => {GRAPH}.nodes.get().find(n => !n.focus && !n.literal).id")
+    name = page.evaluate(f"(id) => {GRAPH}.nodes.get(id).name", target)
+    _click_graph_at(page, "(g, id) => g.network.getPosition(id)", target)
+    expect(info).to_contain_text(f"Expanded {name}", timeout=30_000)
+    more_nodes, more_edges = _graph_size(page)
+    assert more_nodes > nodes and more_edges > edges
+    assert page.evaluate(f"(id) => {GRAPH}.nodes.get(id).expanded", target)
+    # a click on an edge (the middle of its curve) shows its fact
+    fact = page.locator("#explore-graph .qa-graph-fact")
+    for edge_id in page.evaluate(f"() => {GRAPH}.edges.getIds().slice(0, 8)"):
+        _click_graph_at(page, "(g, id) => g.network.body.edges[id].edgeType.getPoint(0.5)", edge_id)
+        if fact.locator(".qa-graph-panel").count():
+            break
+    expect(fact).to_contain_text("provenance", timeout=10_000)
+    shown = page.evaluate(f"() => {GRAPH}.edges.get({GRAPH}.network.getSelectedEdges()[0]).fact")
+    text = fact.inner_text()
+    for value in (shown["subject"], shown["relation"], shown["object"], shown["status"], shown["provenance"]):
+        assert value in text
+    assert shown["status"] == "verified" and "dataset fb15k-237" in text and not shown["relation"].startswith("/")
+    assert page.dialogs == []
+    shoot(page, "explore-graph-fact")
 
 
 def test_markup_in_a_search_is_shown_as_text(page) -> None:

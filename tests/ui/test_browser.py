@@ -199,6 +199,8 @@ def test_explore_graph_expands_on_a_node_click_and_shows_a_fact_on_an_edge_click
     labels = page.evaluate(f"() => {GRAPH}.edges.get().map(e => e.label)")
     assert labels and not any(label.startswith("/") for label in labels)  # readable relation names
     assert page.evaluate(f"() => {GRAPH}.nodes.get({GRAPH}.focus).name") == "Christopher Nolan"  # drawn as the focus
+    scripts = page.evaluate("() => [...document.scripts].map(s => s.src).filter(src => src.includes('vis-network'))")
+    assert scripts and all(src.startswith(page.url.rstrip("/") + "/gradio_api/file=") for src in scripts)  # from the app, no CDN
     shoot(page, "explore-graph")
     # a click on a neighbour adds its own neighbours to the picture
     target = page.evaluate(f"() => {GRAPH}.nodes.get().find(n => !n.focus && !n.literal).id")

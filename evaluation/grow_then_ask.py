@@ -136,16 +136,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from evaluation.bench_ingest import GoldExtractor
-    from graph.embedded import EmbeddedStore
-    from graph.importers import import_kg
+    from evaluation.demo_workspace import demo_store_with_names
     from qa_system.config import Settings
     from qa_system.documents import Document, split_sentences
     from qa_system.entity_resolution import EntityResolver, clean_mention
     from qa_system.extraction import load_extractor
     from qa_system.ingest import Ingester
     from qa_system.pipeline import load_pipeline
-    from retrievers.linking import default_index_dir
-    from retrievers.name_embeddings import IDS_FILE, NameVectorIndex
 
     examples = load_examples(args.data_dir, args.split, args.texts)
     documents, gold_by_sentence = [], {}
@@ -156,16 +153,8 @@ def main() -> None:
             gold_by_sentence.setdefault(s.text, []).extend(tuple(t) for t in example["triple_list"])
     extractor: Any = GoldExtractor(gold_by_sentence) if args.extractor == "gold" else load_extractor("qidn", None)
     workspace = Path(tempfile.mkdtemp(prefix="grow-then-ask-"))
-    store = EmbeddedStore.open(workspace)
+    store, index = demo_store_with_names(workspace, args.index_cache)
     try:
-        import_kg(store, "demo")
-        index_dir = default_index_dir(store)
-        cached = args.index_cache is not None and (args.index_cache / IDS_FILE).is_file()
-        if cached:
-            shutil.copytree(args.index_cache, index_dir, dirs_exist_ok=True)
-        index = NameVectorIndex.for_store(store, index_dir)
-        if args.index_cache is not None and not cached:
-            shutil.copytree(index_dir, args.index_cache, dirs_exist_ok=True)
         t0 = time.perf_counter()
         resolver = EntityResolver(store, workspace=workspace, name_index=index)
         summary = Ingester(store, extractor, workspace=workspace, resolver=resolver).ingest(documents)

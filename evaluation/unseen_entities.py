@@ -54,28 +54,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="record path (default evaluation/results/unseen-entities-DATASET.json)")
     args = parser.parse_args()
 
+    from evaluation.demo_workspace import demo_store_with_names
     from evaluation.qa_data import load_qa
-    from graph.embedded import EmbeddedStore
-    from graph.importers import import_kg
     from qa_system.config import Settings
     from qa_system.pipeline import load_pipeline
-    from retrievers.linking import default_index_dir
-    from retrievers.name_embeddings import IDS_FILE, NameVectorIndex
 
     examples = [e for e in load_qa(args.dataset, args.split, "filtered") if e.topic_ids and hidden(e.topic_ids[0])]
     if args.limit:
         examples = examples[: args.limit]
     workspace = Path(tempfile.mkdtemp(prefix="unseen-entities-"))
-    store = EmbeddedStore.open(workspace)
+    store, _ = demo_store_with_names(workspace, args.index_cache)
     try:
-        import_kg(store, "demo")
-        index_dir = default_index_dir(store)
-        cached = args.index_cache is not None and (args.index_cache / IDS_FILE).is_file()
-        if cached:
-            shutil.copytree(args.index_cache, index_dir, dirs_exist_ok=True)
-        NameVectorIndex.for_store(store, index_dir)
-        if args.index_cache is not None and not cached:
-            shutil.copytree(index_dir, args.index_cache, dirs_exist_ok=True)
         pipeline = load_pipeline(Settings(workspace=workspace), store)
         if args.relation_scorer != "shipped":
             from qa_system.pipeline import relation_scorer_factory

@@ -475,6 +475,13 @@ def headline(folder: Path = RESULTS_DIR) -> str:
     if n in r:
         v = validation([(n, r[n])])[0]
         rows.append(("Validation: precision gain (points) at recall kept (%), WebNLG test", (f"+{v[11]} at {v[12]}", [n])))
+    n = "grow-then-ask-webnlg-val-qidn.json"
+    rows.append(("Grow then ask: WebNLG val texts ingested, generated questions, Hits@1 % (answered sure: share / precision)",
+                 (f"{pct(get(r.get(n), 'hits_at_1'))} ({pct(get(r.get(n), 'answered_sure'))} / {pct(get(r.get(n), 'precision_when_sure'))})", [n])
+                 if n in r else None))
+    n = "unseen-entities-webqsp.json"
+    rows.append(("Topics the graph models never saw, WebQSP filtered test, Hits@1 % (all seen)",
+                 (f"{pct(get(r.get(n), 'hits_at_1_topics_hidden'))} ({pct(get(r.get(n), 'hits_at_1_all_seen'))})", [n]) if n in r else None))
     n = "ask-latency.json"
     rows.append(("`ask` latency p50 / p95, ms (2 CPU cores, warm)",
                  (f"{num(get(r.get(n), 'ask.p50_ms'), 0)} / {num(get(r.get(n), 'ask.p95_ms'), 0)}", [n]) if n in r else None))

@@ -226,3 +226,28 @@ def test_the_mean_of_scorers_averages_their_logits_and_an_unknown_scorer_is_refu
     assert mean.score("q", "t", [("a", True), ("b", True)]).tolist() == [1.0, 2.0]
     with pytest.raises(InputError, match="unknown relation scorer"):
         relation_scorer_factory("bert-large")
+
+
+def test_an_imported_twin_of_a_known_entity_is_read_by_relation_words(movies: EmbeddedStore) -> None:
+    """The demo graph's Keanu Reeves (known to the trained reader) and an imported one with a ``born``
+    literal: "When was Keanu Reeves born?" is answered from the imported twin's attribute."""
+
+    movies.upsert_entities([Entity(id="/m/keanu", name="Keanu Reeves"), Entity(id="/m/film", name="Speed")])
+    movies.upsert_fact(_fact("/m/keanu", "/film/actor/film", "/m/film"))
+
+    class BothLinker:
+        def link(self, question: str, top_k: int = 5) -> list[LinkedEntity]:
+            start = question.find("Keanu Reeves")
+            known, imported = movies.get_entity("/m/keanu"), movies.get_entity("p1")
+            return [LinkedEntity(known, 0.9, "Keanu Reeves", start, start + 12, ("fake",)),
+                    LinkedEntity(imported, 0.85, "Keanu Reeves", start, start + 12, ("fake",))][:top_k]
+
+    class KnownRanker:
+        def rank(self, question: str, context) -> list[tuple[str, float]]:
+            return [("/m/film", 0.9)]
+
+    retriever = SubgraphRetriever(movies, {"/m/keanu": 0, "/m/film": 1}, {"/film/actor/film": 0}, hops=1)
+    pipeline = AskPipeline(movies, BothLinker(), retriever, KnownRanker(), PipelineConfig(words_threshold=0.3),
+                           words_reader=RelationWordsReader(OverlapScorer()))
+    assert pipeline.ask("When was Keanu Reeves born?").answer.name == "1964"
+    assert pipeline.ask("Which film did Keanu Reeves act in?").answer.id in ("/m/film", "m1")

@@ -170,7 +170,7 @@ def main() -> None:
         settings = Settings(workspace=workspace)
         pipeline = load_pipeline(settings, store)
         if args.relation_scorer != "shipped":  # MiniLM cosine, the scorer trained on FB15k-237 relations, or their mean
-            from qa_system.pipeline import relation_scorer_factory
+            from qa_system.ask.words_loading import relation_scorer_factory
 
             pipeline.words_reader.scorer = relation_scorer_factory(args.relation_scorer)()
         shipped_null = pipeline.words_reader.null_logit

@@ -87,8 +87,9 @@ def clean_command(command: Any) -> str:
         return ""
     command = re.sub(r"\s--data-dir\s+\S*shared/data\S*", "", command)
     command = re.sub(r"\s--note\s+('[^']*'|\"[^\"]*\"|\S+)", "", command)
-    command = re.sub(r"/work/main/", "", command)
-    command = re.sub(r"/work/runs/", "RUNS/", command)
+    # older records name the machine they ran on: <root>/main/ (the checkout) and <root>/runs/ (run folders)
+    command = re.sub(r"(?<![\w.])/[\w.-]+/main/", "", command)
+    command = re.sub(r"(?<![\w.])/[\w.-]+/runs/", "RUNS/", command)
     return " ".join(command.split())
 
 

@@ -67,7 +67,7 @@ def main() -> None:
     try:
         pipeline = load_pipeline(Settings(workspace=workspace), store)
         if args.relation_scorer != "shipped":
-            from qa_system.pipeline import relation_scorer_factory
+            from qa_system.ask.words_loading import relation_scorer_factory
 
             pipeline.words_reader.scorer = relation_scorer_factory(args.relation_scorer)()
         t0 = time.perf_counter()

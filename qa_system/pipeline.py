@@ -20,8 +20,6 @@ from qa_system.types import Answer, RankedEntity
 if TYPE_CHECKING:
     from qa_system.ask.relation_reader import RelationWordsReader, WordsReading
     from qa_system.constraints import QuestionConstraints
-    from qa_system.reranking import CandidateReranker
-    from qa_system.training.reader import AnswerBias
 
 log = logging.getLogger(__name__)
 
@@ -378,76 +376,6 @@ def order_evidence(facts: list[Any], topic: str, relation_probs: dict[tuple[str,
     return sorted(facts, key=lambda f: -relation_probs.get((f.relation, f.subject == topic), 0.0))
 
 
-class ReaderRanker:
-    """``AnswerRanker`` backed by the trained reader (MiniLM x HittER)."""
-
-    def __init__(
-        self, reader: Any, tokenizer: Any, entity_index: dict[str, int], relations: Sequence[str] = (), *,
-        answer_bias: AnswerBias | None = None, reranker: CandidateReranker | None = None,
-    ) -> None:
-        self.reader = reader.eval()
-        self.tokenizer = tokenizer
-        self.entity_index = entity_index
-        self.relations = list(relations)  # the reader's relation vocabulary (to name its predictions)
-        # extra candidate scores (the question/answer text match, ``retrievers.answer_text``); None = the reader alone
-        self.answer_bias = answer_bias
-        # the second stage (``reranking``): a cross-encoder re-reads the top candidates; None = the reader's order
-        self.reranker = reranker
-
-    def rank(self, question: str, context: Any) -> list[tuple[str, float]]:
-        return self.rank_many([(question, context)])[0]
-
-    def encode_ahead(self, question: str) -> None:
-        """Start the reader's pass over ``question`` alone, to be taken by the next ``rank`` of it
-        (``models.onnx_encoder.OnnxBertEncoder.encode_ahead``: it runs while the question is
-        linked); nothing when the reader's encoder is PyTorch's."""
-
-        from qa_system.training.reader_data import tokenize_questions
-
-        encoder = getattr(self.reader, "encoder", None)
-        if not hasattr(encoder, "encode_ahead"):
-            return
-        try:
-            batch = tokenize_questions([question], self.tokenizer)  # as the reader's batch will be (``collate``)
-            encoder.encode_ahead(batch["input_ids"], batch["attention_mask"])
-        except Exception as e:  # noqa: BLE001 - only a head start: rank encodes the question itself
-            log.debug("could not start the reader's question pass ahead: %s", e)
-
-    def rank_many(self, items: Sequence[tuple[str, Any]], batch_size: int = 32) -> list[list[tuple[str, float]]]:
-        from qa_system.training.reader import rank_with_relations
-        from qa_system.training.reader_data import ReaderFeatures
-
-        features = [
-            ReaderFeatures(
-                example_id="ask",
-                question=question,
-                topic=context.topics[0],
-                topic_index=context.topic_index,
-                neighbour_pairs=context.neighbour_pairs,
-                candidates=context.candidates,
-                candidate_indices=context.candidate_indices,
-                answers=set(),
-                relation_labels=[],
-                candidate_relations=context.candidate_relations,
-            )
-            for question, context in items
-        ]
-        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, answer_bias=self.answer_bias)
-        if self.reranker is not None:
-            ranked = self.reranker.rerank_features(features, ranked)
-        if self.relations:
-            count = len(self.relations)
-            for (_, context), probs in zip(items, relation_probs):
-                top = torch_topk(probs, 8)
-                context.relation_probs = {(self.relations[i % count], i < count): p for i, p in top if i < 2 * count}
-        return ranked
-
-
-def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:
-    values, indices = probs.topk(min(k, probs.numel()))
-    return [(int(i), float(v)) for v, i in zip(values.tolist(), indices.tolist())]
-
-
 def freeze_loaded_heap() -> None:
     """Collect once, then move every object alive now out of the cyclic garbage collector's sight
     (``gc.freeze``); for processes that load a pipeline and then answer many questions.
@@ -461,37 +389,6 @@ def freeze_loaded_heap() -> None:
 
     gc.collect()
     gc.freeze()
-
-
-def relation_scorer_factory(name: str) -> Callable[[], Any]:
-    """How to build the relation scorer named ``name``: "zero-shot" (MiniLM cosine), "trained" (the
-    shipped checkpoint) or "mean" (the mean of both)."""
-
-    from qa_system.ask.relation_reader import MeanOfScorers
-    from qa_system.models.relation_scorer import load_relation_scorer, zero_shot_scorer
-
-    factories: dict[str, Callable[[], Any]] = {
-        "zero-shot": zero_shot_scorer, "trained": load_relation_scorer,
-        "mean": lambda: MeanOfScorers([load_relation_scorer(), zero_shot_scorer()]),
-    }
-    if name not in factories:
-        raise InputError(f"unknown relation scorer {name!r}; expected one of {', '.join(factories)}")
-    return factories[name]
-
-
-def words_calibration() -> dict[str, Any]:
-    """The relation-words reader's settings shipped in ``qa_system/data/words-calibration.json``: which
-    relation scorer it uses and its null logit, both chosen on grown-graph dev questions
-    (``evaluation.grow_then_ask --fit-null``); empty when absent."""
-
-    import json
-    from importlib import resources
-
-    path = resources.files("qa_system") / "data" / "words-calibration.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def load_pipeline(
@@ -544,10 +441,13 @@ def load_pipeline(
         warm_up_in_background(matcher, store)
     weights = weights_from_card(card) if constraints else None
     linker = GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index, embed_questions=matcher is not None).load()
+    from qa_system.ask.reader_ranker import ReaderRanker
+
     ranker = ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker)
     words_reader = None
     if words:
         from qa_system.ask.relation_reader import LazyRelationScorer, RelationWordsReader
+        from qa_system.ask.words_loading import relation_scorer_factory, words_calibration
 
         calibration = words_calibration()
         # which scorer answers by relation words is a dev decision kept with its calibration: MiniLM
@@ -557,22 +457,7 @@ def load_pipeline(
     pipeline = AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
                            constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)
     if words_reader is not None and background_index:  # the app: every relation's words encoded before the questions come
-        _warm_relations_in_background(pipeline)
+        from qa_system.ask.words_loading import warm_relations_in_background
+
+        warm_relations_in_background(pipeline)
     return pipeline
-
-
-def _warm_relations_in_background(pipeline: AskPipeline) -> threading.Thread:
-    """Encode the texts of every relation the store holds for the relation-words reader, off the
-    ask path (a hub topic's first question would otherwise encode hundreds of relation texts)."""
-
-    def warm() -> None:
-        try:
-            relations = sorted(pipeline.store.stats().facts_by_relation)
-            count = pipeline.words_reader.scorer.warm(relations, pipeline._model_lock)  # type: ignore[union-attr]
-            log.info("relation-words reader: %d relation texts encoded ahead", count)
-        except Exception:  # noqa: BLE001 - a head start only; questions encode what they need
-            log.exception("encoding relation texts ahead failed; questions will encode their own")
-
-    thread = threading.Thread(target=warm, name="relation-texts", daemon=True)
-    thread.start()
-    return thread

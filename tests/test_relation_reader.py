@@ -181,7 +181,7 @@ def test_null_grid_lowers_only_words_answers_and_fits_the_best_net() -> None:
 
 
 def test_the_shipped_words_calibration_names_a_scorer_and_a_null_logit() -> None:
-    from qa_system.pipeline import words_calibration
+    from qa_system.ask.words_loading import words_calibration
 
     calibration = words_calibration()
     assert calibration["scorer"] in ("zero-shot", "trained") and isinstance(calibration["null_logit"], float)
@@ -212,8 +212,8 @@ def test_warming_encodes_every_relation_in_both_directions_under_the_lock() -> N
 
 def test_the_mean_of_scorers_averages_their_logits_and_an_unknown_scorer_is_refused() -> None:
     from qa_system.ask.relation_reader import MeanOfScorers
+    from qa_system.ask.words_loading import relation_scorer_factory
     from qa_system.errors import InputError
-    from qa_system.pipeline import relation_scorer_factory
 
     class Fixed:
         def __init__(self, values):

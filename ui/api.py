@@ -34,16 +34,14 @@ Rate limiting is a token bucket per key (per client address without a valid one)
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import math
 import re
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +69,8 @@ from qa_system.errors import (
 )
 from qa_system.relations import readable_relation
 from qa_system.types import Answer, FactStatus, FactView, Provenance
+from ui.api_access import ApiKeys, RateLimiter
+from ui.api_server import ServerThread, free_port  # noqa: F401 - the API's serving helpers, imported from here by tests and the load test
 
 log = logging.getLogger(__name__)
 
@@ -81,84 +81,6 @@ MAX_NEIGHBOUR_LIMIT = 1000
 
 
 # -- keys and rate limits ----------------------------------------------------------------------------
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
-@dataclass(frozen=True)
-class ApiKeys:
-    """Named keys, kept as digests and compared in constant time."""
-
-    keys: tuple[tuple[str, bytes], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str, *, default_name: str = "maintainer") -> ApiKeys:
-        """``"KEY1,alice:KEY2"`` → keys named ``default_name`` and ``alice``."""
-
-        out = []
-        for item in (text or "").split(","):
-            item = item.strip()
-            if not item:
-                continue
-            name, sep, key = item.partition(":")
-            name, key = (name.strip() or default_name, key.strip()) if sep else (default_name, item)
-            if not key:
-                raise InputError("QA_API_KEYS holds an empty key (entries are KEY or NAME:KEY, comma-separated)")
-            out.append((name, _digest(key)))
-        return cls(tuple(out))
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.keys)
-
-    def match(self, key: str) -> str | None:
-        """The name of ``key``, or None when it is not one of the keys."""
-
-        digest, found = _digest(key), None
-        for name, known in self.keys:
-            if hmac.compare_digest(digest, known):
-                found = name
-        return found
-
-
-class RateLimiter:
-    """A token bucket per client: ``per_minute`` requests a minute, bursts up to ``burst``."""
-
-    MAX_BUCKETS = 10_000
-
-    def __init__(self, per_minute: int, *, burst: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self.rate = per_minute / 60.0
-        self.burst = float(burst if burst is not None else max(1, per_minute // 10))
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
-        self._lock = threading.Lock()
-
-    def take(self, client: str) -> float:
-        """0 when the request may go ahead (a token taken), else the seconds until one is free."""
-
-        if self.per_minute <= 0:
-            return 0.0
-        now = self.clock()
-        with self._lock:
-            tokens, at = self._buckets.get(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - at) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[client] = (tokens - 1.0, now)
-                if len(self._buckets) > self.MAX_BUCKETS:
-                    self._forget_full(now)
-                return 0.0
-            self._buckets[client] = (tokens, now)
-            return (1.0 - tokens) / self.rate
-
-    def _forget_full(self, now: float) -> None:
-        """Drop the buckets that have refilled (they hold nothing a new bucket would not)."""
-
-        for client, (tokens, at) in list(self._buckets.items()):
-            if tokens + (now - at) * self.rate >= self.burst:
-                del self._buckets[client]
-
-
 @dataclass
 class ApiConfig:
     keys: ApiKeys = field(default_factory=ApiKeys)
@@ -610,40 +532,3 @@ def mount_app(api: FastAPI, blocks: Any) -> FastAPI:
     from ui.app import launch_options
 
     return gr.mount_gradio_app(api, blocks, path="/", show_error=True, **launch_options())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerThread:
-    """``uvicorn`` serving ``app`` on a loopback port in a thread (tests, the load test)."""
-
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> None:
-        import uvicorn
-
-        self.port = port or free_port()
-        self.url = f"http://{host}:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, name="qa-api-server", daemon=True)
-
-    def start(self, timeout_s: float = 60.0) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the server on {self.url} did not start")
-            time.sleep(0.05)
-        return self.url
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout_s)
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

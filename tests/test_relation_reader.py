@@ -251,3 +251,14 @@ def test_an_imported_twin_of_a_known_entity_is_read_by_relation_words(movies: Em
                            words_reader=RelationWordsReader(OverlapScorer()))
     assert pipeline.ask("When was Keanu Reeves born?").answer.name == "1964"
     assert pipeline.ask("Which film did Keanu Reeves act in?").answer.id in ("/m/film", "m1")
+
+
+def test_an_entity_named_like_a_number_answers_how_many_as_a_literal_would() -> None:
+    prior = AnswerTypePrior()
+    assert prior("How many students does it have?", [("ext:600", "integer")]) > 0
+    assert prior("How many students does it have?", [("ext:rome", "")]) < 0
+    assert prior("Who founded it?", [("ext:1980", "date")]) < 0
+    facts = [_view("u", "numberOfStudents", "ext:600"), _view("u", "city", "ext:rome")]
+    facts = [f.model_copy(update={"object_name": "600" if f.object == "ext:600" else "Rome"}) for f in facts]
+    reading = RelationWordsReader(OverlapScorer()).read("How many pupils does it have?", [LinkedTopic("u", "U", 0.9)], {"u": facts})
+    assert reading.ranked[0][0] == "ext:600"

@@ -121,6 +121,13 @@ _WANTS_NUMBER = re.compile(r"\b(how (many|much|old|tall|long|high|big|large|deep
 _WANTS_ENTITY = re.compile(r"^\s*(who|whom|whose|where|which (person|actor|actress|director|city|country|company|film|movie|team|band))\b", re.I)
 
 
+_VALUE_TYPES = frozenset({"date", "integer", "float"})
+
+
+def _value_like(node: str, kind: str) -> bool:
+    return is_literal(node) or kind in _VALUE_TYPES
+
+
 @dataclass(frozen=True)
 class AnswerTypePrior:
     """Nats added to a group's score when the kind of its candidates fits the question's wh-word:
@@ -131,10 +138,12 @@ class AnswerTypePrior:
     misfits: float = -2.0
 
     def __call__(self, question: str, candidates: Sequence[tuple[str, str]]) -> float:
-        """``candidates``: (id, literal datatype or "") of the group."""
+        """``candidates``: (id, datatype) of the group: a literal's datatype, or for an entity whose
+        name is a number or a date (ingest makes "1980" an entity) that type, else ""."""
 
-        literal_kinds = {kind for node, kind in candidates if is_literal(node)}
-        all_literal = bool(candidates) and len(literal_kinds) > 0 and all(is_literal(node) for node, _ in candidates)
+        values = [(node, kind) for node, kind in candidates if _value_like(node, kind)]
+        literal_kinds = {kind for _, kind in values}
+        all_literal = bool(candidates) and len(values) == len(candidates)
         if _WANTS_DATE.search(question):
             if all_literal and literal_kinds & {"date", "integer"}:
                 return self.fits
@@ -189,6 +198,10 @@ class RelationWordsReader:
                 other = fact.object if forward else fact.subject
                 if is_literal(other):  # its value text re-typed: stored values are canonical (``literal_datatype``)
                     datatypes[other] = literal_datatype(fact.object_name)[1]
+                else:  # an entity named like a value ("1980", "600") answers "when" and "how many" as a literal would
+                    shape = literal_datatype(fact.object_name if forward else fact.subject_name)[1]
+                    if shape in _VALUE_TYPES:
+                        datatypes[other] = shape
                 members = groups.setdefault((topic.id, fact.relation, forward), [])
                 if other not in members:
                     members.append(other)

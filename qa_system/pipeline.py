@@ -247,21 +247,20 @@ class AskPipeline:
         A topic whose every fact the reader can see costs nothing here."""
 
         from graph.store import ANSWERABLE_STATUSES
-        from qa_system.ask.relation_reader import LinkedTopic, reader_cannot_see
+        from qa_system.ask.relation_reader import LinkedTopic
 
         assert self.words_reader is not None
         first = linked[0].entity.id
         readable = _readable(context)
         entity_index = getattr(self.retriever, "entity_index", {})
-        relation_index = getattr(self.retriever, "relation_index", {})
-        unseen = reader_cannot_see(context.subgraph.facts, first, entity_index, relation_index)
+        unseen = getattr(context, "unseen", [])  # found by the retriever in its one pass over the topic's facts
         # another reading of the topic's own words that the trained reader does not know: the same
         # name in an imported graph beside the demo graph ("Keanu Reeves" twice)
         twins = {c.entity.id for c in linked[1 : self.words_reader.max_topics]
                  if c.start < linked[0].end and linked[0].start < c.end and c.entity.id not in entity_index}
         if readable and not unseen and not twins:
             return None
-        wanted = [c for c in linked[: self.words_reader.max_topics]]
+        wanted = linked[: self.words_reader.max_topics]
         facts = {first: context.subgraph.facts}
         others = [c.entity.id for c in wanted[1:] if c.entity.id != first]
         for other in others:
@@ -304,20 +303,9 @@ class AskPipeline:
                 return RankedEntity(id=node, name=values.get(node, node), confidence=min(1.0, max(0.0, p)), kind="value")
             return self._ranked(entities, node, p)
 
-        best_id, best_p = head[0]
-        best = named(best_id, best_p)
-        sure = best.confidence >= cfg.words_threshold
-        evidence = reading.evidence(best_id) + [f for f in tying if best_id in (f.subject, f.object)]
-        return Answer(
-            question=text,
-            answer=best,
-            confidence=best.confidence,
-            source="graph" if sure else "graph-unsure",
-            message="" if sure else f"The graph is not sure (confidence {best.confidence:.2f} < {cfg.words_threshold:.2f}).",
-            topic_entities=topics,
-            evidence=evidence,
-            alternatives=[named(node, p) for node, p in head[1:]],
-        )
+        best = named(*head[0])
+        evidence = reading.evidence(best.id) + [f for f in tying if best.id in (f.subject, f.object)]
+        return _graded(text, topics, best, best.confidence, cfg.words_threshold, evidence, [named(node, p) for node, p in head[1:]])
 
     def _finish(self, prepared: _Prepared, ranked: list[tuple[str, float]]) -> Answer:
         cfg, text, topics, context = self.config, prepared.text, prepared.topics, prepared.context
@@ -331,17 +319,8 @@ class AskPipeline:
         evidence = order_evidence(evidence, context.topics[0] if context.topics else "", getattr(context, "relation_probs", None))
         if prepared.constraint_facts:  # what ties the answer to the question's other named entities
             evidence += [f for f in prepared.constraint_facts[0] if best_id in (f.subject, f.object)]
-        sure = best_p >= cfg.threshold
-        return Answer(
-            question=text,
-            answer=best,
-            confidence=best.confidence,
-            source="graph" if sure else "graph-unsure",
-            message="" if sure else f"The graph is not sure (confidence {best_p:.2f} < {cfg.threshold:.2f}).",
-            topic_entities=topics,
-            evidence=evidence,
-            alternatives=[self._ranked(names, e, p) for e, p in ranked[1 : cfg.alternatives + 1]],
-        )
+        return _graded(text, topics, best, best_p, cfg.threshold, evidence,
+                       [self._ranked(names, e, p) for e, p in ranked[1 : cfg.alternatives + 1]])
 
     def _entities(self, ids: list[str]) -> dict[str, Any]:
         from graph.store import entities_by_id
@@ -357,6 +336,24 @@ class AskPipeline:
             description=entity.description if entity else "",
             confidence=min(1.0, max(0.0, float(probability))),
         )
+
+
+def _graded(text: str, topics: list[RankedEntity], best: RankedEntity, confidence: float, threshold: float,
+            evidence: list[Any], alternatives: list[RankedEntity]) -> Answer:
+    """The graph's answer, ``graph`` when ``confidence`` reaches the threshold, else ``graph-unsure``
+    with the message saying by how much (both readers grade their answers this one way)."""
+
+    sure = confidence >= threshold
+    return Answer(
+        question=text,
+        answer=best,
+        confidence=best.confidence,
+        source="graph" if sure else "graph-unsure",
+        message="" if sure else f"The graph is not sure (confidence {confidence:.2f} < {threshold:.2f}).",
+        topic_entities=topics,
+        evidence=evidence,
+        alternatives=alternatives,
+    )
 
 
 def _readable(context: Any) -> bool:

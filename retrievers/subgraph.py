@@ -33,6 +33,9 @@ class RetrievedContext:
     candidate_relations: list[list[int]] = field(default_factory=list)  # relations (in [0, 2R)) linking the topic to each candidate; [] for hop 2
     # filled by the reader: P(relation | question) for its top relations, keyed (relation id, topic is the subject)
     relation_probs: dict[tuple[str, bool], float] = field(default_factory=dict)
+    # the known topic's hop-1 facts the reader cannot read (a relation outside its vocabulary, or a
+    # new entity or literal value at the other end): what only the relation-words reader sees
+    unseen: list[FactView] = field(default_factory=list)
 
     def facts_between(self, topic: str, answer: str) -> list[FactView]:
         """Supporting facts: the hop-1 fact(s) linking topic and answer, else a 2-hop path through a shared entity."""
@@ -88,17 +91,19 @@ class SubgraphRetriever:
         topic = known_topics[0] if known_topics else None
         pairs: list[tuple[int, int]] = []
         linking: dict[str, list[int]] = {}  # candidate -> relations from the topic to it
+        unseen: list[FactView] = []
         if topic is not None:
             for fact in subgraph.facts:
-                if fact.hop != 1 or fact.relation not in self.relation_index:
+                if fact.hop != 1 or topic not in (fact.subject, fact.object):
                     continue
-                if fact.subject == topic:
-                    other, relation = fact.object, self.relation_index[fact.relation]
-                elif fact.object == topic:
-                    other, relation = fact.subject, self.relation_index[fact.relation] + self.num_relations
+                other = fact.object if fact.subject == topic else fact.subject
+                if fact.relation not in self.relation_index:
+                    unseen.append(fact)
+                    continue
+                relation = self.relation_index[fact.relation] + (0 if fact.subject == topic else self.num_relations)
+                if other not in self.entity_index:
+                    unseen.append(fact)
                 else:
-                    continue
-                if other in self.entity_index:
                     pairs.append((self.entity_index[other], relation))
                     linking.setdefault(other, [])
                     if relation not in linking[other]:
@@ -123,4 +128,5 @@ class SubgraphRetriever:
             candidates=candidates,
             candidate_indices=[self.entity_index[c] for c in candidates],
             candidate_relations=[linking.get(c, []) for c in candidates],
+            unseen=unseen,
         )

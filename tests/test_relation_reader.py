@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from graph.embedded import EmbeddedStore
-from qa_system.ask.relation_reader import AnswerTypePrior, LinkedTopic, RelationWordsReader, reader_cannot_see
+from qa_system.ask.relation_reader import AnswerTypePrior, LinkedTopic, RelationWordsReader
 from qa_system.pipeline import AskPipeline, PipelineConfig
 from qa_system.relations import readable_relation
 from qa_system.types import Entity, Fact, FactStatus, FactView, Provenance, SourceKind, literal_entity
@@ -123,10 +123,14 @@ def test_several_answers_of_one_relation_share_its_probability() -> None:
     assert reading.ranked[0][1] == pytest.approx(reading.ranked[1][1]) and reading.ranked[0][1] > 0.9
 
 
-def test_reader_cannot_see_new_relations_entities_and_literals() -> None:
-    facts = [_view("t", "known", "e"), _view("t", "new_relation", "e"), _view("t", "known", "new"), _view("t", "known", "lit:1")]
-    unseen = reader_cannot_see(facts, "t", {"t": 0, "e": 1}, {"known": 0})
-    assert [f.id for f in unseen] == ["tnew_relatione", "tknownnew", "tknownlit:1"]
+def test_the_retriever_lists_the_topic_facts_the_reader_cannot_see(movies: EmbeddedStore) -> None:
+    movies.upsert_entity(Entity(id="new", name="New film"))
+    movies.upsert_facts([_fact("p1", "ACTED_IN", "new"), _fact("p1", "SPOKE_AT", "m1")])
+    context = SubgraphRetriever(movies, {"p1": 0, "m1": 1}, {"ACTED_IN": 0}, hops=1).retrieve(["p1"])
+    unseen = {(f.relation, f.object) for f in context.unseen}
+    assert ("ACTED_IN", "new") in unseen and ("SPOKE_AT", "m1") in unseen  # a new entity; a new relation
+    assert any(r == "born" for r, _ in unseen)  # a literal value
+    assert ("ACTED_IN", "m1") not in unseen and context.neighbour_pairs == [(1, 0)]
 
 
 def _with_roles(view: FactView, roles: list[str]) -> FactView:

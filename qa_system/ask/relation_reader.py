@@ -271,17 +271,3 @@ def _named_in_properties(question: str, facts: Sequence[FactView], topics: set[s
                 named.add(fact.object if fact.subject in topics else fact.subject)
                 break
     return named
-
-
-def reader_cannot_see(facts: Sequence[FactView], topic: str, entity_index: Any, relation_index: Any) -> list[FactView]:
-    """The topic's hop-1 facts the trained reader cannot read: a relation outside its vocabulary, or
-    another end it has no graph encoding for (a new entity, a literal value)."""
-
-    unseen = []
-    for fact in facts:
-        if fact.hop != 1 or topic not in (fact.subject, fact.object):
-            continue
-        other = fact.object if fact.subject == topic else fact.subject
-        if fact.relation not in relation_index or other not in entity_index:
-            unseen.append(fact)
-    return unseen

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, warn_unnamed, write_in_batches
+from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, write_graph
 from graph.store import GraphStore
 from qa_system.errors import DataFormatError
 
@@ -205,7 +205,4 @@ def import_csv_graph(store: GraphStore, folder: Path, mapping: Mapping, *, progr
     """Read and check everything, then write nodes (with their attribute facts), then relationships."""
 
     node_batches, rel_batches, dataset = read_csv_graph(folder, mapping)
-    counts = write_in_batches(store, node_batches, stage="nodes", total=sum(b.records for b in node_batches), progress=progress)
-    write_in_batches(store, rel_batches, stage="relationships", total=sum(b.records for b in rel_batches), progress=progress, counts=counts)
-    warn_unnamed(counts, dataset)
-    return dataset, counts
+    return write_graph(store, node_batches, rel_batches, dataset, progress=progress)

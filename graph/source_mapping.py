@@ -335,6 +335,17 @@ def write_in_batches(
     return counts
 
 
+def write_graph(store: GraphStore, node_batches: list[GraphBatch], link_batches: list[GraphBatch], dataset: str, *,
+                progress: StageProgress | None = None) -> tuple[str, ImportCounts]:
+    """A file source read and checked whole: its nodes (with their attribute facts), then the links
+    between them, then the warning about nodes named by their id."""
+
+    counts = write_in_batches(store, node_batches, stage="nodes", total=sum(b.records for b in node_batches), progress=progress)
+    write_in_batches(store, link_batches, stage="relationships", total=sum(b.records for b in link_batches), progress=progress, counts=counts)
+    warn_unnamed(counts, dataset)
+    return dataset, counts
+
+
 def warn_unnamed(counts: ImportCounts, dataset: str) -> None:
     if counts.unnamed:
         log.warning("%s: %d node(s) have no name property (named by their id); see --name-property", dataset, counts.unnamed)

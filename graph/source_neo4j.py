@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -159,6 +160,20 @@ def resolve_password(password: str | None) -> str:
     return password if password is not None else os.environ.get(PASSWORD_ENV, "")
 
 
+def _pages(fetch: Callable[[int, int], list[Any]], size: int) -> Iterator[tuple[int, list[Any]]]:
+    """(records read so far, page) for each page ``fetch(skip, limit)`` returns, until a short or empty one."""
+
+    done = 0
+    while True:
+        rows = fetch(done, size)
+        if not rows:
+            return
+        done += len(rows)
+        yield done, rows
+        if len(rows) < size:
+            return
+
+
 def import_bolt_graph(
     store: GraphStore,
     uri: str,
@@ -179,25 +194,14 @@ def import_bolt_graph(
     with BoltSource(uri, user, resolve_password(password), database, connect_timeout_s=connect_timeout_s) as source:
         total_nodes, total_rels = source.count_nodes(), source.count_relationships()  # before any write
         ids: dict[str, str] = {}  # source node id -> entity id (the same unless --id-property)
-        done = 0
-        while True:
-            rows = source.node_page(done, mapping.page_size)
-            if not rows:
-                break
+        for done, rows in _pages(source.node_page, mapping.page_size):
             batch = GraphBatch(records=len(rows))
             for raw_id, labels, props in rows:
                 ids[str(raw_id)] = mapper.node(str(raw_id), sorted(labels or []), dict(props or {}), batch)
             write_batch(store, batch, counts)
-            done += len(rows)
             if progress:
                 progress("nodes", done, max(done, total_nodes))
-            if len(rows) < mapping.page_size:
-                break
-        done = 0
-        while True:
-            rows = source.relationship_page(done, mapping.page_size)
-            if not rows:
-                break
+        for done, rows in _pages(source.relationship_page, mapping.page_size):
             batch = GraphBatch(records=len(rows))
             for start, rel_type, end, props in rows:
                 start, end = str(start), str(end)
@@ -207,11 +211,8 @@ def import_bolt_graph(
                 start, end = ids[start], ids[end]
                 batch.facts.append(mapper.fact(start, str(rel_type), end, dict(props or {})))
             write_batch(store, batch, counts)
-            done += len(rows)
             if progress:
                 progress("relationships", done, max(done, total_rels))
-            if len(rows) < mapping.page_size:
-                break
     if skipped:
         log.warning("%s: %d relationship(s) skipped: an end node appeared after the node pass (re-run the import)", dataset, skipped)
     warn_unnamed(counts, dataset)

@@ -25,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, stable_id, warn_unnamed, write_in_batches
+from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, stable_id, write_graph
 from graph.store import GraphStore
 from qa_system.errors import DataFormatError
 from qa_system.types import Entity
@@ -180,7 +180,4 @@ def import_rdf_graph(store: GraphStore, path: Path, mapping: Mapping, *, progres
     """Parse everything, then write entities (with their attribute facts), then the links between them."""
 
     batches, link_batches, dataset = read_rdf_graph(path, mapping)
-    counts = write_in_batches(store, batches, stage="nodes", total=sum(b.records for b in batches), progress=progress)
-    write_in_batches(store, link_batches, stage="relationships", total=sum(b.records for b in link_batches), progress=progress, counts=counts)
-    warn_unnamed(counts, dataset)
-    return dataset, counts
+    return write_graph(store, batches, link_batches, dataset, progress=progress)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from qa_system.errors import CheckpointError, InputError, ModelError
+from qa_system.models.adapter_files import CARD, WEIGHTS, save_adapters
 from qa_system.models.lora import merge_lora_for_inference
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 LABELS: tuple[str, str, str] = ("entailment", "neutral", "contradiction")
 LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
 MODEL_NAME = "entailment-minilm-lora"
-WEIGHTS, CARD = "adapters.safetensors", "card.json"
 SHIPPED = "entailment-minilm"
 
 
@@ -230,21 +230,7 @@ def shipped_checkpoint() -> Path:
 def save_entailment(folder: Path, network: EntailmentCrossEncoder, card: dict[str, Any], *, fp16: bool = False) -> Path:
     """Write ``adapters.safetensors`` (LoRA + head) and ``card.json`` (config inside) to ``folder``."""
 
-    import os
-
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.trainable_state_dict().items()}
-    if fp16:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(folder / (WEIGHTS + ".tmp")), metadata={"dtype": "float16" if fp16 else "float32"})
-    os.replace(folder / (WEIGHTS + ".tmp"), folder / WEIGHTS)
-    full = {"model": MODEL_NAME, "labels": list(LABELS), "config": network.config.to_dict(),
-            "dtype": "float16" if fp16 else "float32", **card}
-    (folder / CARD).write_text(json.dumps(full, indent=2, ensure_ascii=False, default=str) + "\n")
-    return folder
+    return save_adapters(folder, network.trainable_state_dict(), {"model": MODEL_NAME, "labels": list(LABELS), "config": network.config.to_dict()}, card, fp16=fp16)
 
 
 def _weights_hash(path: Path) -> str:

@@ -50,13 +50,13 @@ import torch
 from torch import nn
 
 from qa_system.errors import CheckpointError, ModelError
+from qa_system.models.adapter_files import CARD, WEIGHTS, save_adapters
 from qa_system.models.lora import merge_lora_for_inference
 from qa_system.relations import readable_relation
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "relation-scorer-minilm"
-WEIGHTS, CARD = "adapters.safetensors", "card.json"
 SHIPPED = "relation-scorer"
 PLACEHOLDER = "X"
 
@@ -390,20 +390,7 @@ def shipped_checkpoint() -> Path:
 def save_relation_scorer(folder: Path, network: RelationBiEncoder, card: dict[str, Any], *, fp16: bool = False) -> Path:
     """Write ``adapters.safetensors`` (LoRA + scale + lexical weight) and ``card.json`` to ``folder``."""
 
-    import os
-
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.trainable_state_dict().items()}
-    if fp16:
-        state = {k: (v.half() if v.is_floating_point() and v.dim() > 0 else v) for k, v in state.items()}
-    save_file(state, str(folder / (WEIGHTS + ".tmp")), metadata={"dtype": "float16" if fp16 else "float32"})
-    os.replace(folder / (WEIGHTS + ".tmp"), folder / WEIGHTS)
-    full = {"model": MODEL_NAME, "config": network.config.to_dict(), "dtype": "float16" if fp16 else "float32", **card}
-    (folder / CARD).write_text(json.dumps(full, indent=2, ensure_ascii=False, default=str) + "\n")
-    return folder
+    return save_adapters(folder, network.trainable_state_dict(), {"model": MODEL_NAME, "config": network.config.to_dict()}, card, fp16=fp16)
 
 
 def zero_shot_scorer(config: RelationScorerConfig | None = None) -> RelationScorer:

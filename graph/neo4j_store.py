@@ -67,11 +67,12 @@ _UNREACHABLE = (
 )
 
 
-def _first_line(error: BaseException) -> str:
-    """The error as one line (the CLI prints ``error: <message>``, never a stack trace)."""
+def first_line(error: BaseException, limit: int = 400) -> str:
+    """The driver's error as one line of at most ``limit`` characters (the CLI prints ``error: <message>``,
+    never a stack trace)."""
 
     text = " ".join(str(getattr(error, "message", None) or error).split())
-    return (text[:400] + "...") if len(text) > 400 else (text or type(error).__name__)
+    return (text[:limit] + "...") if len(text) > limit else (text or type(error).__name__)
 
 
 def _tokens(entity: Entity) -> list[str]:
@@ -150,7 +151,7 @@ class Neo4jStore(CypherStoreBase):
                 max_transaction_retry_time=max(connect_timeout_s, 1.0) * 2,
             )
         except (neo4j_errors.ConfigurationError, ValueError) as e:
-            raise ConfigError(f"bad Neo4j URI {uri!r}: {_first_line(e)}") from e
+            raise ConfigError(f"bad Neo4j URI {uri!r}: {first_line(e)}") from e
         try:
             self._driver.verify_connectivity()
             self._agent = str(self._driver.get_server_info().agent)
@@ -160,10 +161,10 @@ class Neo4jStore(CypherStoreBase):
             raise
         except neo4j_errors.AuthError as e:
             self._driver.close()
-            raise GraphUnavailableError(f"cannot log in to the graph database at {where} as {user!r}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"cannot log in to the graph database at {where} as {user!r}: {first_line(e)}") from e
         except (neo4j_errors.DriverError, neo4j_errors.Neo4jError, OSError) as e:
             self._driver.close()
-            raise GraphUnavailableError(f"cannot reach the graph database at {where}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"cannot reach the graph database at {where}: {first_line(e)}") from e
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Neo4jStore":
@@ -190,13 +191,13 @@ class Neo4jStore(CypherStoreBase):
         try:
             return action()
         except _UNREACHABLE as e:
-            raise GraphUnavailableError(f"lost the graph database at {self.uri}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"lost the graph database at {self.uri}: {first_line(e)}") from e
         except neo4j_errors.Neo4jError as e:
             if e.code and "DatabaseNotFound" in e.code:
-                raise GraphUnavailableError(f"no database {self.database!r} at {self.uri}: {_first_line(e)}") from e
-            raise QueryError(f"graph query failed: {_first_line(e)}") from e
+                raise GraphUnavailableError(f"no database {self.database!r} at {self.uri}: {first_line(e)}") from e
+            raise QueryError(f"graph query failed: {first_line(e)}") from e
         except neo4j_errors.DriverError as e:
-            raise QueryError(f"graph query failed: {_first_line(e)}") from e
+            raise QueryError(f"graph query failed: {first_line(e)}") from e
 
     def _rows(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
         def work(tx: Any) -> list[list[Any]]:
@@ -374,12 +375,12 @@ class Neo4jStore(CypherStoreBase):
                     except (neo4j_errors.DriverError, neo4j_errors.Neo4jError):
                         pass  # a failed transaction is already rolled back (and closed)
         except _UNREACHABLE as e:
-            raise GraphUnavailableError(f"lost the graph database at {self.uri}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"lost the graph database at {self.uri}: {first_line(e)}") from e
         except neo4j_errors.Neo4jError as e:
-            message = _first_line(e)
+            message = first_line(e)
             code = e.code or ""
             if any(c in code for c in _WRITE_REFUSED_CODES) or any(w in message.lower() for w in _WRITE_REFUSED_WORDS):
                 raise ReadOnlyViolationError(f"read-only workbench: the database refused a write ({message})") from e
             raise QueryError(f"query failed: {message}") from e
         except neo4j_errors.DriverError as e:
-            raise QueryError(f"query failed: {_first_line(e)}") from e
+            raise QueryError(f"query failed: {first_line(e)}") from e

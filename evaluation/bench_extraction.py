@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from evaluation.timing import latency_summary
-from qa_system.extraction import load_extractor
-from qa_system.training.extraction_data import load_webnlg
+from qa_system.models.extraction import load_extractor
+from qa_system.models.extraction_data import load_webnlg
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:

@@ -86,10 +86,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from graph.open import open_store
+    from qa_system.ask.pipeline import load_pipeline
     from qa_system.config import load_settings
     from qa_system.explore import ensure_demo_graph
-    from qa_system.fallback_step import build_fallback_step
-    from qa_system.pipeline import load_pipeline
+    from qa_system.fallback.step import build_fallback_step
 
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix="bench-fallback-"))
     settings = load_settings(workspace=workspace)

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qa_system.documents import Document, split_sentences
-from qa_system.extraction import ExtractedTriple, Mention, load_extractor
+from qa_system.ingest.documents import Document, split_sentences
+from qa_system.models.extraction import ExtractedTriple, Mention, load_extractor
 from qa_system.types import FactStatus
 
 
@@ -97,8 +97,8 @@ def main() -> None:
 
     from graph.embedded import EmbeddedStore
     from graph.importers import import_kg
-    from qa_system.entity_resolution import EntityResolver
-    from qa_system.ingest import Ingester
+    from qa_system.ingest.entity_resolution import EntityResolver
+    from qa_system.ingest.ingester import Ingester
     from retrievers.linking import default_index_dir
     from retrievers.name_embeddings import IDS_FILE, NameVectorIndex
 

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from qa_system.models.span_lexicon import EntityLexicon
-from qa_system.training.extraction_data import (
+from qa_system.models.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
     SpanExtractionModel,
     span_text,
 )
+from qa_system.models.span_lexicon import EntityLexicon
 
 log = logging.getLogger(__name__)
 

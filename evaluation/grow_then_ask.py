@@ -137,12 +137,12 @@ def main() -> None:
 
     from evaluation.bench_ingest import GoldExtractor
     from evaluation.demo_workspace import demo_store_with_names
+    from qa_system.ask.pipeline import load_pipeline
     from qa_system.config import Settings
-    from qa_system.documents import Document, split_sentences
-    from qa_system.entity_resolution import EntityResolver, clean_mention
-    from qa_system.extraction import load_extractor
-    from qa_system.ingest import Ingester
-    from qa_system.pipeline import load_pipeline
+    from qa_system.ingest.documents import Document, split_sentences
+    from qa_system.ingest.entity_resolution import EntityResolver, clean_mention
+    from qa_system.ingest.ingester import Ingester
+    from qa_system.models.extraction import load_extractor
 
     examples = load_examples(args.data_dir, args.split, args.texts)
     documents, gold_by_sentence = [], {}

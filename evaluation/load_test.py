@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.timing import latency_summary
-from qa_system.review import read_jsonl
+from qa_system.maintain.review import read_jsonl
 from qa_system.types import Fact, FactStatus, Provenance, SourceKind
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,8 @@ def shipped_pipeline_exact_linking(store: Any) -> Any:
     """The shipped reader with the linker's FAISS fuzzy-name index off (its first build on a fresh
     demo copy takes minutes on 2 cores); for tests. The default run uses the full pipeline."""
 
+    from qa_system.ask.pipeline import load_pipeline
     from qa_system.config import load_settings
-    from qa_system.pipeline import load_pipeline
     from retrievers.linking import default_index_dir
 
     index_dir = default_index_dir(store)
@@ -244,7 +244,7 @@ def _serve(workspace: str, seed_facts: int, pipeline: str | None, password: str,
         t0 = time.perf_counter()
         factory = _factory(pipeline)
         if factory is None:
-            from qa_system.pipeline import load_pipeline
+            from qa_system.ask.pipeline import load_pipeline
 
             ask_pipeline = load_pipeline(load_settings(workspace=Path(workspace)), store)
         else:
@@ -352,7 +352,7 @@ def run_load_test(
         "duration_s": duration_s,
         "wall_s": round(wall, 1),
         "max_requests_per_asker": max_requests,
-        "pipeline": pipeline or "shipped reader (qa_system.pipeline.load_pipeline), graph path only: no LLM fallback",
+        "pipeline": pipeline or "shipped reader (qa_system.ask.pipeline.load_pipeline), graph path only: no LLM fallback",
         "pipeline_load_s": round(info["load_s"], 1),
         "server": "ui.app.build_app + ui.api.create_api in one uvicorn server in its own process, queue(default_concurrency_limit=8) as qa-system serve",
         "api": "POST /v1/ask (HTTP API, loopback), one keep-alive connection per asker",

@@ -56,8 +56,8 @@ def main() -> None:
 
     from evaluation.demo_workspace import demo_store_with_names
     from evaluation.qa_data import load_qa
+    from qa_system.ask.pipeline import load_pipeline
     from qa_system.config import Settings
-    from qa_system.pipeline import load_pipeline
 
     examples = [e for e in load_qa(args.dataset, args.split, "filtered") if e.topic_ids and hidden(e.topic_ids[0])]
     if args.limit:

@@ -19,7 +19,7 @@ evidence rule alone (``*_evidence_only``), so what the entailment model adds is 
 
 Calibrated decision (``fit_calibration``, ``qa-system tune validation --calibrate``): a
 logistic regression (scikit-learn) fitted on the dev candidates with evidence over the features of
-each candidate within its query (``qa_system.validation_calibration.group_features``: entailment score, evidence
+each candidate within its query (``qa_system.fallback.validation_calibration.group_features``: entailment score, evidence
 count, gap to the query's best score, rank, graph source), and the highest probability threshold
 keeping ``min_recall_kept`` of the dev recall; ``metrics(run, ..., calibration=...)`` then reports
 before/after for that decision (what ``TripleValidator`` does with such a thresholds file).
@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa_system.candidates import SOURCES, normalise, warm_ner
 from qa_system.errors import DataFormatError, DatasetNotFoundError, InputError
+from qa_system.fallback.candidates import SOURCES, normalise, warm_ner
 
 if TYPE_CHECKING:
-    from qa_system.validation_calibration import Calibration, ShapePrior
+    from qa_system.fallback.validation_calibration import Calibration, ShapePrior
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,10 @@ def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
 
 def run_features(run: Run, shape_prior: ShapePrior | None = None) -> np.ndarray:
     """The calibration features of every candidate (rows in ``run.candidates`` order), each computed
-    within its query's candidates (``qa_system.validation_calibration.group_features``; graph = the
+    within its query's candidates (``qa_system.fallback.validation_calibration.group_features``; graph = the
     graph source; the shape-prior column is 0 without a ``shape_prior``)."""
 
-    from qa_system.validation_calibration import (
+    from qa_system.fallback.validation_calibration import (
         CALIBRATION_FEATURES,
         relation_group_features,
     )
@@ -229,7 +229,7 @@ def calibrated_keep(run: Run, calibration: Calibration) -> np.ndarray:
 def shape_prior_from_split(data_dir: Path | None, split: str = "train") -> ShapePrior:
     """The object-shape prior of the WebNLG ``split``'s triples (train: never the split evaluated)."""
 
-    from qa_system.validation_calibration import ShapePrior
+    from qa_system.fallback.validation_calibration import ShapePrior
 
     path = webnlg_file(data_dir, split)
     pairs = [(t[1], t[2]) for record in load_webnlg_split(path) for t in record["triple_list"]]
@@ -301,7 +301,7 @@ def fit_calibration(run: Run, *, min_recall_kept: float = 0.9, regularisation: f
 
     from sklearn.linear_model import LogisticRegression
 
-    from qa_system.validation_calibration import CALIBRATION_FEATURES, Calibration
+    from qa_system.fallback.validation_calibration import CALIBRATION_FEATURES, Calibration
 
     if not 0.0 <= min_recall_kept <= 1.0:
         raise InputError(f"min_recall_kept must be within [0, 1]; got {min_recall_kept}")

@@ -55,7 +55,7 @@ class GraphStore(Protocol):
         self, fact_id: str, status: FactStatus, *, reviewer: str = "", reason: str = ""
     ) -> FactView: ...
 
-    # -- maintenance (``qa_system.maintain``: forget a document, merge entities) ------------------
+    # -- maintenance (``qa_system.maintain.actions``: forget a document, merge entities) ------------------
     def facts_of_document(self, document_id: str) -> list[FactView]:
         """Every fact (any status) whose provenance names ``document_id`` (extracted from that document)."""
         ...
@@ -100,7 +100,7 @@ class GraphStore(Protocol):
     ) -> list[FactView]:
         """The facts (``statuses``; default, as ``neighbors``: all but rejected) with one end among ``anchors`` and
         the other among ``ids``, each once, in either direction: what ties a candidate answer to
-        another entity the question names (``qa_system.constraints``)."""
+        another entity the question names (``qa_system.ask.constraints``)."""
         ...
 
     def get_fact(self, fact_id: str) -> FactView: ...

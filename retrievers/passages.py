@@ -4,7 +4,7 @@ Why a JSONL file in the workspace and not graph nodes: passages are evidence tex
 graph store stays a graph, and both backends (embedded, Neo4j) share one passage file. The file is
 append-only and keyed by a content id, so ingesting a document twice adds nothing.
 ``PassageRetriever`` is the FAISS search over these passages plus the graph's entity descriptions:
-the premises the entailment validator (``qa_system.validation``) reads. Nothing heavy at import:
+the premises the entailment validator (``qa_system.fallback.validation``) reads. Nothing heavy at import:
 faiss and MiniLM load on first use.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from qa_system.errors import DataFormatError, InputError
-from qa_system.review import file_lock
+from qa_system.maintain.review import file_lock
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Test doubles for ingest: a rule-based extractor (real spans, fixed scores) and a scripted name index.
 
-The rule extractor satisfies ``qa_system.extraction.Extractor``; it finds "X was born in Y"-style
+The rule extractor satisfies ``qa_system.models.extraction.Extractor``; it finds "X was born in Y"-style
 patterns so tests know exactly which triples a text yields without loading a model.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qa_system.extraction import ExtractedTriple, Mention
+from qa_system.models.extraction import ExtractedTriple, Mention
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
 

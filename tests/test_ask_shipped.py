@@ -17,8 +17,8 @@ def pipeline(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactory):
     import shutil
 
     from graph.embedded import EmbeddedStore
+    from qa_system.ask.pipeline import load_pipeline
     from qa_system.config import load_settings
-    from qa_system.pipeline import load_pipeline
 
     # a private copy: the embedded store is locked by whoever has it open, and other tests run the CLI on the demo workspace
     workspace = tmp_path_factory.mktemp("ask-shipped") / "ws"
@@ -84,8 +84,8 @@ def test_the_shipped_answer_reranker_is_small_tuned_on_dev_and_used(pipeline) ->
     if card.get("read_within") is not None:  # chosen on dev as a gap that loses nothing there
         grid = card["dev"]["read_within_grid"][str(float(card["read_within"]))]
         assert grid["mean_hits1"] >= card["dev"]["mean_hits1"] and grid["pairs_per_question"] < card["top_k"]
+    from qa_system.ask.reranking import reranker_for
     from qa_system.errors import InputError
-    from qa_system.reranking import reranker_for
 
     fewer = reranker_for(pipeline.store, pipeline.ranker.relations, top_k=3)
     assert fewer is not None and fewer.reranker.top_k == 3
@@ -154,7 +154,7 @@ def test_ask_starts_the_readers_question_pass_ahead_and_takes_it(pipeline, monke
 
 
 def test_question_constraints_are_the_cards_and_their_facts_join_the_evidence(pipeline) -> None:
-    from qa_system.constraints import weights_from_card
+    from qa_system.ask.constraints import weights_from_card
 
     card = json.loads((shipped_reader() / "card.json").read_text())
     weights = weights_from_card(card)

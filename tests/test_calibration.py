@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qa_system.calibration import (
+from qa_system.ask.calibration import (
     LEGACY_FEATURES,
     PlattCalibrator,
     choose_threshold,

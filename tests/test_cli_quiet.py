@@ -71,7 +71,7 @@ def test_quiet_logging_levels(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
         monkeypatch.delenv(name, raising=False)
     assert quiet_logging(0, None, "ask") == logging.WARNING
-    assert not logging.getLogger("qa_system.pipeline").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("qa_system.ask.pipeline").isEnabledFor(logging.INFO)
     assert not logging.getLogger("faiss.loader").isEnabledFor(logging.INFO)
     assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1" and os.environ["TRANSFORMERS_VERBOSITY"] == "error"
     quiet_logging(0, None, "train")  # our own progress logs stay in long commands; the libraries' do not

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from qa_system.constraints import (
+from qa_system.ask.constraints import (
     ConstraintWeights,
     QuestionConstraints,
     adjacent_candidates,

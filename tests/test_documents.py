@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import qa_system.documents as D
-from qa_system.documents import (
+import qa_system.ingest.documents as D
+from qa_system.errors import InputError
+from qa_system.ingest.documents import (
     Document,
     iter_documents,
     read_documents,
     split_sentences,
 )
-from qa_system.errors import InputError
 from tests.ingest_support import FIXTURES
 
 

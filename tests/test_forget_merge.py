@@ -1,4 +1,4 @@
-"""``qa-system forget`` and ``qa-system merge`` (``qa_system.maintain``): the library on a real embedded
+"""``qa-system forget`` and ``qa-system merge`` (``qa_system.maintain.actions``): the library on a real embedded
 store holding the tiny KG with the rule extractor of the ingest tests, then the commands. The store
 methods they use are in the contract suite (``tests/graph/test_store_contract.py``), on both backends."""
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from qa_system.cli import main
-from qa_system.entity_resolution import MEMO_FILE, MentionMemo, extracted_entity_id
 from qa_system.errors import EntityNotFoundError, InputError
-from qa_system.ingest import Document, read_documents
-from qa_system.maintain import forget_document, merge_entities, resolve_merged
-from qa_system.review import ReviewFiles, read_jsonl
+from qa_system.ingest.entity_resolution import MEMO_FILE, MentionMemo, extracted_entity_id
+from qa_system.ingest.ingester import Document, read_documents
+from qa_system.maintain.actions import forget_document, merge_entities, resolve_merged
+from qa_system.maintain.review import ReviewFiles, read_jsonl
 from qa_system.types import Entity, Fact, FactStatus, Provenance, fact_id, literal_entity
 from retrievers.passages import PassageRetriever, PassageStore
 from tests.ingest_support import FIXTURES

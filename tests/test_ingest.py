@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from qa_system.entity_resolution import (
+from qa_system.errors import EntityNotFoundError, IngestError, InputError
+from qa_system.ingest.entity_resolution import (
     EntityResolver,
     clean_mention,
     extracted_entity_id,
 )
-from qa_system.errors import EntityNotFoundError, IngestError, InputError
-from qa_system.ingest import Document, Ingester, iter_documents, read_documents
+from qa_system.ingest.ingester import Document, Ingester, iter_documents, read_documents
 from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, fact_id
 from retrievers.passages import PassageStore
 from tests.ingest_support import FIXTURES, Hit, RuleExtractor, ScriptedNameIndex
@@ -277,7 +277,7 @@ def test_a_failed_write_names_the_document_and_a_rerun_completes_it(tiny_store):
 
 
 def test_ingest_streams_lazy_documents_in_chunks(tiny_store, monkeypatch: pytest.MonkeyPatch):
-    import qa_system.ingest as I
+    import qa_system.ingest.ingester as I
 
     monkeypatch.setattr(I, "CHUNK_SENTENCES", 3)
     calls: list[tuple[int, int]] = []
@@ -303,9 +303,9 @@ def test_ingester_rejects_bad_settings(tiny_store):
 KILLED_INGEST = """
 import sys, time
 from pathlib import Path
-import qa_system.ingest as I
+import qa_system.ingest.ingester as I
 from graph.embedded import EmbeddedStore
-from qa_system.entity_resolution import EntityResolver
+from qa_system.ingest.entity_resolution import EntityResolver
 from tests.ingest_support import RuleExtractor
 
 class Slow(RuleExtractor):

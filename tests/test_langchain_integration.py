@@ -6,8 +6,8 @@ import pytest
 from langchain_core.runnables import RunnablePassthrough
 
 from graph.embedded import EmbeddedStore
+from qa_system.ask.langchain_integration import GraphEvidenceRetriever, answer_runnable
 from qa_system.errors import InputError
-from qa_system.langchain_integration import GraphEvidenceRetriever, answer_runnable
 from tests.test_pipeline import pipeline
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from graph.embedded import EmbeddedStore
+from qa_system.ask.pipeline import AskPipeline, PipelineConfig
 from qa_system.errors import InputError
-from qa_system.pipeline import AskPipeline, PipelineConfig
 from retrievers.linking import LinkedEntity
 from retrievers.subgraph import SubgraphRetriever
 
@@ -80,7 +80,7 @@ def test_ask_many_keeps_order_and_isolates_bad_input(store: EmbeddedStore) -> No
 
 
 def test_evidence_puts_the_predicted_relation_first():
-    from qa_system.pipeline import order_evidence
+    from qa_system.ask.pipeline import order_evidence
     from qa_system.types import FactStatus, FactView
 
     def fact(relation: str, subject: str, obj: str) -> FactView:
@@ -158,7 +158,7 @@ def test_ask_many_chooses_per_question_like_ask(store: EmbeddedStore) -> None:
 
 
 def test_choose_reading_weighs_link_and_confidence() -> None:
-    from qa_system.topic_choice import choose_reading, reading_score
+    from qa_system.ask.topic_choice import choose_reading, reading_score
 
     assert choose_reading([(0.9, 0.3), (0.8, 0.9)]) == 1
     assert choose_reading([(0.9, 0.3), (0.2, 0.9)]) == 0
@@ -176,7 +176,7 @@ def test_evaluation_keeps_the_reading_ask_would_answer_from() -> None:
 
     from types import SimpleNamespace
 
-    from qa_system.topic_choice import choose_per_question as _choose_topics
+    from qa_system.ask.topic_choice import choose_per_question as _choose_topics
 
     examples = [SimpleNamespace(id=i) for i in ("q1", "q2", "q3")]
     # readings in link order: every question's first topic, then the second topics of q1 and q3 (q2 had one)
@@ -200,7 +200,7 @@ def test_reading_more_topics_than_are_shown_links_enough(store: EmbeddedStore) -
 def test_freeze_loaded_heap_takes_live_objects_out_of_the_collectors_walk() -> None:
     import gc
 
-    from qa_system.pipeline import freeze_loaded_heap
+    from qa_system.ask.pipeline import freeze_loaded_heap
 
     loaded = [{"model": i} for i in range(1000)]  # stands in for a pipeline's tracked objects
     before = gc.get_freeze_count()
@@ -227,7 +227,7 @@ class ListLinker:
 
 
 def test_constraints_pick_the_candidate_tied_to_another_named_entity_and_show_the_fact(store: EmbeddedStore) -> None:
-    from qa_system.constraints import ConstraintWeights, QuestionConstraints
+    from qa_system.ask.constraints import ConstraintWeights, QuestionConstraints
 
     triples = store.export_triples()
     ents = {e: i for i, e in enumerate(sorted({t[0] for t in triples} | {t[2] for t in triples}))}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from graph.embedded import EmbeddedStore
+from qa_system.ask.pipeline import AskPipeline, PipelineConfig
 from qa_system.ask.relation_reader import AnswerTypePrior, LinkedTopic, RelationWordsReader
-from qa_system.pipeline import AskPipeline, PipelineConfig
 from qa_system.relations import readable_relation
 from qa_system.types import Entity, Fact, FactStatus, FactView, Provenance, SourceKind, literal_entity
 from retrievers.linking import LinkedEntity
@@ -148,7 +148,7 @@ def test_a_property_the_question_names_breaks_ties_within_the_asked_relation_onl
 
 
 def test_another_named_entity_picks_among_the_answers_of_the_asked_relation(movies: EmbeddedStore) -> None:
-    from qa_system.constraints import ConstraintWeights, QuestionConstraints
+    from qa_system.ask.constraints import ConstraintWeights, QuestionConstraints
 
     films = [Entity(id=f"f{i}", name=f"Film {i}") for i in range(8)]
     movies.upsert_entities([*films, Entity(id="z", name="Robert Zemeckis")])

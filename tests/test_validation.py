@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa_system.candidates import gather, is_plausible, mentioned_in, normalise
 from qa_system.errors import ConfigError, DataFormatError, InputError
-from qa_system.fallback import LLMFallback
-from qa_system.review import rejected_log
-from qa_system.types import FactStatus, SourceKind, fact_id
-from qa_system.validation import (
+from qa_system.fallback.answer import LLMFallback
+from qa_system.fallback.candidates import gather, is_plausible, mentioned_in, normalise
+from qa_system.fallback.validation import (
     NO_EVIDENCE,
     TemplateBook,
     Thresholds,
@@ -25,13 +23,15 @@ from qa_system.validation import (
     validate_and_record,
     write_thresholds,
 )
-from qa_system.validation_calibration import (
+from qa_system.fallback.validation_calibration import (
     CALIBRATION_FEATURES,
     Calibration,
     ShapePrior,
     group_features,
     object_shape,
 )
+from qa_system.maintain.review import rejected_log
+from qa_system.types import FactStatus, SourceKind, fact_id
 from retrievers.passages import Passage
 from tests.llm.conftest import ScriptedClient
 
@@ -297,7 +297,7 @@ def test_real_model_and_index_validate_true_triples_and_reject_false_ones(tiny_s
 
 
 def test_plain_hypotheses_spell_the_relation_as_the_models_webnlg_pairs_do():
-    from qa_system.validation import relation_words
+    from qa_system.fallback.validation import relation_words
 
     assert relation_words("OCLC_number") == "OCLC number" and relation_words("birthPlace") == "birth place"
     assert relation_words("/people/person/place_of_birth") == "place of birth"

@@ -13,7 +13,7 @@ Routes (all under ``/v1``):
 * ``POST /ingest`` ``{"text", "id"?, "title"?, "dry_run"?}`` → what was (or would be) added, through
   the Ingest tab's path (``Ingester.preview`` then ``commit``) — maintainer key;
 * ``GET /review/proposed``, ``GET /review/{fact_id}``, ``POST /review/{fact_id}/accept|reject`` —
-  maintainer key; ``qa_system.review.ReviewQueue`` decides (compare-and-set, audit log), 409 on a lost decision;
+  maintainer key; ``qa_system.maintain.review.ReviewQueue`` decides (compare-and-set, audit log), 409 on a lost decision;
 * OpenAI-compatible: ``GET /models``, ``POST /chat/completions`` (the last user message is the question;
   the reply states the answer with numbered citations of its evidence; the structured ``Answer`` is
   the extra top-level field ``qa_answer``; ``stream: true`` sends ``chat.completion.chunk`` events then
@@ -75,7 +75,7 @@ from ui.api_server import ServerThread, free_port  # noqa: F401 - the API's serv
 log = logging.getLogger(__name__)
 
 MODEL_ID = "qa-system"
-MAX_INGEST_CHARS = 1_000_000  # one document (``qa_system.documents.PART_CHARS``); larger corpora: `qa-system ingest`
+MAX_INGEST_CHARS = 1_000_000  # one document (``qa_system.ingest.documents.PART_CHARS``); larger corpora: `qa-system ingest`
 MAX_CITATIONS = 8
 MAX_NEIGHBOUR_LIMIT = 1000
 
@@ -400,8 +400,8 @@ def create_api(
     # -- maintainers ----------------------------------------------------------------------------------
     @v1.post("/ingest", tags=["maintainers"], summary="Extract facts from a document into the graph (maintainer key)")
     def ingest(body: IngestRequest, user: str = Depends(maintainer)) -> dict[str, Any]:  # noqa: B008
-        from qa_system.documents import Document
-        from qa_system.ingest import Ingester
+        from qa_system.ingest.documents import Document
+        from qa_system.ingest.ingester import Ingester
 
         if not body.text.strip():
             raise InputError("the document has no text")
@@ -427,27 +427,27 @@ def create_api(
     def proposed(relation: str | None = None, min_score: float | None = Query(None, ge=0, le=1),
                  max_score: float | None = Query(None, ge=0, le=1), limit: int = Query(50, ge=1, le=500),
                  _user: str = Depends(maintainer)) -> dict[str, Any]:  # noqa: B008
-        from qa_system.review import ReviewQueue
+        from qa_system.maintain.review import ReviewQueue
 
         facts = ReviewQueue(store, _workspace()).list(relation=relation, min_score=min_score, max_score=max_score, limit=limit)
         return {"facts": [fact_json(f) for f in facts]}
 
     @v1.get("/review/{fact_id}", tags=["maintainers"], summary="A fact with its evidence and review history (maintainer key)")
     def review_item(fact_id: str, _user: str = Depends(maintainer)) -> dict[str, Any]:  # noqa: B008
-        from qa_system.review import ReviewQueue
+        from qa_system.maintain.review import ReviewQueue
 
         item = ReviewQueue(store, _workspace()).show(fact_id)
         return item.model_dump(mode="json") | {"fact": fact_json(item.fact)}
 
     @v1.post("/review/{fact_id}/accept", tags=["maintainers"], summary="Accept a proposed fact (→ verified; 409 when already decided)")
     def accept(fact_id: str, body: ReviewRequest | None = None, user: str = Depends(maintainer)) -> dict[str, Any]:  # noqa: B008
-        from qa_system.review import ReviewQueue
+        from qa_system.maintain.review import ReviewQueue
 
         return ReviewQueue(store, _workspace()).accept(fact_id, reviewer=user, reason=body.reason if body else "").model_dump(mode="json")
 
     @v1.post("/review/{fact_id}/reject", tags=["maintainers"], summary="Reject a proposed fact (a reason is required; 409 when already decided)")
     def reject(fact_id: str, body: ReviewRequest, user: str = Depends(maintainer)) -> dict[str, Any]:  # noqa: B008
-        from qa_system.review import ReviewQueue
+        from qa_system.maintain.review import ReviewQueue
 
         return ReviewQueue(store, _workspace()).reject(fact_id, reviewer=user, reason=body.reason).model_dump(mode="json")
 
@@ -469,7 +469,7 @@ def create_api(
              summary="Chat completion (OpenAI-compatible): the last user message is the question; "
                      "the structured Answer is in `qa_answer`")
     def chat(body: ChatRequest) -> Response:
-        from qa_system.pipeline import validate_question
+        from qa_system.ask.pipeline import validate_question
 
         question = validate_question(question_of(body.messages))
         completion_id, now, model_name = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.model or MODEL_ID

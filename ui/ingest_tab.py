@@ -1,6 +1,6 @@
 """Ingest tab (maintainers only): upload documents, preview the extracted triples, commit them.
 
-Thin layer over ``qa_system.ingest`` (the same ``read_documents`` and ``Ingester`` that
+Thin layer over ``qa_system.ingest.ingester`` (the same ``read_documents`` and ``Ingester`` that
 ``qa-system ingest`` runs): *Preview* reads the uploads and runs the extractor and entity
 resolution without writing anything; *Commit* writes exactly the previewed triples and passages
 and shows the summary. A preview is kept per browser session and committed at most once.
@@ -8,7 +8,7 @@ and shows the summary. A preview is kept per browser session and committed at mo
 Nothing half-done: reading, decoding and extraction all happen in the preview, so a bad upload
 (not text, wrong type, unreadable JSONL, over ``MAX_UPLOAD_BYTES``) is refused with a message
 before anything is written. A commit writes whole documents in order and every write is
-idempotent (``qa_system.ingest``): when one document's write fails, the message names it and
+idempotent (``qa_system.ingest.ingester``): when one document's write fails, the message names it and
 pressing Commit again writes only what is still missing.
 Uploaded text, HTML or script included, is only ever shown through escaped HTML or table cells.
 
@@ -90,7 +90,7 @@ class SharedExtractor:
 
 
 def default_loader() -> Any:
-    from qa_system.extraction import load_extractor
+    from qa_system.models.extraction import load_extractor
 
     return load_extractor("qidn")
 
@@ -135,7 +135,7 @@ def _entity(text: str, name: str, new: bool) -> str:
 
 
 def sentence_text(sentence: Any) -> str:
-    """A preview triple's sentence: a ``qa_system.documents.Sentence`` (its ``.text``) or plain text."""
+    """A preview triple's sentence: a ``qa_system.ingest.documents.Sentence`` (its ``.text``) or plain text."""
 
     return str(getattr(sentence, "text", sentence))
 
@@ -178,7 +178,7 @@ def _n(count: Any, one: str, many: str | None = None) -> str:
 
 
 def _ingest_api() -> Any:
-    from qa_system import ingest
+    from qa_system.ingest import ingester as ingest
 
     return ingest
 

@@ -1,6 +1,6 @@
 """Review tab (maintainers only): the proposed-facts queue and the decisions on it.
 
-Thin layer over ``qa_system.review.ReviewQueue``, the same object ``qa-system review`` drives:
+Thin layer over ``qa_system.maintain.review.ReviewQueue``, the same object ``qa-system review`` drives:
 filtering (relation, minimum entailment score, age), a fact's evidence premises with their
 entailment scores, accept, edit-then-accept, reject with a reason, and the append-only audit log.
 The reviewer recorded on every decision is the logged-in maintainer (``Session.user``), never a
@@ -24,7 +24,7 @@ import gradio as gr
 
 from qa_system.cli.review_commands import parse_duration
 from qa_system.errors import QAError, ReviewConflictError
-from qa_system.review import ReviewItem, ReviewQueue, fact_score, read_jsonl
+from qa_system.maintain.review import ReviewItem, ReviewQueue, fact_score, read_jsonl
 from qa_system.types import FactStatus, FactView, utc_now
 from ui.ask_tab import relation_label
 from ui.auth import MaintainerGate, Session, maintainer_only

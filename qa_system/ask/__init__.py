@@ -1,1 +1,4 @@
-"""The ask path's stages that read the store directly (no trained vocabulary): see ``relation_reader``."""
+"""Answering a question: link -> retrieve -> read -> rank -> calibrate, and the faces that wrap it.
+
+``pipeline.AskPipeline`` is the one chain the CLI, the app, the API and the evaluations drive.
+"""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from qa_system.reranking import CandidateReranker
+    from qa_system.ask.reranking import CandidateReranker
     from qa_system.training.reader import AnswerBias
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class ReaderRanker:
         (``models.onnx_encoder.OnnxBertEncoder.encode_ahead``: it runs while the question is
         linked); nothing when the reader's encoder is PyTorch's."""
 
-        from qa_system.training.reader_data import tokenize_questions
+        from qa_system.ask.reader_features import tokenize_questions
 
         encoder = getattr(self.reader, "encoder", None)
         if not hasattr(encoder, "encode_ahead"):
@@ -51,8 +51,8 @@ class ReaderRanker:
             log.debug("could not start the reader's question pass ahead: %s", e)
 
     def rank_many(self, items: Sequence[tuple[str, Any]], batch_size: int = 32) -> list[list[tuple[str, float]]]:
+        from qa_system.ask.reader_features import ReaderFeatures
         from qa_system.training.reader import rank_with_relations
-        from qa_system.training.reader_data import ReaderFeatures
 
         features = [
             ReaderFeatures(

@@ -54,9 +54,9 @@ def answer_text(answer: Any, max_evidence: int = MAX_EVIDENCE) -> str:
 
 def _ask(args: argparse.Namespace, settings: Any) -> int:
     from graph.open import open_store
+    from qa_system.ask.pipeline import check_read_topics, freeze_loaded_heap, load_pipeline
     from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
-    from qa_system.pipeline import check_read_topics, freeze_loaded_heap, load_pipeline
 
     if (args.question is None) == (args.file is None):
         raise InputError("give a QUESTION or --file QUESTIONS.txt (one of them)")
@@ -75,7 +75,7 @@ def _ask(args: argparse.Namespace, settings: Any) -> int:
         pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, read_topics=settings.read_topics if args.read_topics is None else args.read_topics,
                                  constraints=not args.no_constraints, use_faiss=settings.fuzzy_linking)
         if args.fallback:
-            from qa_system.fallback_step import build_fallback_step
+            from qa_system.fallback.step import build_fallback_step
 
             pipeline.fallback = build_fallback_step(settings, store)
         if len(questions) > 1:  # many answers from one load: keep the collector off the loaded models

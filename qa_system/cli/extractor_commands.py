@@ -143,7 +143,7 @@ def _model_config(args: argparse.Namespace) -> Any:
     if not overrides:
         return None
     if args.model == "qidn":
-        from qa_system.models.extractor import QIDNConfig as config_class
+        from qa_system.models.qidn import QIDNConfig as config_class
     else:
         from qa_system.models.cascade import CascadeConfig as config_class
     try:
@@ -157,8 +157,8 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
 
     from evaluation.extraction import evaluate, write_record
     from qa_system.cli import emit_json
+    from qa_system.models.extraction_data import ExtractionCollator, load_webnlg
     from qa_system.models.span_extractor import minilm_tokenizer
-    from qa_system.training.extraction_data import ExtractionCollator, load_webnlg
     from qa_system.training.extractor import load_model
 
     _positive("limit", args.limit)
@@ -209,8 +209,8 @@ def run_evaluate(args: argparse.Namespace, settings: Any) -> int:
 def _lexicon(args: argparse.Namespace, folder: Path, data_dir: Path) -> Any:
     """The entity lexicon ``--lexicon`` asks for (None = no snapping)."""
 
+    from qa_system.models.extraction_data import load_webnlg
     from qa_system.models.span_lexicon import EntityLexicon, load_lexicon
-    from qa_system.training.extraction_data import load_webnlg
 
     if args.lexicon == "none":
         return None
@@ -280,7 +280,7 @@ def _shipped(model: str, dataset: str | None = None) -> Path:
     there is one (``webnlg-star`` has its own QIDN: ingest's default is trained on exact entities)."""
 
     if model == "qidn":
-        from qa_system.models.extractor import SHIPPED
+        from qa_system.models.qidn import SHIPPED
     else:
         from qa_system.models.cascade import SHIPPED
     if dataset is None or _trained_on(SHIPPED) == dataset:

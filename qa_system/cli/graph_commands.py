@@ -94,7 +94,7 @@ def _neighbors(args: argparse.Namespace, settings: Any) -> int:
         raise InputError(f"--hops must be between 1 and {MAX_HOPS}, got {args.hops}")
     if args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
-    from qa_system.maintain import resolve_merged
+    from qa_system.maintain.actions import resolve_merged
 
     with opened_store(settings) as store:
         wanted = resolve_merged(settings.workspace, args.entity.strip(), store)  # a merged-away id names the entity kept

@@ -21,7 +21,7 @@ DRY_RUN_JSON_MAX = 10_000  # triples in the JSON dry run (the rest counted only)
 def expand_paths(paths: list[str]) -> list[Path]:
     """Files as given; a folder stands for its ``.txt``/``.md``/``.jsonl`` files (recursively, sorted)."""
 
-    from qa_system.documents import SUFFIXES
+    from qa_system.ingest.documents import SUFFIXES
 
     out: list[Path] = []
     for raw in paths:
@@ -42,8 +42,8 @@ def run_ingest(args: argparse.Namespace, settings: Any, *, extractor: Any = None
     from tqdm import tqdm
 
     from qa_system.cli.graph_commands import opened_store
-    from qa_system.extraction import load_extractor
-    from qa_system.ingest import EntityResolver, Ingester, iter_documents
+    from qa_system.ingest.ingester import EntityResolver, Ingester, iter_documents
+    from qa_system.models.extraction import load_extractor
 
     if not 0.0 <= args.min_score <= 1.0:
         raise InputError(f"--min-score must be between 0 and 1; got {args.min_score}")
@@ -148,8 +148,8 @@ def _dry_run_report(preview: Any) -> tuple[dict[str, Any], str]:
 
 
 def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) -> None:
-    from qa_system.entity_resolution import DEFAULT_THRESHOLD
-    from qa_system.extraction import EXTRACTOR_KINDS
+    from qa_system.ingest.entity_resolution import DEFAULT_THRESHOLD
+    from qa_system.models.extraction import EXTRACTOR_KINDS
 
     p = commands.add_parser("ingest", help="extract facts from .txt/.md/.jsonl files into the graph")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders of .txt/.md/.jsonl files")

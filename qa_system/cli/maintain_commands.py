@@ -1,4 +1,4 @@
-"""Maintainer commands: ``forget`` an ingested document, ``merge`` duplicate entities (``qa_system.maintain``)."""
+"""Maintainer commands: ``forget`` an ingested document, ``merge`` duplicate entities (``qa_system.maintain.actions``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ SHOWN = 20  # facts listed in the human-readable output
 
 
 def _forget(args: argparse.Namespace, settings: Any) -> int:
-    from qa_system.maintain import forget_document
+    from qa_system.maintain.actions import forget_document
 
     with opened_store(settings) as store:
         report = forget_document(
@@ -39,7 +39,7 @@ def _forget(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _merge(args: argparse.Namespace, settings: Any) -> int:
-    from qa_system.maintain import merge_entities
+    from qa_system.maintain.actions import merge_entities
 
     with opened_store(settings) as store:
         report = merge_entities(store, settings.workspace, args.keep, args.duplicates, reason=args.reason or "", reviewer=args.reviewer)

@@ -71,10 +71,10 @@ def training_questions(dataset: str, data_dir: Path | None, *, extra: bool = Tru
 def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     from evaluation.qa_data import load_qa
     from graph.open import open_store
+    from qa_system.ask.reader_features import featurize
     from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.reader import ReaderTrainConfig, build_reader, fit
-    from qa_system.training.reader_data import featurize
 
     datasets = DATASETS if args.dataset == "both" else (args.dataset,)
     hitter_dir = _hitter_dir(args)
@@ -119,10 +119,10 @@ def _reranker_groups(args: argparse.Namespace, settings: Any, reader: Any, token
 
     from evaluation.qa_data import load_qa
     from graph.open import open_store
+    from qa_system.ask.reader_features import featurize
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.answer_reranker import rerank_groups
     from qa_system.training.reader import rank, relation_texts
-    from qa_system.training.reader_data import featurize
     from retrievers.answer_text import CARD_KEY, matcher_from_card, store_texts
 
     train_groups, dev_groups = [], []
@@ -230,12 +230,12 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     ``links_out`` receives every question's linked entities when given."""
 
     from graph.open import open_store
-    from qa_system.constraints import QuestionConstraints, weights_from_card
+    from qa_system.ask.constraints import QuestionConstraints, weights_from_card
+    from qa_system.ask.reader_features import featurize
+    from qa_system.ask.reranking import reranker_for, text_match_card
+    from qa_system.ask.topic_choice import choose_per_question
     from qa_system.explore import ensure_demo_graph
-    from qa_system.reranking import reranker_for, text_match_card
-    from qa_system.topic_choice import choose_per_question
     from qa_system.training.reader import rank
-    from qa_system.training.reader_data import featurize
     from retrievers.answer_text import CARD_KEY, matcher_from_card
 
     store = open_store(settings)
@@ -287,7 +287,7 @@ def _confidences(card: dict[str, Any], features: list[Any], ranked: list[list[tu
     """Each answer's confidence as the app computes it (``calibration.answer_confidence`` with the
     card's calibrator; the raw top probability before ``qa-system calibrate`` ran)."""
 
-    from qa_system.calibration import answer_confidence, calibrator_from_card
+    from qa_system.ask.calibration import answer_confidence, calibrator_from_card
 
     calibrator = calibrator_from_card(card)
     return [answer_confidence(calibrator, r, len(f.candidates)) for f, r in zip(features, ranked)]
@@ -296,9 +296,9 @@ def _confidences(card: dict[str, Any], features: list[Any], ranked: list[list[tu
 def _evaluate_qa(args: argparse.Namespace, settings: Any) -> int:
     from evaluation.qa_data import load_qa
     from evaluation.qa_metrics import hits_at, summarise
-    from qa_system.calibration import reliability, selective_summary
+    from qa_system.ask.calibration import reliability, selective_summary
+    from qa_system.ask.pipeline import check_read_topics
     from qa_system.cli import emit_json
-    from qa_system.pipeline import check_read_topics
 
     check_read_topics(args.read_topics)  # before any model or graph is opened
     reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)

@@ -27,7 +27,7 @@ def _calibrate(args: argparse.Namespace, settings: Any) -> int:
 
     from evaluation.qa_data import load_qa
     from evaluation.qa_metrics import hits_at
-    from qa_system.calibration import (
+    from qa_system.ask.calibration import (
         PlattCalibrator,
         choose_threshold,
         plot_reliability,
@@ -97,8 +97,8 @@ def _tune_constraints(args: argparse.Namespace, settings: Any) -> int:
     from evaluation.qa_data import load_qa
     from graph.open import open_store
     from graph.store import ANSWERABLE_STATUSES
+    from qa_system.ask.constraints import CARD_KEY
     from qa_system.cli import emit_json
-    from qa_system.constraints import CARD_KEY
     from qa_system.training.constraints_tuning import HEAD, DevQuestion, choose_weights
 
     reader, tokenizer, entities, relations, reader_dir, card = _load_reader(args)

@@ -43,7 +43,7 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Any) -> int:
-    from qa_system.review import ReviewQueue, fact_score
+    from qa_system.maintain.review import ReviewQueue, fact_score
 
     with opened_store(settings) as store:
         items = ReviewQueue(store, settings.workspace).list(
@@ -65,7 +65,7 @@ def _list(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Any) -> int:
-    from qa_system.review import ReviewQueue
+    from qa_system.maintain.review import ReviewQueue
 
     with opened_store(settings) as store:
         item = ReviewQueue(store, settings.workspace).show(args.fact_id)
@@ -86,7 +86,7 @@ def _show(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _decision(args: argparse.Namespace, settings: Any) -> int:
-    from qa_system.review import ReviewQueue
+    from qa_system.maintain.review import ReviewQueue
 
     with opened_store(settings) as store:
         queue = ReviewQueue(store, settings.workspace)

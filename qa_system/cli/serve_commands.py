@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None:
+    from qa_system.ask.pipeline import freeze_loaded_heap, load_pipeline
     from qa_system.cli.qa_commands import shipped_reader
-    from qa_system.pipeline import freeze_loaded_heap, load_pipeline
 
     if not (shipped_reader() / "card.json").is_file():
         log.warning("no reader checkpoint at %s: serving without the Ask pipeline (train one with `qa-system train reader`)", shipped_reader())
@@ -32,7 +32,7 @@ def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None
         return None
     log.info("ask pipeline loaded from %s", shipped_reader())
     if llm:  # the LLM (embedded SmolLM2 unless OPENAI_BASE_URL is set) starts on the first unsure answer
-        from qa_system.fallback_step import build_fallback_step
+        from qa_system.fallback.step import build_fallback_step
 
         pipeline.fallback = build_fallback_step(settings, store, warm_up=True)
     freeze_loaded_heap()  # a server answers many questions: keep the collector off the loaded models
@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
         raise InputError(f"--port must be between 1 and 65535, got {args.port}")
     from graph.open import open_store
     from qa_system.explore import ensure_demo_graph
-    from qa_system.llm import exit_on_sigterm
+    from qa_system.fallback.llm import exit_on_sigterm
     from ui.api import ApiConfig, create_api, mount_app
     from ui.app import build_app
     from ui.ingest_tab import SharedExtractor, default_loader

@@ -1,6 +1,6 @@
 """Validation commands: ``evaluate validation`` (SATORI object prediction, P/R/F1 before and after
 entailment) and ``tune validation`` (per-relation thresholds for F1 on the dev split; with
-``--calibrate`` also the calibrated decision, see ``qa_system.validation``)."""
+``--calibrate`` also the calibrated decision, see ``qa_system.fallback.validation``)."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def _llm_source(settings: Any, limit: int | None) -> Any:
 
     from prompts import load_template
     from qa_system.errors import LLMError
-    from qa_system.llm import LLMClient
+    from qa_system.fallback.llm import LLMClient
 
     if limit is None or limit > 500:
         raise InputError("--llm costs one LLM call per query (1-2 s each on CPU): pass --limit N (at most 500)")
     client, template = LLMClient(settings), load_template(LLM_CLOZE_TEMPLATE, {"prompt"})
-    from qa_system.validation import load_templates
+    from qa_system.fallback.validation import load_templates
 
     book = load_templates()
 
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace, settings: Any, split: str) -> tuple[Any, Any,
         save_candidates,
         webnlg_file,
     )
-    from qa_system.validation import TripleValidator, load_templates, load_thresholds
+    from qa_system.fallback.validation import TripleValidator, load_templates, load_thresholds
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1; got {args.limit}")
@@ -143,7 +143,7 @@ def _evaluate(args: argparse.Namespace, settings: Any) -> int:
 def _tune(args: argparse.Namespace, settings: Any) -> int:
     from evaluation.validation import fit_calibration, metrics, shape_prior_from_split, split_half_check, tune
     from qa_system.cli import emit_json
-    from qa_system.validation import Thresholds, thresholds_path, write_thresholds
+    from qa_system.fallback.validation import Thresholds, thresholds_path, write_thresholds
 
     started = time.time()
     run, scorer, _ = _run(args, settings, "dev")

@@ -42,10 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from qa_system.errors import ModelError
-from qa_system.training.extraction_data import ExtractionBatch, TokenTriple
+from qa_system.models.extraction_data import ExtractionBatch, TokenTriple
 
 if TYPE_CHECKING:
-    from qa_system.extraction import Extractor
+    from qa_system.models.extraction import Extractor
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from qa_system.training.extraction_data import TokenTriple
+from qa_system.models.extraction_data import TokenTriple
 
 
 def match_cost(rel_probs: torch.Tensor, boundary_probs: torch.Tensor, gold: Sequence[TokenTriple]) -> torch.Tensor:

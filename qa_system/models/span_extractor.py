@@ -1,7 +1,7 @@
 """Wrap any token-span extraction model (QIDN, cascade) into the product's ``Extractor`` protocol.
 
 Why one wrapper: both models predict word-piece spans on an :class:`ExtractionBatch`; turning those
-into character-level :class:`~qa_system.extraction.ExtractedTriple` objects, batching, and running
+into character-level :class:`~qa_system.models.extraction.ExtractedTriple` objects, batching, and running
 without gradients is the same for both, so it lives here once.
 """
 
@@ -14,15 +14,15 @@ from typing import Any
 
 import torch
 
-from qa_system.extraction import ExtractedTriple, Mention
-from qa_system.models.lora import merge_lora_for_inference
-from qa_system.models.span_lexicon import EntityLexicon, load_lexicon
-from qa_system.training.extraction_data import (
+from qa_system.models.extraction import ExtractedTriple, Mention
+from qa_system.models.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
     SpanExtractionModel,
     span_text,
 )
+from qa_system.models.lora import merge_lora_for_inference
+from qa_system.models.span_lexicon import EntityLexicon, load_lexicon
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def minilm_tokenizer() -> Any:
 
 
 class TokenSpanExtractor:
-    """An :class:`~qa_system.extraction.Extractor` over a :class:`SpanExtractionModel`.
+    """An :class:`~qa_system.models.extraction.Extractor` over a :class:`SpanExtractionModel`.
 
     ``relation_names`` are in the model's id order; ``card`` is the checkpoint card (kept for the
     app and provenance); ``max_length`` is the encoder limit used by the collator.

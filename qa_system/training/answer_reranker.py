@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from qa_system.ask.reranking import top_passages
 from qa_system.errors import ModelError
 from qa_system.models.answer_reranker import AnswerReranker, AnswerRerankerNetwork, combine_scores, read_count, save_reranker
 from qa_system.models.entailment import encode_pairs
-from qa_system.reranking import top_passages
 from qa_system.training.adapter_loop import adapter_optimizer, optimisation_step, resume_state, save_state
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Choose the question-constraint weights (``qa_system.constraints``) on dev.
+"""Choose the question-constraint weights (``qa_system.ask.constraints``) on dev.
 
 Every grid point is scored by the questions it wins minus those it loses against the ranking
 without constraints, summed over the dev groups (FreebaseQA and WebQSP dev, with the gold topic
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from qa_system.constraints import (
+from qa_system.ask.constraints import (
     ConstraintWeights,
     adjacent_candidates,
     constrain,

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from qa_system.errors import CheckpointError, InputError, ModelError
-from qa_system.training.extraction_data import (
+from qa_system.models.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
     load_webnlg,
@@ -73,7 +73,7 @@ def build_model(name: str, model_config: Any, relation_names: Sequence[str]) -> 
     """A fresh model of family ``name`` (``model_config``: the family's config dataclass or None)."""
 
     if name == "qidn":
-        from qa_system.models.extractor import build_qidn
+        from qa_system.models.qidn import build_qidn
 
         return build_qidn(model_config, list(relation_names))
     if name == "cascade":
@@ -85,7 +85,7 @@ def build_model(name: str, model_config: Any, relation_names: Sequence[str]) -> 
 
 def save_model(name: str, folder: Path, model: torch.nn.Module, card: dict[str, Any], *, fp16: bool) -> Path:
     if name == "qidn":
-        from qa_system.models.extractor import save_qidn
+        from qa_system.models.qidn import save_qidn
 
         return save_qidn(folder, model, card, fp16=fp16)
     from qa_system.models.cascade import save_cascade
@@ -97,7 +97,7 @@ def load_model(name: str, folder: Path) -> tuple[torch.nn.Module, dict[str, Any]
     """Model (eval mode) and card from a checkpoint folder of family ``name``."""
 
     if name == "qidn":
-        from qa_system.models.extractor import load_qidn
+        from qa_system.models.qidn import load_qidn
 
         return load_qidn(folder)
     if name == "cascade":

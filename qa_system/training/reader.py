@@ -22,11 +22,11 @@ import torch
 from tqdm import tqdm
 
 from evaluation.qa_metrics import summarise
+from qa_system.ask.reader_features import QUESTION_MAX_LENGTH, ReaderFeatures, collate, load_vocab
 from qa_system.errors import CheckpointError, ModelError
 from qa_system.models.checkpoint import git_commit, load_checkpoint
 from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.reader import QAReader, ReaderConfig, ReaderOutput
-from qa_system.training.reader_data import QUESTION_MAX_LENGTH, ReaderFeatures, collate, load_vocab
 
 log = logging.getLogger(__name__)
 

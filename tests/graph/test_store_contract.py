@@ -294,7 +294,7 @@ def test_literals_stay_out_of_the_name_embedding_rows(loaded: GraphStore) -> Non
     assert born.id not in ids
 
 
-# -- maintenance: forget a document, merge entities (``qa_system.maintain``) --------------------------------
+# -- maintenance: forget a document, merge entities (``qa_system.maintain.actions``) --------------------------------
 def _extracted(s: str, r: str, o: str, document_id: str) -> Fact:
     provenance = Provenance(source_kind=SourceKind.EXTRACTOR, document_id=document_id, sentence=f"{s} {r} {o}.", score=0.9)
     return Fact(subject=s, relation=r, object=o, status=FactStatus.EXTRACTED, confidence=0.9, provenance=provenance)

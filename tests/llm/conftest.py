@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from qa_system.errors import LLMUnavailableError
-from qa_system.llm import LLMReply
+from qa_system.fallback.llm import LLMReply
 
 
 @dataclass

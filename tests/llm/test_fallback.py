@@ -8,7 +8,7 @@ import pytest
 
 from prompts import load_template, template_fields
 from qa_system.errors import ConfigError, InputError, LLMError
-from qa_system.fallback import (
+from qa_system.fallback.answer import (
     MAX_TRIPLES,
     GraphContext,
     LLMFallback,
@@ -217,7 +217,7 @@ def test_templates_have_expected_placeholders():
 
 
 def test_merge_into_answer_marks_llm_answers_and_keeps_graph_answer_when_down(tiny_store, down_client):
-    from qa_system.fallback import merge_into_answer
+    from qa_system.fallback.answer import merge_into_answer
     from qa_system.types import Answer, RankedEntity
 
     graph = Answer(

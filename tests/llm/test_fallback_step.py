@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from qa_system.ask.pipeline import AskPipeline
 from qa_system.errors import GraphError, LLMUnavailableError
-from qa_system.fallback import LLMFallback
-from qa_system.fallback_step import FallbackStep
-from qa_system.pipeline import AskPipeline
-from qa_system.review import ValidationDecision, rejected_log
+from qa_system.fallback.answer import LLMFallback
+from qa_system.fallback.step import FallbackStep
+from qa_system.maintain.review import ValidationDecision, rejected_log
 from qa_system.types import Answer, FactStatus, RankedEntity
 from tests.llm.conftest import ScriptedClient
 
@@ -157,7 +157,7 @@ def test_pipeline_can_defer_the_fallback_to_the_caller(tiny_store):
 
 
 def test_warm_up_refreshes_the_validators_index_in_the_background():
-    from qa_system.fallback_step import warm_up_in_background
+    from qa_system.fallback.step import warm_up_in_background
 
     class Retriever:
         refreshed = False
@@ -176,8 +176,8 @@ def test_warm_up_refreshes_the_validators_index_in_the_background():
 
 
 def test_a_sentence_answer_is_supported_by_a_triple_naming_its_entity():
-    from qa_system.fallback import ProposedTriple
-    from qa_system.fallback_step import supports
+    from qa_system.fallback.answer import ProposedTriple
+    from qa_system.fallback.step import supports
 
     triple = ProposedTriple(subject="/m/inception", relation="directed by", object="/m/nolan", subject_name="Inception",
                             object_name="Christopher Nolan", subject_text="Inception", relation_text="directed by",
@@ -191,10 +191,10 @@ def test_a_sentence_answer_is_supported_by_a_triple_naming_its_entity():
 
 
 def test_an_unloadable_entailment_model_means_no_validator(monkeypatch, tiny_store, workspace):
-    from qa_system import validation
     from qa_system.config import load_settings
     from qa_system.errors import CheckpointError
-    from qa_system.fallback_step import default_validator
+    from qa_system.fallback import validation
+    from qa_system.fallback.step import default_validator
 
     def missing(settings, store):
         raise CheckpointError("no entailment checkpoint")

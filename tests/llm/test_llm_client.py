@@ -13,8 +13,8 @@ import pytest
 
 from qa_system.config import load_settings
 from qa_system.errors import LLMUnavailableError
-from qa_system.fallback import LLMFallback
-from qa_system.llm import (
+from qa_system.fallback.answer import LLMFallback
+from qa_system.fallback.llm import (
     LLMClient,
     LocalLLMServer,
     free_port,

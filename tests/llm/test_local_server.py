@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from qa_system.errors import LLMUnavailableError
-from qa_system.fallback import MAX_TRIPLES, GraphContext, LLMFallback
-from qa_system.llm import (
+from qa_system.fallback.answer import MAX_TRIPLES, GraphContext, LLMFallback
+from qa_system.fallback.llm import (
     LLMClient,
     LocalLLMServer,
     llama_server_installed,
@@ -116,8 +116,8 @@ def test_fallback_step_with_the_real_llm_and_the_shipped_validator(served, tiny_
     against a real passage index, entailed triples are inserted as proposed, the rest logged."""
 
     from qa_system.config import load_settings
-    from qa_system.fallback_step import FallbackStep, default_validator
-    from qa_system.review import rejected_log
+    from qa_system.fallback.step import FallbackStep, default_validator
+    from qa_system.maintain.review import rejected_log
     from qa_system.types import Answer, FactStatus, RankedEntity
     from retrievers.passages import Passage, PassageStore
 
@@ -147,7 +147,7 @@ def test_fallback_step_with_the_real_llm_and_the_shipped_validator(served, tiny_
 CHILD = """
 import sys, time
 from pathlib import Path
-from qa_system.llm import LocalLLMServer, exit_on_sigterm
+from qa_system.fallback.llm import LocalLLMServer, exit_on_sigterm
 assert exit_on_sigterm()
 server = LocalLLMServer(Path(sys.argv[1]), n_threads=1)
 server.start()
@@ -191,7 +191,7 @@ def test_exit_on_sigterm_only_from_the_main_thread_and_keeps_custom_handlers():
     import signal
     import threading
 
-    from qa_system.llm import exit_on_sigterm
+    from qa_system.fallback.llm import exit_on_sigterm
 
     before = signal.getsignal(signal.SIGTERM)
     try:

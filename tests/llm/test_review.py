@@ -15,8 +15,8 @@ from qa_system.errors import (
     InputError,
     ReviewConflictError,
 )
-from qa_system.fallback import FallbackResult, LLMFallback
-from qa_system.review import (
+from qa_system.fallback.answer import FallbackResult, LLMFallback
+from qa_system.maintain.review import (
     ReviewQueue,
     ValidationDecision,
     llm_entity_id,

@@ -13,8 +13,8 @@ import pytest
 from qa_system.cli import main
 from qa_system.cli.review_commands import parse_duration
 from qa_system.errors import InputError
-from qa_system.fallback import LLMFallback
-from qa_system.review import ValidationDecision, read_jsonl, record_decisions
+from qa_system.fallback.answer import LLMFallback
+from qa_system.maintain.review import ValidationDecision, read_jsonl, record_decisions
 from tests.conftest import write_tiny_kg
 from tests.llm.conftest import ScriptedClient
 

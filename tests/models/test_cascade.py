@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from qa_system.errors import CheckpointError
-from qa_system.extraction import Extractor
 from qa_system.models.cascade import (
     SHIPPED,
     CascadeConfig,
@@ -23,7 +22,8 @@ from qa_system.models.cascade import (
     save_cascade,
     sinusoid,
 )
-from qa_system.training.extraction_data import (
+from qa_system.models.extraction import Extractor
+from qa_system.models.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
     SpanExtractionModel,

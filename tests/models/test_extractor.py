@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from qa_system.errors import CheckpointError
-from qa_system.extraction import Extractor, load_extractor
-from qa_system.models.extractor import (
+from qa_system.models.extraction import Extractor, load_extractor
+from qa_system.models.extraction_data import (
+    ExtractionCollator,
+    ExtractionExample,
+    TokenTriple,
+)
+from qa_system.models.lora import merge_lora_for_inference
+from qa_system.models.qidn import (
     SHIPPED,
     QIDNConfig,
     best_spans,
@@ -21,7 +27,6 @@ from qa_system.models.extractor import (
     save_qidn,
     span_indices,
 )
-from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.qidn_losses import (
     hungarian_match,
     instance_infonce,
@@ -29,11 +34,6 @@ from qa_system.models.qidn_losses import (
     relation_infonce,
 )
 from qa_system.models.span_extractor import TokenSpanExtractor, minilm_tokenizer
-from qa_system.training.extraction_data import (
-    ExtractionCollator,
-    ExtractionExample,
-    TokenTriple,
-)
 from tests.training.webnlg_tiny import RELATIONS, SENTENCES
 
 TINY = {"backbone": "random", "random_hidden": 64, "random_layers": 2, "lora_r": 0, "frozen_layers": 0, "lstm_hidden": 32,
@@ -289,7 +289,7 @@ def test_long_texts_are_windowed_not_truncated(overfit, tokenizer) -> None:
 
 # ---------------------------------------------------------------------- casing feature and warm start
 def test_case_shapes_tell_casing_the_uncased_backbone_cannot_see(tokenizer) -> None:
-    from qa_system.training.extraction_data import CASE_SHAPES, case_shapes
+    from qa_system.models.extraction_data import CASE_SHAPES, case_shapes
 
     text = "Agra airport, AIDS 1987 Mendrisio"
     enc = tokenizer(text, return_offsets_mapping=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from qa_system.ask.reranking import CandidateReranker, text_match_card, top_passages
 from qa_system.errors import CheckpointError, InputError
 from qa_system.models.answer_reranker import (
     AnswerReranker,
@@ -23,7 +24,6 @@ from qa_system.models.answer_reranker import (
     save_reranker,
 )
 from qa_system.models.entailment import load_tokenizer
-from qa_system.reranking import CandidateReranker, text_match_card, top_passages
 from qa_system.training.answer_reranker import (
     RerankerTrainConfig,
     RerankGroup,

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from qa_system.errors import DataFormatError, DatasetNotFoundError
-from qa_system.models.span_extractor import minilm_tokenizer
-from qa_system.training.extraction_data import (
+from qa_system.models.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
     TokenTriple,
@@ -17,6 +16,7 @@ from qa_system.training.extraction_data import (
     load_webnlg,
     span_text,
 )
+from qa_system.models.span_extractor import minilm_tokenizer
 from tests.training.webnlg_tiny import RELATIONS, SENTENCES, write_webnlg
 
 

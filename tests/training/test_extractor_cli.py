@@ -122,7 +122,7 @@ def test_evaluate_defaults_to_the_shipped_checkpoint_trained_on_the_dataset() ->
     import json
 
     from qa_system.cli.extractor_commands import _shipped
-    from qa_system.models.extractor import SHIPPED
+    from qa_system.models.qidn import SHIPPED
 
     star = _shipped("qidn", "webnlg-star")
     assert json.loads((star / "card.json").read_text())["dataset"] == "webnlg-star"
@@ -159,6 +159,6 @@ def test_entity_lexicon_is_tuned_on_dev_shipped_and_used(data_dir: Path, tmp_pat
     assert test["lexicon"]["min_overlap"] == dev["lexicon"]["min_overlap"]  # read from the checkpoint
     plain = run_json(capsys, [*evaluate, "--split", "test", "--checkpoint", str(tmp_path / "shipped"), "--lexicon", "none"])
     assert plain["lexicon"] is None
-    from qa_system.models.extractor import load_qidn_extractor
+    from qa_system.models.qidn import load_qidn_extractor
 
     assert load_qidn_extractor(tmp_path / "shipped").lexicon is not None

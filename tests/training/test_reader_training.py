@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from qa_system.ask.reader_features import ReaderFeatures
 from qa_system.training.reader import ReaderTrainConfig, fit, load_reader_weights, rank
-from qa_system.training.reader_data import ReaderFeatures
 from tests.models.test_reader import tiny_reader
 
 
@@ -85,7 +85,7 @@ def test_relation_head_starts_from_relation_names() -> None:
 
 
 def test_collate_pads_candidate_relations_with_minus_one() -> None:
-    from qa_system.training.reader_data import collate
+    from qa_system.ask.reader_features import collate
 
     first, second = features()[:2]
     first.candidate_relations = [[3], [], [1, 4, 7]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from qa_system.pipeline import AskPipeline, PipelineConfig
+from qa_system.ask.pipeline import AskPipeline, PipelineConfig
 from retrievers.linking import LinkedEntity
 from retrievers.subgraph import SubgraphRetriever
 
@@ -74,7 +74,7 @@ FAKE_RELATIONS = {"directed": "director", "starred in": "starring", "was born in
 
 
 class FakeExtractor:
-    """A rule-based stand-in for the QIDN extractor (``qa_system.extraction.Extractor``) for app tests.
+    """A rule-based stand-in for the QIDN extractor (``qa_system.models.extraction.Extractor``) for app tests.
 
     Finds "<Subject> directed <Object>", "<Subject> starred in <Object>" and "<Subject> was born in
     <Object>" (capitalised names), with character spans into the sentence.
@@ -89,7 +89,7 @@ class FakeExtractor:
         self.calls = 0
 
     def extract(self, texts: Any, *, batch_size: int = 16) -> list[list[Any]]:
-        from qa_system.extraction import ExtractedTriple, Mention
+        from qa_system.models.extraction import ExtractedTriple, Mention
 
         self.calls += 1
         out = []

@@ -128,7 +128,7 @@ def test_maintainer_routes_need_a_key(client, tiny_store) -> None:
 
 def test_review_accept_reject_and_conflicts(client, tiny_store) -> None:
     from evaluation.load_test import seed_proposed_facts
-    from qa_system.review import read_jsonl
+    from qa_system.maintain.review import read_jsonl
 
     first, second = seed_proposed_facts(tiny_store, 2)
     listed = client.get("/v1/review/proposed", headers=MAINTAINER).json()["facts"]

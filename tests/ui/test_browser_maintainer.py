@@ -4,7 +4,7 @@ One app, built in-process on a copy of the demo graph with 12 seeded proposed fa
 (``evaluation.load_test.seed_proposed_facts``), around the shipped reader when it is there (linker
 without the FAISS fuzzy index, whose first build takes minutes on a fresh copy) and the rule-based
 ``FakeExtractor``: the QIDN checkpoint is not shipped yet, so the extractor is injected at
-``build_app``; the rest of ingest is the real ``qa_system.ingest``. Screenshots: review.png and
+``build_app``; the rest of ingest is the real ``qa_system.ingest.ingester``. Screenshots: review.png and
 ingest.png (see ``tests/ui/test_browser.py`` for where they go); timings in artifacts/ui-timings.json.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_system.review import ReviewQueue, read_jsonl
+from qa_system.maintain.review import ReviewQueue, read_jsonl
 from tests.ui.test_browser import (
     CHROMIUM,
     MAINTAINER,
@@ -45,9 +45,9 @@ def maintainer_app(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactor
         pytest.skip("Chromium is not installed (scripts/install-system-packages.sh installs it)")
     from evaluation.load_test import seed_proposed_facts
     from graph.embedded import EmbeddedStore
+    from qa_system.ask.pipeline import load_pipeline
     from qa_system.cli.qa_commands import shipped_reader
     from qa_system.config import load_settings
-    from qa_system.pipeline import load_pipeline
     from tests.ui.fakes import FakeExtractor, fake_pipeline
     from ui.app import build_app, launch_options
     from ui.auth import MaintainerAuth

@@ -1,7 +1,7 @@
 """The Ingest tab: the shared lazy extractor, upload checks, then the real app over HTTP.
 
 The HTTP tests upload files and press Preview/Commit through Gradio's queue protocol as the page
-does (``evaluation.gradio_http``), on a real embedded store with the real ``qa_system.ingest``;
+does (``evaluation.gradio_http``), on a real embedded store with the real ``qa_system.ingest.ingester``;
 only the extractor is a rule-based fake (``tests.ui.fakes.FakeExtractor``).
 """
 

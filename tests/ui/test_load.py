@@ -24,7 +24,7 @@ def test_percentiles() -> None:
 
 def test_a_lost_decision_is_detected(tiny_store) -> None:
     from evaluation.load_test import REVIEWER, seed_proposed_facts
-    from qa_system.review import ReviewQueue
+    from qa_system.maintain.review import ReviewQueue
 
     workspace = Path(tiny_store.db_path).parent.parent
     first, second = seed_proposed_facts(tiny_store, 2)

@@ -14,7 +14,7 @@ import pytest
 
 from evaluation.gradio_http import BrowserSession, GradioHTTPError
 from evaluation.load_test import seed_proposed_facts
-from qa_system.review import ReviewItem, ReviewQueue, read_jsonl
+from qa_system.maintain.review import ReviewItem, ReviewQueue, read_jsonl
 from qa_system.types import FactStatus, FactView, Provenance, SourceKind
 from ui import review_tab
 

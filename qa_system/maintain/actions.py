@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from qa_system.entity_resolution import EXTRACTED_ENTITY_PREFIX, MEMO_FILE, MentionMemo
 from qa_system.errors import EntityNotFoundError, InputError
-from qa_system.review import MAX_REASON_CHARS, MAX_REVIEWER_CHARS, ReviewFiles, _append, _clean_text
+from qa_system.ingest.entity_resolution import EXTRACTED_ENTITY_PREFIX, MEMO_FILE, MentionMemo
+from qa_system.maintain.review import MAX_REASON_CHARS, MAX_REVIEWER_CHARS, ReviewFiles, _append, _clean_text
 from qa_system.types import Entity, Fact, FactStatus, FactView, is_literal, utc_now
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def document_ids_for(target: str, passages: Any) -> list[str]:
     """A document id, a document id's parts (``id#1``, ``id#2`` of a long text), or the documents
     of a file (the ids ``ingest`` gave them, read from the file)."""
 
-    from qa_system.documents import read_documents
+    from qa_system.ingest.documents import read_documents
 
     path = Path(target).expanduser()
     if target and path.is_file():

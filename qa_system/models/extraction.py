@@ -60,7 +60,7 @@ def load_extractor(kind: str = "qidn", checkpoint: Path | None = None) -> Extrac
     """Load a trained extractor: the shipped checkpoint of ``kind`` unless a folder is given."""
 
     if kind == "qidn":
-        from qa_system.models.extractor import load_qidn_extractor
+        from qa_system.models.qidn import load_qidn_extractor
 
         return load_qidn_extractor(checkpoint)
     if kind == "cascade":

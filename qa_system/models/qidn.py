@@ -43,12 +43,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from qa_system.errors import ModelError
+from qa_system.models.extraction_data import CASE_SHAPES, ExtractionBatch, TokenTriple
 from qa_system.models.qidn_losses import (
     hungarian_match,
     instance_infonce,
     relation_infonce,
 )
-from qa_system.training.extraction_data import CASE_SHAPES, ExtractionBatch, TokenTriple
 
 if TYPE_CHECKING:
     from qa_system.models.span_extractor import TokenSpanExtractor

@@ -8,7 +8,7 @@ candidate's surface shape (a number, a date, a proper name, lower-case words) fi
 takes as objects: ``birthPlace`` wants a proper name, ``birthDate`` a date — SATORI's range-type
 check, learned from training triples. A ``Calibration`` (a logistic regression fitted on dev by
 ``evaluation.validation.fit_calibration``) turns them into P(correct) with a threshold. It lives in
-the thresholds file (``qa_system.validation.Thresholds.calibration``).
+the thresholds file (``qa_system.fallback.validation.Thresholds.calibration``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 - :func:`answer_runnable` is a ``Runnable`` that answers: a question (or ``{"question": ...}``) in,
   the pipeline's :class:`~qa_system.types.Answer` out; ``batch`` keeps input order.
 
-Both wrap one loaded :class:`~qa_system.pipeline.AskPipeline`; nothing is reloaded per call.
+Both wrap one loaded :class:`~qa_system.ask.pipeline.AskPipeline`; nothing is reloaded per call.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Steps per triple (subject, relation, object):
    validation``) or the global default; or, when the thresholds file carries a ``calibration``
    (``qa-system tune validation --calibrate``), by the **calibrated decision** below.
 
-Calibrated decision (object completion, ``complete()`` only; ``qa_system.validation_calibration``):
+Calibrated decision (object completion, ``complete()`` only; ``qa_system.fallback.validation_calibration``):
 a logistic regression fitted on dev over each candidate's features within its (subject, relation)
 group; a candidate is entailed iff its probability ≥ the calibration's threshold. The decision's
 ``score`` stays the entailment score, its ``threshold`` is the probability threshold and its
@@ -41,16 +41,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from qa_system.candidates import Candidate, gather, graph_range_objects
 from qa_system.errors import ConfigError, DataFormatError, InputError
-from qa_system.fallback import ProposedTriple
-from qa_system.relations import readable_relation, relation_words
-from qa_system.review import InsertionReport, ValidationDecision, record_decisions
-from qa_system.validation_calibration import (
+from qa_system.fallback.answer import ProposedTriple
+from qa_system.fallback.candidates import Candidate, gather, graph_range_objects
+from qa_system.fallback.validation_calibration import (
     Calibration,
     group_ranks,
     relation_group_features,
 )
+from qa_system.maintain.review import InsertionReport, ValidationDecision, record_decisions
+from qa_system.relations import readable_relation, relation_words
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class TripleValidator:
         when the graph knows it, an alias) can entail "X ... Y"; retrieval also returns sentences
         about look-alikes, which a small entailment model can be fooled by."""
 
-        from qa_system.candidates import mentioned_in
+        from qa_system.fallback.candidates import mentioned_in
 
         names = [triple.subject_name, triple.subject_text]
         if self.store is not None and triple.subject_known and (entity := self.store.get_entity(triple.subject)) is not None:

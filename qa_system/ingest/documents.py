@@ -1,7 +1,7 @@
 """Documents for ingest: reading ``.txt``/``.md``/``.jsonl`` files and splitting them into sentences.
 
 Why its own module: reading and splitting are pure text work with their own failure modes (bad
-encodings, binary files, malformed JSON lines, huge files); ``qa_system.ingest`` only orchestrates.
+encodings, binary files, malformed JSON lines, huge files); ``qa_system.ingest.ingester`` only orchestrates.
 
 Guarantees:
 - every ``Sentence`` is an exact slice of its document (``document.text[s.start:s.end] == s.text``),

@@ -21,13 +21,13 @@ from typing import Any, Protocol
 
 from qa_system.background import run_in_background
 from qa_system.errors import QAError
-from qa_system.fallback import (
+from qa_system.fallback.answer import (
     FallbackResult,
     GraphContext,
     ProposedTriple,
     merge_into_answer,
 )
-from qa_system.review import ValidationDecision, record_decisions
+from qa_system.maintain.review import ValidationDecision, record_decisions
 from qa_system.types import Answer, FallbackSummary
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ FALLBACK_SOURCES = ("graph-unsure", "none")  # the answers the graph is not sure
 
 
 class TripleValidator(Protocol):
-    """Entailment check of proposed triples (``qa_system.validation.TripleValidator``)."""
+    """Entailment check of proposed triples (``qa_system.fallback.validation.TripleValidator``)."""
 
     def validate(self, triples: Sequence[ProposedTriple]) -> list[ValidationDecision]: ...
 
@@ -138,7 +138,7 @@ class FallbackStep:
 def default_validator(settings: Any, store: Any) -> TripleValidator | None:
     """The shipped entailment validator, or None (logged) when its model cannot be loaded."""
 
-    from qa_system.validation import default_validator as shipped_validator
+    from qa_system.fallback.validation import default_validator as shipped_validator
 
     try:
         return shipped_validator(settings, store)
@@ -170,8 +170,8 @@ def build_fallback_step(
     with the default validator. Nothing connects here: the LLM is reached on the first question.
     ``warm_up``: build the validator's passage index in the background now (``serve``)."""
 
-    from qa_system.fallback import LLMFallback
-    from qa_system.llm import LLMClient
+    from qa_system.fallback.answer import LLMFallback
+    from qa_system.fallback.llm import LLMClient
 
     if validator == "default":
         validator = default_validator(settings, store)

@@ -49,7 +49,7 @@ LLM_ENTITY_PREFIX = "llm:"
 
 
 class ValidationDecision(BaseModel):
-    """What the entailment validator says about one candidate triple (``qa_system.validation``).
+    """What the entailment validator says about one candidate triple (``qa_system.fallback.validation``).
 
     ``score`` is the aggregated entailment probability; ``premise_scores`` align with ``premises``.
     """

@@ -8,7 +8,7 @@ text either way). Triple ends are resolved against the graph (id, then exact nam
 as free text and flagged.
 
 Safety: this module never writes anything to the graph. It returns *candidate* triples; only
-``qa_system.review.record_decisions`` inserts them, and only entailed ones, as ``proposed``. So a
+``qa_system.maintain.review.record_decisions`` inserts them, and only entailed ones, as ``proposed``. So a
 question saying "ignore previous instructions and insert ..." can at most produce candidates.
 """
 

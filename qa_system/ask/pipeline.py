@@ -18,8 +18,8 @@ from qa_system.errors import InputError, QAError
 from qa_system.types import Answer, RankedEntity
 
 if TYPE_CHECKING:
+    from qa_system.ask.constraints import QuestionConstraints
     from qa_system.ask.relation_reader import RelationWordsReader, WordsReading
-    from qa_system.constraints import QuestionConstraints
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class AskPipeline:
         return replace(prepared, constraint_facts=tying), out
 
     def _confidence(self, ranked: list[tuple[str, float]], context: Any) -> float:
-        from qa_system.calibration import answer_confidence  # numpy: kept off this module's import
+        from qa_system.ask.calibration import answer_confidence  # numpy: kept off this module's import
 
         return answer_confidence(self.calibrator, ranked, len(context.candidates))
 
@@ -166,7 +166,7 @@ class AskPipeline:
 
         if len(prepared.readings) == 1:
             return prepared, rankings[0]
-        from qa_system.topic_choice import choose_reading
+        from qa_system.ask.topic_choice import choose_reading
 
         scores = [(link, self._confidence(ranked, context)) for (link, context), ranked in zip(prepared.readings, rankings)]
         best = choose_reading(scores, self.config.topic_link_weight)
@@ -287,7 +287,7 @@ class AskPipeline:
             # among the answers of the leading relation only, and the order only: each answer keeps its
             # relation's probability (a tie to another named entity must not lift an answer of a
             # relation the question did not ask for)
-            from qa_system.constraints import QuestionConstraints
+            from qa_system.ask.constraints import QuestionConstraints
 
             lead = [item for item in ranked if item[1] >= 0.9 * ranked[0][1]][:200]
             whole_lead = replace(self.constraints.weights, head=len(lead))  # all of them may move, not the first 5
@@ -411,10 +411,10 @@ def load_pipeline(
 
     from pathlib import Path
 
-    from qa_system.calibration import calibrator_from_card
+    from qa_system.ask.calibration import calibrator_from_card
+    from qa_system.ask.constraints import QuestionConstraints, weights_from_card
+    from qa_system.ask.reranking import reranker_for, text_match_card
     from qa_system.cli.qa_commands import shipped_reader
-    from qa_system.constraints import QuestionConstraints, weights_from_card
-    from qa_system.reranking import reranker_for, text_match_card
     from qa_system.training.reader import load_reader_checkpoint
     from retrievers.answer_text import matcher_from_card, warm_up_in_background
     from retrievers.linking import GraphEntityLinker

@@ -25,21 +25,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from qa_system.documents import (
-    Document,
-    Sentence,
-    iter_documents,
-    read_documents,
-    split_sentences,
-)
-from qa_system.entity_resolution import EntityResolver, Resolution, clean_mention
 from qa_system.errors import (
     IngestError,
     InputError,
     ModelError,
     QAError,
 )
-from qa_system.extraction import ExtractedTriple, Extractor
+from qa_system.ingest.documents import (
+    Document,
+    Sentence,
+    iter_documents,
+    read_documents,
+    split_sentences,
+)
+from qa_system.ingest.entity_resolution import EntityResolver, Resolution, clean_mention
+from qa_system.models.extraction import ExtractedTriple, Extractor
 from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, fact_id
 from retrievers.passages import Passage, PassageStore
 

@@ -60,10 +60,16 @@ class Settings(BaseSettings):
     # Threads of the embedded llama.cpp server; 0 = the idle cores at start (at least 1).
     llm_threads: int = Field(default=0, ge=0, le=256)
 
-    # Maintainer login for the app's Review/Ingest/Cypher tabs. Empty password + production => refuse.
+    # Maintainer logins for the app's Review/Ingest/Cypher tabs. With named accounts in the workspace
+    # (``qa-system users add``; ``qa_system.maintain.accounts``) only they log in. Without: this one
+    # login (a curator); empty password => generated and printed once per run, or refused in production.
     maintainer_user: str = "maintainer"
     maintainer_password: SecretStr = SecretStr("")
     production: bool = False
+    # Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For is believed
+    # when they are the direct peer: the login and API rate limits then key on the client address they
+    # forward. Empty: X-Forwarded-For is ignored (a client could write anything there).
+    trusted_proxies: str = ""
 
     # HTTP API (``ui.api``, served by ``qa-system serve`` under /v1). Keys for the maintainer routes
     # (ingest, review), comma-separated, each ``KEY`` or ``NAME:KEY`` (NAME is the reviewer in the
@@ -73,6 +79,19 @@ class Settings(BaseSettings):
     api_ask_requires_key: bool = False
     # Requests per minute per API key (per client address without one), bursts up to a tenth of it; 0 = no limit.
     api_rate_limit_per_minute: int = Field(default=1200, ge=0, le=10_000_000)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (value or "").split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError as e:
+                    raise ValueError(f"QA_TRUSTED_PROXIES holds {item.strip()!r}, not an address or network: {e}") from e
+        return value or ""
 
     @field_validator("neo4j_uri")
     @classmethod

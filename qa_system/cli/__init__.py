@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "qa_system.cli.serve_commands",
     "qa_system.cli.review_commands",
     "qa_system.cli.maintain_commands",
+    "qa_system.cli.user_commands",
     "qa_system.cli.extractor_commands",
     "qa_system.cli.ingest_commands",
     "qa_system.cli.entailment_commands",

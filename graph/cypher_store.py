@@ -9,12 +9,12 @@ seed)`` (its neighbour reader for ``graph.traversal.expand``).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from graph import rows as R
 from graph.queries import Queries
-from graph.store import ANSWERABLE_STATUSES
+from graph.store import ANSWERABLE_STATUSES, AuditEvent, Change, StaleChangeError
 from graph.traversal import expand, status_values
 from qa_system.errors import EntityNotFoundError, FactNotFoundError
 from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
@@ -23,6 +23,24 @@ from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, Graph
 # Above this many ids, one scan of all ids beats ``IN $ids`` lookups; below, look up in chunks.
 SCAN_ABOVE = 2_000
 ID_CHUNK = 5_000
+
+T = TypeVar("T")
+Run = Callable[..., list[list[Any]]]  # run(query, params) inside one transaction -> rows
+
+
+def event_from_row(row: Sequence[Any]) -> AuditEvent:
+    ident, action, actor, at, reason, targets, data, undoes, undone_by = row
+    return AuditEvent(
+        id=ident, action=action or "", actor=actor or "", at=at or "", reason=reason or "", targets=tuple(targets or ()),
+        data=json.loads(data) if data else {}, undoes=undoes or "", undone_by=undone_by or "",
+    )  # fmt: skip
+
+
+def event_params(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id, "action": event.action, "actor": event.actor, "at": event.at, "reason": event.reason,
+        "targets": list(event.targets), "data": json.dumps(event.data, ensure_ascii=False, default=str), "undoes": event.undoes,
+    }  # fmt: skip
 
 
 class CypherStoreBase:
@@ -135,6 +153,81 @@ class CypherStoreBase:
             ]
         stored = {r[0]: R.entity_from_row(r) for r in rows}
         return [e for e in entities if stored.get(e.id) != e]
+
+    # -- the audit trail: one transaction per change ---------------------------------------------
+    def _in_transaction(self, work: Callable[[Run], T]) -> T:
+        """Run ``work(run)`` in one write transaction: committed when it returns, rolled back when it raises."""
+
+        raise NotImplementedError
+
+    def _entity_statement(self, entity: Entity, now: str) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _insert_fact_statement(self, fact: Fact, now: str) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _after_change(self, change: Change, added: int, deleted: Sequence[str]) -> None:
+        """Hook: what a store keeps outside the database (names, caches) follows a committed change
+        (``added``: how many of ``change.put_entities`` were new; ``deleted``: the entities removed)."""
+
+    def apply_change(self, change: Change) -> None:
+        now = R.now_iso()
+        q = self.queries
+
+        def work(run: Run) -> tuple[int, list[str]]:
+            if change.expect:
+                found = {r[0]: r[1] for r in run(q.fact_statuses, {"ids": list(change.expect)})}
+                for fid, status in change.expect.items():
+                    if found.get(fid) != status:
+                        now_is = f"now {found[fid]}" if fid in found else "gone"
+                        raise StaleChangeError(f"fact {fid} is no longer {status} ({now_is})", fact_id=fid, found=found.get(fid))
+            if change.undo_of:
+                rows = run(q.event_undone_by, {"id": change.undo_of})
+                if not rows:
+                    raise StaleChangeError(f"no event {change.undo_of!r}", event_id=change.undo_of)
+                if rows[0][0]:
+                    raise StaleChangeError(
+                        f"event {change.undo_of} was already undone by event {rows[0][0]}", event_id=change.undo_of, undone_by=rows[0][0]
+                    )
+            put_ids = [e.id for e in change.put_entities]
+            existed = {r[0] for r in run(q.existing_entity_ids, {"ids": put_ids})} if put_ids else set()
+            for entity in change.put_entities:
+                run(*self._entity_statement(entity, now))
+            ids = list(dict.fromkeys(change.delete_facts))
+            for start in range(0, len(ids), ID_CHUNK):
+                run(q.delete_facts, {"ids": ids[start : start + ID_CHUNK]})
+            for fact in change.put_facts:
+                p = R.fact_params(fact, now)
+                update = {k: p[k] for k in ("id", "subject", "status", "confidence", "split", "source_kind", "dataset", "provenance", "now")}
+                if not run(q.update_fact, update):
+                    rows = run(*self._insert_fact_statement(fact, now))
+                    if not rows or not rows[0][0]:
+                        raise EntityNotFoundError(f"fact {fact.id}: its subject or object is not an entity in the graph (nothing changed)")
+            ids = list(dict.fromkeys(change.delete_entities))
+            deleted = sorted({r[0] for r in run(q.existing_entity_ids, {"ids": ids})}) if ids else []
+            for start in range(0, len(deleted), ID_CHUNK):
+                run(q.delete_entities, {"ids": deleted[start : start + ID_CHUNK]})
+            if change.undo_of:
+                run(q.mark_undone, {"id": change.undo_of, "by": change.event.id})
+            run(q.create_event, event_params(change.event))
+            return len(set(put_ids) - existed), deleted
+
+        added, deleted = self._in_transaction(work)
+        self._after_change(change, added, deleted)
+
+    def get_event(self, event_id: str) -> AuditEvent | None:
+        rows = self._rows(self.queries.event_by_id, {"id": event_id})
+        return event_from_row(rows[0]) if rows else None
+
+    def list_events(self, *, limit: int = 50, offset: int = 0) -> list[AuditEvent]:
+        rows = self._rows(self.queries.list_events, {"limit": int(limit), "offset": int(offset)})
+        return [event_from_row(r) for r in rows]
+
+    def events_touching(self, targets: Sequence[str], *, after: str = "") -> list[AuditEvent]:
+        targets = list(dict.fromkeys(targets))
+        if not targets:
+            return []
+        return [event_from_row(r) for r in self._rows(self.queries.events_touching, {"targets": targets, "after": after})]
 
     # -- reads -------------------------------------------------------------------------------
     def get_entity(self, entity_id: str) -> Entity | None:

@@ -13,9 +13,9 @@ import random
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,7 +31,7 @@ from graph.queries import (
     EMBEDDED_WINDOWED,
 )
 from graph.readonly import check_read_only
-from graph.store import Progress, UpsertResult
+from graph.store import Change, Progress, UpsertResult
 from qa_system.errors import (
     GraphUnavailableError,
     QueryError,
@@ -41,6 +41,7 @@ from qa_system.types import Entity, Fact, FactView
 from qa_system.workspace import prepare_workspace
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 
@@ -179,6 +180,37 @@ class EmbeddedStore(CypherStoreBase):
         self._degrees = None
         if entity_ids:
             self.names.remove(entity_ids)
+
+    # -- the audit trail's transactions (``CypherStoreBase.apply_change``) ------------------------
+    def _in_transaction(self, work: Callable[[Any], T]) -> T:
+        """One LadybugDB write transaction on this thread's connection, writers serialised by the lock."""
+
+        with self._write_lock:
+            conn = self._conn()
+            self._rows("BEGIN TRANSACTION")
+            try:
+                result = work(self._rows)
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except RuntimeError:
+                    pass  # a failed statement already rolled the transaction back
+                raise
+            self._rows("COMMIT")
+            return result
+
+    def _entity_statement(self, entity: Entity, now: str) -> tuple[str, dict[str, Any]]:
+        return Q.upsert_entity, R.entity_params(entity, now)
+
+    def _insert_fact_statement(self, fact: Fact, now: str) -> tuple[str, dict[str, Any]]:
+        return Q.insert_fact, R.fact_params(fact, now)
+
+    def _after_change(self, change: Change, added: int, deleted: Sequence[str]) -> None:
+        self._degrees = None
+        if change.put_entities:
+            self.names.add(change.put_entities)
+        self._after_delete(deleted)
+
 
     # -- reads -----------------------------------------------------------------------------
     def _entities(self, ids: list[str]) -> list[Entity]:

@@ -13,10 +13,12 @@ opened in READ access mode (Neo4j refuses writes in it), and an unconditional ro
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import neo4j
 import neo4j.graph
@@ -28,6 +30,7 @@ from graph.name_index import normalise
 from graph.queries import (
     NEO4J as Q,
     NEO4J_CLEAR_BATCH,
+    NEO4J_CLEAR_EVENTS_BATCH,
     NEO4J_COUNT_IN,
     NEO4J_COUNT_OUT,
     NEO4J_FIND_EXACT,
@@ -39,7 +42,7 @@ from graph.queries import (
     NEO4J_WINDOW_OUT,
 )
 from graph.readonly import check_read_only
-from graph.store import Progress, UpsertResult
+from graph.store import Change, Progress, UpsertResult
 from qa_system.errors import (
     ConfigError,
     EntityNotFoundError,
@@ -50,6 +53,7 @@ from qa_system.errors import (
 from qa_system.types import Entity, Fact, FactView, is_literal
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _ENTITY_BATCH = 2_000  # rows per write transaction (entities carry descriptions: bigger rows)
 _FACT_BATCH = 5_000
@@ -58,6 +62,21 @@ READ_QUERY_TIMEOUT_S = 60.0  # a user's Cypher query; the server ends the transa
 # Neo4j status codes that mean "the server refused to write here".
 _WRITE_REFUSED_CODES = ("AccessMode", "ForbiddenOnReadOnlyDatabase", "NotALeader", "WriteOnReadOnlyAccessDbException")
 _WRITE_REFUSED_WORDS = ("read access mode", "read only", "read-only", "readonly")
+
+_CHANGE_ATTEMPTS = 8  # a change that raced another transaction (ArcadeDB) is retried this often
+_RACE_WORDS = ("concurrent", "deadlock", "please retry")
+
+
+def _raced(error: BaseException) -> bool:
+    """A transaction failed because another one changed the same records first (worth running again)."""
+
+    cause = error.__cause__
+    code = str(getattr(cause, "code", "") or "")
+    if "TransientError" in code or (cause is not None and isinstance(cause, neo4j_errors.TransientError)):
+        return True
+    text = str(error).lower()
+    return any(w in text for w in _RACE_WORDS)
+
 
 _UNREACHABLE = (
     neo4j_errors.ServiceUnavailable,
@@ -219,6 +238,45 @@ class Neo4jStore(CypherStoreBase):
 
         return self._guard(action)
 
+    def _in_transaction(self, work: Callable[[Any], T]) -> T:
+        """One write transaction (``CypherStoreBase.apply_change``). The driver retries transient
+        errors (Neo4j deadlocks); ArcadeDB, optimistic, fails a commit that raced another one on the
+        same record with a concurrent-modification error: retried here, from the start (the checks
+        then read what the winner wrote). A ``QAError`` raised by ``work`` rolls back and propagates."""
+
+        def tx_work(tx: Any) -> T:
+            return work(lambda query, params=None: [record.values() for record in tx.run(query, params or {})])
+
+        def action() -> T:
+            with self._session() as session:
+                return session.execute_write(tx_work)
+
+        for attempt in range(1, _CHANGE_ATTEMPTS + 1):
+            try:
+                return self._guard(action)
+            except QueryError as e:
+                if attempt == _CHANGE_ATTEMPTS or not _raced(e):
+                    raise
+                log.debug("change raced another transaction (attempt %d), retrying: %s", attempt, e)
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    def _entity_statement(self, entity: Entity, now: str) -> tuple[str, dict[str, Any]]:
+        return NEO4J_UPSERT_ENTITIES, {"rows": [_entity_row(entity)], "now": now}
+
+    def _insert_fact_statement(self, fact: Fact, now: str) -> tuple[str, dict[str, Any]]:
+        p = R.fact_params(fact, now)
+        row = [p["id"], p["subject"], p["relation"], p["object"], 0, p["rnd"]]
+        variant = [p["status"], p["confidence"], p["split"], p["source_kind"], p["dataset"], p["provenance"]]
+        return NEO4J_INSERT_FACTS, {"rows": [row], "variants": [variant], "now": now}
+
+    def _after_change(self, change: Change, added: int, deleted: Sequence[str]) -> None:
+        names = getattr(self, "names", None)  # a local mirror of the name lookups, where the store keeps one
+        if change.put_entities and hasattr(names, "written"):
+            names.written(change.put_entities, added)  # type: ignore[union-attr]
+        if deleted:
+            self._after_delete(deleted)
+
     def _ensure_schema(self) -> None:
         for statement in Q.schema:
             try:
@@ -236,6 +294,8 @@ class Neo4jStore(CypherStoreBase):
 
         with self._write_lock:
             while self._write(NEO4J_CLEAR_BATCH, {"limit": 5_000})[0][0]:
+                pass
+            while self._write(NEO4J_CLEAR_EVENTS_BATCH, {"limit": 5_000})[0][0]:
                 pass
 
     # -- writes ----------------------------------------------------------------------------

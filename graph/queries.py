@@ -17,6 +17,7 @@ FACT_COLUMNS = (
     "f.dataset, f.provenance"
 )
 ENTITY_COLUMNS = "e.id, e.name, e.aliases, e.type, e.description, e.image_url, e.url"
+EVENT_COLUMNS = "e.id, e.action, e.actor, e.at, e.reason, e.targets, e.data, e.undoes, e.undone_by"
 # Literal attribute values are ``Entity`` nodes whose id starts with ``lit:`` (``qa_system.types.literal_entity``):
 # entity counts, types and HittER's training triples leave them out. The prefix is our constant, never user text.
 _IS_LITERAL = f"STARTS WITH '{LITERAL_PREFIX}'"
@@ -60,6 +61,25 @@ class Queries:
     )
     delete_facts: str = "MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE f.id IN $ids DELETE f"
     delete_entities: str = "MATCH (e:Entity) WHERE e.id IN $ids DETACH DELETE e"
+    # The audit trail (``AuditEvent`` nodes; ``GraphStore.apply_change``). ``fact_statuses`` and
+    # ``event_undone_by`` are the checks of a change: on Neo4j they write a version counter first,
+    # which takes the write lock, so the status read after it is the committed one (see NEO4J).
+    fact_statuses: str = "MATCH ()-[f:Fact]->() WHERE f.id IN $ids RETURN f.id, f.status"
+    event_undone_by: str = "MATCH (e:AuditEvent) WHERE e.id = $id RETURN e.undone_by"
+    events_touching: str = ""
+    update_fact: str = (
+        "MATCH (s:Entity {id: $subject})-[f:Fact]->(o:Entity) WHERE f.id = $id "
+        "SET f.status = $status, f.confidence = $confidence, f.split = $split, f.source_kind = $source_kind, "
+        "f.dataset = $dataset, f.provenance = $provenance, f.updated_at = $now RETURN f.id"
+    )
+    create_event: str = (
+        "CREATE (e:AuditEvent {id: $id, action: $action, actor: $actor, at: $at, reason: $reason, "
+        "targets: $targets, data: $data, undoes: $undoes, undone_by: ''})"
+    )
+    mark_undone: str = "MATCH (e:AuditEvent) WHERE e.id = $id SET e.undone_by = $by RETURN e.id"
+    event_by_id: str = f"MATCH (e:AuditEvent) WHERE e.id = $id RETURN {EVENT_COLUMNS}"
+    list_events: str = f"MATCH (e:AuditEvent) RETURN {EVENT_COLUMNS} ORDER BY e.at DESC, e.id DESC SKIP $offset LIMIT $limit"
+
 
 
 _SHARED = dict(
@@ -136,6 +156,11 @@ EMBEDDED = Queries(
         "CREATE REL TABLE IF NOT EXISTS Fact(FROM Entity TO Entity, id STRING, subject STRING, rnd DOUBLE, rel_type STRING, status STRING, "
         "confidence DOUBLE, split STRING, source_kind STRING, dataset STRING, provenance STRING, "
         "created_at STRING, updated_at STRING)",
+        "CREATE NODE TABLE IF NOT EXISTS AuditEvent(id STRING PRIMARY KEY, action STRING, actor STRING, at STRING, "
+        "reason STRING, targets STRING[], data STRING, undoes STRING, undone_by STRING)",
+    ),
+    events_touching=(
+        f"MATCH (e:AuditEvent) WHERE e.at > $after AND list_has_any(e.targets, $targets) RETURN {EVENT_COLUMNS} ORDER BY e.at, e.id"
     ),
     upsert_entity=(
         "MERGE (e:Entity {id: $id}) ON CREATE SET e.created_at = $now "
@@ -169,6 +194,16 @@ NEO4J = Queries(
         "CREATE CONSTRAINT entity_id IF NOT EXISTS FOR (e:Entity) REQUIRE e.id IS UNIQUE",
         "CREATE INDEX entity_name_key IF NOT EXISTS FOR (e:Entity) ON (e.name_key)",
         "CREATE INDEX fact_id IF NOT EXISTS FOR ()-[f:Fact]-() ON (f.id)",
+        "CREATE CONSTRAINT audit_event_id IF NOT EXISTS FOR (e:AuditEvent) REQUIRE e.id IS UNIQUE",
+    ),
+    # The checks of a change write first (a version counter), which takes the write lock: a second
+    # decision on the same fact waits for the first to commit, then reads its status (Neo4j reads
+    # committed values), instead of both reading "proposed" and both writing. ArcadeDB, optimistic,
+    # fails the second commit instead (retried by ``Neo4jStore._in_transaction``).
+    fact_statuses="MATCH ()-[f:Fact]->() WHERE f.id IN $ids SET f.version = coalesce(f.version, 0) + 1 RETURN f.id, f.status",
+    event_undone_by="MATCH (e:AuditEvent) WHERE e.id = $id SET e.version = coalesce(e.version, 0) + 1 RETURN e.undone_by",
+    events_touching=(
+        f"MATCH (e:AuditEvent) WHERE e.at > $after AND any(t IN e.targets WHERE t IN $targets) RETURN {EVENT_COLUMNS} ORDER BY e.at, e.id"
     ),
     upsert_entity=(
         "MERGE (e:Entity {id: $id}) ON CREATE SET e.created_at = $now "
@@ -263,3 +298,4 @@ NEO4J_WINDOW_IN = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id = $id {_NEO
 NEO4J_CLEAR_BATCH = (
     "MATCH (e:Entity) WITH e LIMIT $limit DETACH DELETE e RETURN count(*)"
 )
+NEO4J_CLEAR_EVENTS_BATCH = "MATCH (e:AuditEvent) WITH e LIMIT $limit DETACH DELETE e RETURN count(*)"

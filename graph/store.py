@@ -9,9 +9,10 @@ Stores return plain values and our own types, never driver objects.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from qa_system.errors import ReviewConflictError
 from qa_system.types import Direction, Entity, Fact, FactStatus, FactView, GraphStats, Subgraph
 
 # Progress callback: (done, total) in rows. Importers wire tqdm to it, the app a progress bar.
@@ -27,6 +28,57 @@ class UpsertResult:
 
     added: int = 0
     merged: int = 0
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One maintainer event of the audit trail the store keeps (``qa_system.maintain.events``).
+
+    ``at`` is a UTC ISO time (microseconds), ``targets`` the fact and entity ids the event touched
+    (what a later event must not touch for this one to be undone), ``data`` what it takes to revert
+    it (JSON-able: the facts and entities before and after), ``undoes`` the event an ``undo`` event
+    reverted, ``undone_by`` the ``undo`` event that reverted this one ("" while in effect)."""
+
+    id: str
+    action: str
+    actor: str
+    at: str
+    reason: str = ""
+    targets: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+    undoes: str = ""
+    undone_by: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """Writes the store applies in one transaction with their ``event`` (``GraphStore.apply_change``).
+
+    First the checks, on the state as it is inside the transaction: each fact of ``expect`` must
+    exist with that status, and the event ``undo_of`` (when set) must not be undone yet; a failed
+    check raises ``StaleChangeError`` and nothing is written. Then, in this order: ``put_entities``
+    (insert or update), ``delete_facts`` (ids), ``put_facts`` (insert, or overwrite status,
+    confidence and provenance of the fact with that id), ``delete_entities`` (with every fact that
+    touches them), ``undo_of`` marked undone by ``event``, and ``event`` written."""
+
+    event: AuditEvent
+    expect: dict[str, str] = field(default_factory=dict)  # fact id -> the status it must still have
+    put_entities: tuple[Entity, ...] = ()
+    delete_facts: tuple[str, ...] = ()
+    put_facts: tuple[Fact, ...] = ()
+    delete_entities: tuple[str, ...] = ()
+    undo_of: str = ""
+
+
+class StaleChangeError(ReviewConflictError):
+    """A ``Change`` found the graph no longer in the state it expected; nothing was written.
+
+    ``fact_id`` and ``found`` (its status now, None when the fact is gone) name the first fact that
+    failed its check; ``event_id`` and ``undone_by`` an event that was already undone."""
+
+    def __init__(self, message: str, *, fact_id: str = "", found: str | None = None, event_id: str = "", undone_by: str = "") -> None:
+        super().__init__(message)
+        self.fact_id, self.found, self.event_id, self.undone_by = fact_id, found, event_id, undone_by
 
 
 @runtime_checkable
@@ -67,6 +119,23 @@ class GraphStore(Protocol):
     def delete_entities(self, ids: Sequence[str]) -> int:
         """Remove these entities with every fact that touches them (unknown ids ignored), and their
         names from the name lookups; how many entities were removed."""
+        ...
+
+    # -- the audit trail (``qa_system.maintain.events``) -----------------------------------
+    def apply_change(self, change: Change) -> None:
+        """Check, write and record ``change`` in one transaction (see ``Change``); raises
+        ``StaleChangeError`` (nothing written) when the graph is no longer as it expected."""
+        ...
+
+    def get_event(self, event_id: str) -> AuditEvent | None: ...
+
+    def list_events(self, *, limit: int = 50, offset: int = 0) -> list[AuditEvent]:
+        """Events, newest first."""
+        ...
+
+    def events_touching(self, targets: Sequence[str], *, after: str = "") -> list[AuditEvent]:
+        """Events whose targets share an id with ``targets`` and whose time is later than ``after``
+        (an ISO time; "" for all), oldest first."""
         ...
 
     # -- reads -------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ class ApiConfig:
     @classmethod
     def from_settings(cls, settings: Any) -> ApiConfig:
         return cls(
-            keys=ApiKeys.parse(settings.api_keys.get_secret_value(), default_name=settings.maintainer_user),
+            keys=ApiKeys.from_settings(settings),  # QA_API_KEYS, account keys, trusted proxies
             ask_requires_key=settings.api_ask_requires_key,
             rate_limit_per_minute=settings.api_rate_limit_per_minute,
         )
@@ -110,7 +110,7 @@ def one_line(text: object) -> str:
 
 def status_of(error: QAError) -> int:
     if isinstance(error, (InputError, ReadOnlyViolationError, DataFormatError)):
-        return 400
+        return getattr(error, "http_status", 400)  # 403: an account's role does not allow it
     if isinstance(error, (EntityNotFoundError, FactNotFoundError, DatasetNotFoundError)):
         return 404
     if isinstance(error, ReviewConflictError):
@@ -316,12 +316,11 @@ def create_api(
 
     def _identify(request: Request, bearer: HTTPAuthorizationCredentials | None, header_key: str | None) -> tuple[str, str | None]:
         """(the presented key, its name when valid); rate-limited per valid key, else per address."""
-
         presented = [k for k in ((bearer.credentials if bearer is not None else ""), header_key or "") if k]
         names = [config.keys.match(k) for k in presented] if config.keys.enabled else []
         name = next((n for n in names if n), None)  # either header may carry the key (the openai client always sends a Bearer)
         key = presented[0] if presented else ""
-        client = f"key:{name}" if name else f"ip:{request.client.host if request.client else '?'}"
+        client = f"key:{name}" if name else f"ip:{config.keys.client(request)}"
         wait = limiter.take(client)
         if wait > 0:
             raise ApiError(429, f"rate limit: at most {config.rate_limit_per_minute} requests a minute; retry in {wait:.1f} s",
@@ -403,6 +402,7 @@ def create_api(
         from qa_system.ingest.documents import Document
         from qa_system.ingest.ingester import Ingester
 
+        config.keys.require(user, "ingest")  # a reviewer's key may decide proposed facts, not ingest (403)
         if not body.text.strip():
             raise InputError("the document has no text")
         model, why = extractor.get()

@@ -22,7 +22,8 @@ class ServerThread:
 
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on",
+                                                    proxy_headers=False))  # X-Forwarded-For: QA_TRUSTED_PROXIES only
         self.thread = threading.Thread(target=self.server.run, name="qa-api-server", daemon=True)
 
     def start(self, timeout_s: float = 60.0) -> str:

@@ -97,12 +97,12 @@ def build_app(
         with gr.Tab("Ask", elem_id="tab-ask"):
             build_ask_tab(pipeline, store=store)
         with gr.Tab("Explore", elem_id="tab-explore"):
-            build_explore_tab(store)
+            build_explore_tab(store, gate=gate, workspace=workspace)  # "Merge into…" for curators
         with gr.Tab("Dashboard", elem_id="tab-dashboard") as dashboard:
             build_dashboard_tab(store, dashboard)
         with gate.tab("Review", elem_id="tab-review") as review:
             build_review_tab(store, workspace, gate, review)
-        with gate.tab("Ingest", elem_id="tab-ingest"):
+        with gate.tab("Ingest", elem_id="tab-ingest", action="ingest"):  # curators
             build_ingest_tab(store, workspace, gate, shared_extractor)
         with gate.tab("Cypher workbench", elem_id="tab-cypher"):
             build_cypher_tab(store, gate)

@@ -189,7 +189,11 @@ class ExploreHandlers:
         return graph_data(subgraph.facts, limit=limit)
 
 
-def build_explore_tab(store: Any) -> None:
+def build_explore_tab(store: Any, *, gate: Any = None, workspace: Any = None) -> None:
+    """``gate`` and ``workspace`` add the curators' "Merge into…" panel (``ui.maintain_panels``)."""
+
+    from ui.maintain_panels import build_merge_panel
+
     h = ExploreHandlers(store)
     with gr.Row():
         query = gr.Textbox(label="Entity name", placeholder="e.g. Christopher Nolan", scale=3, elem_id="explore-query")
@@ -227,3 +231,6 @@ def build_explore_tab(store: Any) -> None:
     go.click(h.show, inputs=show_in, outputs=show_out).then(**redraw)
     expand.click(h.expand, inputs=show_in, outputs=[hops, *show_out]).then(**redraw)
     relation_filter.input(h.refilter, inputs=[view, relation_filter], outputs=[table, status]).then(**redraw)
+    merged = build_merge_panel(store, workspace, gate, view, matches)
+    if merged is not None:  # after a merge, show the kept entity
+        merged.then(h.show, inputs=show_in, outputs=show_out, api_visibility="private").then(**redraw)

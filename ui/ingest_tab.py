@@ -32,7 +32,7 @@ import gradio as gr
 
 from qa_system.errors import IngestError, QAError
 from ui.ask_tab import relation_label
-from ui.auth import MaintainerGate, Session, maintainer_only
+from ui.auth import MaintainerGate, Session, requires
 from ui.messages import message_html
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,10 @@ def _ingest_api() -> Any:
 
 
 def build_ingest_tab(store: Any, workspace: Path | None, gate: MaintainerGate, extractor: SharedExtractor) -> None:
-    """Build inside ``with gate.tab("Ingest"):``."""
+    """Build inside ``with gate.tab("Ingest", action="ingest"):`` (curators; the handlers check it too).
+    Below the upload: "Forget a document" (``ui.maintain_panels``)."""
+
+    from ui.maintain_panels import build_forget_panel
 
     if workspace is None:
         gr.HTML(message_html("Ingest needs a workspace folder (for the passage index); this app was started without one.", "info"))
@@ -217,7 +220,7 @@ def build_ingest_tab(store: Any, workspace: Path | None, gate: MaintainerGate, e
         can_commit = any(t.action != "skip" for t in result.triples) or bool(result.sentences)
         return preview_html(result, model), preview_rows(result), result, gr.update(interactive=can_commit)
 
-    def commit(_session: Session, pending: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+    def commit(session: Session, pending: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
         if pending is None:
             return message_html("Nothing to commit: preview an upload first (a preview is committed once)."), None, gr.update(interactive=False)
         model, why = extractor.get()
@@ -234,7 +237,7 @@ def build_ingest_tab(store: Any, workspace: Path | None, gate: MaintainerGate, e
         except Exception:
             log.exception("ingest commit failed")
             return message_html("The commit failed; the error was logged.", "error"), pending, gr.update()
-        log.info("ingest commit by the app: %s", summary)
+        log.info("ingest commit by %s in the app: %s", session.user, summary)
         return summary_html(summary), None, gr.update(interactive=False)
 
     gr.Markdown(
@@ -251,7 +254,8 @@ def build_ingest_tab(store: Any, workspace: Path | None, gate: MaintainerGate, e
                          column_widths=["34%", "15%", "12%", "15%", "6%", "7%", "11%"])
     pending = gr.State(None)
     private = {"api_visibility": "private"}
-    preview_button.click(maintainer_only(preview), inputs=[gate.session, files], outputs=[status, table, pending, commit_button],
+    preview_button.click(requires("ingest")(preview), inputs=[gate.session, files], outputs=[status, table, pending, commit_button],
                          concurrency_limit=1, **private)
-    commit_button.click(maintainer_only(commit), inputs=[gate.session, pending], outputs=[status, pending, commit_button],
+    commit_button.click(requires("ingest")(commit), inputs=[gate.session, pending], outputs=[status, pending, commit_button],
                         concurrency_limit=1, **private)
+    build_forget_panel(store, workspace, gate)  # take a document back (dry run first): curators

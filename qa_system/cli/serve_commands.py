@@ -40,16 +40,22 @@ def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None
 
 
 def _maintainer_auth(settings: Any) -> Any:
+    from qa_system.maintain.accounts import AccountStore
     from ui.auth import MaintainerAuth, generate_password
 
+    accounts = AccountStore(settings.workspace)
+    if accounts.configured():  # named accounts (qa-system users add): only they log in
+        log.info("maintainer logins: %d named account(s) in %s", len(accounts.list()), accounts.path)
+        return MaintainerAuth.from_settings(settings)
     if settings.maintainer_password.get_secret_value():
         return MaintainerAuth.from_settings(settings)
     if settings.production:
-        log.warning("production mode and no QA_MAINTAINER_PASSWORD: maintainer logins are disabled")
+        log.warning("production mode and no maintainer account (`qa-system users add NAME --role curator`) "
+                    "nor QA_MAINTAINER_PASSWORD: maintainer logins are disabled")
         return MaintainerAuth.from_settings(settings)
     generated = generate_password()
     print(
-        f"maintainer login for this run (set QA_MAINTAINER_PASSWORD to choose one): "
+        f"maintainer login for this run (add named accounts with `qa-system users add`, or set QA_MAINTAINER_PASSWORD): "
         f"user {settings.maintainer_user!r}, password {generated!r}",
         file=sys.stderr,
         flush=True,
@@ -81,7 +87,7 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
         import uvicorn
 
         print(f"Running on http://{args.host}:{args.port} (HTTP API under /v1, docs at /docs)", flush=True)
-        uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(server, host=args.host, port=args.port, log_level="warning", proxy_headers=False)  # X-Forwarded-For: QA_TRUSTED_PROXIES only
     finally:
         store.close()
     return 0

@@ -56,6 +56,7 @@ class AccessDeniedError(InputError):
     """A logged-in maintainer (or an API key's account) tried an action their role does not allow."""
 
     exit_code = 4
+    http_status = 403
 
 
 def _hasher() -> Any:

@@ -1,0 +1,267 @@
+"""Named maintainers (issue 27 item 6) and the curators' panels, without a browser: the accounts file
+(``qa_system.maintain.accounts``), ``qa-system users``, the app login with accounts and roles
+(``ui.auth``), API keys tied to accounts and the client address behind a trusted proxy
+(``ui.api_access``), and the merge / forget panels (``ui.maintain_panels``) on a real embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+from pydantic import SecretStr
+
+from qa_system.cli import main
+from qa_system.errors import ConfigError, InputError
+from qa_system.maintain import accounts as accounts_module
+from qa_system.maintain.accounts import AccessDeniedError, AccountStore, require
+from qa_system.maintain.review import ReviewFiles, read_jsonl
+from tests.test_forget_merge import _with_duplicate
+from tests.test_ingest import ingester, workspace_of
+from ui.api_access import ApiKeys, client_address, parse_proxies
+from ui.auth import MaintainerAuth, Session, check_session, maintainer_only, requires
+from ui.maintain_panels import MaintainPanels, by, ingested_documents, merge_preview
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at a test cost (the shipped cost is the library's default: ~64 MiB and tens of ms a hash)."""
+
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(accounts_module, "_hasher", lambda: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(accounts_module, "_DUMMY_HASH", [])
+
+
+def team(ws: Path) -> AccountStore:
+    store = AccountStore(ws)
+    store.add("ann", "curator", PASSWORD)
+    store.add("rob", "reviewer", PASSWORD + " 2")
+    return store
+
+
+def who(report) -> str:
+    return getattr(report, "actor", "") or report.reviewer
+
+
+# -- accounts --------------------------------------------------------------------------------------------
+def test_accounts_hash_passwords_and_refuse_bad_input(tmp_path: Path) -> None:
+    store = team(tmp_path)
+    text = store.path.read_text()
+    assert PASSWORD not in text and "$argon2id$" in text
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert [(a.name, a.role) for a in store.list()] == [("ann", "curator"), ("rob", "reviewer")]
+    assert store.verify("ann", PASSWORD).role == "curator"
+    assert store.verify("ann", "wrong password") is None and store.verify("nobody", PASSWORD) is None
+    for bad in (lambda: store.add("ann", "curator", PASSWORD), lambda: store.add("bad name", "curator", PASSWORD),
+                lambda: store.add("eve", "boss", PASSWORD), lambda: store.add("eve", "curator", "short"),
+                lambda: store.remove("nobody")):  # fmt: skip
+        with pytest.raises(InputError):
+            bad()
+    assert [a.name for a in store.list()] == ["ann", "rob"]  # nothing changed
+    store.set_password("rob", "a new password")
+    assert store.verify("rob", "a new password") is not None
+    store.remove("rob")
+    assert store.get("rob") is None and store.verify("rob", "a new password") is None
+
+
+def test_roles_allow_what_the_issue_says() -> None:
+    require("reviewer", "review", "rob")
+    require("curator", "merge", "ann")
+    with pytest.raises(AccessDeniedError, match="only a curator may merge entities; rob is a reviewer"):
+        require("reviewer", "merge", "rob")
+    with pytest.raises(AccessDeniedError, match="forget a document"):
+        require("reviewer", "forget", "rob")
+
+
+def test_users_command_never_takes_the_password_on_the_command_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    ws = ["--workspace", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        main([*ws, "users", "add", "ann", "--role", "curator", "--password", PASSWORD])
+    monkeypatch.setenv("QA_NEW_USER_PASSWORD", PASSWORD)
+    assert main([*ws, "users", "add", "ann", "--role", "curator", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["role"] == "curator"
+    assert main([*ws, "users", "add", "ann", "--role", "reviewer"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    monkeypatch.delenv("QA_NEW_USER_PASSWORD")
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(isatty=lambda: False))
+    assert main([*ws, "users", "add", "rob", "--role", "reviewer"]) == 2
+    assert "set QA_NEW_USER_PASSWORD" in capsys.readouterr().err
+    assert main([*ws, "users", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["accounts"]
+    assert [(a["name"], a["role"]) for a in listed] == [("ann", "curator")] and "password_hash" not in listed[0]
+    assert main([*ws, "users", "key", "ann", "--json"]) == 0
+    key = json.loads(capsys.readouterr().out)["api_key"]
+    assert AccountStore(tmp_path).key_owner(key).name == "ann" and key not in AccountStore(tmp_path).path.read_text()
+    assert main([*ws, "users", "remove", "nobody"]) == 2 and "no account named 'nobody'" in capsys.readouterr().err
+    assert main([*ws, "users", "remove", "ann"]) == 0 and AccountStore(tmp_path).key_owner(key) is None
+
+
+# -- the app login ---------------------------------------------------------------------------------------
+def settings(ws: Path | None, **kw) -> SimpleNamespace:
+    values = {"maintainer_user": "maintainer", "maintainer_password": SecretStr(""), "production": False,
+              "workspace": ws, "trusted_proxies": ""} | kw  # fmt: skip
+    return SimpleNamespace(**values)
+
+
+def test_login_with_named_accounts_records_name_and_role(tmp_path: Path) -> None:
+    team(tmp_path)
+    auth = MaintainerAuth.from_settings(settings(tmp_path), generated_password="generated-one")
+    session, text = auth.authenticate("ip", "rob", PASSWORD + " 2")
+    assert (session.user, session.role, text) == ("rob", "reviewer", "Logged in as rob (reviewer).")
+    assert auth.authenticate("ip", "maintainer", "generated-one")[0] is None  # accounts win over the single login
+    wrong = auth.authenticate("ip2", "ann", "not her password")[1]
+    assert wrong == auth.authenticate("ip3", "nobody", PASSWORD)[1] == "Wrong user name or password."
+    assert check_session(session, "review") is session
+    with pytest.raises(AccessDeniedError, match="rob is a reviewer"):
+        check_session(session, "merge")
+    with pytest.raises(gr.Error, match="only a curator may merge entities"):
+        requires("merge")(lambda s: "ran")(session)
+    assert requires("review")(lambda s: "ran")(session) == "ran"
+    AccountStore(tmp_path).remove("rob")  # a removed account is out at its next click
+    with pytest.raises(gr.Error, match="log in again"):
+        maintainer_only(lambda s: "ran")(session)
+
+
+def test_wrong_passwords_cool_down_per_client_with_accounts(tmp_path: Path) -> None:
+    team(tmp_path)
+    now = [0.0]
+    auth = MaintainerAuth("maintainer", "", accounts=AccountStore(tmp_path), free_attempts=2, clock=lambda: now[0])
+    assert auth.login("a", "ann", "bad") == (False, "Wrong user name or password.")
+    ok, text = auth.login("a", "ann", "bad")
+    assert not ok and "wait 1 s" in text
+    assert "Too many" in auth.login("a", "ann", PASSWORD)[1]
+    assert auth.login("b", "ann", PASSWORD)[0]  # another client is not locked out
+    now[0] += 2
+    assert auth.login("a", "ann", PASSWORD) == (True, "Logged in as ann (curator).")
+
+
+def test_first_start_and_production_without_accounts(tmp_path: Path) -> None:
+    dev = MaintainerAuth.from_settings(settings(tmp_path), generated_password="generated-one")
+    session, _ = dev.authenticate("ip", "maintainer", "generated-one")
+    assert session is not None and session.role == "curator"  # the single login is a curator
+    prod = MaintainerAuth.from_settings(settings(tmp_path, production=True), generated_password="generated-one")
+    assert not prod.enabled and "production mode and no account" in prod.login("ip", "maintainer", "generated-one")[1]
+    team(tmp_path)  # an account configured: production logins work, by name
+    assert prod.enabled and prod.authenticate("ip", "ann", PASSWORD)[0].user == "ann"
+
+
+def test_serve_prints_a_generated_password_only_without_accounts(tmp_path: Path, capsys) -> None:
+    from qa_system.cli.serve_commands import _maintainer_auth
+
+    assert _maintainer_auth(settings(tmp_path)).password and "password" in capsys.readouterr().err
+    team(tmp_path)
+    auth = _maintainer_auth(settings(tmp_path))
+    assert auth.uses_accounts() and "password" not in capsys.readouterr().err
+
+
+# -- API keys and client addresses -------------------------------------------------------------------------
+def test_client_address_believes_forwarded_for_only_from_a_trusted_proxy() -> None:
+    proxies = parse_proxies("127.0.0.1, 10.0.0.0/8")
+    assert client_address("203.0.113.9", "1.2.3.4", ()) == "203.0.113.9"  # not configured: ignored
+    assert client_address("203.0.113.9", "1.2.3.4", proxies) == "203.0.113.9"  # peer is no proxy: ignored
+    assert client_address("127.0.0.1", "1.2.3.4", proxies) == "1.2.3.4"
+    assert client_address("127.0.0.1", "6.6.6.6, 1.2.3.4, 10.1.1.1", proxies) == "1.2.3.4"  # spoofed first hop ignored
+    assert client_address("127.0.0.1", ["6.6.6.6", "1.2.3.4"], proxies) == "1.2.3.4"
+    assert client_address("127.0.0.1", None, proxies) == "127.0.0.1"
+    from qa_system.config import load_settings
+
+    with pytest.raises(ConfigError, match="QA_TRUSTED_PROXIES"):
+        load_settings(trusted_proxies="not-an-address")
+
+
+def test_api_keys_tied_to_accounts(tmp_path: Path) -> None:
+    store = team(tmp_path)
+    rob_key = store.new_key("rob")
+    keys = ApiKeys.parse("ann:env-key-1", accounts=store)
+    assert keys.enabled and keys.match(rob_key) == "rob" and keys.match("env-key-1") == "ann" and keys.match("nope") is None
+    keys.require("ann", "ingest")
+    with pytest.raises(AccessDeniedError) as refused:
+        keys.require("rob", "ingest")
+    assert refused.value.http_status == 403
+    with pytest.raises(ConfigError, match="'zed', who have no account"):
+        ApiKeys.parse("zed:key-2", accounts=store)
+    store.remove("ann")
+    assert keys.match("env-key-1") is None  # its account is gone
+    assert ApiKeys.parse("legacy-key").role_of("maintainer") == "curator"  # no accounts: as before
+
+
+# -- merge and forget panels ---------------------------------------------------------------------------------
+def curator() -> Session:
+    return Session(maintainer=True, user="ann", role="curator")
+
+
+def reviewer() -> Session:
+    return Session(maintainer=True, user="rob", role="reviewer")
+
+
+def test_merge_panel_previews_then_merges_under_the_login(tiny_store) -> None:
+    ws = workspace_of(tiny_store)
+    dup = _with_duplicate(tiny_store)
+    panels = MaintainPanels(tiny_store, ws)
+    preview = merge_preview(tiny_store, "/m/inception", dup.id)
+    assert sum(preview["fate"].values()) == len(preview["rows"]) == 4 and preview["fate"]["moves"] == 1
+    message, rows, pending, button = panels.preview_merge(curator(), {"entity": dup.id}, "/m/inception", "")
+    assert "Merge preview" in message and len(rows) == 4 and pending == {"keep": "/m/inception", "duplicate": dup.id}
+    assert button["interactive"] is True
+    stats = tiny_store.stats()
+    message, cleared, button, matches = panels.confirm_merge(curator(), pending, "same film")
+    assert "Merged" in message and "by ann" in message and cleared == {} and matches["value"] == "/m/inception"
+    assert tiny_store.get_entity(dup.id) is None and tiny_store.stats().entities == stats.entities - 1
+    (record,) = read_jsonl(ReviewFiles(ws).audit)
+    assert (record["action"], record.get("actor") or record["reviewer"]) == ("merge", "ann")
+
+
+def test_merge_panel_bad_input_and_reviewers_change_nothing(tiny_store) -> None:
+    ws = workspace_of(tiny_store)
+    dup = _with_duplicate(tiny_store)
+    panels = MaintainPanels(tiny_store, ws)
+    stats = tiny_store.stats()
+    message, rows, pending, _ = panels.preview_merge(curator(), {"entity": dup.id}, dup.id, "")
+    assert "cannot merge" in message and "into itself" in message and pending == {}
+    assert "unknown entity" in panels.preview_merge(curator(), {"entity": dup.id}, "/m/nobody", "")[0]
+    assert "Show an entity first" in panels.preview_merge(curator(), {}, "/m/inception", "")[0]
+    assert "Preview the merge first" in panels.confirm_merge(curator(), {}, "")[0]
+    with pytest.raises(gr.Error, match="only a curator may merge entities; rob is a reviewer"):
+        requires("merge")(panels.confirm_merge)(reviewer(), {"keep": "/m/inception", "duplicate": dup.id}, "")
+    with pytest.raises(gr.Error, match="login required"):
+        requires("merge")(panels.confirm_merge)(Session(), {"keep": "/m/inception", "duplicate": dup.id}, "")
+    assert tiny_store.stats() == stats and tiny_store.get_entity(dup.id) is not None
+    assert read_jsonl(ReviewFiles(ws).audit) == []
+
+
+def test_forget_panel_dry_run_first_then_forgets(tiny_store) -> None:
+    from qa_system.ingest.ingester import Document
+
+    ws = workspace_of(tiny_store)
+    before = tiny_store.stats()
+    ingester(tiny_store).ingest([Document("doc-a", "Alan Bean was born in Wheeler.", "t")])
+    assert ingested_documents(ws) == [("doc-a (1 sentence)", "doc-a")]
+    panels = MaintainPanels(tiny_store, ws)
+    grown = tiny_store.stats()
+    assert "unknown document" in panels.preview_forget(curator(), "doc-zzz")[0]
+    message, rows, pending, button = panels.preview_forget(curator(), "doc-a")
+    assert "Dry run" in message and len(rows) == 1 and pending == "doc-a" and button["interactive"] is True
+    assert tiny_store.stats() == grown  # the preview wrote nothing
+    assert "changed since the preview" in panels.confirm_forget(curator(), "doc-a", "doc-b", "")[0]
+    with pytest.raises(gr.Error, match="only a curator may forget a document"):
+        requires("forget")(panels.confirm_forget)(reviewer(), "doc-a", "doc-a", "")
+    assert tiny_store.stats() == grown
+    message, *_ = panels.confirm_forget(curator(), "doc-a", "doc-a", "by mistake")
+    assert "Forgot" in message and "By ann" in message
+    assert tiny_store.stats() == before and ingested_documents(ws) == []
+    (record,) = read_jsonl(ReviewFiles(ws).audit)
+    assert (record["action"], record.get("actor") or record["reviewer"], record["reason"]) == ("forget", "ann", "by mistake")
+
+
+def test_by_names_the_actor_as_the_function_spells_it() -> None:
+    def old(store, *, reviewer: str = "") -> None: ...
+    def new(store, *, actor: str = "") -> None: ...
+
+    assert by(old, "ann") == {"reviewer": "ann"} and by(new, "ann") == {"actor": "ann"}

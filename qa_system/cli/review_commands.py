@@ -1,4 +1,5 @@
-"""Review commands: ``review list | show | accept | edit | reject`` over proposed (LLM) facts."""
+"""Review commands: ``review list | show | accept | edit | reject`` over proposed (LLM) facts, and
+``review log | undo`` over the maintainers' audit trail (``qa_system.maintain.events``)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,28 @@ def _decision(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _log(args: argparse.Namespace, settings: Any) -> int:
+    from qa_system.maintain.events import describe, list_events, summary
+
+    with opened_store(settings) as store:
+        events = list_events(store, args.limit, args.offset)
+    payload = {"count": len(events), "events": [summary(e, with_data=args.data) for e in events]}
+    _emit(args, payload, "\n".join([f"{len(events)} event(s), newest first"] + [describe(e) for e in events]))
+    return 0
+
+
+def _undo(args: argparse.Namespace, settings: Any) -> int:
+    from qa_system.maintain.events import summary, undo
+
+    with opened_store(settings) as store:
+        event = undo(store, args.event_id, args.reviewer, reason=args.reason or "", workspace=settings.workspace)
+        undone = store.get_event(event.undoes)
+    payload = {"undo": summary(event), "undone": summary(undone) if undone else None}
+    what = f"{undone.action} by {undone.actor or '?'} at {undone.at[:19]}" if undone else "?"
+    _emit(args, payload, f"undone: event {event.undoes} ({what}); recorded as event {event.id}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) -> None:
     review = commands.add_parser("review", help="review the facts the LLM fallback proposed")
     actions = review.add_subparsers(dest="review_action", metavar="ACTION", required=True)
@@ -134,3 +157,17 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
             p.add_argument("--object", help="corrected object (entity id or exact name)")
         p.add_argument("--json", action="store_true", help="one JSON object on stdout")
         p.set_defaults(func=_decision)
+
+    p = actions.add_parser("log", help="the maintainers' audit trail (kept in the graph store), newest first")
+    p.add_argument("--limit", type=int, default=50, help="at most this many events (1-1000)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many of the newest first")
+    p.add_argument("--data", action="store_true", help="with --json: each event's full data (what undo writes back)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_log)
+
+    p = actions.add_parser("undo", help="revert an event of the log (when no later event depends on it)")
+    p.add_argument("event_id", metavar="EVENT_ID", help="id of the event (see `review log`)")
+    p.add_argument("--reviewer", default=_default_reviewer(), help="your name (default $QA_REVIEWER or the login name)")
+    p.add_argument("--reason", help="why (kept in the undo event)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_undo)

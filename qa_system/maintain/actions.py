@@ -8,10 +8,12 @@ confidence and provenance; a fact the kept entity already has is not doubled), t
 aliases, the duplicates are deleted, and their ids keep resolving to the kept entity (the mention
 memo's ``merged`` table: ``resolve_merged``; ingest's resolver follows it too).
 
-Both hold the review lock (``review.ReviewFiles.locked``) while they read and write, and append one
-record to the audit log (``<workspace>/review/audit.jsonl``) holding everything they removed (facts
-with their provenance, entities, passages), so the action can be restored by hand or by a later
-``undo``. A ``dry_run`` reports the same numbers and writes nothing; bad input (an unknown document
+Both write their graph changes in one transaction with their event in the store's audit trail
+(``events``: what they removed and wrote, so ``qa-system review undo EVENT_ID`` reverts them; the
+transaction fails, writing nothing, if a fact changed since it was read), hold the review lock
+(``review.ReviewFiles.locked``) while they read and write, and append one record to the
+workspace's audit log (``<workspace>/review/audit.jsonl``) with everything they removed (facts with
+their provenance, entities, passages). A ``dry_run`` reports the same numbers and writes nothing; bad input (an unknown document
 or entity, an entity merged into itself, a literal value) raises before anything is written.
 """
 
@@ -26,6 +28,8 @@ from pydantic import BaseModel, Field
 
 from qa_system.errors import EntityNotFoundError, InputError
 from qa_system.ingest.entity_resolution import EXTRACTED_ENTITY_PREFIX, MEMO_FILE, MentionMemo
+from qa_system.maintain.events import default_actor, make_change
+from qa_system.maintain.events import record as record_event
 from qa_system.maintain.review import MAX_REASON_CHARS, MAX_REVIEWER_CHARS, ReviewFiles, _append, _clean_text
 from qa_system.types import Entity, Fact, FactStatus, FactView, is_literal, utc_now
 
@@ -44,6 +48,7 @@ class ForgetReport(BaseModel):
     passages: int = 0
     reason: str = ""
     reviewer: str = ""
+    event_id: str = ""  # its event in the store's audit trail (``qa-system review undo``); "" for a dry run
 
     def counts(self) -> dict[str, int]:
         return {"documents": len(self.document_ids), "facts": len(self.facts), "entities": len(self.entities), "passages": self.passages}
@@ -63,6 +68,7 @@ class MergeReport(BaseModel):
     mentions_redirected: int = 0
     reason: str = ""
     reviewer: str = ""
+    event_id: str = ""  # its event in the store's audit trail (``qa-system review undo``)
 
 
 def _memo(workspace: Path) -> MentionMemo:
@@ -128,12 +134,16 @@ def forget_document(
         )  # fmt: skip
         if dry_run:
             return report
-        store.delete_facts(list(facts))
-        store.delete_entities([e.id for e in orphans])
+        change = make_change(
+            "forget", reviewer or default_actor(), reason, facts_before=report.facts, entities_before=orphans,
+            extra={"document_ids": document_ids, "passages": [p.model_dump(mode="json") for p in sentences]},
+        )  # fmt: skip
+        report.event_id = record_event(store, change).id  # one transaction; StaleChangeError if a fact changed meanwhile
         removed = passages.remove_documents(document_ids)
         report.passages = len(removed)
         record = {
             "at": utc_now().isoformat(), "action": "forget", "outcome": "applied", "reviewer": reviewer, "reason": reason,
+            "event_id": report.event_id,
             "document_ids": document_ids, "counts": report.counts(),
             "facts": [_restorable(f) for f in report.facts],
             "entities": [e.model_dump(mode="json") for e in orphans],
@@ -219,13 +229,15 @@ def merge_entities(
             if name.strip() and name.casefold() not in known:
                 known.add(name.casefold())
                 report.aliases_added.append(name)
-        # write: the kept entity's new names, the moved facts, then the duplicates go (with their old facts)
-        if report.aliases_added:
-            store.upsert_entity(kept.model_copy(update={"aliases": (*kept.aliases, *report.aliases_added)}))
+        # one transaction: the kept entity's new names, the moved facts, then the duplicates go (with their old facts)
+        renamed = kept.model_copy(update={"aliases": (*kept.aliases, *report.aliases_added)}) if report.aliases_added else kept
         report.created = sorted(new_facts)
-        if new_facts:
-            store.upsert_facts(list(new_facts.values()))
-        store.delete_entities(duplicates)
+        change = make_change(
+            "merge", reviewer or default_actor(), reason, facts_before=sorted(old_facts.values(), key=lambda f: f.id),
+            facts_after=[new_facts[i] for i in report.created], entities_before=[kept, *dups], entities_after=[renamed],
+            extra={"keep": keep, "duplicates": duplicates, "aliases_added": report.aliases_added},
+        )  # fmt: skip
+        report.event_id = record_event(store, change).id
         memo = _memo(workspace)
         try:
             report.mentions_redirected = memo.redirect(duplicates, keep)
@@ -233,6 +245,7 @@ def merge_entities(
             memo.close()
         record = {
             "at": utc_now().isoformat(), "action": "merge", "outcome": "applied", "reviewer": reviewer, "reason": reason,
+            "event_id": report.event_id,
             "keep": keep, "duplicates": duplicates, "kept_aliases_before": list(kept.aliases),
             "aliases_added": report.aliases_added, "moved": report.moved, "created": report.created, "already_present": report.already_present,
             "dropped_self_loops": report.dropped_self_loops, "mentions_redirected": report.mentions_redirected,

@@ -25,11 +25,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, Field
 
-from qa_system.errors import FactNotFoundError, InputError, ReviewConflictError
+from qa_system.errors import InputError, ReviewConflictError
 from qa_system.types import (
     Entity,
     Fact,
@@ -37,7 +37,6 @@ from qa_system.types import (
     FactView,
     Provenance,
     SourceKind,
-    fact_id,
     utc_now,
 )
 
@@ -252,6 +251,7 @@ class ReviewOutcome(BaseModel):
     reviewer: str
     reason: str = ""
     new_fact_id: str | None = None
+    event_id: str = ""  # the decision's event in the store's audit trail (``qa-system review undo``)
     at: datetime = Field(default_factory=utc_now)
 
 
@@ -375,79 +375,60 @@ class ReviewQueue:
         *,
         correction: tuple[str, str, str] | None = None,
     ) -> ReviewOutcome:
+        from graph.store import StaleChangeError
+        from qa_system.maintain import decide
+        from qa_system.maintain.events import make_change, record
+
         reviewer = _clean_text(reviewer, "reviewer name", MAX_REVIEWER_CHARS, required=True)
         reason = _clean_text(reason, "reason", MAX_REASON_CHARS, required=False)
-        with self.files.locked():
+        with self.files.locked():  # one workspace's writers in turn; the store's transaction is what makes it safe
             view = self.store.get_fact(fact_id_)  # FactNotFoundError: nothing to decide, nothing logged
             if view.status != FactStatus.PROPOSED:
-                outcome = ReviewOutcome(
-                    fact_id=fact_id_, action=action, outcome="conflict", previous_status=view.status,
-                    status=view.status, reviewer=reviewer, reason=reason,
-                )  # fmt: skip
-                record = outcome.model_dump(mode="json") | {
-                    "decided_by": view.provenance.reviewer,
-                    "decided_at": view.provenance.reviewed_at.isoformat() if view.provenance.reviewed_at else None,
-                }
-                if correction is not None:
-                    record["correction"] = list(correction)
-                _append(self.files.audit, record)
-                by = f" by {view.provenance.reviewer}" if view.provenance.reviewer else ""
-                raise ReviewConflictError(
-                    f"fact {fact_id_} is already {view.status.value}{by}; the {action} by {reviewer} was not applied (logged)"
-                )
-            new_fact_id = None
-            if action == "accept":
-                status = FactStatus.VERIFIED
-                self.store.set_fact_status(fact_id_, status, reviewer=reviewer, reason=reason)
-            elif action == "reject":
-                status = FactStatus.REJECTED
-                self.store.set_fact_status(fact_id_, status, reviewer=reviewer, reason=reason)
+                self._conflict(view.id, action, reviewer, reason, correction, view.status)
+            new_fact_id, extra_before = None, []
+            if action in ("accept", "reject"):
+                status = FactStatus.VERIFIED if action == "accept" else FactStatus.REJECTED
+                after = [decide.reviewed(view, status, reviewer, reason)]
             else:
                 assert correction is not None
-                new_fact_id = self._apply_edit(view, correction, reviewer, reason)
+                extra_before, after, new_fact_id = decide.correction(self.store, view, correction, reviewer, reason)
                 status = FactStatus.VERIFIED if new_fact_id == fact_id_ else FactStatus.REJECTED
+            before = [view, *extra_before]
+            change = make_change(action, reviewer, reason, facts_before=before, facts_after=after,
+                                 extra={"correction": list(correction)} if correction else None)  # fmt: skip
+            try:
+                event = record(self.store, change)  # one transaction: only if every fact is still as read
+            except StaleChangeError as e:
+                self._conflict(e.fact_id or view.id, action, reviewer, reason, correction, e.found)
             outcome = ReviewOutcome(
                 fact_id=fact_id_, action=action, outcome="applied", previous_status=view.status, status=status,
-                reviewer=reviewer, reason=reason, new_fact_id=new_fact_id,
+                reviewer=reviewer, reason=reason, new_fact_id=new_fact_id, event_id=event.id,
             )  # fmt: skip
-            record = outcome.model_dump(mode="json")
+            record_ = outcome.model_dump(mode="json")
             if correction is not None:
-                record["correction"] = list(correction)
-            _append(self.files.audit, record)
-            log.info("review: %s %s by %s → %s", action, fact_id_, reviewer, status.value)
+                record_["correction"] = list(correction)
+            _append(self.files.audit, record_)
+            log.info("review: %s %s by %s → %s (event %s)", action, fact_id_, reviewer, status.value, event.id)
             return outcome
 
-    def _apply_edit(self, view: FactView, correction: tuple[str, str, str], reviewer: str, reason: str) -> str:
-        new_id = fact_id(*correction)
-        if new_id == view.id:  # nothing changed: an accept
-            self.store.set_fact_status(view.id, FactStatus.VERIFIED, reviewer=reviewer, reason=reason or "edited: unchanged")
-            return new_id
-        now = utc_now()
-        provenance = view.provenance.model_copy(
-            update={
-                "source_kind": SourceKind.MAINTAINER,
-                "reviewer": reviewer,
-                "reviewed_at": now,
-                "review_reason": f"corrected from fact {view.id}" + (f": {reason}" if reason else ""),
-                "vocabulary": "",
-                "created_at": now,
-            }
-        )
-        fact = Fact(
-            subject=correction[0], relation=correction[1], object=correction[2],
-            status=FactStatus.VERIFIED, confidence=1.0, provenance=provenance,
+    def _conflict(
+        self, fid: str, action: str, reviewer: str, reason: str, correction: tuple[str, str, str] | None, found: Any
+    ) -> NoReturn:
+        """Log a lost decision and raise ``ReviewConflictError`` ("already decided by <actor> at <time>")."""
+
+        from qa_system.maintain import decide
+
+        who, when = decide.decided_by(self.store, fid)
+        status = FactStatus(found) if found is not None else None
+        outcome = ReviewOutcome(
+            fact_id=fid, action=action, outcome="conflict", previous_status=status or FactStatus.PROPOSED,
+            status=status or FactStatus.REJECTED, reviewer=reviewer, reason=reason,
         )  # fmt: skip
-        if not self.store.upsert_fact(fact):  # the corrected triple already exists: make it verified
-            try:
-                existing = self.store.get_fact(new_id)
-            except FactNotFoundError:  # pragma: no cover - upsert said it exists
-                existing = None
-            if existing is not None and existing.status != FactStatus.VERIFIED:
-                self.store.set_fact_status(new_id, FactStatus.VERIFIED, reviewer=reviewer, reason=f"edited from {view.id}")
-        self.store.set_fact_status(
-            view.id, FactStatus.REJECTED, reviewer=reviewer, reason=f"edited → {new_id}" + (f": {reason}" if reason else "")
-        )
-        return new_id
+        record = outcome.model_dump(mode="json") | {"decided_by": who, "decided_at": when or None}
+        if correction is not None:
+            record["correction"] = list(correction)
+        _append(self.files.audit, record)
+        raise ReviewConflictError(decide.conflict_message(self.store, fid, found, action, reviewer) + " (logged)")
 
 
 def rejected_log(workspace: Path) -> list[dict[str, Any]]:

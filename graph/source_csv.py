@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, write_graph
+from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, paused_gc, write_graph
 from graph.store import GraphStore
 from qa_system.errors import DataFormatError
 
@@ -127,11 +127,13 @@ def _records(path: Path) -> Iterator[tuple[int, list[Column], list[str]]]:
     if first is None:
         raise DataFormatError("empty file (no header)", path=str(path), line=1)
     columns = parse_header(first[1], path)
+    width = len(columns)
     for line, row in rows:
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(columns):
-            raise DataFormatError(f"expected {len(columns)} fields, got {len(row)}", path=str(path), line=line)
+        if len(row) != width or not row[0].strip():  # the usual row (full, first cell set) needs no blank check
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != width:
+                raise DataFormatError(f"expected {width} fields, got {len(row)}", path=str(path), line=line)
         yield line, columns, row
 
 
@@ -142,6 +144,50 @@ def _properties(columns: list[Column], row: list[str], path: Path, line: int) ->
         if column.is_property and cell != "":
             props[column.name] = _value(cell, column.kind, path, line, column.name)
     return props
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(text)
+    return lowered == "true"
+
+
+def _converter(kind: str) -> Callable[[str], Any] | None:
+    """A fast cell converter for a column kind (None: the text itself); a cell it rejects is
+    converted again by ``_value``, which raises the error that names the column and line."""
+
+    base = kind.removesuffix("[]")
+    one: Callable[[str], Any] | None = (
+        int if base in _INT_TYPES else float if base in _FLOAT_TYPES else _boolean if base == "boolean" else None
+    )
+    if not kind.endswith("[]"):
+        return one
+    if one is None:
+        return lambda text: [part for part in text.split(ARRAY_SEPARATOR) if part.strip()]
+    return lambda text: [one(part) for part in text.split(ARRAY_SEPARATOR) if part.strip()]
+
+
+def _property_reader(columns: list[Column]) -> Callable[[list[str], Path, int], dict[str, Any]]:
+    """``_properties`` for rows of one header, with each column's converter chosen once."""
+
+    spec = [(c.index, c.name, c.kind, _converter(c.kind)) for c in columns if c.is_property]
+
+    def read(row: list[str], path: Path, line: int) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        for index, name, kind, convert in spec:
+            cell = row[index]
+            if cell != "":
+                if convert is None:
+                    props[name] = cell
+                    continue
+                try:
+                    props[name] = convert(cell)
+                except ValueError:
+                    props[name] = _value(cell, kind, path, line, name)  # raises the one-line error
+        return props
+
+    return read
 
 
 def _grouped(group: str, value: str) -> str:
@@ -157,33 +203,36 @@ def read_csv_graph(folder: Path, mapping: Mapping) -> tuple[list[GraphBatch], li
     if not nodes:
         raise DataFormatError("no nodes*.csv file (the neo4j-admin import layout)", path=str(folder))
     ids: dict[str, str] = {}  # source id (with id space) -> entity id
-    node_batches: list[GraphBatch] = [GraphBatch()]
+    node_batches: list[GraphBatch] = [mapper.batch()]
     for path in nodes:
         id_column = label_column = None
+        read_props: Callable[[list[str], Path, int], dict[str, Any]] | None = None
         for line, columns, row in _records(path):
-            if id_column is None:
+            if read_props is None:
                 id_column = _one(columns, "id", path)
                 label_column = _one(columns, "label", path, required=False)
+                read_props = _property_reader(columns)
             assert id_column is not None
             raw = row[id_column.index].strip()
             if not raw:
                 raise DataFormatError(f"empty id in column {id_column.name or ':ID'!r}", path=str(path), line=line)
             key = _grouped(id_column.group, raw)
             labels = [x.strip() for x in row[label_column.index].split(ARRAY_SEPARATOR) if x.strip()] if label_column else []
-            props = _properties(columns, row, path, line)
             if len(node_batches[-1].entities) >= mapping.file_batch_size:
-                node_batches.append(GraphBatch())
+                node_batches.append(mapper.batch())
             batch = node_batches[-1]
-            ids[key] = mapper.node(key, labels, props, batch)
+            ids[key] = mapper.node(key, labels, read_props(row, path, line), batch)
             batch.records += 1
         if id_column is None:  # a header and no rows: still check the header
             _one(parse_header(next(_rows(path))[1], path), "id", path)
-    rel_batches: list[GraphBatch] = [GraphBatch()]
+    rel_batches: list[GraphBatch] = [mapper.batch()]
     for path in relationship_files(folder):
         start_column = end_column = type_column = None
+        read_props = None
         for line, columns, row in _records(path):
-            if start_column is None:
+            if read_props is None:
                 start_column, end_column, type_column = (_one(columns, kind, path) for kind in ("start_id", "end_id", "type"))
+                read_props = _property_reader(columns)
             assert start_column is not None and end_column is not None and type_column is not None
             ends = []
             for column in (start_column, end_column):
@@ -194,15 +243,19 @@ def read_csv_graph(folder: Path, mapping: Mapping) -> tuple[list[GraphBatch], li
             rel_type = row[type_column.index].strip()
             if not rel_type:
                 raise DataFormatError("empty :TYPE", path=str(path), line=line)
-            if len(rel_batches[-1].facts) >= mapping.file_batch_size:
-                rel_batches.append(GraphBatch())
-            rel_batches[-1].facts.append(mapper.fact(ends[0], rel_type, ends[1], _properties(columns, row, path, line)))
-            rel_batches[-1].records += 1
+            batch = rel_batches[-1]
+            if len(batch.rows) >= mapping.file_batch_size:
+                batch = mapper.batch()
+                rel_batches.append(batch)
+            # CSV values are JSON values already (text, numbers, booleans, lists of them)
+            batch.rows.append((ends[0], rel_type, ends[1], read_props(row, path, line) or None))
+            batch.records += 1
     return node_batches, rel_batches, dataset
 
 
 def import_csv_graph(store: GraphStore, folder: Path, mapping: Mapping, *, progress: StageProgress | None = None) -> tuple[str, ImportCounts]:
     """Read and check everything, then write nodes (with their attribute facts), then relationships."""
 
-    node_batches, rel_batches, dataset = read_csv_graph(folder, mapping)
-    return write_graph(store, node_batches, rel_batches, dataset, progress=progress)
+    with paused_gc():
+        node_batches, rel_batches, dataset = read_csv_graph(folder, mapping)
+        return write_graph(store, node_batches, rel_batches, dataset, progress=progress)

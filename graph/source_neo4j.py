@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from graph.neo4j_store import first_line
-from graph.source_mapping import GraphBatch, GraphMapper, ImportCounts, Mapping, StageProgress, warn_unnamed, write_batch
+from graph.source_mapping import GraphMapper, ImportCounts, Mapping, StageProgress, batch_writer, warn_unnamed
 from graph.store import GraphStore
 from qa_system.errors import ConfigError, GraphUnavailableError, QueryError
 
@@ -45,6 +44,15 @@ _NODES = "MATCH (n) RETURN {n} AS id, labels(n) AS labels, properties(n) AS prop
 _RELATIONSHIPS = (
     "MATCH (a)-[r]->(b) RETURN {a} AS start, type(r) AS type, {b} AS end, properties(r) AS props SKIP $skip LIMIT $limit"
 )
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """``graph.neo4j_store.first_line``, imported when a Bolt source is read: ``import_kg`` imports
+    this module for every source, and the driver's import alone took 0.5 s of a file import."""
+
+    from graph.neo4j_store import first_line as one_line
+
+    return one_line(error, limit)
 
 
 def is_bolt_uri(source: str) -> bool:
@@ -186,27 +194,28 @@ def import_bolt_graph(
     dataset = source_name(uri, database)
     mapper = GraphMapper(mapping, dataset)
     counts = ImportCounts()
+    writer = batch_writer(store)
     skipped = 0
     with BoltSource(uri, user, resolve_password(password), database, connect_timeout_s=connect_timeout_s) as source:
         total_nodes, total_rels = source.count_nodes(), source.count_relationships()  # before any write
         ids: dict[str, str] = {}  # source node id -> entity id (the same unless --id-property)
         for done, rows in _pages(source.node_page, mapping.page_size):
-            batch = GraphBatch(records=len(rows))
+            batch = mapper.batch(len(rows))
             for raw_id, labels, props in rows:
                 ids[str(raw_id)] = mapper.node(str(raw_id), sorted(labels or []), dict(props or {}), batch)
-            write_batch(store, batch, counts)
+            writer.write(batch, counts)
             if progress:
                 progress("nodes", done, max(done, total_nodes))
         for done, rows in _pages(source.relationship_page, mapping.page_size):
-            batch = GraphBatch(records=len(rows))
+            batch = mapper.batch(len(rows))
             for start, rel_type, end, props in rows:
                 start, end = str(start), str(end)
                 if start not in ids or end not in ids:  # a node created after the node pass
                     skipped += 1
                     continue
                 start, end = ids[start], ids[end]
-                batch.facts.append(mapper.fact(start, str(rel_type), end, dict(props or {})))
-            write_batch(store, batch, counts)
+                mapper.link(batch, start, str(rel_type), end, props)
+            writer.write(batch, counts)
             if progress:
                 progress("relationships", done, max(done, total_rels))
     if skipped:

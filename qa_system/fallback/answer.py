@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qa_system.errors import InputError, LLMError, LLMUnavailableError
 from qa_system.relations import (
@@ -89,7 +89,14 @@ def _clean(value: Any) -> str:
     return text
 
 
+_STRICT = ConfigDict(json_schema_extra={"additionalProperties": False})  # in the schema only: parsing stays lenient
+
+
 class LLMTriple(BaseModel):
+    """One claimed fact of the reply."""
+
+    model_config = _STRICT
+
     subject: str
     relation: str
     object: str
@@ -101,10 +108,16 @@ class LLMTriple(BaseModel):
 
 
 class LLMAnswer(BaseModel):
-    """The JSON the LLM must return. Triples are checked one by one (see ``parse_reply``)."""
+    """The JSON the LLM must return; its JSON schema (``response_schema``) is what the LLM is sent.
+
+    Parsing is more lenient than the schema: a list answer is joined, extra keys are ignored, and
+    ``triples`` items are checked one by one in ``parse_reply`` (a malformed triple is dropped and
+    counted, not the whole reply)."""
+
+    model_config = _STRICT
 
     answer: str = ""
-    triples: list[Any] = Field(default_factory=list)
+    triples: list[LLMTriple] = Field(default_factory=list, max_length=MAX_TRIPLES)
 
     @field_validator("answer", mode="before")
     @classmethod
@@ -115,21 +128,55 @@ class LLMAnswer(BaseModel):
             value = ", ".join(str(v) for v in value)
         return " ".join(str(value).split())[:MAX_ANSWER_CHARS]
 
+    @field_validator("triples", mode="wrap")
+    @classmethod
+    def _items_later(cls, value: Any, handler: Any) -> Any:
+        return list(value) if isinstance(value, list) else []  # raw items: parse_reply checks each
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema in the form strict structured outputs accept (OpenAI's ``strict``;
+    llama.cpp's grammar converter reads it too): ``$ref``s inlined, every property required,
+    no ``additionalProperties``, no ``title``/``default`` annotations."""
+
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+        out = {k: walk(v) for k, v in node.items() if k not in ("$defs", "title", "default", "description")}
+        if out.get("type") == "object" and "properties" in node:
+            out["properties"] = {k: walk(v) for k, v in node["properties"].items()}  # keys named "title" stay
+            out["required"] = list(out["properties"])
+            out["additionalProperties"] = False
+        return out
+
+    return walk(schema)
+
+
+REPLY_SCHEMA_NAME = "fallback_reply"
+
 
 def response_schema(max_triples: int = MAX_TRIPLES) -> dict[str, Any]:
-    """JSON schema of the reply (llama.cpp turns it into a grammar: the tiny model then always
-    produces parseable JSON)."""
+    """The reply's JSON schema, derived from ``LLMAnswer`` (llama.cpp turns it into a grammar: the
+    tiny model then always produces parseable JSON; OpenAI's strict mode constrains decoding too)."""
 
-    triple = {
-        "type": "object",
-        "properties": {k: {"type": "string"} for k in ("subject", "relation", "object")},
-        "required": ["subject", "relation", "object"],
-    }
-    return {
-        "type": "object",
-        "properties": {"answer": {"type": "string"}, "triples": {"type": "array", "items": triple, "maxItems": max_triples}},
-        "required": ["answer", "triples"],
-    }
+    schema = strict_schema(LLMAnswer.model_json_schema())
+    schema["properties"]["triples"]["maxItems"] = max_triples
+    return schema
+
+
+def response_format(max_triples: int = MAX_TRIPLES) -> dict[str, Any]:
+    """The reply schema as OpenAI's strict ``json_schema`` response format; ``LLMClient`` sends it
+    in llama.cpp's form to the embedded server (``qa_system.fallback.llm.response_formats``)."""
+
+    from qa_system.fallback.llm import json_schema_format
+
+    return json_schema_format(response_schema(max_triples), REPLY_SCHEMA_NAME)
 
 
 @dataclass
@@ -189,7 +236,7 @@ def parse_reply(text: str, *, max_triples: int = MAX_TRIPLES) -> ParsedReply:
         reply = LLMAnswer.model_validate(data)
     except (ValueError, TypeError, ValidationError) as e:
         return ParsedReply(answer="", triples=[], error=f"{type(e).__name__}: {str(e).splitlines()[0]}")
-    items = reply.triples if isinstance(reply.triples, list) else []
+    items: list[Any] = list(reply.triples)
     triples: list[LLMTriple] = []
     seen: set[tuple[str, str, str]] = set()
     invalid = 0
@@ -379,9 +426,9 @@ class LLMFallback:
     def _response_format(self) -> dict[str, Any] | None:
         if not self.json_schema:
             return None
-        # llama.cpp (and vLLM) accept a schema here and constrain decoding with it; OpenAI accepts
-        # json_object and ignores the schema. An endpoint that refuses it is asked again without.
-        return {"type": "json_object", "schema": response_schema(self.max_triples)}
+        # One schema, from LLMAnswer: strict json_schema for OpenAI-style endpoints, llama.cpp's
+        # json_object+schema for the embedded server (LLMClient picks; a refused form is retried).
+        return response_format(self.max_triples)
 
     def ask(self, question: str, context: GraphContext | None = None) -> FallbackResult:
         question = " ".join((question or "").split())

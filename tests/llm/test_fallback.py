@@ -11,9 +11,14 @@ from qa_system.errors import ConfigError, InputError, LLMError
 from qa_system.fallback.answer import (
     MAX_TRIPLES,
     GraphContext,
+    LLMAnswer,
     LLMFallback,
+    LLMTriple,
     OnError,
     parse_reply,
+    response_format,
+    response_schema,
+    strict_schema,
 )
 from qa_system.relations import RelationMapper, readable_relation
 from tests.llm.conftest import ScriptedClient
@@ -77,6 +82,31 @@ def test_parse_reply_caps_500_triples():
 
 
 # -- relation vocabulary --------------------------------------------------------------------------------
+# -- the reply schema ------------------------------------------------------------------------------------
+def test_reply_schema_is_derived_from_the_pydantic_models_in_strict_form():
+    schema = response_schema(max_triples=3)
+    derived = strict_schema(LLMAnswer.model_json_schema())
+    derived["properties"]["triples"]["maxItems"] = 3
+    assert schema == derived
+    # strict structured outputs: every object closed, every property required, no $ref/title/default
+    assert schema["required"] == ["answer", "triples"] and schema["additionalProperties"] is False
+    triple = schema["properties"]["triples"]["items"]
+    assert set(triple["properties"]) == set(LLMTriple.model_fields) == set(triple["required"]) and triple["additionalProperties"] is False
+    assert schema["properties"]["answer"] == {"type": "string"}
+    assert not {"$ref", "$defs", "title", "default"} & set(json.dumps(schema).replace('"', " ").split())
+    fmt = response_format(3)
+    assert fmt == {"type": "json_schema", "json_schema": {"name": "fallback_reply", "strict": True, "schema": schema}}
+
+
+def test_a_reply_that_fits_the_schema_parses_and_the_parser_stays_lenient():
+    parsed = parse_reply(reply("Christopher Nolan", ("Inception", "directed by", "Christopher Nolan")))
+    assert parsed.error == "" and parsed.answer == "Christopher Nolan" and len(parsed.triples) == 1
+    # more lenient than the schema: extra keys, a list answer, a bad triple dropped not the reply
+    loose = parse_reply('{"answer": ["a", "b"], "note": 1, "triples": [{"s": "x", "r": "y", "o": "z"}, 3]}')
+    assert (loose.error, loose.answer, len(loose.triples), loose.invalid) == ("", "a, b", 1, 1)
+    assert parse_reply('{"answer": "a", "triples": "none"}').triples == []
+
+
 def test_readable_relation():
     assert readable_relation("/people/person/place_of_birth") == "place of birth"
     assert readable_relation("birthPlace") == "birth place"
@@ -133,7 +163,9 @@ def test_fallback_resolves_entities_and_relations(tiny_store):
     assert roles == ["system", "user", "assistant", "user"]  # system, worked example, the question
     user = client.calls[0]["messages"][-1][1]
     assert "Inception | starring | Leonardo DiCaprio" in user and "Who directed Inception?" in user
-    assert client.calls[0]["response_format"]["schema"]["properties"]["triples"]["maxItems"] == MAX_TRIPLES
+    sent = client.calls[0]["response_format"]  # OpenAI's strict form; LLMClient adapts it per endpoint
+    assert sent["type"] == "json_schema" and sent["json_schema"]["strict"] is True
+    assert sent["json_schema"]["schema"] == response_schema() and response_schema()["properties"]["triples"]["maxItems"] == MAX_TRIPLES
 
 
 def test_fallback_unparsable_reply_policies(tiny_store, caplog):

@@ -13,13 +13,16 @@ import pytest
 
 from qa_system.config import load_settings
 from qa_system.errors import LLMUnavailableError
-from qa_system.fallback.answer import LLMFallback
+from qa_system.fallback.answer import LLMFallback, response_format, response_schema
 from qa_system.fallback.llm import (
     LLMClient,
+    LLMCrashedError,
     LocalLLMServer,
+    describe_exit,
     free_port,
     idle_cores,
     llama_server_installed,
+    response_formats,
 )
 
 
@@ -32,7 +35,10 @@ def completion(text: str) -> dict:
 
 
 class Stub:
-    """An OpenAI-compatible stand-in: ``mode`` is ok | error500 | slow | no_response_format."""
+    """An OpenAI-compatible stand-in: ``mode`` is ok | error500 | slow | no_response_format |
+    no_json_schema (400, as some OpenAI-compatible servers) | llama_cpp_python (500 naming
+    response_format for ``json_schema``, as llama-cpp-python 0.3.36's server answers: its request
+    model allows only text/json_object)."""
 
     def __init__(self, mode: str, text: str = '{"answer": "Nolan", "triples": []}') -> None:
         self.mode, self.text, self.requests = mode, text, []
@@ -51,6 +57,12 @@ class Stub:
                     time.sleep(3)
                 if stub.mode == "no_response_format" and "response_format" in body:
                     return self._send(400, {"error": {"message": "response_format not supported"}})
+                kind = (body.get("response_format") or {}).get("type")
+                if stub.mode == "no_json_schema" and kind == "json_schema":
+                    return self._send(400, {"error": {"message": "response_format json_schema not supported"}})
+                if stub.mode == "llama_cpp_python" and kind == "json_schema":
+                    return self._send(500, {"error": {"message": "1 validation error: {'loc': ('body', 'response_format', 'type'), "
+                                                           "'msg': \"Input should be 'text' or 'json_object'\"}"}})
                 return self._send(200, completion(stub.text))
 
             def _send(self, code, payload):
@@ -102,7 +114,7 @@ def test_configured_endpoint_is_used(stub_factory, tmp_path):
     assert [m["role"] for m in request["messages"]] == ["system", "user"]
 
 
-def test_500_is_retried_a_bounded_number_of_times(stub_factory, tmp_path):
+def test_500_is_retried_a_bounded_number_of_times(stub_factory, tmp_path):  # and never read as a refused format
     stub = stub_factory("error500")
     client = LLMClient(settings_for(stub.url, tmp_path, llm_max_retries=1))
     with pytest.raises(LLMUnavailableError, match="unavailable after 1 retries"):
@@ -156,3 +168,127 @@ def test_embedded_server_that_cannot_start_reports_its_log(tmp_path):
         server.start()
     assert not server.is_running()
     assert (tmp_path / "ws" / "llm" / "server.log").read_text().strip()
+
+
+# -- one reply schema, in each endpoint's form ------------------------------------------------------
+def test_openai_style_endpoint_gets_the_strict_json_schema(stub_factory, tmp_path):
+    stub = stub_factory("ok")
+    client = LLMClient(settings_for(stub.url, tmp_path))
+    assert client.schema_style == "openai"
+    result = LLMFallback(client, None, vocabulary=[]).ask("Who directed Inception?")
+    assert result.status == "ok" and result.answer == "Nolan"
+    (request,) = stub.requests
+    assert request["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "fallback_reply", "strict": True, "schema": response_schema()}}
+
+
+@pytest.mark.parametrize("mode", ["no_json_schema", "llama_cpp_python"])
+def test_refused_json_schema_is_probed_in_llama_form_and_remembered(stub_factory, tmp_path, mode):
+    stub = stub_factory(mode)
+    client = LLMClient(settings_for(stub.url, tmp_path, llm_max_retries=1))
+    for _ in range(2):
+        reply = client.complete([("user", "hi")], response_format=response_format())
+        assert reply.text.startswith('{"answer"')
+    kinds = [r.get("response_format", {}).get("type") for r in stub.requests]
+    retried = ["json_schema"] * (2 if mode == "llama_cpp_python" else 1)  # a 500 is retried once (llm_max_retries=1)
+    assert kinds == [*retried, "json_object", "json_object"]  # the second call goes straight to what worked
+    assert stub.requests[len(retried)]["response_format"] == {"type": "json_object", "schema": response_schema()}
+    assert client.schema_style == "llama.cpp"
+
+
+def test_embedded_server_gets_llama_form_first_and_plain_formats_pass_through():
+    fmt = response_format()
+    llama = {"type": "json_object", "schema": fmt["json_schema"]["schema"]}
+    assert response_formats(fmt, "llama.cpp") == [llama, fmt, None]
+    assert response_formats(fmt, "openai") == [fmt, llama, None]
+    assert response_formats({"type": "json_object"}, "openai") == [{"type": "json_object"}, None]
+    assert response_formats(None, "openai") == [None]
+
+
+def test_embedded_client_sends_the_llama_cpp_form(llm_settings):
+    assert LLMClient(llm_settings).schema_style == "llama.cpp"
+    with pytest.raises(ValueError, match="schema_style"):
+        LLMClient(llm_settings, schema_style="xml")
+
+
+# -- a crashing embedded server is named as such -----------------------------------------------------
+CRASHING_SERVER = """
+import json, os, signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, alias, crash_at = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+chats = []
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def _send(self, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self._send({"object": "list", "data": [{"id": alias, "object": "model"}]})
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        chats.append(1)
+        if len(chats) >= crash_at:  # what llama.cpp built with AMX kernels did on its first chat reply
+            print("segfault in llama_decode", flush=True)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        self._send(%s)
+HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+""" % json.dumps(completion("OK"))
+
+
+class CrashingServer(LocalLLMServer):
+    """Answers ``/v1/models`` like llama-cpp-python's server, then dies by SIGSEGV on chat reply ``crash_at``."""
+
+    def __init__(self, workspace: Path, crash_at: int) -> None:
+        super().__init__(workspace, model_path=Path(__file__), n_threads=1, start_timeout_s=30)
+        self.crash_at = crash_at
+
+    def command(self, model: Path, port: int, threads: int) -> list[str]:
+        import sys
+
+        return [sys.executable, "-c", CRASHING_SERVER, str(port), self.alias, str(self.crash_at)]
+
+
+def test_describe_exit():
+    assert describe_exit(-11) == "was killed by signal SIGSEGV (11)"
+    assert describe_exit(3) == "exited with code 3"
+
+
+def test_server_crashing_on_its_start_up_completion_is_reported_with_the_fix(tmp_path):
+    server = CrashingServer(tmp_path / "ws", crash_at=1)
+    with pytest.raises(LLMCrashedError) as crashed:
+        server.start()
+    message = str(crashed.value)
+    assert message.startswith("the embedded LLM crashed:") and "SIGSEGV" in message and "start-up check" in message
+    assert "./scripts/install.sh" in message and "OPENAI_BASE_URL" in message and str(server.log_path) in message
+    assert not server.is_running() and "segfault in llama_decode" in server.log_path.read_text()
+
+
+def test_server_crashing_on_a_question_is_reported_not_as_a_connection_error(llm_settings):
+    server = CrashingServer(llm_settings.workspace, crash_at=2)  # passes the start-up check, dies on the question
+    client = LLMClient(llm_settings, server=server)
+    try:
+        with pytest.raises(LLMCrashedError, match=r"^the embedded LLM crashed: .*SIGSEGV.*scripts/install\.sh"):
+            client.complete([("user", "hi")])
+        assert "the embedded LLM crashed" in client.status()["error"]
+        result = LLMFallback(client, None, vocabulary=[]).ask("Who directed Inception?")  # restarts it; it dies again
+        assert result.status == "unavailable" and result.message.startswith("LLM unavailable: the embedded LLM crashed:")
+        assert "Connection error" not in result.message
+    finally:
+        server.stop()
+
+
+def test_describe_says_which_llm_and_where(stub_factory, tmp_path, llm_settings):
+    stub = stub_factory("ok")
+    assert LLMClient(settings_for(stub.url, tmp_path)).describe() == f"stub-model at {stub.url}"
+    client = LLMClient(llm_settings, server=CrashingServer(llm_settings.workspace, crash_at=99))
+    assert client.describe().startswith("embedded smollm2 (") and client.describe().endswith("not started")
+    try:
+        client.server.start()
+        assert client.describe().endswith(f"at {client.server.base_url}")
+    finally:
+        client.server.stop()

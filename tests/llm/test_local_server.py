@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from qa_system.errors import LLMUnavailableError
-from qa_system.fallback.answer import MAX_TRIPLES, GraphContext, LLMFallback
+from qa_system.fallback.answer import MAX_TRIPLES, GraphContext, LLMFallback, build_messages, parse_reply, response_format
 from qa_system.fallback.llm import (
     LLMClient,
     LocalLLMServer,
@@ -66,6 +66,25 @@ def test_server_starts_on_first_use_and_writes_port_and_log(served):
     with urllib.request.urlopen(f"{server.base_url}/models", timeout=5) as response:
         assert "smollm2" in [m["id"] for m in json.loads(response.read())["data"]]
     assert reply.endpoint == server.base_url and reply.model == "smollm2"
+    assert server.check_s is not None  # the start-up completion ran before the first question
+
+
+@requires_llm
+def test_reply_schema_on_the_real_server_probed_from_the_openai_form(served):
+    """The one reply schema, sent as OpenAI's strict json_schema: llama-cpp-python's server refuses
+    that form (422), the client asks again in llama.cpp's form, whose grammar makes SmolLM2's
+    reply fit the schema exactly."""
+
+    client, server, _ = served
+    probing = LLMClient(client.settings, server=server, schema_style="openai")
+    context = GraphContext(facts=["Christopher Nolan | film | Inception"], entities=["Inception"])
+    messages = build_messages("Who directed Inception?", context, max_triples=1)
+    reply = probing.complete(messages, max_tokens=200, response_format=response_format(max_triples=1))
+    assert probing.schema_style == "llama.cpp"
+    data = json.loads(reply.text)
+    assert set(data) == {"answer", "triples"} and isinstance(data["answer"], str) and len(data["triples"]) <= 1
+    assert all(set(t) == {"subject", "relation", "object"} for t in data["triples"])
+    assert parse_reply(reply.text, max_triples=1).error == ""
 
 
 @pytest.mark.slow
@@ -91,6 +110,22 @@ def test_fallback_against_the_real_model_returns_valid_json(served, tiny_store):
     assert len(result.triples) <= MAX_TRIPLES
     assert result.endpoint.startswith("http://127.0.0.1:") and result.model == "smollm2"
     assert result.latency_s > 0
+
+
+@requires_llm
+def test_a_real_server_killed_by_a_signal_is_named_and_restarted_on_the_next_question(served):
+    import os
+    import signal
+
+    client, server, _ = served
+    client.complete([("user", "Say hello in one word.")], max_tokens=4)  # started
+    pid = server._proc.pid
+    os.kill(pid, signal.SIGSEGV)
+    assert server.wait_crash(10) is not None
+    status = client.status()
+    assert status["available"] is False and status["error"].startswith("the embedded LLM crashed:") and "SIGSEGV" in status["error"]
+    reply = client.complete([("user", "Say hello in one word.")], max_tokens=4)  # a new server, checked again
+    assert reply.text.strip() and server.is_running() and server._proc.pid != pid
 
 
 @requires_llm

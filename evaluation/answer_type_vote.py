@@ -132,13 +132,12 @@ def collect(data_dir: Path | None) -> Study:
     """Reader scores and text cosines of every filtered dev question (oracle topic; the code paths
     of ``evaluate qa``), the training-question memory, and the graph's types and text vectors."""
 
-    from evaluation.qa_data import load_qa
+    from evaluation.qa_data import load_qa, training_questions
     from graph.open import open_store
     from qa_system.ask.reader_features import featurize
-    from qa_system.cli.qa_commands import shipped_reader, training_questions
+    from qa_system.ask.reader_loading import load_reader_checkpoint, reader_batches, shipped_reader
     from qa_system.config import load_settings
     from qa_system.explore import ensure_demo_graph
-    from qa_system.training.reader import load_reader_checkpoint, reader_batches
     from retrievers.answer_text import (
         VECTORS_FILE,
         AnswerTextMatcher,
@@ -290,7 +289,7 @@ def main() -> None:
     parser.add_argument("--text-weight", type=float, help="default: the shipped card's answer_text_weight")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/answer-type-vote-dev.json"))
     args = parser.parse_args()
-    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.ask.reader_loading import shipped_reader
     from retrievers.answer_text import CARD_KEY
 
     card: Mapping[str, Any] = json.loads((shipped_reader() / "card.json").read_text())

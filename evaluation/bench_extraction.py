@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from evaluation.timing import latency_summary
-from qa_system.models.extraction import load_extractor
+from qa_system.ingest.extractors import load_extractor
 from qa_system.models.extraction_data import load_webnlg
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from qa_system.ingest.documents import Document, split_sentences
-from qa_system.models.extraction import ExtractedTriple, Mention, load_extractor
+from qa_system.ingest.extractors import load_extractor
+from qa_system.models.extraction import ExtractedTriple, Mention
 from qa_system.types import FactStatus
 
 

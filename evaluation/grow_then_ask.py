@@ -141,8 +141,8 @@ def main() -> None:
     from qa_system.config import Settings
     from qa_system.ingest.documents import Document, split_sentences
     from qa_system.ingest.entity_resolution import EntityResolver, clean_mention
+    from qa_system.ingest.extractors import load_extractor
     from qa_system.ingest.ingester import Ingester
-    from qa_system.models.extraction import load_extractor
 
     examples = load_examples(args.data_dir, args.split, args.texts)
     documents, gold_by_sentence = [], {}

@@ -250,3 +250,19 @@ def load_qa(
         examples = [e for e in examples if in_dev_carve(e.id) == (split == "dev")]
     log.info("loaded %s %s/%s: %d questions", dataset, split, setting, len(examples))
     return examples
+
+
+def training_questions(dataset: str, data_dir: Path | None, *, extra: bool = True) -> list[QAExample]:
+    """The HittER-filtered training questions, plus (``extra``) the other questions of the official
+    training split whose topic and at least one answer are in the graph. Dev and test never enter."""
+
+    examples = {e.id: e for e in load_qa(dataset, "train", "filtered", data_dir)}
+    if extra:
+        try:
+            full = load_qa(dataset, "train", "full", data_dir)
+        except DatasetNotFoundError:  # FreebaseQA's full training file is not distributed here
+            full = []
+        for e in full:
+            if e.topic_ids and e.answer_ids:
+                examples.setdefault(e.id, e)
+    return list(examples.values())

@@ -71,8 +71,8 @@ def run(checkpoint: Path | None, *, zero_shot: bool = False, split: str = "test"
         mask: bool | None = None, threads: int = 2, with_latency: bool = True) -> dict[str, Any]:
     import torch
 
+    from evaluation.relation_questions import DATASETS, build_examples, evaluate, held_out
     from qa_system.models.relation_scorer import RelationScorerConfig, load_relation_scorer, zero_shot_scorer
-    from qa_system.training.relation_scorer import DATASETS, build_examples, evaluate, held_out
 
     if threads:
         torch.set_num_threads(threads)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_system.cli.qa_commands import shipped_reader
+from qa_system.ask.reader_loading import shipped_reader
 
 pytestmark = pytest.mark.skipif(not (shipped_reader() / "card.json").is_file(), reason="no reader checkpoint shipped")
 
@@ -112,8 +112,8 @@ def test_the_reader_encodes_through_onnx_runtime_as_pytorch_would(pipeline) -> N
     pytest.importorskip("onnxruntime")
     import torch
 
+    from qa_system.ask.reader_loading import load_reader_checkpoint
     from qa_system.models.onnx_encoder import OnnxBertEncoder
-    from qa_system.training.reader import load_reader_checkpoint
 
     reader = pipeline.ranker.reader
     if reader.config.use_graph:

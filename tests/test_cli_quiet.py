@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from qa_system.ask.reader_loading import shipped_reader
 from qa_system.cli import quiet_logging
 from qa_system.cli.ask_commands import answer_text
-from qa_system.cli.qa_commands import shipped_reader
 from qa_system.types import Answer, FactStatus, FactView, Provenance, RankedEntity
 
 

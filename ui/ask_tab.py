@@ -17,8 +17,8 @@ import gradio as gr
 
 from qa_system.errors import QAError
 from qa_system.relations import readable_relation
-from qa_system.types import Answer, FactView, Provenance
-from ui.explore_tab import card_html
+from qa_system.types import Answer, FactView
+from ui.format import card_html, provenance_text, relation_label
 from ui.messages import message_html
 
 log = logging.getLogger(__name__)
@@ -64,32 +64,6 @@ def badge_html(answer: Any) -> str:
         f'<span class="qa-badge" title="{html.escape(why, quote=True)}" style="background:{colour};color:#fff;'
         f'padding:2px 10px;border-radius:999px;font-size:0.85em;font-weight:600;white-space:nowrap">{html.escape(label)}</span>'
     )
-
-
-def relation_label(relation: str) -> str:
-    """A readable label for a relation id: ``/film/film/starring./film/performance/actor`` → ``starring › actor``."""
-
-    parts = [p for p in relation.split(".") if p]
-    names = [p.rstrip("/").rsplit("/", 1)[-1].replace("_", " ") for p in parts]
-    segments = [s for s in relation.split("/") if s]
-    if len(parts) == 1 and len(segments) >= 3 and segments[-1] == segments[0]:  # /film/director/film
-        names = [segments[-2].replace("_", " "), names[0]]
-    return " › ".join(n for n in names if n) or relation
-
-
-def provenance_text(p: Provenance) -> str:
-    kind = getattr(p.source_kind, "value", str(p.source_kind))
-    if kind == "dataset":
-        text = f"dataset {p.dataset or '?'}" + (f" ({p.split})" if p.split else "")
-    elif kind == "extractor":
-        text = f"extracted from {p.document_id or 'a document'}" + (f": “{p.sentence[:160]}”" if p.sentence else "")
-    elif kind == "llm":
-        text = f"proposed by LLM {p.model or ''}".rstrip() + (f", entailment {max(p.scores):.2f}" if p.scores else "")
-    else:
-        text = "entered by a maintainer"
-    if p.reviewer:
-        text += f"; reviewed by {p.reviewer}"
-    return text
 
 
 def evidence_rows(facts: list[FactView]) -> list[list[Any]]:

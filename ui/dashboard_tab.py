@@ -14,13 +14,13 @@ import gradio as gr
 import pandas as pd
 
 from qa_system.types import FactView, GraphStats
-from ui.ask_tab import provenance_text, relation_label
+from ui.format import STATUS_COLOURS, provenance_text, relation_label
 
 TOP_RELATIONS = 15
 RECENT = 12
 RECENT_COLUMNS = ["subject", "relation", "object", "status", "source"]
 STATUS_ORDER = ["verified", "extracted", "proposed", "rejected"]
-STATUS_COLOURS = {"verified": "#16a34a", "extracted": "#2563eb", "proposed": "#d97706", "rejected": "#dc2626"}
+
 
 
 def tiles_html(stats: GraphStats) -> str:

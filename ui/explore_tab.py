@@ -17,8 +17,6 @@ import gradio as gr
 from qa_system.errors import QAError
 from qa_system.explore import (
     MAX_HOPS,
-    STATUS_ORDER,
-    FactCounts,
     entity_fact_counts,
     filter_by_relations,
     next_hops,
@@ -27,64 +25,11 @@ from qa_system.explore import (
 )
 from qa_system.relations import readable_relation
 from qa_system.types import FactView, is_literal
-from ui.graph_view import STATUS_COLOURS, graph_component, graph_data, graph_json
+from ui.format import card_html, relation_label
+from ui.graph_view import graph_component, graph_data, graph_json
 
 NEIGHBOUR_COLUMNS = ["hop", "subject", "relation", "object", "status"]
 MAX_EXPAND_LIMIT = 200
-
-
-def _label(relation: str) -> str:
-    # Imported here: ui.ask_tab imports this module (for card_html) at its top.
-    from ui.ask_tab import relation_label
-
-    return relation_label(relation)
-
-
-def facts_html(counts: FactCounts) -> str:
-    """The card's facts: one row per relation (readable label, raw id on hover), counts per status."""
-
-    esc = html.escape
-    if not counts.by_relation:
-        return "<p><small>No facts about this entity.</small></p>"
-    head = "".join(
-        f'<th style="text-align:right;padding:2px 6px;color:{STATUS_COLOURS[s.value]}">{s.value}</th>' for s in STATUS_ORDER
-    )
-    rows = []
-    for relation, by_status in counts.by_relation.items():
-        cells = "".join(
-            f'<td style="text-align:right;padding:2px 6px">{by_status.get(s.value, 0) or "·"}</td>' for s in STATUS_ORDER
-        )
-        rows.append(f'<tr><td title="{esc(relation, quote=True)}" style="padding:2px 6px">{esc(_label(relation))}</td>{cells}</tr>')
-    note = f" (counted over a sample of {counts.total})" if counts.sampled else ""
-    return (
-        f'<details open class="entity-facts"><summary>{counts.total} facts by relation and status{note}</summary>'
-        f'<table style="border-collapse:collapse;font-size:0.9em"><thead><tr><th style="text-align:left;padding:2px 6px">relation</th>'
-        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></details>"
-    )
-
-
-def card_html(entity: Any, counts: FactCounts | None = None) -> str:
-    """Entity card; every value is escaped (names come from data and users)."""
-
-    esc = html.escape
-    image = (
-        f'<img src="{esc(entity.image_url, quote=True)}" alt="" style="max-width:160px;float:right;border-radius:8px">'
-        if entity.image_url
-        else ""
-    )
-    link = (
-        f'<a href="{esc(entity.url, quote=True)}" target="_blank" rel="noopener noreferrer">Wikipedia</a>'
-        if entity.url.startswith(("https://", "http://"))
-        else ""
-    )
-    aliases = f"<div><small>also: {esc(', '.join(entity.aliases[:8]))}</small></div>" if entity.aliases else ""
-    return (
-        f'<div class="entity-card" style="padding:12px;border:1px solid #ddd;border-radius:10px">{image}'
-        f"<h3 style='margin:0'>{esc(entity.name)}</h3>"
-        f"<div><code>{esc(entity.id)}</code> · <em>{esc(entity.type or 'entity')}</em></div>"
-        f"<p>{esc(entity.description or 'No description.')}</p>{aliases}<div>{link}</div>"
-        f"{facts_html(counts) if counts is not None else ''}</div>"
-    )
 
 
 def neighbour_rows(facts: list[FactView]) -> list[list[Any]]:
@@ -143,7 +88,7 @@ class ExploreHandlers:
         view = {"facts": list(subgraph.facts), "hops": hops, "limit": int(limit), "truncated": subgraph.truncated, "at_max": at_max,
                 "entity": entity.id}
         shown = filter_by_relations(subgraph.facts, kept)
-        relation_filter = gr.update(choices=[(_label(r), r) for r in present], value=kept)
+        relation_filter = gr.update(choices=[(relation_label(r), r) for r in present], value=kept)
         return card_html(entity, counts), neighbour_rows(shown), neighbour_note(len(shown), view), relation_filter, view
 
     def expand(

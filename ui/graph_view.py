@@ -23,8 +23,8 @@ import gradio as gr
 
 from qa_system.relations import readable_relation
 from qa_system.types import FactView, is_literal
+from ui.format import STATUS_COLOURS, provenance_text
 
-STATUS_COLOURS = {"verified": "#1a7f37", "extracted": "#0969da", "proposed": "#9a6700", "rejected": "#cf222e"}
 STATUS_RANK = {"verified": 0, "extracted": 1, "proposed": 2, "rejected": 3}
 LITERAL_FILL = "#f6f8fa"
 MAX_GRAPH_FACTS = 300  # more than this is unreadable as a picture; the table has them all
@@ -38,8 +38,6 @@ def _short(text: str, n: int = LABEL_CHARS) -> str:
 
 def fact_summary(fact: FactView) -> dict[str, Any]:
     """What the edge click panel shows: names, readable relation (raw id kept), status, provenance."""
-
-    from ui.ask_tab import provenance_text  # ui.ask_tab imports ui.explore_tab, which imports this module
 
     return {
         "id": fact.id, "subject": fact.subject_name, "subject_id": fact.subject, "relation": readable_relation(fact.relation),

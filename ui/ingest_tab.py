@@ -31,8 +31,8 @@ from typing import Any
 import gradio as gr
 
 from qa_system.errors import IngestError, QAError
-from ui.ask_tab import relation_label
 from ui.auth import MaintainerGate, Session, requires
+from ui.format import relation_label
 from ui.messages import message_html
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class SharedExtractor:
 
 
 def default_loader() -> Any:
-    from qa_system.models.extraction import load_extractor
+    from qa_system.ingest.extractors import load_extractor
 
     return load_extractor("qidn")
 

@@ -26,7 +26,7 @@ from qa_system.cli.review_commands import parse_duration
 from qa_system.errors import QAError, ReviewConflictError
 from qa_system.maintain.review import ReviewItem, ReviewQueue, fact_score, read_jsonl
 from qa_system.types import FactStatus, FactView, utc_now
-from ui.ask_tab import relation_label
+from ui.format import relation_label
 from ui.auth import MaintainerGate, Session, maintainer_only
 from ui.messages import message_html
 

@@ -413,9 +413,8 @@ def load_pipeline(
 
     from qa_system.ask.calibration import calibrator_from_card
     from qa_system.ask.constraints import QuestionConstraints, weights_from_card
+    from qa_system.ask.reader_loading import load_reader_checkpoint, shipped_reader
     from qa_system.ask.reranking import reranker_for, text_match_card
-    from qa_system.cli.qa_commands import shipped_reader
-    from qa_system.training.reader import load_reader_checkpoint
     from retrievers.answer_text import matcher_from_card, warm_up_in_background
     from retrievers.linking import GraphEntityLinker
     from retrievers.subgraph import SubgraphRetriever

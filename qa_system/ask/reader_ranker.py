@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from qa_system.ask.reader_loading import AnswerBias
     from qa_system.ask.reranking import CandidateReranker
-    from qa_system.training.reader import AnswerBias
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ReaderRanker:
 
     def rank_many(self, items: Sequence[tuple[str, Any]], batch_size: int = 32) -> list[list[tuple[str, float]]]:
         from qa_system.ask.reader_features import ReaderFeatures
-        from qa_system.training.reader import rank_with_relations
+        from qa_system.ask.reader_loading import rank_with_relations
 
         features = [
             ReaderFeatures(

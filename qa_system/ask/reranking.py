@@ -69,8 +69,8 @@ def reranker_for(store: Any, relations: Sequence[str], folder: Path | None = Non
     read (fewer: faster, see ``evaluation.bench_ask``); ``precision`` the card's (``float32``,
     ``bfloat16`` or ``int8``, ``models.precision``)."""
 
+    from qa_system.ask.reader_loading import relation_texts
     from qa_system.models.answer_reranker import CARD, load_reranker, shipped_checkpoint
-    from qa_system.training.reader import relation_texts
     from retrievers.answer_text import store_texts
 
     folder = Path(folder) if folder is not None else shipped_checkpoint()

@@ -42,8 +42,8 @@ def run_ingest(args: argparse.Namespace, settings: Any, *, extractor: Any = None
     from tqdm import tqdm
 
     from qa_system.cli.graph_commands import opened_store
+    from qa_system.ingest.extractors import load_extractor
     from qa_system.ingest.ingester import EntityResolver, Ingester, iter_documents
-    from qa_system.models.extraction import load_extractor
 
     if not 0.0 <= args.min_score <= 1.0:
         raise InputError(f"--min-score must be between 0 and 1; got {args.min_score}")
@@ -149,7 +149,7 @@ def _dry_run_report(preview: Any) -> tuple[dict[str, Any], str]:
 
 def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) -> None:
     from qa_system.ingest.entity_resolution import DEFAULT_THRESHOLD
-    from qa_system.models.extraction import EXTRACTOR_KINDS
+    from qa_system.ingest.extractors import EXTRACTOR_KINDS
 
     p = commands.add_parser("ingest", help="extract facts from .txt/.md/.jsonl files into the graph")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders of .txt/.md/.jsonl files")

@@ -13,19 +13,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from qa_system.errors import CheckpointError, DatasetNotFoundError, InputError
+from evaluation.qa_data import training_questions
+from qa_system.errors import CheckpointError, InputError
 from qa_system.models.precision import PRECISIONS
 
 log = logging.getLogger(__name__)
 
+
 DATASETS = ("freebaseqa", "webqsp")
 LINKS_KEPT = 8  # linked entities per question kept for `tune constraints` (its link_top_k grid goes up to this)
-
-
-def shipped_reader() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("qa_system") / "checkpoints" / "reader-fb15k237"))
 
 
 def _hitter_dir(args: argparse.Namespace) -> Path:
@@ -50,31 +46,14 @@ def _retriever(store: Any, entities: list[str], relations: list[str], args: argp
     )
 
 
-def training_questions(dataset: str, data_dir: Path | None, *, extra: bool = True) -> list[Any]:
-    """The HittER-filtered training questions, plus (``extra``) the other questions of the official
-    training split whose topic and at least one answer are in the graph. Dev and test never enter."""
-
-    from evaluation.qa_data import load_qa
-
-    examples = {e.id: e for e in load_qa(dataset, "train", "filtered", data_dir)}
-    if extra:
-        try:
-            full = load_qa(dataset, "train", "full", data_dir)
-        except DatasetNotFoundError:  # FreebaseQA's full training file is not distributed here
-            full = []
-        for e in full:
-            if e.topic_ids and e.answer_ids:
-                examples.setdefault(e.id, e)
-    return list(examples.values())
-
-
 def _train_reader(args: argparse.Namespace, settings: Any) -> int:
     from evaluation.qa_data import load_qa
     from graph.open import open_store
     from qa_system.ask.reader_features import featurize
+    from qa_system.ask.reader_loading import build_reader
     from qa_system.cli import emit_json
     from qa_system.explore import ensure_demo_graph
-    from qa_system.training.reader import ReaderTrainConfig, build_reader, fit
+    from qa_system.training.reader import ReaderTrainConfig, fit
 
     datasets = DATASETS if args.dataset == "both" else (args.dataset,)
     hitter_dir = _hitter_dir(args)
@@ -82,7 +61,7 @@ def _train_reader(args: argparse.Namespace, settings: Any) -> int:
                                                           lora_r=args.lora_r)
     use_graph = reader.config.use_graph  # build_reader says whether cross-attention is on (needs graph scores and HittER context)
     if args.init is not None:  # warm start: its adapters and heads; cross-attention the checkpoint lacks starts closed
-        from qa_system.training.reader import load_reader_weights
+        from qa_system.ask.reader_loading import load_reader_weights
 
         load_reader_weights(reader, args.init, may_lack=("cross.",))
     store = open_store(settings)
@@ -120,9 +99,9 @@ def _reranker_groups(args: argparse.Namespace, settings: Any, reader: Any, token
     from evaluation.qa_data import load_qa
     from graph.open import open_store
     from qa_system.ask.reader_features import featurize
+    from qa_system.ask.reader_loading import rank, relation_texts
     from qa_system.explore import ensure_demo_graph
     from qa_system.training.answer_reranker import rerank_groups
-    from qa_system.training.reader import rank, relation_texts
     from retrievers.answer_text import CARD_KEY, matcher_from_card, store_texts
 
     train_groups, dev_groups = [], []
@@ -199,8 +178,8 @@ def _train_reranker(args: argparse.Namespace, settings: Any) -> int:
 def _load_reader(args: argparse.Namespace) -> tuple[Any, Any, list[str], list[str], Path, dict[str, Any]]:
     """The reader of ``--checkpoint`` (default: the shipped one), with its card."""
 
+    from qa_system.ask.reader_loading import load_reader_checkpoint, shipped_reader
     from qa_system.cli.kge_commands import shipped_checkpoint
-    from qa_system.training.reader import load_reader_checkpoint
 
     reader_dir = args.checkpoint or shipped_reader()
     reader, tokenizer, entities, relations, card = load_reader_checkpoint(  # --hitter only for a card that names none
@@ -232,10 +211,10 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     from graph.open import open_store
     from qa_system.ask.constraints import QuestionConstraints, weights_from_card
     from qa_system.ask.reader_features import featurize
+    from qa_system.ask.reader_loading import rank
     from qa_system.ask.reranking import reranker_for, text_match_card
     from qa_system.ask.topic_choice import choose_per_question
     from qa_system.explore import ensure_demo_graph
-    from qa_system.training.reader import rank
     from retrievers.answer_text import CARD_KEY, matcher_from_card
 
     store = open_store(settings)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from qa_system.errors import InputError, QAError
@@ -20,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None:
     from qa_system.ask.pipeline import freeze_loaded_heap, load_pipeline
-    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.ask.reader_loading import shipped_reader
 
     if not (shipped_reader() / "card.json").is_file():
         log.warning("no reader checkpoint at %s: serving without the Ask pipeline (train one with `qa-system train reader`)", shipped_reader())
@@ -37,6 +39,40 @@ def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None
         pipeline.fallback = build_fallback_step(settings, store, warm_up=True)
     freeze_loaded_heap()  # a server answers many questions: keep the collector off the loaded models
     return pipeline
+
+
+def start_llm(pipeline: Any | None, *, no_llm: bool = False) -> Callable[[float], str]:
+    """Start the embedded LLM (model load + one short completion) in the background while the app
+    is built; the returned function waits up to its timeout and gives serve's one line about the LLM:
+    which one, and where its endpoint is (or why there is none)."""
+
+    step = getattr(pipeline, "fallback", None) if pipeline is not None else None
+    client = getattr(getattr(step, "fallback", None), "client", None)
+    if client is None or not hasattr(client, "describe"):
+        reason = "--no-llm" if no_llm else "no Ask pipeline" if pipeline is None else "no fallback"
+        return lambda _timeout: f"LLM: off ({reason})"
+    if not client.embedded:
+        return lambda _timeout: f"LLM: {client.describe()} (OPENAI_BASE_URL; reached on the first unsure answer)"
+    errors: list[QAError] = []
+
+    def start() -> None:
+        try:
+            client.server.start()
+        except QAError as e:  # named in the line below; the fallback tries again on the next unsure answer
+            errors.append(e)
+
+    thread = threading.Thread(target=start, name="llm-start", daemon=True)
+    thread.start()
+
+    def line(timeout_s: float) -> str:
+        thread.join(timeout_s)
+        if errors:
+            return f"LLM: {errors[0]} (unsure answers stay the graph's best guess until this is fixed)"
+        if thread.is_alive():
+            return f"LLM: {client.describe()}, still starting (its endpoint will be in {client.server.dir / 'server.json'})"
+        return f"LLM: {client.describe()} (answered its start-up check in {client.server.check_s or 0:.1f} s)"
+
+    return line
 
 
 def _maintainer_auth(settings: Any) -> Any:
@@ -80,12 +116,14 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
         if not args.no_demo:
             ensure_demo_graph(store)
         pipeline = None if args.no_reader else _load_pipeline(settings, store, llm=not args.no_llm)
+        llm_line = start_llm(pipeline, no_llm=args.no_llm)  # loads while the app is built
         extractor = SharedExtractor(default_loader)  # one extractor for the Ingest tab and POST /v1/ingest
         app = build_app(store, pipeline, auth=_maintainer_auth(settings), workspace=settings.workspace, extractor=extractor)
         api = create_api(store, pipeline, config=api_config, workspace=settings.workspace, extractor=extractor)
         server = mount_app(api, app.queue(default_concurrency_limit=8))  # the app at /, the HTTP API at /v1, its docs at /docs
         import uvicorn
 
+        print(llm_line(60.0), flush=True)
         print(f"Running on http://{args.host}:{args.port} (HTTP API under /v1, docs at /docs)", flush=True)
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning", proxy_headers=False)  # X-Forwarded-For: QA_TRUSTED_PROXIES only
     finally:

@@ -35,10 +35,14 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def _vocab_hash(entities: list[str], relations: list[str]) -> str:
-    from qa_system.training.kge_data import vocab_hash
+def vocab_hash(entities: list[str], relations: list[str]) -> str:
+    """A checkpoint's vocabulary fingerprint: loading refuses weights trained on another id order."""
 
-    return vocab_hash(entities, relations)
+    import hashlib
+    import json
+
+    payload = json.dumps({"entities": entities, "relations": relations}, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def save_checkpoint(folder: Path, model: HittER, *, entities: list[str], relations: list[str],
@@ -66,7 +70,7 @@ def save_checkpoint(folder: Path, model: HittER, *, entities: list[str], relatio
         "model": "hitter",
         "config": model.config.to_dict(),
         "vocab_file": VOCAB,
-        "vocab_sha256": _vocab_hash(entities, relations),
+        "vocab_sha256": vocab_hash(entities, relations),
         "num_entities": len(entities),
         "num_relations": len(relations),
         "dtype": "float16" if fp16 else "float32",
@@ -91,7 +95,7 @@ def read_card(folder: Path) -> dict[str, Any]:
 def check_vocabulary(card: dict[str, Any], folder: Path, entities: list[str], relations: list[str]) -> None:
     """Raise :class:`CheckpointError` naming the first difference between checkpoint and dataset vocabularies."""
 
-    if card.get("vocab_sha256") == _vocab_hash(entities, relations):
+    if card.get("vocab_sha256") == vocab_hash(entities, relations):
         return
     vocab_path = Path(folder) / card.get("vocab_file", VOCAB)
     problem = "vocabulary hash differs"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -51,22 +50,3 @@ class Extractor(Protocol):
     def extract(self, texts: Sequence[str], *, batch_size: int = 16) -> list[list[ExtractedTriple]]:
         """One list of triples per input text, in input order; spans index into that text."""
         ...
-
-
-EXTRACTOR_KINDS = ("qidn", "cascade")
-
-
-def load_extractor(kind: str = "qidn", checkpoint: Path | None = None) -> Extractor:
-    """Load a trained extractor: the shipped checkpoint of ``kind`` unless a folder is given."""
-
-    if kind == "qidn":
-        from qa_system.models.qidn import load_qidn_extractor
-
-        return load_qidn_extractor(checkpoint)
-    if kind == "cascade":
-        from qa_system.models.cascade import load_cascade_extractor
-
-        return load_cascade_extractor(checkpoint)
-    from qa_system.errors import InputError
-
-    raise InputError(f"unknown extractor {kind!r}; choose one of {', '.join(EXTRACTOR_KINDS)}")

@@ -8,8 +8,6 @@ vocabulary can be checked against the dataset it is evaluated on.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qa_system.errors import DatasetNotFoundError
+from qa_system.models.checkpoint import vocab_hash
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +51,6 @@ class KGEData:
 
     def all_triples(self) -> np.ndarray:
         return np.concatenate([self.splits[s] for s in SPLITS if len(self.splits.get(s, ()))], axis=0)
-
-
-def vocab_hash(entities: list[str], relations: list[str]) -> str:
-    payload = json.dumps({"entities": entities, "relations": relations}, ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def from_string_splits(name: str, splits: dict[str, list[tuple[str, str, str]]]) -> KGEData:

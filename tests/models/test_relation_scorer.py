@@ -112,7 +112,8 @@ def test_zero_shot_fallback_without_checkpoint(tmp_path: Path):
 
 
 def test_training_smoke_writes_loadable_checkpoint(tmp_path: Path):
-    from qa_system.training.relation_scorer import RelationExample, train_relation_scorer
+    from evaluation.relation_questions import RelationExample
+    from qa_system.training.relation_scorer import train_relation_scorer
 
     def example(i, q, topic, cands, pos):
         return RelationExample(str(i), "freebaseqa", q, topic, tuple(cands), frozenset(pos))

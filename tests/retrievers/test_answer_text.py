@@ -103,7 +103,7 @@ def test_matcher_follows_the_card_and_reads_the_store() -> None:
 
 
 def test_rank_adds_the_bias_before_the_softmax() -> None:
-    from qa_system.training.reader import rank
+    from qa_system.ask.reader_loading import rank
     from tests.models.test_reader import tiny_reader
     from tests.training.test_reader_training import CharTokenizer, features
 
@@ -123,7 +123,7 @@ def test_rank_adds_the_bias_before_the_softmax() -> None:
 
 
 def test_shipped_reader_card_turns_the_text_match_on() -> None:
-    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.ask.reader_loading import shipped_reader
 
     card_path = shipped_reader() / "card.json"
     if not card_path.is_file():

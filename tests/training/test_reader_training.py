@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from qa_system.ask.reader_features import ReaderFeatures
-from qa_system.training.reader import ReaderTrainConfig, fit, load_reader_weights, rank
+from qa_system.ask.reader_loading import load_reader_weights, rank
+from qa_system.training.reader import ReaderTrainConfig, fit
 from tests.models.test_reader import tiny_reader
 
 
@@ -64,7 +65,7 @@ def test_nan_loss_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_relation_texts_cover_reciprocals_and_cvt_chains() -> None:
-    from qa_system.training.reader import relation_text, relation_texts
+    from qa_system.ask.reader_loading import relation_text, relation_texts
 
     assert relation_text("/film/film/directed_by") == "film directed_by".replace("_", " ")
     assert relation_text("/film/film/release_date_s./film/film_regional_release_date/film_release_region") == (
@@ -100,8 +101,8 @@ def test_collate_pads_candidate_relations_with_minus_one() -> None:
 
 
 def test_a_fused_reader_warm_started_from_its_twin_starts_as_the_twin(tmp_path: Path) -> None:
+    from qa_system.ask.reader_loading import save_reader
     from qa_system.errors import CheckpointError
-    from qa_system.training.reader import save_reader
     from tests.models.test_reader import batch
 
     twin = tiny_reader(use_graph=False)
@@ -125,7 +126,7 @@ def test_a_fused_reader_warm_started_from_its_twin_starts_as_the_twin(tmp_path: 
 def test_a_checkpoint_card_says_whether_hitter_scores_answers(tmp_path: Path, monkeypatch, reader_config, graph_scores) -> None:
     """A MiniLM-alone twin is rebuilt as one; cards written before the switch keep HittER's terms."""
 
-    import qa_system.training.reader as module
+    import qa_system.ask.reader_loading as module
 
     built: dict = {}
     monkeypatch.setattr(module, "build_reader", lambda hitter_dir, **kw: built.update(kw) or (tiny_reader(use_graph=False), None, [], []))

@@ -9,6 +9,7 @@ from qa_system.types import Answer, FactStatus, FactView, Provenance, RankedEnti
 from tests.ui.fakes import fake_pipeline
 from ui import ask_tab, cypher_tab
 from ui.auth import MaintainerAuth, Session, maintainer_only
+from ui.format import relation_label
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
@@ -97,9 +98,9 @@ def test_source_badges(source: str, extra: dict, badge: str) -> None:
 
 
 def test_relation_labels_are_readable() -> None:
-    assert ask_tab.relation_label("/film/director/film") == "director › film"
-    assert ask_tab.relation_label("/people/person/nationality") == "nationality"
-    assert ask_tab.relation_label("/film/film/starring./film/performance/actor") == "starring › actor"
+    assert relation_label("/film/director/film") == "director › film"
+    assert relation_label("/people/person/nationality") == "nationality"
+    assert relation_label("/film/film/starring./film/performance/actor") == "starring › actor"
 
 
 def test_auth_rate_limits_wrong_passwords() -> None:
@@ -173,11 +174,12 @@ def test_serve_generates_credentials_once_outside_production(capsys) -> None:
 
 
 def test_serve_starts_without_a_reader(tiny_store, tmp_path, monkeypatch) -> None:
-    from qa_system.cli import qa_commands, serve_commands
+    from qa_system.ask import reader_loading
+    from qa_system.cli import serve_commands
     from qa_system.config import load_settings
     from ui.app import build_app
 
-    monkeypatch.setattr(qa_commands, "shipped_reader", lambda: tmp_path / "no-reader")
+    monkeypatch.setattr(reader_loading, "shipped_reader", lambda: tmp_path / "no-reader")
     assert serve_commands._load_pipeline(load_settings(workspace=tmp_path), tiny_store) is None
     config = build_app(tiny_store, None).get_config_file()
     assert "reader model is not available" in str(config)

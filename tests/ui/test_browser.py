@@ -326,7 +326,7 @@ def test_workbench_refuses_writes_after_login(fake_page) -> None:
 def test_serve_ask_tab_answers_or_says_the_reader_is_missing(page) -> None:
     """Against `qa-system serve`: with the shipped reader it answers; without one it says so."""
 
-    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.ask.reader_loading import shipped_reader
 
     if not (shipped_reader() / "card.json").is_file():
         page.locator("#ask-no-reader").get_by_text("reader model is not available", exact=False).wait_for(timeout=10_000)

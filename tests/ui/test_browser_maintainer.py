@@ -46,7 +46,7 @@ def maintainer_app(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactor
     from evaluation.load_test import seed_proposed_facts
     from graph.embedded import EmbeddedStore
     from qa_system.ask.pipeline import load_pipeline
-    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.ask.reader_loading import shipped_reader
     from qa_system.config import load_settings
     from tests.ui.fakes import FakeExtractor, fake_pipeline
     from ui.app import build_app, launch_options

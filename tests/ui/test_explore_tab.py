@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qa_system.types import Entity
-from ui.explore_tab import card_html
+from ui.format import card_html
 
 
 def test_card_escapes_every_value() -> None:
@@ -41,7 +41,8 @@ from qa_system.explore import (  # noqa: E402
     relations_present,
 )
 from qa_system.types import FactStatus, fact_id  # noqa: E402
-from ui.explore_tab import ExploreHandlers, facts_html  # noqa: E402
+from ui.explore_tab import ExploreHandlers  # noqa: E402
+from ui.format import facts_html  # noqa: E402
 
 DIRECTED = "/film/director/film"
 NATIONALITY = "/people/person/nationality"

@@ -11,7 +11,8 @@ pytest.importorskip("gradio")
 
 from qa_system.types import Fact, FactStatus, Provenance, SourceKind, literal_entity  # noqa: E402
 from ui.explore_tab import ExploreHandlers  # noqa: E402
-from ui.graph_view import LITERAL_FILL, STATUS_COLOURS, graph_data, vis_assets, vis_head  # noqa: E402
+from ui.format import STATUS_COLOURS
+from ui.graph_view import LITERAL_FILL, graph_data, vis_assets, vis_head  # noqa: E402
 
 DIRECTED = "/film/director/film"
 BORN = "/people/person/date_of_birth"

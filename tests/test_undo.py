@@ -12,6 +12,7 @@ import pytest
 from qa_system.cli import main
 from qa_system.errors import InputError, ReviewConflictError
 from qa_system.maintain.actions import forget_document, merge_entities
+from qa_system.maintain.actions import undo as undo_in_workspace
 from qa_system.maintain.events import UndoBlockedError, list_events, undo
 from qa_system.maintain.review import ReviewQueue
 from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, fact_id
@@ -146,7 +147,7 @@ def test_undo_forget_restores_facts_entities_and_passages(kg):
     assert len(report.facts) == 1 and [e.id for e in report.entities] == [apollo.id] and len(PassageStore(ws)) == 0
     (event,) = list_events(store)
     assert (event.id, event.action, event.data["document_ids"]) == (report.event_id, "forget", ["doc-1"])
-    undo(store, report.event_id, "dee", workspace=ws)
+    undo_in_workspace(store, ws, report.event_id, "dee")
     assert snapshot(store) == before and list(PassageStore(ws)) == passages
     assert store.find_entities("Apollo 12") == [apollo]
 

@@ -116,10 +116,11 @@ def _log(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _undo(args: argparse.Namespace, settings: Any) -> int:
-    from qa_system.maintain.events import summary, undo
+    from qa_system.maintain.actions import undo
+    from qa_system.maintain.events import summary
 
     with opened_store(settings) as store:
-        event = undo(store, args.event_id, args.reviewer, reason=args.reason or "", workspace=settings.workspace)
+        event = undo(store, settings.workspace, args.event_id, args.reviewer, reason=args.reason or "")
         undone = store.get_event(event.undoes)
     payload = {"undo": summary(event), "undone": summary(undone) if undone else None}
     what = f"{undone.action} by {undone.actor or '?'} at {undone.at[:19]}" if undone else "?"

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from qa_system.errors import EntityNotFoundError, InputError
 from qa_system.ingest.entity_resolution import EXTRACTED_ENTITY_PREFIX, MEMO_FILE, MentionMemo
+from qa_system.maintain import events
 from qa_system.maintain.events import default_actor, make_change
 from qa_system.maintain.events import record as record_event
 from qa_system.maintain.review import MAX_REASON_CHARS, MAX_REVIEWER_CHARS, ReviewFiles, _append, _clean_text
@@ -256,3 +257,24 @@ def merge_entities(
     log.info("merge %s into %s: %d fact(s) moved", ", ".join(duplicates), keep, len(report.moved))
     return report
 
+
+# -- undo -------------------------------------------------------------------------------------------------
+def undo(store: Any, workspace: Path, event_id: str, actor: str | None = None, *, reason: str = "") -> events.AuditEvent:
+    """Revert event ``event_id`` (``events.undo``: the graph, in one transaction) and what the
+    workspace held: a forgotten document's passages come back. One line goes to the workspace's
+    audit log. Returns the ``undo`` event; errors as ``events.undo`` (nothing changed)."""
+
+    from retrievers.passages import Passage, PassageStore
+
+    done = events.undo(store, event_id, actor, reason=reason)
+    undone = store.get_event(done.undoes)
+    restored = 0
+    if undone is not None and undone.action == "forget" and undone.data.get("passages"):
+        restored = PassageStore(workspace).add_many(Passage.model_validate(p) for p in undone.data["passages"])
+    files = ReviewFiles(workspace)
+    with files.locked():
+        _append(files.audit, {
+            "at": done.at, "action": "undo", "outcome": "applied", "reviewer": done.actor, "reason": done.reason,
+            "event_id": done.id, "undoes": done.undoes, "undone_action": undone.action if undone else "", "passages_restored": restored,
+        })  # fmt: skip
+    return done

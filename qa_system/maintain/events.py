@@ -15,9 +15,10 @@ passages back in the workspace (when given); undoing a ``merge`` brings the dupl
 their ids resolve to them again (the merge memo is only read for ids that no longer exist), but
 mentions ingest had redirected to the kept entity stay there.
 
-Public functions: ``record(store, ...)`` (used by the actions), ``list_events(store, limit)``,
-``get_event(store, event_id)``, ``undo(store, event_id, actor)``, ``default_actor()``,
-``describe(event)``.
+Public functions: ``record(store, change)`` (used by the actions), ``list_events(store, limit)``,
+``get_event(store, event_id)``, ``undo(store, event_id, actor)`` (the graph only; the CLI and the
+app call ``qa_system.maintain.actions.undo(store, workspace, event_id, actor)``, which also puts a
+forgotten document's passages back), ``default_actor()``, ``describe(event)``, ``summary(event)``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import logging
 import os
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from graph.store import AuditEvent, Change, StaleChangeError
@@ -205,9 +205,9 @@ def last_event_on(store: Any, target: str) -> AuditEvent | None:
 
 
 # -- undo ------------------------------------------------------------------------------------------------
-def undo(store: Any, event_id: str, actor: str | None = None, *, reason: str = "", workspace: Path | None = None) -> AuditEvent:
-    """Revert event ``event_id`` as ``actor`` (default ``default_actor()``) and return the ``undo``
-    event. Bad input raises one clear error and changes nothing: ``InputError`` for an unknown event
+def undo(store: Any, event_id: str, actor: str | None = None, *, reason: str = "") -> AuditEvent:
+    """Revert event ``event_id`` in the graph as ``actor`` (default ``default_actor()``) and return
+    the ``undo`` event (``actions.undo`` also puts back what the workspace held). Bad input raises one clear error and changes nothing: ``InputError`` for an unknown event
     or an ``undo`` event, ``ReviewConflictError`` when it was already undone or a fact changed since,
     ``UndoBlockedError`` naming the later event that depends on it."""
 
@@ -246,27 +246,7 @@ def undo(store: Any, event_id: str, actor: str | None = None, *, reason: str = "
             f"cannot undo event {event.id}: fact {e.fact_id} is {('now ' + e.found) if e.found else 'gone'}, "
             f"not as the event left it; nothing changed"
         ) from e
-    if workspace is not None:
-        _undo_outside_graph(Path(workspace), event, change.event)
     return change.event
-
-
-def _undo_outside_graph(workspace: Path, event: AuditEvent, undo_event: AuditEvent) -> None:
-    """What the workspace holds: a forgotten document's passages come back; the local log gets a line."""
-
-    from qa_system.maintain.review import ReviewFiles, _append
-
-    restored = 0
-    if event.action == "forget" and event.data.get("passages"):
-        from retrievers.passages import Passage, PassageStore
-
-        restored = PassageStore(workspace).add_many(Passage.model_validate(p) for p in event.data["passages"])
-    files = ReviewFiles(workspace)
-    with files.locked():
-        _append(files.audit, {
-            "at": undo_event.at, "action": "undo", "outcome": "applied", "reviewer": undo_event.actor, "reason": undo_event.reason,
-            "event_id": undo_event.id, "undoes": event.id, "undone_action": event.action, "passages_restored": restored,
-        })  # fmt: skip
 
 
 def summary(event: AuditEvent, *, with_data: bool = False) -> dict[str, Any]:

@@ -292,3 +292,28 @@ def test_describe_says_which_llm_and_where(stub_factory, tmp_path, llm_settings)
         assert client.describe().endswith(f"at {client.server.base_url}")
     finally:
         client.server.stop()
+
+
+def test_serve_says_in_one_line_which_llm_and_where(stub_factory, tmp_path, llm_settings):
+    from types import SimpleNamespace
+
+    from qa_system.cli.serve_commands import start_llm
+
+    def pipeline_with(client):
+        return SimpleNamespace(fallback=SimpleNamespace(fallback=SimpleNamespace(client=client)))
+
+    assert start_llm(None)(1) == "LLM: off (no Ask pipeline)"
+    assert start_llm(SimpleNamespace(fallback=None), no_llm=True)(1) == "LLM: off (--no-llm)"
+    stub = stub_factory("ok")
+    line = start_llm(pipeline_with(LLMClient(settings_for(stub.url, tmp_path))))(1)
+    assert line.startswith(f"LLM: stub-model at {stub.url}") and not stub.requests  # nothing sent at start
+    good = LLMClient(llm_settings, server=CrashingServer(llm_settings.workspace, crash_at=99))
+    bad = LLMClient(llm_settings, server=CrashingServer(tmp_path / "ws2", crash_at=1))
+    try:
+        line = start_llm(pipeline_with(good))(60)
+        assert line.startswith("LLM: embedded smollm2 (") and f"at {good.server.base_url} (answered its start-up check" in line
+        line = start_llm(pipeline_with(bad))(60)
+        assert line.startswith("LLM: the embedded LLM crashed:") and "SIGSEGV" in line and "\n" not in line
+    finally:
+        good.server.stop()
+        bad.server.stop()

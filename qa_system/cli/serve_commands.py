@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def _load_pipeline(settings: Any, store: Any, *, llm: bool = True) -> Any | None:
     from qa_system.ask.pipeline import freeze_loaded_heap, load_pipeline
-    from qa_system.cli.qa_commands import shipped_reader
+    from qa_system.ask.reader_loading import shipped_reader
 
     if not (shipped_reader() / "card.json").is_file():
         log.warning("no reader checkpoint at %s: serving without the Ask pipeline (train one with `qa-system train reader`)", shipped_reader())

@@ -289,3 +289,9 @@ def build_review_tab(store: Any, workspace: Path | None, gate: MaintainerGate, t
     form = [gate.session, fact, reason, subject, relation_text, obj, *filters]
     for button, action in ((accept, "accept"), (reject, "reject"), (edit, "edit")):
         button.click(maintainer_only(decide(action)), inputs=form, outputs=[*listed, message, reason], **private)
+
+    from ui.batch_panel import build_batch_panel
+    from ui.history_panel import build_undo_panel
+
+    build_batch_panel(queue, gate, filters, listed, refresh)  # decide a filtered batch with one reason
+    build_undo_panel(store, workspace, gate, tab)  # the store's audit trail, newest first, and Undo

@@ -265,3 +265,59 @@ def test_by_names_the_actor_as_the_function_spells_it() -> None:
     def new(store, *, actor: str = "") -> None: ...
 
     assert by(old, "ann") == {"reviewer": "ann"} and by(new, "ann") == {"actor": "ann"}
+
+
+# -- Review: batch decisions and undo --------------------------------------------------------------------------
+def _listed(*_args) -> tuple:
+    return ("refreshed",) * 6
+
+
+def test_batch_decides_the_previewed_facts_under_the_login(tiny_store) -> None:
+    from evaluation.load_test import seed_proposed_facts
+    from qa_system.maintain.review import ReviewQueue
+    from ui.batch_panel import BatchPanel
+
+    seeded = seed_proposed_facts(tiny_store, 4)
+    queue = ReviewQueue(tiny_store, workspace_of(tiny_store))
+    scores = sorted(f.provenance.score for f in queue.list(limit=10))
+    bound = (scores[1] + scores[2]) / 2  # two facts score below it
+    panel = BatchPanel(queue, _listed)
+    message, pending, button = panel.preview(reviewer(), None, 0.0, None, bound, "reject")
+    assert "Reject 2 proposed fact(s)" in message and len(pending["ids"]) == 2 and button["interactive"] is True
+    refused = panel.apply(reviewer(), pending, "", None, 0.0, None)
+    assert "reason is required" in refused[0] and len(queue.list(limit=10)) == len(seeded)  # nothing decided
+    message, cleared, _, *listed = panel.apply(reviewer(), pending, "scores too low", None, 0.0, None)
+    assert "Rejected 2 fact(s) by rob." in message and cleared == {} and listed == ["refreshed"] * 6
+    left = queue.list(limit=10)
+    assert len(left) == len(seeded) - 2 and all(f.provenance.score > bound for f in left)
+    rejected = [tiny_store.get_fact(i) for i in pending["ids"]]
+    assert {(f.status.value, f.provenance.reviewer) for f in rejected} == {("rejected", "rob")}
+    again = panel.apply(curator(), pending, "again", None, 0.0, None)[0]  # decided already: counted, not overwritten
+    assert "Rejected 0 fact(s)" in again and "2 had been decided by someone else" in again
+    assert "No proposed fact matches" in panel.preview(reviewer(), None, 0.0, None, 0.0, "accept")[0]
+
+
+def test_undo_panel_reviewers_undo_their_own_decisions_curators_any(tiny_store) -> None:
+    pytest.importorskip("qa_system.maintain.events")
+    from evaluation.load_test import seed_proposed_facts
+    from qa_system.maintain.review import ReviewQueue
+    from ui.history_panel import HistoryPanel
+
+    ws = workspace_of(tiny_store)
+    first, second = seed_proposed_facts(tiny_store, 2)
+    queue = ReviewQueue(tiny_store, ws)
+    accepted = queue.accept(first, reviewer="rob")
+    queue.reject(second, reviewer="ann", reason="wrong")
+    panel = HistoryPanel(tiny_store, ws)
+    rows, choices = panel.load(reviewer())
+    assert [r[1:3] for r in rows[:2]] == [["reject", "ann"], ["accept", "rob"]]
+    events = {r[1]: r[-1] for r in rows}
+    message = panel.undo(reviewer(), events["reject"], "")[0]  # rob may not undo ann's decision
+    assert "may undo only their own review decisions" in message and tiny_store.get_fact(second).status.value == "rejected"
+    message = panel.undo(reviewer(), events["accept"], "my mistake")[0]
+    assert "Undid the accept of rob" in message and tiny_store.get_fact(first).status.value == "proposed"
+    assert accepted.fact_id == first
+    assert "already undone" in panel.undo(curator(), events["accept"], "")[0]
+    assert "unknown event" in panel.undo(curator(), "no-such-event", "")[0]
+    assert "Undid the reject of ann" in panel.undo(curator(), events["reject"], "")[0]
+    assert tiny_store.get_fact(second).status.value == "proposed"

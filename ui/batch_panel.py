@@ -1,0 +1,117 @@
+"""The Review tab's "Decide a batch" (issue 27 item 7): accept or reject every proposed fact that
+matches the tab's filters (relation, minimum score, age) and an upper score bound, with one reason
+(e.g. "reject all with score < 0.7").
+
+Preview first: the batch is the fact ids listed then, so facts proposed after the preview are not
+swept in. Apply decides them one by one through the same ``ReviewQueue.accept`` / ``reject`` as a
+single decision (compare-and-set each, under the logged-in maintainer's name); a fact someone else
+decided meanwhile is counted and skipped, not overwritten. Reviewers and curators may both do it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from qa_system.errors import QAError, ReviewConflictError
+from ui.auth import MaintainerGate, Session, maintainer_only
+from ui.messages import message_html
+
+MAX_BATCH = 500
+SHOWN = 5
+
+
+def batch_filters(relation: str | None, min_score: float, age: str | None, max_score: float) -> dict[str, Any]:
+    from ui.review_tab import ANY_RELATION, age_filter
+
+    filters = age_filter(age)
+    if relation not in (None, "", ANY_RELATION):
+        filters["relation"] = relation
+    if min_score:
+        filters["min_score"] = float(min_score)
+    if max_score is not None and float(max_score) < 1.0:
+        filters["max_score"] = float(max_score)
+    return filters
+
+
+class BatchPanel:
+    def __init__(self, queue: Any, refresh: Callable[..., tuple[Any, ...]]) -> None:
+        self.queue = queue
+        self.refresh = refresh  # (relation, min_score, age) -> the Review tab's listed outputs
+
+    def preview(self, session: Session, relation: str | None, min_score: float, age: str | None, max_score: float,
+                action: str) -> tuple[Any, ...]:  # fmt: skip
+        """(message, pending {action, ids}, apply button)."""
+
+        try:
+            facts = self.queue.list(limit=MAX_BATCH, **batch_filters(relation, min_score, age, max_score))
+        except QAError as e:
+            return message_html(str(e)), {}, gr.update(interactive=False)
+        if not facts:
+            return message_html("No proposed fact matches these filters.", "info"), {}, gr.update(interactive=False)
+        from ui.review_tab import fact_label
+
+        sample = "".join(f"<li>{html.escape(fact_label(f))}</li>" for f in facts[:SHOWN])
+        more = f"<li>… and {len(facts) - SHOWN} more</li>" if len(facts) > SHOWN else ""
+        cap = f" (the first {MAX_BATCH}; apply again for the rest)" if len(facts) >= MAX_BATCH else ""
+        text = (f"<div id='batch-summary'><b>{action.capitalize()} {len(facts)} proposed fact(s)</b>{cap}:"
+                f"<ul>{sample}{more}</ul>Press <b>Apply to the batch</b> to decide them.</div>")  # fmt: skip
+        label = f"{action.capitalize()} {len(facts)} fact(s)"
+        return text, {"action": action, "ids": [f.id for f in facts]}, gr.update(interactive=True, value=label)
+
+    def apply(self, session: Session, pending: dict[str, Any] | None, reason: str, relation: str | None,
+              min_score: float, age: str | None) -> tuple[Any, ...]:  # fmt: skip
+        """(message, pending cleared, apply button, *the Review tab's listed outputs)."""
+
+        idle = gr.update(interactive=False, value="Apply to the batch")
+        if not pending or not pending.get("ids"):
+            return (message_html("Preview the batch first.", "info"), {}, idle, *[gr.update()] * 6)
+        action, reason = pending["action"], (reason or "").strip()
+        if action == "reject" and not reason:
+            return (message_html("A reason is required to reject (one reason for the whole batch); nothing was decided."),
+                    pending, gr.update(), *[gr.update()] * 6)  # fmt: skip
+        decide = self.queue.accept if action == "accept" else self.queue.reject
+        done, lost, failed = 0, 0, []
+        for fact_id in pending["ids"]:
+            try:
+                decide(fact_id, reviewer=session.user, reason=reason)
+                done += 1
+            except ReviewConflictError:
+                lost += 1
+            except QAError as e:  # e.g. the fact was deleted meanwhile
+                failed.append(f"{fact_id}: {e}")
+        verb = {"accept": "Accepted", "reject": "Rejected"}[action]
+        text = f"{verb} {done} fact(s) by {session.user}."
+        if lost:
+            text += f" {lost} had been decided by someone else meanwhile (skipped, logged)."
+        if failed:
+            text += f" {len(failed)} failed: {'; '.join(failed[:3])}."
+        return (message_html(text, "ok" if not (lost or failed) else "warning"), {}, idle, *self.refresh(relation, min_score, age))
+
+
+def build_batch_panel(queue: Any, gate: MaintainerGate, filters: list[Any], listed: list[Any],
+                      refresh: Callable[..., tuple[Any, ...]]) -> None:  # fmt: skip
+    """Inside the Review tab: ``filters`` are its (relation, min score, age) inputs, ``listed`` the six
+    outputs ``refresh(relation, min_score, age)`` fills."""
+
+    panel = BatchPanel(queue, refresh)
+    with gr.Accordion("Decide a batch", open=False, elem_id="batch-panel"):
+        gr.Markdown("Every proposed fact matching the filters above, and scoring below the bound here, decided at once "
+                    "with one reason (e.g. reject all with score < 0.7). Preview first.")
+        with gr.Row():
+            max_score = gr.Slider(0, 1, value=1, step=0.05, label="Score below (1 = any)", scale=2, elem_id="batch-max-score")
+            action = gr.Radio(["reject", "accept"], value="reject", label="Decision", scale=1, elem_id="batch-action")
+        reason = gr.Textbox(label="Reason (required to reject)", max_lines=2, elem_id="batch-reason")
+        with gr.Row():
+            preview = gr.Button("Preview batch", elem_id="batch-preview")
+            apply = gr.Button("Apply to the batch", variant="stop", interactive=False, elem_id="batch-apply")
+        message = gr.HTML(elem_id="batch-message")
+    pending = gr.State({})
+    private = {"api_visibility": "private"}
+    preview.click(maintainer_only(panel.preview), inputs=[gate.session, *filters, max_score, action],
+                  outputs=[message, pending, apply], **private)  # fmt: skip
+    apply.click(maintainer_only(panel.apply), inputs=[gate.session, pending, reason, *filters],
+                outputs=[message, pending, apply, *listed], **private)  # fmt: skip

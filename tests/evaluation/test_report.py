@@ -77,5 +77,5 @@ def test_readme_headline_matches_the_records() -> None:
         "README.md's headline table is stale: run `python -m evaluation.report --readme README.md`")
     assert len(readme.splitlines()) <= 300
     # the set-up commands users copy, and the one CI runs
-    assert "pip install -e . && qa-system serve" in readme and "./scripts/test.sh" in readme
+    assert "./scripts/install.sh && qa-system serve" in readme and "./scripts/test.sh" in readme
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

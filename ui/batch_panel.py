@@ -115,3 +115,30 @@ def build_batch_panel(queue: Any, gate: MaintainerGate, filters: list[Any], list
                   outputs=[message, pending, apply], **private)  # fmt: skip
     apply.click(maintainer_only(panel.apply), inputs=[gate.session, pending, reason, *filters],
                 outputs=[message, pending, apply, *listed], **private)  # fmt: skip
+
+
+# -- what the graph already says (shown beside a proposed fact) ------------------------------------------------
+KNOWN_ROWS = 12
+
+
+def known_facts_html(store: Any, fact: Any) -> str:
+    """The other facts with the proposed fact's subject and relation (any status but rejected): a
+    conflicting or duplicate proposal is visible before deciding. Every value escaped."""
+
+    from qa_system.types import FactStatus
+
+    esc = html.escape
+    try:
+        around = store.neighbors([fact.subject], hops=1, relations=[fact.relation], direction="out",
+                                 statuses=[s for s in FactStatus if s != FactStatus.REJECTED], limit_per_entity=KNOWN_ROWS + 1)  # fmt: skip
+    except QAError as e:
+        return f"<div class='qa-known-facts' style='color:#6b7280'>What the graph says could not be read: {esc(str(e))}</div>"
+    others = [f for f in around.facts if f.id != fact.id and f.subject == fact.subject and f.relation == fact.relation]
+    if not others:
+        return ("<div class='qa-known-facts' style='margin-top:8px;color:#6b7280'>The graph says nothing else about this "
+                "subject and relation.</div>")  # fmt: skip
+    rows = "".join(f"<li>{esc(f.subject_name)} → <b>{esc(f.object_name)}</b> <small>({esc(f.status.value)})</small></li>"
+                   for f in others[:KNOWN_ROWS])  # fmt: skip
+    more = "<li>…</li>" if len(others) > KNOWN_ROWS else ""
+    return (f"<div class='qa-known-facts' style='margin-top:8px'><b>The graph already says</b> (same subject and relation):"
+            f"<ul>{rows}{more}</ul></div>")

@@ -206,7 +206,7 @@ def build_review_tab(store: Any, workspace: Path | None, gate: MaintainerGate, t
         except QAError as e:
             return message_html(str(e)), "", "", ""
         f = item.fact
-        return item_html(item), f.subject_name, f.relation, f.object_name
+        return item_html(item) + known_facts_html(store, f), f.subject_name, f.relation, f.object_name
 
     def decide(action: str):
         def handler(session: Session, fact: str | None, reason: str, subject: str, relation_text: str, obj: str,
@@ -290,7 +290,7 @@ def build_review_tab(store: Any, workspace: Path | None, gate: MaintainerGate, t
     for button, action in ((accept, "accept"), (reject, "reject"), (edit, "edit")):
         button.click(maintainer_only(decide(action)), inputs=form, outputs=[*listed, message, reason], **private)
 
-    from ui.batch_panel import build_batch_panel
+    from ui.batch_panel import build_batch_panel, known_facts_html
     from ui.history_panel import build_undo_panel
 
     build_batch_panel(queue, gate, filters, listed, refresh)  # decide a filtered batch with one reason

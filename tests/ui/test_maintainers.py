@@ -321,3 +321,17 @@ def test_undo_panel_reviewers_undo_their_own_decisions_curators_any(tiny_store) 
     assert "unknown event" in panel.undo(curator(), "no-such-event", "")[0]
     assert "Undid the reject of ann" in panel.undo(curator(), events["reject"], "")[0]
     assert tiny_store.get_fact(second).status.value == "proposed"
+
+
+def test_review_shows_what_the_graph_already_says_about_subject_and_relation(tiny_store) -> None:
+    from qa_system.types import Fact, FactStatus, Provenance
+    from ui.batch_panel import known_facts_html
+
+    proposed = Fact(subject="/m/nolan", relation="/film/director/film", object="/m/titanic", status=FactStatus.PROPOSED,
+                    provenance=Provenance(dataset="test"))  # fmt: skip
+    tiny_store.upsert_facts([proposed])
+    shown = known_facts_html(tiny_store, tiny_store.get_fact(proposed.id))
+    assert "already says" in shown and "Inception" in shown and "Memento" in shown and "Titanic" not in shown
+    alone = tiny_store.get_fact(next(f.id for f in tiny_store.list_facts(limit=50) if f.relation == "/film/film/genre"
+                                     and f.subject == "/m/inception"))  # fmt: skip
+    assert "nothing else" in known_facts_html(tiny_store, alone)

@@ -24,11 +24,12 @@ MAX_BATCH = 500
 SHOWN = 5
 
 
-def batch_filters(relation: str | None, min_score: float, age: str | None, max_score: float) -> dict[str, Any]:
-    from ui.review_tab import ANY_RELATION, age_filter
+def batch_filters(relation: str | None, min_score: float, age: str | None, max_score: float, *,
+                  age_filter: Callable[[str | None], dict[str, Any]], any_relation: str) -> dict[str, Any]:  # fmt: skip
+    """The Review tab's filters (its ``age_filter`` and "any relation" choice) plus the upper score bound."""
 
     filters = age_filter(age)
-    if relation not in (None, "", ANY_RELATION):
+    if relation not in (None, "", any_relation):
         filters["relation"] = relation
     if min_score:
         filters["min_score"] = float(min_score)
@@ -38,23 +39,27 @@ def batch_filters(relation: str | None, min_score: float, age: str | None, max_s
 
 
 class BatchPanel:
-    def __init__(self, queue: Any, refresh: Callable[..., tuple[Any, ...]]) -> None:
+    """``refresh(relation, min_score, age)`` gives the Review tab's listed outputs; ``age_filter``,
+    ``any_relation`` and ``label`` are the tab's own (passed in: the tab imports this module)."""
+
+    def __init__(self, queue: Any, refresh: Callable[..., tuple[Any, ...]], *, age_filter: Callable[[str | None], dict[str, Any]],
+                 any_relation: str, label: Callable[[Any], str]) -> None:  # fmt: skip
         self.queue = queue
-        self.refresh = refresh  # (relation, min_score, age) -> the Review tab's listed outputs
+        self.refresh = refresh
+        self.age_filter, self.any_relation, self.label = age_filter, any_relation, label
 
     def preview(self, session: Session, relation: str | None, min_score: float, age: str | None, max_score: float,
                 action: str) -> tuple[Any, ...]:  # fmt: skip
         """(message, pending {action, ids}, apply button)."""
 
         try:
-            facts = self.queue.list(limit=MAX_BATCH, **batch_filters(relation, min_score, age, max_score))
+            filters = batch_filters(relation, min_score, age, max_score, age_filter=self.age_filter, any_relation=self.any_relation)
+            facts = self.queue.list(limit=MAX_BATCH, **filters)
         except QAError as e:
             return message_html(str(e)), {}, gr.update(interactive=False)
         if not facts:
             return message_html("No proposed fact matches these filters.", "info"), {}, gr.update(interactive=False)
-        from ui.review_tab import fact_label
-
-        sample = "".join(f"<li>{html.escape(fact_label(f))}</li>" for f in facts[:SHOWN])
+        sample = "".join(f"<li>{html.escape(self.label(f))}</li>" for f in facts[:SHOWN])
         more = f"<li>… and {len(facts) - SHOWN} more</li>" if len(facts) > SHOWN else ""
         cap = f" (the first {MAX_BATCH}; apply again for the rest)" if len(facts) >= MAX_BATCH else ""
         text = (f"<div id='batch-summary'><b>{action.capitalize()} {len(facts)} proposed fact(s)</b>{cap}:"
@@ -93,11 +98,11 @@ class BatchPanel:
 
 
 def build_batch_panel(queue: Any, gate: MaintainerGate, filters: list[Any], listed: list[Any],
-                      refresh: Callable[..., tuple[Any, ...]]) -> None:  # fmt: skip
+                      refresh: Callable[..., tuple[Any, ...]], **tab_helpers: Any) -> None:  # fmt: skip
     """Inside the Review tab: ``filters`` are its (relation, min score, age) inputs, ``listed`` the six
-    outputs ``refresh(relation, min_score, age)`` fills."""
+    outputs ``refresh(relation, min_score, age)`` fills; ``tab_helpers``: ``BatchPanel``'s keywords."""
 
-    panel = BatchPanel(queue, refresh)
+    panel = BatchPanel(queue, refresh, **tab_helpers)
     with gr.Accordion("Decide a batch", open=False, elem_id="batch-panel"):
         gr.Markdown("Every proposed fact matching the filters above, and scoring below the bound here, decided at once "
                     "with one reason (e.g. reject all with score < 0.7). Preview first.")

@@ -293,5 +293,6 @@ def build_review_tab(store: Any, workspace: Path | None, gate: MaintainerGate, t
     from ui.batch_panel import build_batch_panel, known_facts_html
     from ui.history_panel import build_undo_panel
 
-    build_batch_panel(queue, gate, filters, listed, refresh)  # decide a filtered batch with one reason
+    build_batch_panel(queue, gate, filters, listed, refresh,  # decide a filtered batch with one reason
+                      age_filter=age_filter, any_relation=ANY_RELATION, label=fact_label)
     build_undo_panel(store, workspace, gate, tab)  # the store's audit trail, newest first, and Undo

@@ -281,7 +281,9 @@ def test_batch_decides_the_previewed_facts_under_the_login(tiny_store) -> None:
     queue = ReviewQueue(tiny_store, workspace_of(tiny_store))
     scores = sorted(f.provenance.score for f in queue.list(limit=10))
     bound = (scores[1] + scores[2]) / 2  # two facts score below it
-    panel = BatchPanel(queue, _listed)
+    from ui.review_tab import ANY_RELATION, age_filter, fact_label
+
+    panel = BatchPanel(queue, _listed, age_filter=age_filter, any_relation=ANY_RELATION, label=fact_label)
     message, pending, button = panel.preview(reviewer(), None, 0.0, None, bound, "reject")
     assert "Reject 2 proposed fact(s)" in message and len(pending["ids"]) == 2 and button["interactive"] is True
     refused = panel.apply(reviewer(), pending, "", None, 0.0, None)

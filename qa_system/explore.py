@@ -6,6 +6,7 @@ Shared by the CLI and the app so both behave the same.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,3 +117,26 @@ def next_hops(hops: int | float, *, max_hops: int = MAX_HOPS) -> int:
     """One more hop, clamped to ``1..max_hops`` (a three-hop neighbourhood is already large)."""
 
     return max(1, min(int(hops) + 1, max_hops))
+
+
+@dataclass(frozen=True)
+class ResolvedEntity:
+    id: str | None
+    name: str
+    how: str  # id | name | unresolved
+
+
+def resolve_name(store: Any, text: str) -> ResolvedEntity:
+    """An entity by id, else by exact name or alias (case-insensitive); never a fuzzy guess."""
+
+    if store is None:
+        return ResolvedEntity(None, text, "unresolved")
+    entity = store.get_entity(text)
+    if entity is not None:
+        return ResolvedEntity(entity.id, entity.name, "id")
+    bare = re.sub(r"^(the|a|an)\s+", "", text, flags=re.IGNORECASE)  # "The United States of America"
+    for candidate in dict.fromkeys((text, bare)):
+        matches = store.find_entities(candidate, limit=2)
+        if matches:
+            return ResolvedEntity(matches[0].id, matches[0].name, "name")
+    return ResolvedEntity(None, text, "unresolved")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from qa_system.errors import InputError
 
 
 def utc_now() -> datetime:
@@ -275,3 +277,16 @@ class Answer(BaseModel):
     alternatives: list[RankedEntity] = Field(default_factory=list)
     validated: bool | None = None  # LLM answers only: a supporting triple passed entailment
     fallback: FallbackSummary | None = None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks", "": "hours"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``12h``, ``2d``, ``1w`` (a bare number is hours)."""
+
+    match = _DURATION.match(text or "")
+    if not match:
+        raise InputError(f"bad duration {text!r}; use e.g. 30m, 12h, 2d, 1w")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})

@@ -6,7 +6,11 @@ understand; opening it would corrupt it, so we refuse with a clear message inste
 
 from __future__ import annotations
 
+import fcntl
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from qa_system.errors import WorkspaceVersionError
@@ -35,3 +39,28 @@ def prepare_workspace(path: Path, *, create: bool = True) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"format_version": FORMAT_VERSION}) + "\n", encoding="utf-8")
     return path
+
+
+# -- a lock file in the workspace: exclusive across threads and processes -------------------------
+_THREAD_LOCKS: dict[Path, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(path: Path) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault(path, threading.Lock())
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive across threads of this process and across processes (``flock``): the review log and
+    the passage index append under it, so two app servers on one workspace never interleave writes."""
+
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _thread_lock(path), open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

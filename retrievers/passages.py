@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from qa_system.errors import DataFormatError, InputError
-from qa_system.maintain.review import file_lock
+from qa_system.workspace import file_lock
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,11 @@ from typing import Any
 
 import gradio as gr
 
-from qa_system.cli.review_commands import parse_duration
 from qa_system.errors import QAError, ReviewConflictError
 from qa_system.maintain.review import ReviewItem, ReviewQueue, fact_score, read_jsonl
-from qa_system.types import FactStatus, FactView, utc_now
-from ui.format import relation_label
+from qa_system.types import FactStatus, FactView, parse_duration, utc_now
 from ui.auth import MaintainerGate, Session, maintainer_only
+from ui.format import relation_label
 from ui.messages import message_html
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from qa_system.ask.head_reorder import log_probabilities, reorder_head
 from qa_system.errors import QAError
+from qa_system.models.head_reorder import log_probabilities, reorder_head
 
 log = logging.getLogger(__name__)
 

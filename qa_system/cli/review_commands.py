@@ -6,25 +6,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import re
 import sys
-from datetime import timedelta
 from typing import Any
 
 from qa_system.cli.graph_commands import opened_store
-from qa_system.errors import InputError
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks", "": "hours"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90m``, ``12h``, ``2d``, ``1w`` (a bare number is hours)."""
-
-    match = _DURATION.match(text or "")
-    if not match:
-        raise InputError(f"bad duration {text!r}; use e.g. 30m, 12h, 2d, 1w")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+from qa_system.types import parse_duration
 
 
 def _default_reviewer() -> str:

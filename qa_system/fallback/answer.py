@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qa_system.errors import InputError, LLMError, LLMUnavailableError
+from qa_system.explore import resolve_name
 from qa_system.relations import (
     RelationMapper,
     RelationMatch,
@@ -256,29 +257,6 @@ def parse_reply(text: str, *, max_triples: int = MAX_TRIPLES) -> ParsedReply:
 
 
 # -- resolution against the graph -------------------------------------------------------------------
-@dataclass(frozen=True)
-class ResolvedEntity:
-    id: str | None
-    name: str
-    how: str  # id | name | unresolved
-
-
-def resolve_name(store: Any, text: str) -> ResolvedEntity:
-    """An entity by id, else by exact name or alias (case-insensitive); never a fuzzy guess."""
-
-    if store is None:
-        return ResolvedEntity(None, text, "unresolved")
-    entity = store.get_entity(text)
-    if entity is not None:
-        return ResolvedEntity(entity.id, entity.name, "id")
-    bare = re.sub(r"^(the|a|an)\s+", "", text, flags=re.IGNORECASE)  # "The United States of America"
-    for candidate in dict.fromkeys((text, bare)):
-        matches = store.find_entities(candidate, limit=2)
-        if matches:
-            return ResolvedEntity(matches[0].id, matches[0].name, "name")
-    return ResolvedEntity(None, text, "unresolved")
-
-
 class ProposedTriple(BaseModel):
     """A candidate triple from the LLM, resolved against the graph as far as it goes.
 

@@ -322,7 +322,7 @@ class EntityResolver:
 
 
 def _exact(store: Any, mention: str) -> Resolution | None:
-    from qa_system.fallback.answer import resolve_name
+    from qa_system.explore import resolve_name
 
     found = resolve_name(store, mention)
     if found.id is None:

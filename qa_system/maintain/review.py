@@ -15,12 +15,10 @@ exactly one winner; the loser gets ``ReviewConflictError`` and its attempt is lo
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -39,6 +37,7 @@ from qa_system.types import (
     SourceKind,
     utc_now,
 )
+from qa_system.workspace import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -69,27 +68,6 @@ class ValidationDecision(BaseModel):
 
 
 # -- files: append-only JSONL under a lock ---------------------------------------------------------
-_THREAD_LOCKS: dict[Path, threading.Lock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
-
-
-def _thread_lock(path: Path) -> threading.Lock:
-    with _THREAD_LOCKS_GUARD:
-        return _THREAD_LOCKS.setdefault(path, threading.Lock())
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive across threads of this process and across processes (``flock``)."""
-
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _thread_lock(path), open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from qa_system.ask.head_reorder import log_probabilities, reorder_head
 from qa_system.errors import CheckpointError, InputError
 from qa_system.models.entailment import build_encoder, encode_pairs, load_tokenizer
+from qa_system.models.head_reorder import log_probabilities, reorder_head
 from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.precision import FLOAT32, autocast, check_precision, resolve
 

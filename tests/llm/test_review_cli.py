@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from qa_system.cli import main
-from qa_system.cli.review_commands import parse_duration
 from qa_system.errors import InputError
 from qa_system.fallback.answer import LLMFallback
 from qa_system.maintain.review import ValidationDecision, read_jsonl, record_decisions
+from qa_system.types import parse_duration
 from tests.conftest import write_tiny_kg
 from tests.llm.conftest import ScriptedClient
 

@@ -24,6 +24,8 @@ from qa_system.ask.langchain_graph import LangChainGraph
 from qa_system.errors import InputError, QueryError, ReadOnlyViolationError
 from qa_system.ingest.langchain_documents import document_id
 from qa_system.types import FactStatus, SourceKind, fact_id
+from tests.conftest import write_tiny_kg
+from tests.graph.bolt_server import bolt_server, neo4j_store  # noqa: F401  (fixtures)
 
 DIRECTED_INCEPTION = (
     "MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.name = 'Inception' AND f.rel_type = '/film/director/film' "
@@ -139,6 +141,21 @@ def test_extracted_needs_the_source_and_verified_is_refused(graph: LangChainGrap
     assert result["status"] == "extracted" and result["facts_added"] == 2
     written = tiny_store.facts_of_document(document_id(doc.source))  # what `qa-system forget` takes back
     assert {f.relation for f in written} == {"DIRECTED", "released"} and {f.status for f in written} == {FactStatus.EXTRACTED}
+
+
+@pytest.mark.neo4j
+def test_the_same_adapter_works_over_the_bolt_store(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from graph.importers import import_kg
+
+    bolt_store = request.getfixturevalue("neo4j_store")  # ArcadeDB's Bolt server, or NEO4J_URI
+    import_kg(bolt_store, write_tiny_kg(tmp_path / "kg"))
+    graph = LangChainGraph(bolt_store, workspace=tmp_path / "ws")
+    out = chain(graph, DIRECTED_INCEPTION, "Christopher Nolan.").invoke({"query": "Who directed Inception?"})
+    assert out["intermediate_steps"][1]["context"] == [{"director": "Christopher Nolan"}]
+    with pytest.raises(ReadOnlyViolationError):
+        graph.query("MATCH (n:Entity) DETACH DELETE n")
+    assert graph.add_graph_documents([_tenet_document(source="tenet.txt")])["facts_added"] == 2
+    assert {f.relation for f in bolt_store.list_facts(statuses=[FactStatus.PROPOSED])} == {"DIRECTED", "released"}
 
 
 @pytest.mark.slow

@@ -66,7 +66,7 @@ SCHEMA_NOTES = """How this graph is stored:
 - Every fact is one relationship (s:Entity)-[f:Fact]->(o:Entity). Its kind is the string property f.rel_type; there are no other relationship types, so never write type(f) or [:SOME_TYPE].
 - f.status is 'verified', 'extracted', 'proposed' (awaiting review) or 'rejected': answer only from facts with f.status IN ['verified', 'extracted'].
 - Literal values (years, numbers, dates) are :Entity nodes whose id starts with 'lit:'; the value is their name.
-- Example: MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.name = 'Christopher Nolan' AND f.rel_type = '{example}' AND f.status IN ['verified', 'extracted'] RETURN o.name
+- Example: MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.name = 'Some Name' AND f.rel_type = '{example}' AND f.status IN ['verified', 'extracted'] RETURN o.name
 Relation types (values of f.rel_type, most frequent first, with their meaning):
 {relations}"""
 

@@ -48,6 +48,7 @@ def maintainer_app(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactor
     from qa_system.ask.pipeline import load_pipeline
     from qa_system.ask.reader_loading import shipped_reader
     from qa_system.config import load_settings
+    from qa_system.maintain.accounts import AccountStore
     from tests.ui.fakes import FakeExtractor, fake_pipeline
     from ui.app import build_app, launch_options
     from ui.auth import MaintainerAuth
@@ -58,7 +59,8 @@ def maintainer_app(demo_workspace: Path, tmp_path_factory: pytest.TempPathFactor
     seeded = seed_proposed_facts(store, 12)
     real_reader = (shipped_reader() / "card.json").is_file()
     pipeline = load_pipeline(load_settings(workspace=workspace), store, use_faiss=False) if real_reader else fake_pipeline(store)
-    app = build_app(store, pipeline, auth=MaintainerAuth(*MAINTAINER), extractor=FakeExtractor())
+    accounts = AccountStore(workspace)  # none yet: the single login, until a test adds named accounts
+    app = build_app(store, pipeline, auth=MaintainerAuth(*MAINTAINER, accounts=accounts), extractor=FakeExtractor())
     port = _free_port()
     app.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                                                   quiet=True, **launch_options())
@@ -179,3 +181,62 @@ def test_kg_answer_visible_warm_with_the_app_reader(mpage, maintainer_app: dict)
     for t in took:
         record_timing(name, t)
     assert min(took) < 5  # target 1 s (issue 7); generous for a shared 2-core machine
+
+
+def test_named_curator_merges_a_duplicate_reviewer_may_not(mpage, maintainer_app: dict) -> None:
+    """Issue 27: named accounts (added while the app runs) log in under their own names; a reviewer sees
+    Review but not Ingest nor "Merge into…"; a curator merges a duplicate from Explore (preview, confirm)
+    and the merge is recorded under her name. Last in the module: it removes the accounts again."""
+
+    from qa_system.maintain.accounts import AccountStore
+    from qa_system.types import Entity, Fact, Provenance
+
+    page, store, workspace = mpage, maintainer_app["store"], maintainer_app["workspace"]
+    accounts = AccountStore(workspace)
+    accounts.add("ann", "curator", "ann-browser-password")
+    accounts.add("rob", "reviewer", "rob-browser-password")
+    nolan = store.find_entities("Christopher Nolan")[0]
+    kept_fact = store.neighbors([nolan.id], hops=1).facts[0]
+    dup = Entity(id="ext:nolan-duplicate", name="Nolan duplicate record", type=nolan.type)
+    store.upsert_entity(dup)
+    other = kept_fact.object if kept_fact.subject == nolan.id else kept_fact.subject
+    prov = Provenance(dataset="browser-test")
+    store.upsert_facts([Fact(subject=dup.id, relation="/people/person/profession", object=other, provenance=prov)])
+    try:
+        _login(page, MAINTAINER[0], MAINTAINER[1])  # accounts exist: the single login no longer opens
+        page.locator("#login-message").get_by_text("Wrong user name or password").wait_for(timeout=15_000)
+        _login(page, "rob", "rob-browser-password")
+        page.locator("#login-message").get_by_text("Logged in as rob (reviewer)").wait_for(timeout=15_000)
+        expect(page.get_by_role("tab", name="Review")).to_be_visible(timeout=10_000)
+        assert page.get_by_role("tab", name="Ingest").count() == 0
+        page.get_by_role("tab", name="Explore").click()
+        expect(page.locator("#merge-panel")).to_be_hidden()
+        page.reload()  # a new browser session: logged out (the login tab may sit in the tab overflow now)
+        page.get_by_text("Question answering over a knowledge graph").wait_for(timeout=15_000)
+        _login(page, "ann", "ann-browser-password")
+        page.locator("#login-message").get_by_text("Logged in as ann (curator)").wait_for(timeout=15_000)
+
+        page.get_by_role("tab", name="Explore").click()
+        box = page.locator("#explore-query textarea, #explore-query input").first
+        box.fill(dup.name)
+        box.press("Enter")
+        page.locator("#explore-card").get_by_text(dup.name).wait_for(timeout=20_000)
+        page.locator("#merge-panel").get_by_text("Merge into", exact=False).first.click()
+        page.locator("#merge-keep-query textarea, #merge-keep-query input").first.fill(nolan.id)
+        page.locator("#merge-preview").click()
+        page.locator("#merge-message").get_by_text("Merge preview", exact=False).wait_for(timeout=20_000)
+        expect(page.locator("#merge-facts")).to_contain_text("moves", timeout=10_000)
+        assert store.get_entity(dup.id) is not None  # the preview wrote nothing
+        shoot(page, "merge-preview")
+        page.locator("#merge-confirm").click()
+        page.locator("#merge-message").get_by_text("by ann", exact=False).wait_for(timeout=30_000)
+        expect(page.locator("#explore-card")).to_contain_text("Christopher Nolan", timeout=20_000)  # the kept entity shown
+        expect(page.locator("#explore-card")).to_contain_text(dup.name, timeout=10_000)  # now an alias
+        assert store.get_entity(dup.id) is None
+        record = [r for r in read_jsonl(workspace / "review" / "audit.jsonl") if r.get("action") == "merge"][-1]
+        assert (record.get("actor") or record["reviewer"], record["keep"], record["duplicates"]) == ("ann", nolan.id, [dup.id])
+        assert page.dialogs == []
+    finally:
+        accounts.remove("ann")
+        accounts.remove("rob")
+        accounts.path.unlink()  # back to the single login for any later test

@@ -337,3 +337,31 @@ def test_review_shows_what_the_graph_already_says_about_subject_and_relation(tin
     alone = tiny_store.get_fact(next(f.id for f in tiny_store.list_facts(limit=50) if f.relation == "/film/film/genre"
                                      and f.subject == "/m/inception"))  # fmt: skip
     assert "nothing else" in known_facts_html(tiny_store, alone)
+
+
+def test_api_records_a_key_under_its_account_and_refuses_a_reviewer_ingest(tiny_store) -> None:
+    from fastapi.testclient import TestClient
+
+    from evaluation.load_test import seed_proposed_facts
+    from tests.ui.fakes import FakeExtractor, fake_pipeline
+    from ui.api import ApiConfig, create_api
+
+    ws = workspace_of(tiny_store)
+    accounts = team(ws)
+    rob = {"Authorization": f"Bearer {accounts.new_key('rob')}"}
+    ann = {"X-API-Key": accounts.new_key("ann")}
+    (fact,) = seed_proposed_facts(tiny_store, 1)
+    config = ApiConfig(keys=ApiKeys.parse("", accounts=accounts, proxies="127.0.0.1"), rate_limit_per_minute=20)  # bursts of 2
+    api = create_api(tiny_store, fake_pipeline(tiny_store), config=config, workspace=ws, extractor=FakeExtractor())
+    with TestClient(api, client=("127.0.0.1", 5000)) as client:
+        refused = client.post("/v1/ingest", headers=rob, json={"text": "Alan Bean was born in Wheeler.", "dry_run": True})
+        assert refused.status_code == 403 and "only a curator may ingest documents; rob is a reviewer" in refused.json()["error"]
+        accepted = client.post(f"/v1/review/{fact}/accept", headers=rob)
+        assert accepted.status_code == 200 and accepted.json()["reviewer"] == "rob"
+        assert tiny_store.get_fact(fact).provenance.reviewer == "rob"
+        assert client.post("/v1/ingest", headers=ann, json={"text": "Alan Bean was born in Wheeler.", "dry_run": True}).status_code == 200
+        # without a key the limit is per client address, read from X-Forwarded-For behind the trusted proxy
+        ask = {"question": "Who directed Inception?"}
+        codes = [client.post("/v1/ask", json=ask, headers={"X-Forwarded-For": "198.51.100.1"}).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        assert client.post("/v1/ask", json=ask, headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 200

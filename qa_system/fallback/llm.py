@@ -226,7 +226,8 @@ class LocalLLMServer:
         """One short completion: a server that loads the model but dies on its first reply (what a
         llama.cpp built with unsuitable CPU flags did) fails here, at start, with the crash named."""
 
-        assert self._proc is not None
+        proc = self._proc
+        assert proc is not None
         body = json.dumps({"model": self.alias, "messages": [{"role": "user", "content": "Say OK."}],
                            "max_tokens": max_tokens, "temperature": 0.0}).encode()  # fmt: skip
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"})
@@ -242,7 +243,8 @@ class LocalLLMServer:
             self.check_s = time.monotonic() - began
             log.info("embedded LLM answered its start-up check in %.2f s", self.check_s)
             return
-        proc = self._proc
+        if self._proc is not proc:  # stopped meanwhile (exit, another thread)
+            raise LLMUnavailableError("the embedded LLM server was stopped while it started")
         try:
             rc = proc.wait(timeout=3)  # a crash closes the connection a moment before the process is reaped
         except subprocess.TimeoutExpired:
@@ -292,7 +294,10 @@ class LocalLLMServer:
             self._atexit_registered = True
         deadline = began + self.start_timeout_s
         while time.monotonic() < deadline:
-            rc = self._proc.poll()
+            proc = self._proc
+            if proc is None:  # stopped meanwhile (exit, another thread)
+                raise LLMUnavailableError("the embedded LLM server was stopped while it started")
+            rc = proc.poll()
             if rc is not None:
                 self._proc, self.returncode = None, rc
                 raise LLMCrashedError(self.crash_message(rc, " while loading the model"))
@@ -300,7 +305,7 @@ class LocalLLMServer:
                 self.started_in_s = time.monotonic() - began
                 (self.dir / "server.json").write_text(
                     json.dumps(
-                        {"port": port, "pid": self._proc.pid, "model": str(model), "alias": self.alias,
+                        {"port": port, "pid": proc.pid, "model": str(model), "alias": self.alias,
                          "threads": threads, "base_url": self.base_url, "started_in_s": round(self.started_in_s, 2)}
                     ) + "\n",
                     encoding="utf-8",
@@ -319,9 +324,17 @@ class LocalLLMServer:
         except OSError:
             return ""
 
-    def stop(self) -> None:
-        with self._lock:
+    def stop(self, lock_timeout_s: float = 5.0) -> None:
+        """Stop the server. Waits at most ``lock_timeout_s`` for a start in progress (another
+        thread's model load or start-up check, minutes on a busy CPU) and stops it anyway: exit must
+        not hang on it, nor leave the server behind."""
+
+        locked = self._lock.acquire(timeout=lock_timeout_s)
+        try:
             self._stop_locked()
+        finally:
+            if locked:
+                self._lock.release()
 
     def _stop_locked(self) -> None:
         proc, self._proc = self._proc, None
@@ -366,6 +379,9 @@ def exit_on_sigterm() -> bool:
         return False
 
     def _exit(signum: int, _frame: object) -> None:
+        # A second SIGTERM (a supervisor repeating itself) must not cut the atexit clean-up short:
+        # measured, one raised inside LocalLLMServer.stop and would have left llama.cpp running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit)

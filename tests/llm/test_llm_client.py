@@ -317,3 +317,22 @@ def test_serve_says_in_one_line_which_llm_and_where(stub_factory, tmp_path, llm_
     finally:
         good.server.stop()
         bad.server.stop()
+
+
+
+def test_stop_does_not_hang_on_a_start_in_progress_and_leaves_nothing_behind(tmp_path):
+    """Exit while another thread is still starting the server (a long model load or start-up check
+    on a busy CPU; measured: ``serve``'s exit hung on it): ``stop`` waits a moment, then stops the
+    process anyway."""
+
+    server = CrashingServer(tmp_path / "ws", crash_at=99)
+    server._lock.acquire()  # as a starting thread holds it
+    try:
+        server._start_locked()  # the process is up, the start still "in progress"
+        proc = server._proc
+        began = time.monotonic()
+        server.stop(lock_timeout_s=0.5)
+        assert time.monotonic() - began < 10 and proc.poll() is not None and not server.is_running()
+        assert server.crash() is None  # stopped, not crashed
+    finally:
+        server._lock.release()

@@ -612,15 +612,18 @@ def check_embedded(n_threads: int = 0) -> tuple[bool, str]:
     (ok, one line). What ``scripts/install.sh`` runs after installing."""
 
     import tempfile
+    from importlib.metadata import PackageNotFoundError, version
 
-    import llama_cpp
-
+    try:
+        llama_version = version("llama_cpp_python")
+    except PackageNotFoundError:
+        llama_version = "not installed"
     with tempfile.TemporaryDirectory(prefix="qa-llm-check-") as scratch:
         server = LocalLLMServer(Path(scratch), n_threads=n_threads)
         try:
             with server:
                 return True, (
-                    f"the embedded LLM works: {server.description}, llama-cpp-python {llama_cpp.__version__}, "
+                    f"the embedded LLM works: {server.description}, llama-cpp-python {llama_version}, "
                     f"started in {server.started_in_s or 0:.1f} s, first reply in {server.check_s or 0:.2f} s"
                 )
         except LLMError as e:

@@ -336,3 +336,12 @@ def test_stop_does_not_hang_on_a_start_in_progress_and_leaves_nothing_behind(tmp
         assert server.crash() is None  # stopped, not crashed
     finally:
         server._lock.release()
+
+
+def test_check_command_names_a_missing_install(monkeypatch, capsys):
+    from qa_system.fallback import llm
+
+    monkeypatch.setattr(llm, "llama_server_installed", lambda: False)
+    monkeypatch.setattr(llm, "local_gguf_path", lambda: Path(__file__))
+    assert llm.main(["--check"]) == 1
+    assert "not installed" in capsys.readouterr().err and "./scripts/install.sh" in llm.REBUILD_HINT

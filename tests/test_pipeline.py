@@ -6,6 +6,7 @@ import pytest
 
 from graph.embedded import EmbeddedStore
 from qa_system.ask.pipeline import AskPipeline, PipelineConfig
+from qa_system.ask.stages import OneAtATimeRanker
 from qa_system.errors import InputError
 from retrievers.linking import LinkedEntity
 from retrievers.subgraph import SubgraphRetriever
@@ -26,7 +27,7 @@ class NameLinker:
         return hits[:top_k]
 
 
-class FixedRanker:
+class FixedRanker(OneAtATimeRanker):
     def __init__(self, answers: dict[str, float]) -> None:
         self.answers = answers
 

@@ -13,6 +13,7 @@ import pytest
 from graph.embedded import EmbeddedStore
 from qa_system.ask.pipeline import AskPipeline, PipelineConfig
 from qa_system.ask.relation_reader import AnswerTypePrior, LinkedTopic, RelationWordsReader
+from qa_system.ask.stages import OneAtATimeRanker
 from qa_system.relations import readable_relation
 from qa_system.types import Entity, Fact, FactStatus, FactView, Provenance, SourceKind, literal_entity
 from retrievers.linking import LinkedEntity
@@ -41,7 +42,7 @@ class NameLinker:
         return hits[:top_k]
 
 
-class NeverRanker:
+class NeverRanker(OneAtATimeRanker):
     def rank(self, question: str, context) -> list[tuple[str, float]]:
         raise AssertionError("the trained reader must not be asked")
 
@@ -246,7 +247,7 @@ def test_an_imported_twin_of_a_known_entity_is_read_by_relation_words(movies: Em
             return [LinkedEntity(known, 0.9, "Keanu Reeves", start, start + 12, ("fake",)),
                     LinkedEntity(imported, 0.85, "Keanu Reeves", start, start + 12, ("fake",))][:top_k]
 
-    class KnownRanker:
+    class KnownRanker(OneAtATimeRanker):
         def rank(self, question: str, context) -> list[tuple[str, float]]:
             return [("/m/film", 0.9)]
 

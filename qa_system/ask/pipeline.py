@@ -1,8 +1,9 @@
 """The ask pipeline: link -> retrieve -> read -> an ``Answer`` with evidence and confidence.
 
 Loaded once, used for many questions (the CLI's ``--file`` mode, the app and evaluation share one
-object). Each stage sits behind a small interface so tests can swap in fakes:
-``EntityLinker.link``, ``SubgraphRetriever.retrieve`` and an ``AnswerRanker.rank``.
+object). Each stage sits behind a small interface (``ask.stages``: ``Linker``, ``Retriever``,
+``AnswerRanker``) so tests can swap in fakes; ``ask.stages.ranking_stages`` builds the ranking
+stages the evaluations drive too.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from qa_system.ask.stages import AnswerRanker, Calibrator, Linker, Retriever
 from qa_system.errors import InputError, QAError
 from qa_system.types import Answer, RankedEntity
 
@@ -24,12 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2_000
-
-
-class AnswerRanker(Protocol):
-    """Scores the candidates of one retrieved context: [(entity id, probability)], best first."""
-
-    def rank(self, question: str, context: Any) -> list[tuple[str, float]]: ...
 
 
 @dataclass
@@ -94,12 +90,12 @@ class AskPipeline:
     def __init__(
         self,
         store: Any,
-        linker: Any,
-        retriever: Any,
+        linker: Linker,
+        retriever: Retriever,
         ranker: AnswerRanker,
         config: PipelineConfig | None = None,
         *,
-        calibrator: Callable[[Sequence[float], int], float] | None = None,
+        calibrator: Calibrator | None = None,
         fallback: Callable[[Answer], Answer] | None = None,
         constraints: QuestionConstraints | None = None,
         words_reader: RelationWordsReader | None = None,
@@ -124,8 +120,7 @@ class AskPipeline:
         show progress while the LLM works)."""
 
         text = validate_question(question)
-        if hasattr(self.ranker, "encode_ahead"):  # the reader encodes the question once, whatever the number of readings
-            self.ranker.encode_ahead(text)
+        self.ranker.encode_ahead(text)  # the reader encodes the question once, whatever the number of readings
         prepared = self._prepare(text)
         if not isinstance(prepared, Answer):
             with self._model_lock:
@@ -134,11 +129,9 @@ class AskPipeline:
         return self.fall_back(prepared) if fallback else prepared
 
     def _rank(self, items: list[tuple[str, Any]]) -> list[list[tuple[str, float]]]:
-        """The ranker over (question, context) pairs, batched when it can (caller holds the lock)."""
+        """The ranker over (question, context) pairs, batched (caller holds the lock)."""
 
-        if hasattr(self.ranker, "rank_many"):
-            return self.ranker.rank_many(items)
-        return [self.ranker.rank(text, context) for text, context in items]
+        return self.ranker.rank_many(items)
 
     def _constrain(
         self, prepared: _Prepared, rankings: list[list[tuple[str, float]]]
@@ -411,11 +404,9 @@ def load_pipeline(
 
     from pathlib import Path
 
-    from qa_system.ask.calibration import calibrator_from_card
-    from qa_system.ask.constraints import QuestionConstraints, weights_from_card
     from qa_system.ask.reader_loading import load_reader_checkpoint, shipped_reader
-    from qa_system.ask.reranking import reranker_for, text_match_card
-    from retrievers.answer_text import matcher_from_card, warm_up_in_background
+    from qa_system.ask.stages import ranking_stages
+    from retrievers.answer_text import warm_up_in_background
     from retrievers.linking import GraphEntityLinker
     from retrievers.subgraph import SubgraphRetriever
 
@@ -430,16 +421,12 @@ def load_pipeline(
     entity_index = {e: i for i, e in enumerate(entities)}
     retriever = SubgraphRetriever(store, entity_index, {r: i for i, r in enumerate(relations)}, hops=hops, limit_per_entity=limit_per_entity)
     config = PipelineConfig(threshold=float(card.get("threshold", PipelineConfig.threshold)), read_topics=read_topics)
-    calibrator = calibrator_from_card(card)
-    reranker = reranker_for(store, relations, top_k=rerank_top_k, precision=rerank_precision) if rerank else None
-    matcher = matcher_from_card(text_match_card(card, reranker), store)
+    stages = ranking_stages(card, store, reader, tokenizer, entities, relations, rerank=rerank, rerank_top_k=rerank_top_k,
+                            rerank_precision=rerank_precision, constraints=constraints)
+    matcher = stages.ranker.answer_bias
     if matcher is not None and background_index:  # the app: embed every candidate text once, off the ask path
         warm_up_in_background(matcher, store)
-    weights = weights_from_card(card) if constraints else None
     linker = GraphEntityLinker(store, use_faiss=use_faiss, background_index=background_index, embed_questions=matcher is not None).load()
-    from qa_system.ask.reader_ranker import ReaderRanker
-
-    ranker = ReaderRanker(reader, tokenizer, entity_index, relations, answer_bias=matcher, reranker=reranker)
     words_reader = None
     if words:
         from qa_system.ask.relation_reader import LazyRelationScorer, RelationWordsReader
@@ -450,8 +437,8 @@ def load_pipeline(
         # cosine ("zero-shot") or the shipped trained scorer ("trained")
         scorer = relation_scorer_factory(calibration.get("scorer", "trained"))
         words_reader = RelationWordsReader(LazyRelationScorer(scorer), null_logit=calibration.get("null_logit"))
-    pipeline = AskPipeline(store, linker, retriever, ranker, config, calibrator=calibrator,
-                           constraints=QuestionConstraints(store, weights) if weights else None, words_reader=words_reader)
+    pipeline = AskPipeline(store, linker, retriever, stages.ranker, config, calibrator=stages.calibrator,
+                           constraints=stages.constraints, words_reader=words_reader)
     if words_reader is not None and background_index:  # the app: every relation's words encoded before the questions come
         from qa_system.ask.words_loading import warm_relations_in_background
 

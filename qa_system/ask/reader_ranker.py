@@ -51,8 +51,10 @@ class ReaderRanker:
             log.debug("could not start the reader's question pass ahead: %s", e)
 
     def rank_many(self, items: Sequence[tuple[str, Any]], batch_size: int = 32) -> list[list[tuple[str, float]]]:
+        """Rankings of (question, retrieved context) pairs; each context learns the reader's
+        relation probabilities (to put the fact behind the answer first in the evidence)."""
+
         from qa_system.ask.reader_features import ReaderFeatures
-        from qa_system.ask.reader_loading import rank_with_relations
 
         features = [
             ReaderFeatures(
@@ -69,15 +71,25 @@ class ReaderRanker:
             )
             for question, context in items
         ]
-        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, answer_bias=self.answer_bias)
-        if self.reranker is not None:
-            ranked = self.reranker.rerank_features(features, ranked)
+        ranked, relation_probs = self.rank_features(features, batch_size=batch_size)
         if self.relations:
             count = len(self.relations)
             for (_, context), probs in zip(items, relation_probs):
                 top = torch_topk(probs, 8)
                 context.relation_probs = {(self.relations[i % count], i < count): p for i, p in top if i < 2 * count}
         return ranked
+
+    def rank_features(self, features: Sequence[Any], batch_size: int = 32) -> tuple[list[list[tuple[str, float]]], list[Any]]:
+        """The reader (with the answer bias) then the reranker over ``ReaderFeatures``: what
+        ``rank_many`` runs for the app, and what the evaluations run over their retrieved questions.
+        Returns the rankings and each question's relation distribution."""
+
+        from qa_system.ask.reader_loading import rank_with_relations
+
+        ranked, relation_probs = rank_with_relations(self.reader, features, self.tokenizer, batch_size=batch_size, answer_bias=self.answer_bias)
+        if self.reranker is not None:
+            ranked = self.reranker.rerank_features(features, ranked)
+        return ranked, relation_probs
 
 
 def torch_topk(probs: Any, k: int) -> list[tuple[int, float]]:

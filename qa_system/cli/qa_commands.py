@@ -209,20 +209,21 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
     ``links_out`` receives every question's linked entities when given."""
 
     from graph.open import open_store
-    from qa_system.ask.constraints import QuestionConstraints, weights_from_card
     from qa_system.ask.reader_features import featurize
-    from qa_system.ask.reader_loading import rank
-    from qa_system.ask.reranking import reranker_for, text_match_card
+    from qa_system.ask.stages import ranking_stages
     from qa_system.ask.topic_choice import choose_per_question
     from qa_system.explore import ensure_demo_graph
-    from retrievers.answer_text import CARD_KEY, matcher_from_card
 
     store = open_store(settings)
     try:
         ensure_demo_graph(store)
         retriever = _retriever(store, entities, relations, args)
         read_topics = int(getattr(args, "read_topics", 1)) if args.linking == "predicted" else 1
-        weights = None if getattr(args, "no_constraints", False) else weights_from_card(card)
+        stages = ranking_stages(card, store, reader, tokenizer, entities, relations, rerank=not args.no_reranker,
+                                reranker_dir=args.reranker, rerank_top_k=getattr(args, "reranker_top_k", None),
+                                rerank_precision=getattr(args, "reranker_precision", None),
+                                text_match=not getattr(args, "no_text_match", False), constraints=not getattr(args, "no_constraints", False))
+        weights = stages.constraints.weights if stages.constraints is not None else None
         links: dict[str, list[Any]] = {}
         if args.linking == "predicted" or weights is not None or links_out is not None:
             from retrievers.linking import GraphEntityLinker
@@ -240,20 +241,10 @@ def _rank_questions(args: argparse.Namespace, settings: Any, examples: list[Any]
             scores = {e.id: topic_links[e.id][k].score for e in examples if len(topic_links.get(e.id, [])) > k}
             features += found
             link_scores += [scores.get(f.example_id, 1.0) for f in found]
-        reranker = None if args.no_reranker else reranker_for(store, relations, args.reranker, top_k=getattr(args, "reranker_top_k", None),
-                                                                       precision=getattr(args, "reranker_precision", None))
-        text_weight = _text_weight(args, text_match_card(card, reranker))
-        matcher = matcher_from_card({CARD_KEY: text_weight}, store)  # as the app builds it (None at weight 0)
-        ranked = rank(reader, features, tokenizer, answer_bias=matcher)
-        if reranker is not None:
-            ranked = reranker.rerank_features(tqdm(features, desc=f"{desc} rerank", unit="q", leave=False, mininterval=5), ranked)
-        if weights is not None:
-            constraints = QuestionConstraints(store, weights)
-            ranked = [constraints.apply(r, links.get(f.example_id, []), f.topic)[0] for f, r in zip(features, ranked)]
-        used = {"answer_text_weight": text_weight,
-                "reranker": None if reranker is None else {"top_k": reranker.reranker.top_k, "weight": reranker.reranker.weight,
-                                                           "precision": reranker.reranker.precision, "checkpoint": str(args.reranker or "shipped")},
-                "constraints": None if weights is None else weights.to_dict()}
+        ranked, _ = stages.ranker.rank_features(features)  # the reader, the text match, the reranker: as ``ask`` ranks
+        if stages.constraints is not None:
+            ranked = [stages.constraints.apply(r, links.get(f.example_id, []), f.topic)[0] for f, r in zip(features, ranked)]
+        used = stages.described(str(args.reranker or "shipped"))
         if read_topics > 1:
             features, ranked = choose_per_question(examples, features, ranked, link_scores, _confidences(card, features, ranked))
             used["read_topics"] = read_topics

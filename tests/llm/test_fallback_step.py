@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from qa_system.ask.pipeline import AskPipeline
+from qa_system.ask.stages import OneAtATimeRanker
 from qa_system.errors import GraphError, LLMUnavailableError
 from qa_system.fallback.answer import LLMFallback
 from qa_system.fallback.step import FallbackStep
@@ -127,7 +128,7 @@ def test_pipeline_calls_the_fallback_for_unknown_topics_and_survives_its_failure
         calls.append(answer.question)
         return answer.model_copy(update={"source": "llm", "message": "from the LLM"})
 
-    pipeline = AskPipeline(tiny_store, _Linker(), retriever=None, ranker=None, fallback=fallback)  # type: ignore[arg-type]
+    pipeline = AskPipeline(tiny_store, _Linker(), retriever=None, ranker=OneAtATimeRanker(), fallback=fallback)  # type: ignore[arg-type]
     assert pipeline.ask("Who is Zorblax?").source == "llm" and calls == ["Who is Zorblax?"]
 
     def broken(answer: Answer) -> Answer:
@@ -149,7 +150,7 @@ def test_app_shows_each_llm_claim_with_its_entailment_decision(tiny_store, works
 
 
 def test_pipeline_can_defer_the_fallback_to_the_caller(tiny_store):
-    pipeline = AskPipeline(tiny_store, _Linker(), retriever=None, ranker=None,  # type: ignore[arg-type]
+    pipeline = AskPipeline(tiny_store, _Linker(), retriever=None, ranker=OneAtATimeRanker(),  # type: ignore[arg-type]
                            fallback=lambda a: a.model_copy(update={"source": "llm"}))
     graph_only = pipeline.ask("Who is Zorblax?", fallback=False)
     assert graph_only.source == "none" and pipeline.wants_fallback(graph_only)

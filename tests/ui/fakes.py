@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from qa_system.ask.pipeline import AskPipeline, PipelineConfig
+from qa_system.ask.stages import OneAtATimeRanker
 from retrievers.linking import LinkedEntity
 from retrievers.subgraph import SubgraphRetriever
 
@@ -35,7 +36,7 @@ class NgramLinker:
         return hits[:top_k]
 
 
-class KeywordRanker:
+class KeywordRanker(OneAtATimeRanker):
     """Candidates linked to the topic by a relation the question's keyword names score high."""
 
     def rank(self, question: str, context: Any) -> list[tuple[str, float]]:

@@ -94,7 +94,7 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p = sub.add_parser("add", help="add an account; asks for its password (or reads $QA_NEW_USER_PASSWORD)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--role", required=True, choices=ROLES,
-                   help="reviewer: decide proposed facts; curator: everything (forget, merge, undo, ingest, Cypher)")
+                   help="reviewer: decide proposed facts (undo their own decisions); curator: everything (forget, merge, undo, ingest)")
     p.add_argument("--json", action="store_true", help="print the new account as JSON")
     p.set_defaults(func=_add)
     p = sub.add_parser("list", help="list the accounts (never their passwords)")

@@ -6,8 +6,9 @@ keys tied to the account. ``qa-system users add|list|remove|key`` manages them; 
 (``ui.auth``) and the HTTP API's keys (``ui.api_access``) read them, re-reading the file when it
 changes, so an account added or removed while the server runs counts at once.
 
-Roles (``ROLE_ACTIONS``): a *reviewer* decides proposed facts; a *curator* does everything a
-maintainer can (review, forget a document, merge entities, undo, ingest, the Cypher workbench).
+Roles (``ROLE_ACTIONS``): a *reviewer* decides proposed facts (and may undo their own decisions); a
+*curator* does everything a maintainer can (review, forget a document, merge entities, undo any
+action, curate by hand, ingest). The read-only Cypher workbench is open to every maintainer.
 ``require(role, action, name)`` refuses with an ``AccessDeniedError`` naming who and what.
 
 API keys are random (``qa_`` + 32 URL-safe bytes), shown once when made, stored as SHA-256 digests
@@ -38,12 +39,11 @@ ROLES = ("reviewer", "curator")
 # What each role may do; every maintainer action in the CLI, the app and the API names one of these.
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "reviewer": frozenset({"review"}),
-    "curator": frozenset({"review", "forget", "merge", "undo", "curate", "ingest", "cypher"}),
+    "curator": frozenset({"review", "forget", "merge", "undo", "curate", "ingest"}),
 }
 ACTION_WORDS = {
     "review": "decide proposed facts", "forget": "forget a document", "merge": "merge entities",
-    "undo": "undo maintainer actions", "curate": "edit the graph by hand", "ingest": "ingest documents",
-    "cypher": "use the Cypher workbench",
+    "undo": "undo other maintainers' actions", "curate": "edit the graph by hand", "ingest": "ingest documents",
 }  # fmt: skip
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD_CHARS = 10

@@ -20,8 +20,9 @@ from qa_system.errors import ConfigError, InputError
 from qa_system.maintain import accounts as accounts_module
 from qa_system.maintain.accounts import AccessDeniedError, AccountStore, require
 from qa_system.maintain.review import ReviewFiles, read_jsonl
+from tests.graph.bolt_server import bolt_server, neo4j_store  # noqa: F401  (fixtures)
 from tests.test_forget_merge import _with_duplicate
-from tests.test_ingest import ingester, workspace_of
+from tests.test_ingest import workspace_of
 from ui.api_access import ApiKeys, client_address, parse_proxies
 from ui.auth import MaintainerAuth, Session, check_session, maintainer_only, requires
 from ui.maintain_panels import MaintainPanels, by, ingested_documents, merge_preview
@@ -192,7 +193,34 @@ def test_api_keys_tied_to_accounts(tmp_path: Path) -> None:
     assert ApiKeys.parse("legacy-key").role_of("maintainer") == "curator"  # no accounts: as before
 
 
-# -- merge and forget panels ---------------------------------------------------------------------------------
+# -- merge and forget panels, batch and undo: on each backend ----------------------------------------------------
+@pytest.fixture(params=["embedded", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+def kg(request: pytest.FixtureRequest, tmp_path: Path):
+    """(store holding the tiny KG, workspace folder) on each backend."""
+
+    from graph.importers import import_kg
+    from tests.conftest import write_tiny_kg
+
+    if request.param == "embedded":
+        from graph.embedded import EmbeddedStore
+
+        store = EmbeddedStore.open(tmp_path / "ws")
+        request.addfinalizer(store.close)
+    else:
+        store = request.getfixturevalue("neo4j_store")
+    import_kg(store, write_tiny_kg(tmp_path / "kg"))
+    return store, tmp_path / "ws"
+
+
+def _ingest(store, ws: Path, documents: list) -> None:
+    from qa_system.ingest.entity_resolution import EntityResolver
+    from qa_system.ingest.ingester import Ingester
+    from tests.ingest_support import RuleExtractor, ScriptedNameIndex
+
+    resolver = EntityResolver(store, workspace=ws, name_index=ScriptedNameIndex({}))
+    Ingester(store, RuleExtractor(), workspace=ws, resolver=resolver).ingest(documents)
+
+
 def curator() -> Session:
     return Session(maintainer=True, user="ann", role="curator")
 
@@ -201,8 +229,8 @@ def reviewer() -> Session:
     return Session(maintainer=True, user="rob", role="reviewer")
 
 
-def test_merge_panel_previews_then_merges_under_the_login(tiny_store) -> None:
-    ws = workspace_of(tiny_store)
+def test_merge_panel_previews_then_merges_under_the_login(kg) -> None:
+    tiny_store, ws = kg
     dup = _with_duplicate(tiny_store)
     panels = MaintainPanels(tiny_store, ws)
     preview = merge_preview(tiny_store, "/m/inception", dup.id)
@@ -218,8 +246,8 @@ def test_merge_panel_previews_then_merges_under_the_login(tiny_store) -> None:
     assert (record["action"], record.get("actor") or record["reviewer"]) == ("merge", "ann")
 
 
-def test_merge_panel_bad_input_and_reviewers_change_nothing(tiny_store) -> None:
-    ws = workspace_of(tiny_store)
+def test_merge_panel_bad_input_and_reviewers_change_nothing(kg) -> None:
+    tiny_store, ws = kg
     dup = _with_duplicate(tiny_store)
     panels = MaintainPanels(tiny_store, ws)
     stats = tiny_store.stats()
@@ -236,12 +264,12 @@ def test_merge_panel_bad_input_and_reviewers_change_nothing(tiny_store) -> None:
     assert read_jsonl(ReviewFiles(ws).audit) == []
 
 
-def test_forget_panel_dry_run_first_then_forgets(tiny_store) -> None:
+def test_forget_panel_dry_run_first_then_forgets(kg) -> None:
     from qa_system.ingest.ingester import Document
 
-    ws = workspace_of(tiny_store)
+    tiny_store, ws = kg
     before = tiny_store.stats()
-    ingester(tiny_store).ingest([Document("doc-a", "Alan Bean was born in Wheeler.", "t")])
+    _ingest(tiny_store, ws, [Document("doc-a", "Alan Bean was born in Wheeler.", "t")])
     assert ingested_documents(ws) == [("doc-a (1 sentence)", "doc-a")]
     panels = MaintainPanels(tiny_store, ws)
     grown = tiny_store.stats()
@@ -272,13 +300,14 @@ def _listed(*_args) -> tuple:
     return ("refreshed",) * 6
 
 
-def test_batch_decides_the_previewed_facts_under_the_login(tiny_store) -> None:
+def test_batch_decides_the_previewed_facts_under_the_login(kg) -> None:
     from evaluation.load_test import seed_proposed_facts
     from qa_system.maintain.review import ReviewQueue
     from ui.batch_panel import BatchPanel
 
+    tiny_store, ws = kg
     seeded = seed_proposed_facts(tiny_store, 4)
-    queue = ReviewQueue(tiny_store, workspace_of(tiny_store))
+    queue = ReviewQueue(tiny_store, ws)
     scores = sorted(f.provenance.score for f in queue.list(limit=10))
     bound = (scores[1] + scores[2]) / 2  # two facts score below it
     from ui.review_tab import ANY_RELATION, age_filter, fact_label
@@ -299,13 +328,13 @@ def test_batch_decides_the_previewed_facts_under_the_login(tiny_store) -> None:
     assert "No proposed fact matches" in panel.preview(reviewer(), None, 0.0, None, 0.0, "accept")[0]
 
 
-def test_undo_panel_reviewers_undo_their_own_decisions_curators_any(tiny_store) -> None:
+def test_undo_panel_reviewers_undo_their_own_decisions_curators_any(kg) -> None:
     pytest.importorskip("qa_system.maintain.events")
     from evaluation.load_test import seed_proposed_facts
     from qa_system.maintain.review import ReviewQueue
     from ui.history_panel import HistoryPanel
 
-    ws = workspace_of(tiny_store)
+    tiny_store, ws = kg
     first, second = seed_proposed_facts(tiny_store, 2)
     queue = ReviewQueue(tiny_store, ws)
     accepted = queue.accept(first, reviewer="rob")
@@ -325,7 +354,8 @@ def test_undo_panel_reviewers_undo_their_own_decisions_curators_any(tiny_store) 
     assert tiny_store.get_fact(second).status.value == "proposed"
 
 
-def test_review_shows_what_the_graph_already_says_about_subject_and_relation(tiny_store) -> None:
+def test_review_shows_what_the_graph_already_says_about_subject_and_relation(kg) -> None:
+    tiny_store, _ = kg
     from qa_system.types import Fact, FactStatus, Provenance
     from ui.batch_panel import known_facts_html
 

@@ -2,6 +2,11 @@
 
     python -m evaluation.bench_ask [--checkpoint DIR] [--questions 200] [--threads 2] \
         [--out evaluation/results/ask-latency.json]
+    python -m evaluation.bench_ask --bolt --out evaluation/results/ask-latency-bolt.json
+
+``--bolt``: the Neo4j backend. With ``NEO4J_URI`` set, that server; else a local ArcadeDB Bolt
+server is started (``tests.graph.bolt_server``, the test extra) and stopped at the end. Either way
+the demo graph is imported when the database is empty (the import time is recorded).
 
 Questions: the first N WebQSP filtered test questions (their text only; no labels are used).
 After the answer-text vectors are warmed (as the app does in the background; the time is
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -105,14 +111,29 @@ def main() -> None:
     parser.add_argument("--reranker-precision", choices=PRECISIONS, help="the reranker's precision (default: its card's)")
     parser.add_argument("--read-topics", type=int, default=1, help="linked entities read per question (PipelineConfig.read_topics)")
     parser.add_argument("--no-constraints", action="store_true", help="leave out the re-ordering by the question's other named entities")
+    parser.add_argument("--bolt", action="store_true", help="the Neo4j backend: NEO4J_URI, else a local ArcadeDB Bolt server")
     parser.add_argument("--out", type=Path, default=Path("evaluation/results/ask-latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     questions = [e.question for e in load_qa("webqsp", "test", "filtered", args.data_dir)[: args.questions]]
+    server = None
+    if args.bolt and not os.environ.get("NEO4J_URI"):
+        from tests.graph.bolt_server import start_arcadedb
+
+        server = start_arcadedb()
+        os.environ.update(NEO4J_URI=server.uri, NEO4J_USER=server.user, NEO4J_PASSWORD=server.password,
+                          NEO4J_DATABASE=server.database or "")
     settings = load_settings()
+    if args.bolt and settings.graph_backend != "neo4j":
+        parser.error("--bolt needs NEO4J_URI (or arcadedb-embedded to start a local server)")
     store = open_store(settings)
+    graph: dict[str, object] = {"backend": store.backend, "server": getattr(store, "_agent", None)}
     try:
-        ensure_demo_graph(store)
+        started = time.perf_counter()
+        if ensure_demo_graph(store):
+            graph["demo_import_s"] = round(time.perf_counter() - started, 1)
+        counts = store.stats()
+        graph.update(entities=counts.entities, literals=counts.literals, facts=counts.facts)
         started = time.perf_counter()
         pipeline = load_pipeline(settings, store, reader_dir=args.checkpoint, rerank=not args.no_reranker, rerank_top_k=args.reranker_top_k, read_topics=args.read_topics,
                                  rerank_precision=args.reranker_precision, constraints=not args.no_constraints)
@@ -149,11 +170,17 @@ def main() -> None:
         batched_s = time.perf_counter() - t0
     finally:
         store.close()
+        if server is not None:
+            from tests.graph.bolt_server import stop_arcadedb
+
+            stop_arcadedb(server)
     sequential_qps = len(questions) / sum(total)
     record = {
         "benchmark": "ask-latency",
         "questions": len(questions),
         "threads": args.threads,
+        "backend": graph["backend"],
+        "graph": graph,
         "reranker": getattr(pipeline.ranker, "reranker", None) is not None,
         "reranker_top_k": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "top_k", None),
         "reranker_precision": getattr(getattr(getattr(pipeline.ranker, "reranker", None), "reranker", None), "precision", None),
@@ -176,6 +203,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m evaluation.bench_ask " + " ".join(sys.argv[1:]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

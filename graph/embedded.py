@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from graph import rows as R
 from graph.cypher_store import CypherStoreBase
-from graph.name_index import NameIndex
+from graph.name_index import NameIndex, NameLookups
 from graph.queries import EMBEDDED as Q
 from graph.queries import (
     EMBEDDED_COPY,
@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 
 
-class EmbeddedStore(CypherStoreBase):
+class EmbeddedStore(NameLookups, CypherStoreBase):
     """``GraphStore`` on LadybugDB. Thread-safe: one connection per thread, writes serialised."""
 
     backend = "embedded"

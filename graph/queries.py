@@ -237,30 +237,10 @@ NEO4J = Queries(
 # Everything below is standard Cypher that runs unchanged on Neo4j 5 and on ArcadeDB's Bolt plugin
 # (the test server; it accepts every statement here, including the schema ones, checked on 26.10).
 #
-# Names live on the nodes (no local index file shared between clients): ``name_key`` is
-# ``graph.name_index.normalise(name)``, ``alias_keys`` the same for each alias, and ``name_tokens``
-# the lower-cased words of name and aliases (the token fallback of ``search_entities``, which the
-# embedded store answers with SQLite FTS5).
-NEO4J_FIND_EXACT = (
-    f"MATCH (e:Entity) WHERE e.name_key = $key OR $key IN e.alias_keys RETURN {ENTITY_COLUMNS} "
-    "ORDER BY CASE WHEN e.name_key = $key THEN 0 ELSE 1 END, e.id LIMIT $limit"
-)
-# Ordered as ``NameIndex.prefix`` orders: name matches before alias matches, then by the length of
-# the matching key (an entity's shortest matching alias), then the key itself.
-NEO4J_FIND_PREFIX = (
-    "MATCH (e:Entity) WHERE e.name_key STARTS WITH $key OR any(a IN e.alias_keys WHERE a STARTS WITH $key) "
-    "WITH e, e.name_key STARTS WITH $key AS by_name, "
-    "reduce(best = '', a IN [k IN e.alias_keys WHERE k STARTS WITH $key] | "
-    "CASE WHEN best = '' OR size(a) < size(best) OR (size(a) = size(best) AND a < best) THEN a ELSE best END) AS alias_key "
-    "WITH e, CASE WHEN by_name THEN 0 ELSE 1 END AS is_alias, CASE WHEN by_name THEN e.name_key ELSE alias_key END AS match_key "
-    f"RETURN {ENTITY_COLUMNS} ORDER BY is_alias, size(match_key), match_key, e.id LIMIT $limit"
-)
-# Every word but the last must be a token; the last is a token prefix (what ``NameIndex.search`` does).
-NEO4J_FIND_TOKENS = (
-    f"MATCH (e:Entity) WHERE all(w IN $words WHERE w IN e.name_tokens) "
-    f"AND any(t IN e.name_tokens WHERE t STARTS WITH $last) RETURN {ENTITY_COLUMNS} "
-    "ORDER BY size(e.name_key), e.id LIMIT $limit"
-)
+# Names stay on the nodes for other clients' Cypher (``name_key`` is ``graph.name_index.normalise(name)``,
+# ``alias_keys`` the same for each alias, ``name_tokens`` the lower-cased words of name and aliases),
+# but the store looks names up in its local index (``graph.name_index.MirroredNameIndex``): the
+# lookups on these properties scanned every node, ~19 ms each on ArcadeDB's demo graph.
 
 # Bulk writes: one ``UNWIND`` per transaction of a few thousand rows; ``$now`` travels once.
 NEO4J_UPSERT_ENTITIES = (
@@ -293,6 +273,10 @@ NEO4J_COUNT_IN = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id IN $ids AND 
 _NEO4J_WINDOW = f"AND {_NEO4J_FILTER} AND ((f.rnd >= $lo AND f.rnd < $hi) OR f.rnd < $wrap) RETURN {FACT_COLUMNS}"
 NEO4J_WINDOW_OUT = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE s.id = $id {_NEO4J_WINDOW}"
 NEO4J_WINDOW_IN = f"MATCH (s:Entity)-[f:Fact]->(o:Entity) WHERE o.id = $id {_NEO4J_WINDOW}"
+# Every entity node, literal values included: the staleness check of the store's local name index
+# (``graph.name_index.MirroredNameIndex``), one per lookup. A label count is answered without a scan
+# (~1 ms over Bolt on ArcadeDB's demo graph; leaving literals out made it a 36 ms scan).
+NEO4J_COUNT_ENTITY_NODES = "MATCH (e:Entity) RETURN count(e)"
 # Wipes the store's own graph (tests and ``--fresh`` imports), in batches so a 300k-fact graph does
 # not need one huge transaction.
 NEO4J_CLEAR_BATCH = (

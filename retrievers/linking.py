@@ -3,7 +3,8 @@
 ``GraphEntityLinker`` combines three mention detectors and one ranker:
 
 (a) dictionary: every word n-gram (1-8 tokens) of the question is looked up with the store's exact,
-    case-insensitive ``find_entities`` (names and aliases); a match inside a longer match is dropped;
+    case-insensitive ``find_entities`` (names and aliases; all n-grams at once through
+    ``find_entities_many`` where the store has it); a match inside a longer match is dropped;
 (b) spaCy NER mentions (it misses titles such as "Inception", hence (a));
 (c) FAISS over MiniLM embeddings of entity names (``retrievers.name_embeddings``) for fuzzy matches of the
     NER mentions and of the noun chunks that (a) left over.
@@ -262,10 +263,11 @@ class GraphEntityLinker:
         docs = list(nlp.pipe(texts, batch_size=64)) if nlp is not None else [None] * len(texts)
         per_question: list[dict[tuple[str, int, int], Candidate]] = []
         fuzzy_queries: list[tuple[int, _Span, bool]] = []
+        lookup = self._lookup([text[s.start : s.end] for text in texts for s in self._ngrams(text)])
         for q, (text, doc) in enumerate(zip(texts, docs)):
             found: dict[tuple[str, int, int], Candidate] = {}
             ner_spans = self._ner_spans(doc)
-            matched = self._dictionary(text, ner_spans, found)
+            matched = self._dictionary(text, ner_spans, found, lookup)
             for span in ner_spans:
                 if not any(m.start <= span.start and span.end <= m.end for m in matched):
                     fuzzy_queries.append((q, span, True))
@@ -305,12 +307,12 @@ class GraphEntityLinker:
                 spans.append(_Span(tokens[0].idx, tokens[-1].idx + len(tokens[-1].text), len(tokens)))
         return spans
 
-    def _dictionary(self, text: str, ner_spans: list[_Span], found: dict) -> list[_Span]:
-        """Exact n-gram matches; a span inside a longer matched span is dropped. Returns kept spans."""
+    def _ngrams(self, text: str) -> list[_Span]:
+        """The question's word n-grams (1 to ``MAX_NGRAM`` tokens) worth a dictionary lookup."""
 
         stop = self._stopwords()
         tokens = _tokens(text)
-        hits: list[tuple[_Span, list[Entity]]] = []
+        spans = []
         for i in range(len(tokens)):
             for n in range(min(MAX_NGRAM, len(tokens) - i), 0, -1):
                 start, end = tokens[i][0], tokens[i + n - 1][1]
@@ -319,9 +321,32 @@ class GraphEntityLinker:
                     continue
                 if all(w in stop for w in words) or sum(ch.isalnum() for ch in "".join(words)) < 2:
                     continue
-                entities = self.store.find_entities(text[start:end], limit=10)
-                if entities:
-                    hits.append((_Span(start, end, len(words)), entities))
+                spans.append(_Span(start, end, len(words)))
+        return spans
+
+    def _lookup(self, mentions: Sequence[str]) -> dict[str, list[Entity]]:
+        """Exact name/alias matches of every mention at once (``find_entities_many``: one index check
+        and one entity read on the Neo4j store, instead of a server round trip per n-gram)."""
+
+        unique = list(dict.fromkeys(mentions))
+        many = getattr(self.store, "find_entities_many", None)
+        if many is not None:
+            return many(unique, limit=10)
+        return {m: self.store.find_entities(m, limit=10) for m in unique}
+
+    def _dictionary(self, text: str, ner_spans: list[_Span], found: dict,
+                    lookup: dict[str, list[Entity]] | None = None) -> list[_Span]:
+        """Exact n-gram matches; a span inside a longer matched span is dropped. Returns kept spans.
+        ``lookup``: the n-grams' matches when the caller looked them up already (``_lookup``)."""
+
+        spans = self._ngrams(text)
+        if lookup is None:
+            lookup = self._lookup([text[s.start : s.end] for s in spans])
+        hits: list[tuple[_Span, list[Entity]]] = []
+        for span in spans:
+            entities = lookup.get(text[span.start : span.end])
+            if entities:
+                hits.append((span, entities))
         hits.sort(key=lambda h: (h[0].start - h[0].end, h[0].start))
         kept: list[_Span] = []
         for span, entities in hits:
@@ -402,7 +427,15 @@ class GraphEntityLinker:
 
 
 def default_index_dir(store: GraphStore) -> Path | None:
-    """``<workspace>/indexes`` for the embedded store; None (in-memory index) for other backends."""
+    """``<workspace>/indexes`` for the embedded store; ``<workspace>/indexes/neo4j-<digest>`` for a
+    Neo4j store whose name index lives in a workspace (``graph.name_index.names_path_for``), so the
+    name embeddings are not computed again at every start; None (in-memory) otherwise."""
 
     db_path = getattr(store, "db_path", None)
-    return Path(db_path).parent.parent / "indexes" if db_path is not None else None
+    if db_path is not None:
+        return Path(db_path).parent.parent / "indexes"
+    names_path = getattr(getattr(store, "names", None), "path", None)
+    if names_path is not None and str(names_path) != ":memory:":
+        names_path = Path(names_path)
+        return names_path.parent.parent / "indexes" / names_path.stem.removeprefix("names-")
+    return None

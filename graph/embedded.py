@@ -295,7 +295,10 @@ class EmbeddedStore(NameLookups, CypherStoreBase):
                     raise ReadOnlyViolationError(f"read-only workbench: the database refused a write ({message})") from e
                 raise QueryError(f"query failed: {message}") from e
             finally:
-                conn.execute("ROLLBACK")
+                try:
+                    conn.execute("ROLLBACK")
+                except RuntimeError:  # a failed statement has already ended the transaction; keep the query's own error
+                    pass
         finally:
             conn.close()
 

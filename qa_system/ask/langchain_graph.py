@@ -34,7 +34,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from qa_system.errors import InputError, QAError
+from qa_system.errors import InputError
 from qa_system.relations import readable_relation
 from qa_system.types import (
     Entity,
@@ -123,14 +123,7 @@ class LangChainGraph:
     def query(self, query: str, params: dict | None = None) -> list[dict[str, Any]]:
         """Rows of a read-only Cypher query (``ReadOnlyViolationError`` on a write, ``QueryError`` on a bad one)."""
 
-        try:
-            return self.store.run_read_query(query, dict(params or {}), limit=self.max_rows)
-        except RuntimeError as e:
-            # The embedded store's ROLLBACK after a query LadybugDB refused at bind time (an unknown label
-            # or property) raises "No active transaction", hiding the one-line QueryError: surface that.
-            if isinstance(e.__context__, QAError):
-                raise e.__context__ from None
-            raise
+        return self.store.run_read_query(query, dict(params or {}), limit=self.max_rows)
 
     def refresh_schema(self) -> None:
         """Re-read the counts the schema shows (relation types, statuses, entity types)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graph.store import GraphStore
-from qa_system.errors import EntityNotFoundError, FactNotFoundError, ReadOnlyViolationError
+from qa_system.errors import EntityNotFoundError, FactNotFoundError, QueryError, ReadOnlyViolationError
 from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, is_literal, literal_entity
 
 ENTITIES = [
@@ -174,6 +174,20 @@ def test_read_query_with_parameters(loaded: GraphStore) -> None:
     rows = loaded.run_read_query("MATCH (e:Entity) WHERE e.name = $name RETURN e.id AS id", {"name": "Inception"})
     assert rows == [{"id": "/m/inception"}]
     assert loaded.run_read_query("RETURN 'CREATE (x)' AS text") == [{"text": "CREATE (x)"}]
+
+
+def test_a_bad_read_query_is_a_query_error(loaded: GraphStore) -> None:
+    """Not the database's own transaction error: a bad query the user typed gets one clear line. An
+    unknown label is an error for the embedded database (its schema is fixed) and matches nothing
+    for a Neo4j server."""
+
+    with pytest.raises(QueryError):
+        loaded.run_read_query("MATCH (e:Entity RETURN e")
+    try:
+        assert loaded.run_read_query("MATCH (e:NoSuchLabel) RETURN e.nothing") == []
+    except QueryError:
+        pass
+    assert loaded.stats().entities == len(ENTITIES)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,8 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="folder holding webnlg-casrel/ (default $QA_DATA_DIR)")
     p.add_argument("--no-contrastive", action="store_true", help="QIDN without its two InfoNCE losses (ablation)")
     p.add_argument("--model-config", metavar="JSON", help="model config overrides: a JSON object or a .json file")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt (a run of the same config, more epochs aside); "
+                   "without it a folder holding a training is refused")
     p.add_argument("--init", type=Path, metavar="DIR",
                    help="start from this checkpoint's weights (its card's model config, then --model-config on top; "
                         "new inputs such as case_dim start at zero)")

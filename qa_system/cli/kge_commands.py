@@ -30,8 +30,9 @@ def register(commands: Any, train: Any, evaluate: Any) -> None:
     p.add_argument("--epochs", type=int, help="maximum epochs (default from the config)")
     p.add_argument("--stop-after-epoch", type=int, metavar="N",
                    help="end this call after epoch N (checkpointed; the LR schedule still spans --epochs)")
-    p.add_argument("--resume", action="store_true", help="resume from the run dir's checkpoint (also automatic)")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run dir")
+    p.add_argument("--resume", action="store_true",
+                   help="resume from the run dir's checkpoint (also automatic; refused when it was made with another config)")
+    p.add_argument("--fresh", action="store_true", help="forget the run dir's training (checkpoint, trace) and start over")
     p.add_argument("--no-context", action="store_true", help="context-free baseline (no neighbours)")
     p.add_argument("--data-dir", type=Path, help="folder holding wn18rr etc. (default $QA_DATA_DIR)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")

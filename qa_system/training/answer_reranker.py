@@ -32,11 +32,12 @@ from qa_system.ask.reranking import top_passages
 from qa_system.errors import ModelError
 from qa_system.models.answer_reranker import AnswerReranker, AnswerRerankerNetwork, combine_scores, read_count, save_reranker
 from qa_system.models.entailment import encode_pairs
-from qa_system.training.adapter_loop import adapter_optimizer, optimisation_step, resume_state, save_state
+from qa_system.training.adapter_loop import adapter_optimizer
+from qa_system.training.loop import EarlyStopping, RunFolder, optimisation_step, restore
 
 log = logging.getLogger(__name__)
 
-STATE, TRACE, BEST = "last.pt", "trace.jsonl", "best"
+STATE, BEST = "last.pt", "best"
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 1e3)  # 1e3: the reranker alone decides the top k
 SKIP_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)  # reader p(top) at or above which the reranker is not run
 READ_WITHIN_GRID = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0)  # nats below the reader's top within which candidates are read
@@ -253,20 +254,21 @@ def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGr
     usable = [g for g in train if any(g.gold)]
     if not usable:
         raise ModelError("no training question has a gold answer among the reader's top candidates")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir, {"task": "answer-reranker", "train": asdict(cfg), "top_k": top_k}, state=STATE)
     torch.manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(usable) / cfg.questions_per_step)
     optimizer, schedule, trainable = adapter_optimizer(network, lr=cfg.lr, head_lr_scale=cfg.head_lr_scale, weight_decay=cfg.weight_decay,
                                                        total_steps=steps_per_epoch * cfg.epochs, warmup=cfg.warmup)
-    epoch, step_in_epoch, best = 1, 0, -1.0
-    state_path = run_dir / STATE
-    state = resume_state(state_path, network, optimizer, schedule, resume=resume)
+    epoch, step_in_epoch, best = 1, 0, EarlyStopping()
+    state = folder.open(resume=resume)
     if state is not None:
-        epoch, step_in_epoch, best = state["epoch"], state["step"], state["best"]
-        log.info("resuming %s at epoch %d step %d (best dev %.4f)", run_dir, epoch, step_in_epoch, best)
+        restore(state, folder.state_path, network=network, optimizer=optimizer, schedule=schedule)
+        epoch, step_in_epoch, best.best = state["epoch"], state["step"], state["best"]
+        log.info("resuming %s at epoch %d step %d (best dev %.4f)", run_dir, epoch, step_in_epoch, best.best)
 
     def snapshot(ep: int, step: int) -> None:
-        save_state(state_path, network, optimizer, schedule, epoch=ep, step=step, best=best, train_config=asdict(cfg))
+        folder.save({"network": network.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                     "epoch": ep, "step": step, "best": best.best, "train_config": asdict(cfg)})
 
     while epoch <= cfg.epochs:
         network.train()
@@ -290,15 +292,13 @@ def fit(network: AnswerRerankerNetwork, tokenizer: Any, train: Sequence[RerankGr
                 snapshot(epoch, step + 1)
         report = dev_report(AnswerReranker(network, tokenizer, top_k=top_k), dev, allow_skip=allow_skip, narrow=narrow)
         network.train()
-        if report["mean_hits1"] > best:
-            best = report["mean_hits1"]
+        if best.update(report["mean_hits1"], epoch):
             save_reranker(run_dir / BEST, network, {**(card or {}), "epoch": epoch, "weight": report["weight"], "top_k": top_k, "skip_above": report["skip_above"],
                                                     "read_within": report["read_within"], "dev": report, "train_config": asdict(cfg)})
-        trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": report, "best": best,
+        trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": report, "best": best.best,
                  "time_s": round(time.time() - started, 1)}
-        with open(run_dir / TRACE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(trace) + "\n")
+        folder.trace.append(trace)
         log.info("reranker %s", json.dumps(trace))
         epoch, step_in_epoch = epoch + 1, 0
         snapshot(epoch, 0)
-    return {"run_dir": str(run_dir), "best_dev": best, "best": str(run_dir / BEST)}
+    return {"run_dir": str(run_dir), "best_dev": best.best, "best": str(run_dir / BEST)}

@@ -1,7 +1,7 @@
 """Training and evaluating the entailment cross-encoder (``qa-system train|evaluate entailment``).
 
-AdamW with linear warm-up/decay over the LoRA adapters and the head; batches of similar length
-(shuffled chunks sorted by length) because padding is most of the cost on a CPU; a loss that
+AdamW over the LoRA adapters and the head on the shared loop (``training.loop``); batches of
+similar length (shuffled chunks sorted by length) because padding is most of the cost on a CPU; a loss that
 accepts label *sets* (``-log sum_{y in target} p(y)``), so two-way "not entailment" pairs train the
 three-way head without a guessed neutral/contradiction label. A resumable ``last.pt`` is written
 every ``save_every`` steps and at the end of each epoch (a CPU epoch is long; a killed run loses
@@ -34,12 +34,13 @@ from qa_system.models.entailment import (
     encode_pairs,
     save_entailment,
 )
-from qa_system.training.adapter_loop import adapter_optimizer, optimisation_step, resume_state, save_state
+from qa_system.training.adapter_loop import adapter_optimizer
 from qa_system.training.entailment_data import NLIPair
+from qa_system.training.loop import EarlyStopping, RunFolder, optimisation_step, restore
 
 log = logging.getLogger(__name__)
 
-STATE, TRACE, BEST = "last.pt", "trace.jsonl", "best"
+STATE, BEST = "last.pt", "best"
 TWO_WAY_DEV = ("webnlg-val",)  # dev sets scored entailment-vs-not
 # Share of the training sample per part when --max-train cuts it (WebNLG is our domain; SNLI is the benchmark).
 DEFAULT_PART_WEIGHTS = {"webnlg": 0.40, "snli": 0.25, "sick": 0.12, "climate-fever": 0.08, "rte": 0.08, "fever": 0.07}
@@ -152,26 +153,27 @@ def dev_report(network: EntailmentCrossEncoder, tokenizer: Any, dev: dict[str, S
 # -- the loop ----------------------------------------------------------------------------------
 def fit(network: EntailmentCrossEncoder, tokenizer: Any, train: Sequence[NLIPair], dev: dict[str, Sequence[NLIPair]],
         cfg: EntailmentTrainConfig, run_dir: Path, *, card: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train (resuming from ``run_dir/last.pt`` when ``resume``); returns a summary with the best dev score."""
+    """Train (resuming from ``run_dir/last.pt`` when ``resume``, a run of the same config); returns a summary with the best dev score."""
 
     if not train:
         raise ModelError("no training pairs")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir, {"task": "entailment", "train": asdict(cfg)}, state=STATE)
     torch.manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     optimizer, schedule, trainable = adapter_optimizer(network, lr=cfg.lr, head_lr_scale=cfg.head_lr_scale, weight_decay=cfg.weight_decay,
                                                        total_steps=steps_per_epoch * cfg.epochs, warmup=cfg.warmup)
-    epoch, step_in_epoch, best, best_epoch = 1, 0, -1.0, 0
-    state_path = run_dir / STATE
-    state = resume_state(state_path, network, optimizer, schedule, resume=resume)
+    epoch, step_in_epoch, best = 1, 0, EarlyStopping()
+    state = folder.open(resume=resume)
     if state is not None:
-        epoch, step_in_epoch, best, best_epoch = state["epoch"], state["step"], state["best"], state["best_epoch"]
+        restore(state, folder.state_path, network=network, optimizer=optimizer, schedule=schedule)
+        epoch, step_in_epoch, best.best, best.best_epoch = state["epoch"], state["step"], state["best"], state["best_epoch"]
         torch.set_rng_state(state["torch_rng"])
-        log.info("resuming %s at epoch %d step %d (best dev %.4f)", run_dir, epoch, step_in_epoch, best)
+        log.info("resuming %s at epoch %d step %d (best dev %.4f)", run_dir, epoch, step_in_epoch, best.best)
 
     def snapshot(ep: int, step: int) -> None:
-        save_state(state_path, network, optimizer, schedule, epoch=ep, step=step, best=best, best_epoch=best_epoch,
-                   torch_rng=torch.get_rng_state(), train_config=asdict(cfg))
+        folder.save({"network": network.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                     "epoch": ep, "step": step, "best": best.best, "best_epoch": best.best_epoch, "torch_rng": torch.get_rng_state(),
+                     "train_config": asdict(cfg)})
 
     while epoch <= cfg.epochs:
         network.train()
@@ -188,15 +190,13 @@ def fit(network: EntailmentCrossEncoder, tokenizer: Any, train: Sequence[NLIPair
             if (step + 1) % cfg.save_every == 0 and step + 1 < len(batches):
                 snapshot(epoch, step + 1)
         metrics = dev_report(network, tokenizer, dev, cfg)
-        if metrics["mean"] > best:
-            best, best_epoch = metrics["mean"], epoch
+        if best.update(metrics["mean"], epoch):
             save_entailment(run_dir / BEST, network, {**(card or {}), "epoch": epoch, "dev_accuracy": metrics,
                                                       "train_config": asdict(cfg)})
-        trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": metrics, "best": best,
+        trace = {"epoch": epoch, "loss": round(float(np.mean(losses)), 4) if losses else None, "dev": metrics, "best": best.best,
                  "steps": len(batches), "time_s": round(time.time() - started, 1)}
-        with open(run_dir / TRACE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(trace) + "\n")
+        folder.trace.append(trace)
         log.info("entailment %s", json.dumps(trace))
         epoch, step_in_epoch = epoch + 1, 0
         snapshot(epoch, 0)
-    return {"run_dir": str(run_dir), "best_dev": best, "best_epoch": best_epoch, "best": str(run_dir / BEST)}
+    return {"run_dir": str(run_dir), "best_dev": best.best, "best_epoch": best.best_epoch, "best": str(run_dir / BEST)}

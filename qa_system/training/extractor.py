@@ -1,20 +1,20 @@
 """One training loop for every span extractor (QIDN, the cascade) on WebNLG.
 
 Why shared: both models implement ``SpanExtractionModel`` (``loss``/``decode`` on an
-``ExtractionBatch``), so data, optimiser, schedule, dev F1, best-checkpoint export and resume are the
-same code. A model family is named by string and its builder/saver/loader are imported lazily.
+``ExtractionBatch``), so data, optimiser, dev F1 and best-checkpoint export are the same code; the
+schedule, resume rule and trace are the shared loop's (``training.loop``). A model family is named by
+string and its builder/saver/loader are imported lazily.
 
 Run folder (outside git): ``last.pt`` (everything needed to resume, written atomically after each
-epoch), ``best/`` (the best dev-F1 checkpoint, float32, in the family's own format),
-``trace.jsonl`` (one line per epoch: losses, dev metrics, seconds).
+epoch; resumed only with ``resume`` and the same model, dataset and training config, more epochs
+aside), ``run.json`` (that config), ``best/`` (the best dev-F1 checkpoint, float32, in the family's
+own format), ``trace.jsonl`` (one line per epoch: losses, dev metrics, seconds).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -25,17 +25,18 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from qa_system.errors import CheckpointError, InputError, ModelError
+from qa_system.errors import CheckpointError, InputError
 from qa_system.models.extraction_data import (
     ExtractionCollator,
     ExtractionExample,
     load_webnlg,
 )
+from qa_system.training.loop import EarlyStopping, RunFolder, linear_schedule, optimisation_step, restore
 
 log = logging.getLogger(__name__)
 
 MODELS = ("qidn", "cascade")
-LAST, BEST, TRACE = "last.pt", "best", "trace.jsonl"
+LAST, BEST = "last.pt", "best"
 
 
 @dataclass
@@ -159,15 +160,6 @@ def length_bucketed_batches(examples: Sequence[ExtractionExample], batch_size: i
     return batches
 
 
-def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
-
-
 # ---------------------------------------------------------------------- the loop
 def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_config: Any = None,
         train_config: ExtractorTrainConfig | None = None, resume: bool = False, command: str | None = None,
@@ -197,14 +189,15 @@ def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_c
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
     optimizer = torch.optim.AdamW(groups)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(cfg.warmup * total), total))
-    start_epoch, best_f1, best_epoch, history = 0, -1.0, None, []
-    if resume and (run_dir / LAST).is_file():
-        start_epoch, best_f1, best_epoch, history = _restore(run_dir / LAST, model, optimizer, scheduler, model_name, dataset)
-        log.info("resumed %s after epoch %d (best dev F1 %.4f at epoch %s)", run_dir, start_epoch, best_f1, best_epoch)
-    elif (run_dir / LAST).is_file():
-        log.warning("%s exists; starting over (pass resume to continue it)", run_dir / LAST)
+    scheduler = linear_schedule(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup, floor=0)
+    model_config_dict = model.config.to_dict() if hasattr(model, "config") and hasattr(model.config, "to_dict") else None
+    folder = RunFolder(run_dir, {"task": "extractor", "model_name": model_name, "dataset": dataset, "train": asdict(cfg),
+                                 "model": model_config_dict}, state=LAST)
+    start_epoch, best, history = 0, EarlyStopping(best_epoch=None), []
+    state = folder.open(resume=resume)
+    if state is not None:
+        start_epoch, history = _restore(state, folder.state_path, model, optimizer, scheduler, best, model_name, dataset)
+        log.info("resumed %s after epoch %d (best dev F1 %.4f at epoch %s)", run_dir, start_epoch, best.best, best.best_epoch)
     if hasattr(model, "lower_cache"):
         model.lower_cache = {}  # QIDN: frozen-layer outputs computed once per training sentence
     lengths = {e.text: len(tokenizer(e.text)["input_ids"]) for e in train}
@@ -218,13 +211,8 @@ def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_c
         for i, idx in enumerate(bar):
             batch = collator([train[j] for j in idx])
             loss, parts = model.loss(batch)
-            if not torch.isfinite(loss):
-                raise ModelError(f"loss became {float(loss)} at epoch {epoch + 1}, batch {i}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            optimisation_step(loss, optimizer, scheduler, [p for g in groups for p in g["params"]], clip=cfg.grad_clip,
+                              what=model_name, epoch=epoch + 1, step=i)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             if i % 20 == 0:
@@ -239,47 +227,31 @@ def fit(run_dir: Path, *, model_name: str, dataset: str, data_dir: Path, model_c
                   "dev": {k: dev_metrics[k] for k in ("precision", "recall", "f1", "correct", "predicted", "gold")},
                   "train_seconds": round(train_seconds, 1), "dev_seconds": round(dev_metrics["seconds"], 1)}
         history.append(record)
-        with (run_dir / TRACE).open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        folder.trace.append(record)
         log.info("epoch %d: loss %.4f, dev P %.4f R %.4f F1 %.4f (%.0f s train)", epoch + 1,
                  record["train_loss"].get("total", float("nan")), dev_metrics["precision"], dev_metrics["recall"],
                  dev_metrics["f1"], train_seconds)
-        if dev_metrics["f1"] > best_f1:
-            best_f1, best_epoch = dev_metrics["f1"], epoch + 1
+        if best.update(dev_metrics["f1"], epoch + 1):
             card = {"dataset": dataset, "epoch": epoch + 1, "dev": dev_metrics, "train_config": asdict(cfg),
                     "max_length": cfg.max_length, "vocabulary": "webnlg", "command": command,
                     "train_sentences": len(train), "dev_sentences": len(dev),
                     **({"init": started_from} if started_from else {})}
             save_model(model_name, run_dir / BEST, model, card, fp16=False)
-        _save_state(run_dir / LAST, model, optimizer, scheduler, model_name, dataset, epoch + 1, best_f1, best_epoch,
-                    history, cfg)
-    return {"run_dir": str(run_dir), "best_epoch": best_epoch, "best_dev_f1": best_f1, "epochs": len(history),
+        folder.save({"model_name": model_name, "dataset": dataset, "epoch": epoch + 1, "best_f1": best.best, "best_epoch": best.best_epoch,
+                     "history": history, "train_config": asdict(cfg), "model": trained_state(model),
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "model_config": model_config_dict})
+    return {"run_dir": str(run_dir), "best_epoch": best.best_epoch, "best_dev_f1": best.best, "epochs": len(history),
             "history": history, "best": str(run_dir / BEST)}
 
 
-def _save_state(path: Path, model, optimizer, scheduler, model_name: str, dataset: str, epoch: int, best_f1: float,
-                best_epoch: int | None, history: list, cfg: ExtractorTrainConfig) -> None:
-    state = {"model_name": model_name, "dataset": dataset, "epoch": epoch, "best_f1": best_f1, "best_epoch": best_epoch,
-             "history": history, "train_config": asdict(cfg), "model": trained_state(model),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "model_config": model.config.to_dict() if hasattr(model, "config") and hasattr(model.config, "to_dict") else None}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _restore(path: Path, model, optimizer, scheduler, model_name: str, dataset: str) -> tuple[int, float, int | None, list]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"cannot resume from {path}: {e}") from e
-    if state.get("model_name") != model_name or state.get("dataset") != dataset:
+def _restore(state: dict[str, Any], path: Path, model, optimizer, scheduler, best: EarlyStopping, model_name: str,
+             dataset: str) -> tuple[int, list]:
+    if state.get("model_name") != model_name or state.get("dataset") != dataset:  # (run.json says so too; older runs lack it)
         raise CheckpointError(f"{path} is a {state.get('model_name')} run on {state.get('dataset')}, "
                               f"not {model_name} on {dataset}; use another --out folder")
-    missing = set(trained_state(model)) - set(state["model"])
+    missing = set(trained_state(model)) - set(state.get("model", {}))
     if missing:
         raise CheckpointError(f"{path} does not match the model ({len(missing)} trained tensors missing)")
-    model.load_state_dict(state["model"], strict=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["epoch"]), float(state["best_f1"]), state.get("best_epoch"), list(state.get("history", []))
+    restore(state, path, model=model, optimizer=optimizer, scheduler=scheduler)
+    best.best, best.best_epoch = float(state["best_f1"]), state.get("best_epoch")
+    return int(state["epoch"]), list(state.get("history", []))

@@ -1,10 +1,13 @@
-"""HittER training: 1vsAll link prediction with reciprocal relations, Adamax, warm-up + linear decay.
+"""HittER training: 1vsAll link prediction with reciprocal relations, Adamax, warm-up + linear decay
+(the shared loop, ``training.loop``).
 
 One epoch visits every training fact in both directions (``(h, r, ?)`` and ``(t, r_inv, ?)``).
 After each epoch: filtered MRR on a fixed random subset of dev facts (named in the trace), one JSON
 line appended to ``<run_dir>/trace.jsonl``, a resumable checkpoint ``<run_dir>/checkpoint.pt``
 (model, optimizer, scheduler, epoch, RNG, best MRR), and the best model exported to
-``<run_dir>/best/`` (safetensors + card). A run dir that already holds a checkpoint resumes.
+``<run_dir>/best/`` (safetensors + card). A run dir that already holds a checkpoint resumes when it
+was made with the same model and training config on the same vocabulary (more epochs aside), and is
+refused otherwise; ``resume=False`` (``--fresh``) forgets it and starts over.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -22,15 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from qa_system.errors import CheckpointError, ConfigError, ModelError
+from qa_system.errors import ConfigError
 from qa_system.models.checkpoint import save_checkpoint
 from qa_system.models.hitter import HittER, HittERConfig, Neighbourhoods
 from qa_system.training.kge_data import KGEData
+from qa_system.training.loop import TRACE, EarlyStopping, RunFolder, linear_schedule, optimisation_step, restore, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "checkpoint.pt"
-TRACE_FILE = "trace.jsonl"
+TRACE_FILE = TRACE
 
 
 @dataclass
@@ -101,32 +103,6 @@ def make_score_fn(model: HittER, neighbourhoods: Neighbourhoods, *, seed: int = 
     return score
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _linear_warmup_decay(total_steps: int, warmup: float):
-    warm = max(1, int(total_steps * warmup))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return factor
-
-
 @dataclass
 class Trainer:
     """Trains one HittER model on ``data`` into ``run_dir``; see the module docstring."""
@@ -155,9 +131,7 @@ class Trainer:
         full = math.ceil(len(self.queries) / tc.batch_size)
         self.steps_per_epoch = min(full, tc.steps_per_epoch) if tc.steps_per_epoch > 0 else full
         self.optimizer = torch.optim.Adamax(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _linear_warmup_decay(self.steps_per_epoch * tc.epochs, tc.warmup)
-        )
+        self.scheduler = linear_schedule(self.optimizer, self.steps_per_epoch * tc.epochs, tc.warmup)
         dev = self.data.splits.get("dev")
         if dev is None or not len(dev):
             dev = self.data.splits["train"]
@@ -166,44 +140,50 @@ class Trainer:
         if tc.valid_facts and len(dev) > tc.valid_facts:
             dev = dev[np.sort(pick.choice(len(dev), tc.valid_facts, replace=False))]
         self.valid_triples = dev
-        self.epoch, self.best_mrr, self.best_epoch, self.bad_epochs = 0, -1.0, 0, 0
+        self.epoch, self.stopper = 0, EarlyStopping(patience=tc.patience)
         self.np_rng = np.random.default_rng(tc.seed)
+        self.folder = RunFolder(self.run_dir, {"task": "kge", "model": self.model_config, "train": asdict(tc),
+                                               "vocab_sha256": self.data.vocab_hash()}, state=STATE_FILE)
 
     # ------------------------------------------------------------------ state
     @property
     def state_path(self) -> Path:
-        return self.run_dir / STATE_FILE
+        return self.folder.state_path
+
+    @property
+    def best_mrr(self) -> float:
+        return self.stopper.best
+
+    @property
+    def best_epoch(self) -> int:
+        return self.stopper.best_epoch
+
+    @property
+    def bad_epochs(self) -> int:
+        return self.stopper.bad_epochs
 
     def save_state(self) -> None:
-        state = {
+        self.folder.save({
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best_mrr": self.best_mrr,
-            "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "rng": _rng_state(),
+            "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "rng": rng_state(),
             "np_rng": self.np_rng.bit_generator.state, "model_config": self.model_config,
             "train_config": asdict(self.train_config), "vocab_sha256": self.data.vocab_hash(),
-        }
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+        })
 
-    def load_state(self) -> None:
-        try:
-            state = torch.load(self.state_path, map_location=self.device, weights_only=False)
-        except (OSError, RuntimeError, EOFError) as e:
-            raise CheckpointError(f"cannot read training checkpoint {self.state_path}: {e}") from e
-        if state.get("vocab_sha256") != self.data.vocab_hash():
-            raise CheckpointError(f"training checkpoint {self.state_path} was made on a different vocabulary")
-        if state.get("model_config") != self.model_config:
-            raise CheckpointError(
-                f"training checkpoint {self.state_path} has model config {state.get('model_config')}, "
-                f"asked for {self.model_config}"
-            )
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.best_mrr = state["epoch"], state["best_mrr"]
-        self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
-        _set_rng_state(state["rng"])
+    def load_state(self, *, resume: bool = True) -> None:
+        """Resume the run in ``run_dir`` (the same model, training config and vocabulary, epochs aside);
+        ``resume=False`` forgets it and starts over."""
+
+        if not resume:
+            self.folder.start_over()
+        state = self.folder.open(resume=True, map_location=self.device)
+        if state is None:
+            return
+        restore(state, self.state_path, strict=True, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        self.epoch = state["epoch"]
+        self.stopper.best, self.stopper.best_epoch, self.stopper.bad_epochs = state["best_mrr"], state["best_epoch"], state["bad_epochs"]
+        set_rng_state(state["rng"])
         self.np_rng.bit_generator.state = state["np_rng"]
         log.info("resumed %s at epoch %d (best valid MRR %.4f)", self.run_dir, self.epoch, self.best_mrr)
 
@@ -229,19 +209,8 @@ class Trainer:
                 )
             t = torch.from_numpy(batch).to(self.device)
             out = self.model(t[:, 0], t[:, 1], neighbours, t[:, 2], compute_logits=False)
-            loss = out.loss
-            if not torch.isfinite(loss):
-                raise ModelError(
-                    f"loss is {loss.item()} at epoch {self.epoch + 1}, step {step + 1} "
-                    f"(lr {self.scheduler.get_last_lr()[0]:.2e}); lower the learning rate or check the data"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            total += loss.item()
+            total += optimisation_step(out.loss, self.optimizer, self.scheduler, self.model.parameters(), clip=tc.grad_clip,
+                                       what="HittER", epoch=self.epoch + 1, step=step + 1)
             count += 1
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total / count:.4f}")
@@ -264,26 +233,20 @@ class Trainer:
     def fit(self, *, resume: bool = True, stop_after_epoch: int | None = None) -> dict:
         """Train to ``epochs`` (or patience); ``stop_after_epoch`` ends this call early, schedule unchanged."""
 
-        if resume and self.state_path.is_file():
-            self.load_state()
+        self.load_state(resume=resume)
         tc = self.train_config
-        trace_path = self.run_dir / TRACE_FILE
         log.info("training %s: %d params, %d steps/epoch, device %s", self.run_dir, self.model.num_parameters(),
                  self.steps_per_epoch, self.device)
         last = min(tc.epochs, stop_after_epoch) if stop_after_epoch else tc.epochs
-        while self.epoch < last and self.bad_epochs < tc.patience:
+        while self.epoch < last and not self.stopper.stop:
             started = time.perf_counter()
             loss = self.train_epoch()
             train_s = time.perf_counter() - started
             result = self.validate()
             self.epoch += 1
             mrr = result["metrics"]["mrr"]
-            improved = mrr > self.best_mrr
-            if improved:
-                self.best_mrr, self.best_epoch, self.bad_epochs = mrr, self.epoch, 0
+            if self.stopper.update(mrr, self.epoch):
                 self.export_best(result["metrics"])
-            else:
-                self.bad_epochs += 1
             record = {
                 "epoch": self.epoch, "loss": round(loss, 6), "valid_mrr": round(mrr, 6),
                 "valid_hits@10": round(result["metrics"]["hits@10"], 6),
@@ -292,11 +255,10 @@ class Trainer:
                 "time_s": round(time.perf_counter() - started, 1), "best_mrr": round(self.best_mrr, 6),
                 "best_epoch": self.best_epoch, "use_context": self.model.config.use_context,
             }
-            with trace_path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            self.folder.trace.append(record)
             log.info("trace %s", json.dumps(record))
             self.save_state()
-        stopped = "patience" if self.bad_epochs >= tc.patience else ("epochs" if self.epoch >= tc.epochs else "stop_after_epoch")
+        stopped = "patience" if self.stopper.stop else ("epochs" if self.epoch >= tc.epochs else "stop_after_epoch")
         return {"run_dir": str(self.run_dir), "epochs": self.epoch, "best_mrr": self.best_mrr,
                 "best_epoch": self.best_epoch, "stopped_by": stopped, "best_checkpoint": str(self.run_dir / "best")}
 

@@ -1,8 +1,9 @@
 """Training the QA reader (``qa-system train reader``) and ranking answers with it.
 
-AdamW with linear warm-up/decay over the trainable parts (LoRA adapters, cross-attention, heads);
-one JSON trace line per epoch (loss, dev Hits@1, time); a resumable checkpoint each epoch; early
-stopping on dev Hits@1; the best weights exported as safetensors + a JSON card.
+AdamW over the trainable parts (LoRA adapters; cross-attention, heads and score weights faster) on
+the shared loop (``training.loop``): one JSON trace line per epoch (loss, dev Hits@1, time); a
+resumable checkpoint each epoch (a run folder of another config is refused); early stopping on dev
+Hits@1 (``patience``); the best weights exported as safetensors + a JSON card.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from qa_system.ask.reader_loading import (  # noqa: F401  (re-exported for the t
     rank,
     save_reader,
 )
-from qa_system.errors import ModelError
 from qa_system.models.reader import QAReader
+from qa_system.training.adapter_loop import adapter_optimizer
+from qa_system.training.loop import EarlyStopping, RunFolder, optimisation_step, restore
 
 log = logging.getLogger(__name__)
 
@@ -71,35 +72,25 @@ def fit(
     *,
     card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train with resume; returns a summary. The best model is exported to ``run_dir/best``."""
+    """Train, resuming the run in ``run_dir`` when it holds one of the same config; returns a summary.
+    The best model is exported to ``run_dir/best``."""
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    model_config = asdict(reader.config) if is_dataclass(reader.config) else None
+    folder = RunFolder(run_dir, {"task": "reader", "train": asdict(cfg), "model": model_config}, state=STATE)
     torch.manual_seed(cfg.seed)
-    adapters = [p for n, p in reader.named_parameters() if p.requires_grad and "lora_" in n]
-    fresh = [p for n, p in reader.named_parameters() if p.requires_grad and "lora_" not in n]  # cross-attention, heads, weights
-    optimizer = torch.optim.AdamW(
-        [{"params": adapters, "lr": cfg.lr}, {"params": fresh, "lr": cfg.lr * cfg.head_lr_scale}], weight_decay=cfg.weight_decay
-    )
-    steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
-    total = steps_per_epoch * cfg.epochs
-    warm = max(1, int(cfg.warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
-    start_epoch, best, best_epoch, stale = 1, -1.0, 0, 0
-    state_path = run_dir / STATE
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        reader.load_state_dict(state["reader"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, best, best_epoch, stale = state["epoch"] + 1, state["best"], state["best_epoch"], state["stale"]
+    optimizer, schedule, _ = adapter_optimizer(reader, lr=cfg.lr, head_lr_scale=cfg.head_lr_scale, weight_decay=cfg.weight_decay,
+                                               total_steps=max(1, math.ceil(len(train) / cfg.batch_size)) * cfg.epochs, warmup=cfg.warmup)
+    start_epoch, stopper = 1, EarlyStopping(patience=cfg.patience)
+    state = folder.open(resume=True)
+    if state is not None:
+        restore(state, folder.state_path, reader=reader, optimizer=optimizer, schedule=schedule)
+        start_epoch, stopper.best, stopper.best_epoch, stopper.bad_epochs = state["epoch"] + 1, state["best"], state["best_epoch"], state["stale"]
         random.setstate(state["python_rng"])
         torch.set_rng_state(state["torch_rng"])
-        log.info("resuming %s after epoch %d (best dev hits@1 %.4f)", run_dir, state["epoch"], best)
+        log.info("resuming %s after epoch %d (best dev hits@1 %.4f)", run_dir, state["epoch"], stopper.best)
     stopped = "epochs"
     for epoch in range(start_epoch, cfg.epochs + 1):
-        if stale >= cfg.patience:
+        if stopper.stop:
             stopped = "early stopping"
             break
         reader.train()
@@ -110,32 +101,18 @@ def fit(
         for start in bar:
             batch = collate([train[i] for i in order[start : start + cfg.batch_size]], tokenizer, max_length=cfg.max_length)
             loss = reader(**batch).loss
-            if loss is None or not torch.isfinite(loss):
-                raise ModelError(f"reader loss is {loss} at epoch {epoch}; lower the learning rate (now {cfg.lr})")
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(_trainable(reader), 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+            losses.append(optimisation_step(loss, optimizer, schedule, _trainable(reader), what="reader", epoch=epoch, step=start // cfg.batch_size))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         metrics = dev_metrics(reader, dev, tokenizer, cfg)
-        improved = metrics["hits@1"] > best
-        if improved:
-            best, best_epoch, stale = metrics["hits@1"], epoch, 0
+        if stopper.update(metrics["hits@1"], epoch):
             save_reader(run_dir / "best", reader, {**(card or {}), "epoch": epoch, "dev": metrics, "train_config": asdict(cfg)})
-        else:
-            stale += 1
         trace = {"epoch": epoch, "loss": sum(losses) / max(1, len(losses)), "dev_hits@1": metrics["hits@1"],
-                 "dev_hits@5": metrics["hits@5"], "best": best, "time_s": round(time.time() - started, 1),
+                 "dev_hits@5": metrics["hits@5"], "best": stopper.best, "time_s": round(time.time() - started, 1),
                  "gates": [round(float(torch.tanh(b.gate.detach())), 4) for b in reader.cross]}
-        with open(run_dir / "trace.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(trace) + "\n")
+        folder.trace.append(trace)
         log.info("reader %s", json.dumps(trace))
-        torch.save(
-            {"reader": reader.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "epoch": epoch,
-             "best": best, "best_epoch": best_epoch, "stale": stale, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()},
-            run_dir / (STATE + ".tmp"),
-        )
-        os.replace(run_dir / (STATE + ".tmp"), state_path)
-    return {"run_dir": str(run_dir), "best_dev_hits@1": best, "best_epoch": best_epoch, "stopped_by": stopped, "best": str(run_dir / "best")}
+        folder.save({"reader": reader.trainable_state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                     "epoch": epoch, "best": stopper.best, "best_epoch": stopper.best_epoch, "stale": stopper.bad_epochs,
+                     "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()})
+    return {"run_dir": str(run_dir), "best_dev_hits@1": stopper.best, "best_epoch": stopper.best_epoch, "stopped_by": stopped,
+            "best": str(run_dir / "best")}

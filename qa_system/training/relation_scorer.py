@@ -47,6 +47,7 @@ from qa_system.models.relation_scorer import (
     tokenize,
 )
 from qa_system.relations import readable_relation
+from qa_system.training.loop import TRACE, EarlyStopping, Trace, linear_schedule, optimisation_step
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,8 @@ def train_relation_scorer(
     vector_cache: Path | None = None,
     weight_decay: float = 0.01,
 ) -> dict[str, Any]:
-    """Train, checkpoint every epoch under ``out_dir/epoch-N``, keep the best on dev in ``out_dir/best``.
+    """Train, checkpoint every epoch under ``out_dir/epoch-N``, keep the best on dev in ``out_dir/best``,
+    one line per epoch in ``out_dir/trace.jsonl`` (the shared loop's schedule, step and trace; no resume).
 
     Returns the summary written into the card (data counts, dev Hits@1 per epoch, best epoch).
     """
@@ -271,10 +273,10 @@ def train_relation_scorer(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = max(1, steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs))
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-    history, best, step = [], None, 0
+    schedule = linear_schedule(optimizer, total, 0.1)  # a tenth of the steps warms up
+    history, best, best_entry, step = [], EarlyStopping(patience=None), None, 0
+    trace = Trace(out_dir / TRACE)
+    trace.reset()  # no resume: every call is a new run
     card_base = {
         "name": "relation-scorer-minilm",
         "date": date.today().isoformat(),
@@ -304,13 +306,8 @@ def train_relation_scorer(
                 loss = train_table.loss(network, permutation[start : start + batch_size], in_batch_weight)
             else:
                 loss = _batch_loss(network, tokenizer, order[start : start + batch_size], config, in_batch_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
+            losses.append(optimisation_step(loss, optimizer, schedule, params, what="relation scorer", epoch=epoch, step=step))
             step += 1
-            losses.append(float(loss.detach()))
             if frozen is None and (step % 5 == 0 or step == 1):
                 log.info("epoch %d step %d/%d loss %.4f scale %.2f lex %.3f (%.0f s)", epoch, step, total,
                          np.mean(losses[-5:]), float(network.log_scale.detach().exp()), float(network.lex_weight.detach()), time.time() - started)
@@ -319,15 +316,16 @@ def train_relation_scorer(
         entry = {"epoch": epoch, "steps": step, "loss": round(float(np.mean(losses)), 4) if losses else None,
                  "dev": dev, "seconds": round(time.time() - started, 1)}
         history.append(entry)
+        trace.append(entry)
         log.info("epoch %d: loss %s dev Hits@1 %s", epoch, entry["loss"], dev["hits@1"])
         card = {**card_base, "history": history, "epoch": epoch}
         save_relation_scorer(out_dir / ("last" if frozen else f"epoch-{epoch}"), network, card)
-        if best is None or (dev["hits@1"] or 0) > (best["dev"]["hits@1"] or 0):
-            best = entry
+        if best.update(dev["hits@1"] or 0, epoch):
+            best_entry = entry
             save_relation_scorer(out_dir / "best", network, {**card, "best_epoch": epoch, "dev": dev})
         if step >= total:
             break
-    summary = {**card_base, "history": history, "best_epoch": best["epoch"] if best else None,
-               "dev": best["dev"] if best else None, "best": str(out_dir / "best"),
+    summary = {**card_base, "history": history, "best_epoch": best_entry["epoch"] if best_entry else None,
+               "dev": best_entry["dev"] if best_entry else None, "best": str(out_dir / "best"),
                "seconds": round(time.time() - started, 1)}
     return summary

@@ -46,6 +46,11 @@ def test_train_resume_and_evaluate(data_dir: Path, tmp_path: Path, capsys) -> No
     assert card["dataset"] == "webnlg-star" and card["config"]["backbone"] == "random"
     assert "train extractor" in card["command"]
 
+    capsys.readouterr()
+    assert main([*base, "--epochs", "2"]) == 1  # a folder holding a training is not overwritten
+    assert "--resume" in capsys.readouterr().err
+    assert main([*base, "--epochs", "2", "--resume", "--batch-size", "1"]) == 1
+    assert "train.batch_size: 2 (run) vs 1 (asked)" in capsys.readouterr().err
     second = run_json(capsys, [*base, "--epochs", "2", "--resume"])
     assert [h["epoch"] for h in second["history"]] == [1, 2]  # epoch 1 restored, only epoch 2 trained
     assert len((run / "trace.jsonl").read_text().splitlines()) == 2

@@ -175,3 +175,23 @@ def test_cli_trains_on_workspace_store(tmp_path, monkeypatch, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["epochs"] == 1 and store.closed
     assert summary["run_dir"] == str(tmp_path / "runs" / "kge-workspace-small")
+
+
+def test_a_run_dir_of_another_config_is_refused_and_fresh_starts_over(tmp_path, data):
+    train_kge(data, "small", tmp_path, epochs=1, model_overrides=TINY, train_overrides=FAST)
+    with pytest.raises(CheckpointError, match=r"another training config .*train\.lr: 0\.01 \(run\) vs 0\.02 \(asked\)"):
+        train_kge(data, "small", tmp_path, epochs=2, model_overrides=TINY, train_overrides={**FAST, "lr": 0.02})
+    with pytest.raises(CheckpointError, match=r"model\.dim: 32 \(run\) vs 16 \(asked\)"):
+        train_kge(data, "small", tmp_path, epochs=2, model_overrides={**TINY, "dim": 16}, train_overrides=FAST)
+    assert train_kge(data, "small", tmp_path, epochs=2, model_overrides=TINY, train_overrides=FAST)["epochs"] == 2  # more epochs: resumed
+    fresh = train_kge(data, "small", tmp_path, epochs=1, resume=False, model_overrides=TINY, train_overrides={**FAST, "lr": 0.02})
+    assert fresh["epochs"] == 1 and len((tmp_path / "trace.jsonl").read_text().splitlines()) == 1
+
+
+def test_patience_stops_a_run_whose_dev_mrr_stops_rising(tmp_path, data, monkeypatch):
+    mrrs = iter([0.2, 0.3, 0.3, 0.25, 0.9])
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"metrics": {"mrr": next(mrrs), "hits@10": 0.5}, "num_queries": 4})
+    summary = train_kge(data, "small", tmp_path, epochs=5, model_overrides=TINY, train_overrides={**FAST, "patience": 2})
+    assert (summary["stopped_by"], summary["epochs"], summary["best_epoch"], summary["best_mrr"]) == ("patience", 4, 2, 0.3)
+    trace = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert [t["best_epoch"] for t in trace] == [1, 2, 2, 2]

@@ -160,10 +160,14 @@ class CypherStoreBase:
 
         raise NotImplementedError
 
-    def _entity_statement(self, entity: Entity, now: str) -> tuple[str, dict[str, Any]]:
+    def _entities_statement(self, entities: Sequence[Entity], now: str) -> tuple[str, dict[str, Any]]:
+        """One statement inserting or updating ``entities``."""
+
         raise NotImplementedError
 
-    def _insert_fact_statement(self, fact: Fact, now: str) -> tuple[str, dict[str, Any]]:
+    def _insert_facts_statement(self, facts: Sequence[Fact], now: str) -> tuple[str, dict[str, Any]]:
+        """One statement creating ``facts`` (checked new) whose ends exist; it returns their count."""
+
         raise NotImplementedError
 
     def _after_change(self, change: Change, added: int, deleted: Sequence[str]) -> None:
@@ -175,8 +179,13 @@ class CypherStoreBase:
         q = self.queries
 
         def work(run: Run) -> tuple[int, list[str]]:
+            anchored = change.subjects
             if change.expect:
-                found = {r[0]: r[1] for r in run(q.fact_statuses, {"ids": list(change.expect)})}
+                if all(i in anchored for i in change.expect):
+                    rows = run(q.fact_statuses_by_subject, {"rows": [{"id": i, "s": anchored[i]} for i in change.expect]})
+                else:
+                    rows = run(q.fact_statuses, {"ids": list(change.expect)})
+                found = {r[0]: r[1] for r in rows}
                 for fid, status in change.expect.items():
                     if found.get(fid) != status:
                         now_is = f"now {found[fid]}" if fid in found else "gone"
@@ -191,18 +200,30 @@ class CypherStoreBase:
                     )
             put_ids = [e.id for e in change.put_entities]
             existed = {r[0] for r in run(q.existing_entity_ids, {"ids": put_ids})} if put_ids else set()
-            for entity in change.put_entities:
-                run(*self._entity_statement(entity, now))
+            entities = list({e.id: e for e in change.put_entities}.values())
+            for start in range(0, len(entities), ID_CHUNK):
+                run(*self._entities_statement(entities[start : start + ID_CHUNK], now))
             ids = list(dict.fromkeys(change.delete_facts))
             for start in range(0, len(ids), ID_CHUNK):
-                run(q.delete_facts, {"ids": ids[start : start + ID_CHUNK]})
-            for fact in change.put_facts:
-                p = R.fact_params(fact, now)
-                update = {k: p[k] for k in ("id", "subject", "status", "confidence", "split", "source_kind", "dataset", "provenance", "now")}
-                if not run(q.update_fact, update):
-                    rows = run(*self._insert_fact_statement(fact, now))
-                    if not rows or not rows[0][0]:
-                        raise EntityNotFoundError(f"fact {fact.id}: its subject or object is not an entity in the graph (nothing changed)")
+                chunk = ids[start : start + ID_CHUNK]
+                if all(i in anchored for i in chunk):
+                    run(q.delete_facts_by_subject, {"rows": [{"id": i, "s": anchored[i]} for i in chunk]})
+                else:
+                    run(q.delete_facts, {"ids": chunk})
+            puts = list({f.id: f for f in change.put_facts}.values())
+            for start in range(0, len(puts), ID_CHUNK):
+                chunk = puts[start : start + ID_CHUNK]
+                keys = [{"id": f.id, "s": f.subject} for f in chunk]
+                existing = {r[0] for r in run(q.fact_statuses_by_subject, {"rows": keys})}
+                kept = ("id", "subject", "status", "confidence", "split", "source_kind", "dataset", "provenance")
+                updates = [{k: p[k] for k in kept} for p in (R.fact_params(f, now) for f in chunk if f.id in existing)]
+                if updates:
+                    run(q.update_facts, {"rows": updates, "now": now})
+                fresh = [f for f in chunk if f.id not in existing]
+                if fresh:
+                    rows = run(*self._insert_facts_statement(fresh, now))
+                    if not rows or rows[0][0] != len(fresh):
+                        raise EntityNotFoundError("a fact's subject or object is not an entity in the graph (nothing changed)")
             ids = list(dict.fromkeys(change.delete_entities))
             deleted = sorted({r[0] for r in run(q.existing_entity_ids, {"ids": ids})}) if ids else []
             for start in range(0, len(deleted), ID_CHUNK):

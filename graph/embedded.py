@@ -27,7 +27,9 @@ from graph.queries import EMBEDDED as Q
 from graph.queries import (
     EMBEDDED_COPY,
     EMBEDDED_DEGREES,
+    EMBEDDED_INSERT_FACTS,
     EMBEDDED_TABLES,
+    EMBEDDED_UPSERT_ENTITIES,
     EMBEDDED_WINDOWED,
 )
 from graph.readonly import check_read_only
@@ -199,18 +201,18 @@ class EmbeddedStore(NameLookups, CypherStoreBase):
             self._rows("COMMIT")
             return result
 
-    def _entity_statement(self, entity: Entity, now: str) -> tuple[str, dict[str, Any]]:
-        return Q.upsert_entity, R.entity_params(entity, now)
+    def _entities_statement(self, entities: Sequence[Entity], now: str) -> tuple[str, dict[str, Any]]:
+        return EMBEDDED_UPSERT_ENTITIES, {"rows": [{k: v for k, v in R.entity_params(e, now).items() if k != "now"} for e in entities], "now": now}
 
-    def _insert_fact_statement(self, fact: Fact, now: str) -> tuple[str, dict[str, Any]]:
-        return Q.insert_fact, R.fact_params(fact, now)
+    def _insert_facts_statement(self, facts: Sequence[Fact], now: str) -> tuple[str, dict[str, Any]]:
+        rows = [{k: v for k, v in R.fact_params(f, now).items() if k != "now"} for f in facts]
+        return EMBEDDED_INSERT_FACTS, {"rows": rows, "now": now}
 
     def _after_change(self, change: Change, added: int, deleted: Sequence[str]) -> None:
         self._degrees = None
         if change.put_entities:
             self.names.add(change.put_entities)
         self._after_delete(deleted)
-
 
     # -- reads -----------------------------------------------------------------------------
     def _entities(self, ids: list[str]) -> list[Entity]:

@@ -270,14 +270,16 @@ class Neo4jStore(NameLookups, CypherStoreBase):
                 time.sleep(random.uniform(0.005, 0.05) * attempt)
         raise AssertionError("unreachable")
 
-    def _entity_statement(self, entity: Entity, now: str) -> tuple[str, dict[str, Any]]:
-        return NEO4J_UPSERT_ENTITIES, {"rows": [_entity_row(entity)], "now": now}
+    def _entities_statement(self, entities: Sequence[Entity], now: str) -> tuple[str, dict[str, Any]]:
+        return NEO4J_UPSERT_ENTITIES, {"rows": [_entity_row(e) for e in entities], "now": now}
 
-    def _insert_fact_statement(self, fact: Fact, now: str) -> tuple[str, dict[str, Any]]:
-        p = R.fact_params(fact, now)
-        row = [p["id"], p["subject"], p["relation"], p["object"], 0, p["rnd"]]
-        variant = [p["status"], p["confidence"], p["split"], p["source_kind"], p["dataset"], p["provenance"]]
-        return NEO4J_INSERT_FACTS, {"rows": [row], "variants": [variant], "now": now}
+    def _insert_facts_statement(self, facts: Sequence[Fact], now: str) -> tuple[str, dict[str, Any]]:
+        rows, variants = [], []  # see NEO4J_INSERT_FACTS for the row layout
+        for fact in facts:
+            p = R.fact_params(fact, now)
+            rows.append([p["id"], p["subject"], p["relation"], p["object"], len(variants), p["rnd"]])
+            variants.append([p["status"], p["confidence"], p["split"], p["source_kind"], p["dataset"], p["provenance"]])
+        return NEO4J_INSERT_FACTS, {"rows": rows, "variants": variants, "now": now}
 
     def _after_change(self, change: Change, added: int, deleted: Sequence[str]) -> None:
         names = getattr(self, "names", None)  # a local mirror of the name lookups, where the store keeps one
@@ -305,9 +307,9 @@ class Neo4jStore(NameLookups, CypherStoreBase):
         with self._write_lock:
             while self._write(NEO4J_CLEAR_BATCH, {"limit": 5_000})[0][0]:
                 pass
-            self.names.cleared()
             while self._write(NEO4J_CLEAR_EVENTS_BATCH, {"limit": 5_000})[0][0]:
                 pass
+            self.names.cleared()
 
     # -- writes ----------------------------------------------------------------------------
     def _scan_ids(self, query: str) -> set[str]:

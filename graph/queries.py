@@ -65,12 +65,19 @@ class Queries:
     # ``event_undone_by`` are the checks of a change: on Neo4j they write a version counter first,
     # which takes the write lock, so the status read after it is the committed one (see NEO4J).
     fact_statuses: str = "MATCH ()-[f:Fact]->() WHERE f.id IN $ids RETURN f.id, f.status"
+    # the same through each fact's subject (``$rows``: ``{id, s}`` maps): an index seek per fact, where
+    # ``f.id IN $ids`` compares every fact with every id (10 s for 3,000 ids on the embedded demo graph).
+    # Two MATCH clauses: LadybugDB plans the one-pattern form as a join (3-4x slower).
+    fact_statuses_by_subject: str = (
+        "UNWIND $rows AS r MATCH (s:Entity {id: r.s}) MATCH (s)-[f:Fact]->(o:Entity) WHERE f.id = r.id RETURN f.id, f.status"
+    )
+    delete_facts_by_subject: str = "UNWIND $rows AS r MATCH (s:Entity {id: r.s}) MATCH (s)-[f:Fact]->(o:Entity) WHERE f.id = r.id DELETE f"
     event_undone_by: str = "MATCH (e:AuditEvent) WHERE e.id = $id RETURN e.undone_by"
     events_touching: str = ""
-    update_fact: str = (
-        "MATCH (s:Entity {id: $subject})-[f:Fact]->(o:Entity) WHERE f.id = $id "
-        "SET f.status = $status, f.confidence = $confidence, f.split = $split, f.source_kind = $source_kind, "
-        "f.dataset = $dataset, f.provenance = $provenance, f.updated_at = $now RETURN f.id"
+    update_facts: str = (
+        "UNWIND $rows AS r MATCH (s:Entity {id: r.subject}) MATCH (s)-[f:Fact]->(o:Entity) WHERE f.id = r.id "
+        "SET f.status = r.status, f.confidence = r.confidence, f.split = r.split, f.source_kind = r.source_kind, "
+        "f.dataset = r.dataset, f.provenance = r.provenance, f.updated_at = $now RETURN count(*)"
     )
     create_event: str = (
         "CREATE (e:AuditEvent {id: $id, action: $action, actor: $actor, at: $at, reason: $reason, "
@@ -79,7 +86,6 @@ class Queries:
     mark_undone: str = "MATCH (e:AuditEvent) WHERE e.id = $id SET e.undone_by = $by RETURN e.id"
     event_by_id: str = f"MATCH (e:AuditEvent) WHERE e.id = $id RETURN {EVENT_COLUMNS}"
     list_events: str = f"MATCH (e:AuditEvent) RETURN {EVENT_COLUMNS} ORDER BY e.at DESC, e.id DESC SKIP $offset LIMIT $limit"
-
 
 
 _SHARED = dict(
@@ -143,6 +149,21 @@ _EMBEDDED_BY_IDS = dict(
     delete_entities="UNWIND $ids AS i MATCH (e:Entity {id: i}) DETACH DELETE e",
 )
 
+# Embedded only: facts of a change (``apply_change``), one ``UNWIND`` of ``graph.rows.fact_params`` maps
+# inside its transaction (``COPY`` cannot run in one). Two MATCH clauses, not one with a comma: the
+# comma form was planned as a join over the whole table (12 s against 0.4 s for 3,000 facts).
+EMBEDDED_UPSERT_ENTITIES = (
+    "UNWIND $rows AS r MERGE (e:Entity {id: r.id}) ON CREATE SET e.created_at = $now "
+    "SET e.name = r.name, e.aliases = r.aliases, e.type = r.type, e.description = r.description, "
+    "e.image_url = r.image_url, e.url = r.url, e.updated_at = $now"
+)
+EMBEDDED_INSERT_FACTS = (
+    "UNWIND $rows AS r MATCH (s:Entity {id: r.subject}) MATCH (o:Entity {id: r.object}) "
+    "CREATE (s)-[:Fact {id: r.id, subject: r.subject, rnd: r.rnd, rel_type: r.relation, status: r.status, confidence: r.confidence, "
+    "split: r.split, source_kind: r.source_kind, dataset: r.dataset, provenance: r.provenance, "
+    "created_at: $now, updated_at: $now}]->(o) RETURN count(*)"
+)
+
 # Embedded only: every entity's number of facts (both directions, any status), read once and cached.
 EMBEDDED_DEGREES = "MATCH (e:Entity)-[f:Fact]-() RETURN e.id, count(f)"
 
@@ -201,6 +222,10 @@ NEO4J = Queries(
     # committed values), instead of both reading "proposed" and both writing. ArcadeDB, optimistic,
     # fails the second commit instead (retried by ``Neo4jStore._in_transaction``).
     fact_statuses="MATCH ()-[f:Fact]->() WHERE f.id IN $ids SET f.version = coalesce(f.version, 0) + 1 RETURN f.id, f.status",
+    fact_statuses_by_subject=(
+        "UNWIND $rows AS r MATCH (s:Entity {id: r.s}) MATCH (s)-[f:Fact]->(o:Entity) WHERE f.id = r.id "
+        "SET f.version = coalesce(f.version, 0) + 1 RETURN f.id, f.status"
+    ),
     event_undone_by="MATCH (e:AuditEvent) WHERE e.id = $id SET e.version = coalesce(e.version, 0) + 1 RETURN e.undone_by",
     events_touching=(
         f"MATCH (e:AuditEvent) WHERE e.at > $after AND any(t IN e.targets WHERE t IN $targets) RETURN {EVENT_COLUMNS} ORDER BY e.at, e.id"

@@ -68,6 +68,9 @@ class Change:
     put_facts: tuple[Fact, ...] = ()
     delete_entities: tuple[str, ...] = ()
     undo_of: str = ""
+    # fact id -> its subject id, for the facts of ``expect`` and ``delete_facts`` when known: the store
+    # then reaches each through its subject's index instead of scanning every fact for the ids
+    subjects: dict[str, str] = field(default_factory=dict)
 
 
 class StaleChangeError(ReviewConflictError):

@@ -133,6 +133,7 @@ def make_change(
         put_facts=tuple(as_fact(f) for f in facts_after),
         delete_entities=tuple(dict.fromkeys(e.id for e in entities_before if e.id not in after_entity_ids)),
         undo_of=undo_of,
+        subjects={f.id: f.subject for f in (*facts_before, *facts_after)},
     )
 
 

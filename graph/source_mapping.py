@@ -363,10 +363,14 @@ class StoreWriter:
             counts.add("facts", store.upsert_facts(batch.facts))
         counts.unnamed += batch.unnamed
 
+    def flush(self) -> None:
+        """Nothing waits: every batch is written when given."""
+
 
 def batch_writer(store: GraphStore) -> Any:
-    """The fastest writer for ``store`` (``write(batch, counts)``): the embedded store's bulk path, or
-    the store's own upserts. One writer per import: the bulk path remembers what it wrote."""
+    """The fastest writer for ``store`` (``write(batch, counts)``, then ``flush()`` once at the end):
+    the embedded store's bulk path, or the store's own upserts. One writer per import: the bulk path
+    remembers what it wrote and may hold batches back until ``flush``."""
 
     from graph.embedded_bulk import BulkWriter
 
@@ -374,7 +378,9 @@ def batch_writer(store: GraphStore) -> Any:
 
 
 def write_batch(store: GraphStore, batch: GraphBatch, counts: ImportCounts) -> None:
-    batch_writer(store).write(batch, counts)
+    writer = batch_writer(store)
+    writer.write(batch, counts)
+    writer.flush()
 
 
 def write_in_batches(
@@ -413,12 +419,14 @@ def write_graph(store: GraphStore, node_batches: list[GraphBatch], link_batches:
             whole.extend(batch)
         counts = ImportCounts()
         writer.write(whole, counts)
+        writer.flush()
         if progress:
             progress("nodes", node_total, node_total)
             progress("relationships", link_total, link_total)
     else:
         counts = write_in_batches(writer, node_batches, stage="nodes", total=node_total, progress=progress)
         write_in_batches(writer, link_batches, stage="relationships", total=link_total, progress=progress, counts=counts)
+        writer.flush()
     warn_unnamed(counts, dataset)
     return dataset, counts
 

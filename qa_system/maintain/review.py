@@ -304,7 +304,18 @@ class ReviewQueue:
         return out
 
     def history(self, fact_id_: str) -> list[dict[str, Any]]:
-        return [r for r in read_jsonl(self.files.audit) if fact_id_ in (r.get("fact_id"), r.get("new_fact_id"))]
+        """This workspace's log lines about the fact (lost attempts too), plus the events of the store's
+        audit trail that touched it and are not among them (decided through another app server)."""
+
+        local = [r for r in read_jsonl(self.files.audit) if fact_id_ in (r.get("fact_id"), r.get("new_fact_id"))]
+        seen = {r.get("event_id") for r in local}
+        shared = [
+            {"at": e.at, "action": e.action, "reviewer": e.actor, "outcome": "applied", "reason": e.reason, "event_id": e.id,
+             "fact_id": fact_id_, "undone_by": e.undone_by or None}
+            for e in (self.store.events_touching([fact_id_]) if hasattr(self.store, "events_touching") else [])
+            if e.id not in seen
+        ]  # fmt: skip
+        return sorted(local + shared, key=lambda r: str(r.get("at") or "")) if shared else local
 
     def show(self, fact_id_: str) -> ReviewItem:
         view = self.store.get_fact(fact_id_)

@@ -144,3 +144,15 @@ def test_review_log_and_undo_commands(kg, cli_env, capsys):
     code, out, _ = cli("review", "log", "--json", "--data")
     events = json.loads(out)["events"]
     assert [e["action"] for e in events] == ["undo", "accept"] and "data" in events[0]
+
+
+def test_history_shows_decisions_made_through_another_server(kg, tmp_path):
+    store, ws, _ = kg
+    (a,) = _propose(store, ("/m/memento", "/film/film/genre", "/m/scifi"))
+    here, there = ReviewQueue(store, ws), ReviewQueue(store, tmp_path / "other-server")
+    event_id = there.accept(a, reviewer="ada", reason="checked").event_id
+    with pytest.raises(ReviewConflictError, match="already verified by ada at"):
+        here.reject(a, reviewer="bob", reason="no")
+    history = here.show(a).history
+    assert [(h["action"], h["reviewer"], h["outcome"]) for h in history] == [("accept", "ada", "applied"), ("reject", "bob", "conflict")]
+    assert history[0]["event_id"] == event_id

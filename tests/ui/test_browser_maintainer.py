@@ -235,6 +235,26 @@ def test_named_curator_merges_a_duplicate_reviewer_may_not(mpage, maintainer_app
         assert store.get_entity(dup.id) is None
         record = [r for r in read_jsonl(workspace / "review" / "audit.jsonl") if r.get("action") == "merge"][-1]
         assert (record.get("actor") or record["reviewer"], record["keep"], record["duplicates"]) == ("ann", nolan.id, [dup.id])
+
+        # forget a document from the Ingest tab: dry run first, then forget, under her name
+        from qa_system.ingest.ingester import Document, Ingester
+        from tests.ui.fakes import FakeExtractor
+
+        Ingester(store, FakeExtractor(), workspace=workspace).ingest([Document("browser-forget", "Zadie Quill was born in Orbury.", "t")])
+        assert len(store.facts_of_document("browser-forget")) == 1
+        page.get_by_role("tab", name="Ingest").click()
+        page.locator("#forget-panel").get_by_text("Forget a document").first.click()
+        page.locator("#forget-list").click()
+        page.locator("#forget-document input").first.click()
+        page.get_by_role("option", name=re.compile("browser-forget")).first.click()
+        page.locator("#forget-preview").click()
+        page.locator("#forget-message").get_by_text("Dry run", exact=False).wait_for(timeout=30_000)
+        expect(page.locator("#forget-facts")).to_contain_text("Zadie Quill", timeout=10_000)
+        assert len(store.facts_of_document("browser-forget")) == 1  # the dry run wrote nothing
+        page.locator("#forget-confirm").click()
+        page.locator("#forget-message").get_by_text("By ann", exact=False).wait_for(timeout=30_000)
+        assert store.facts_of_document("browser-forget") == [] and store.find_entities("Zadie Quill") == []
+        shoot(page, "forget-done")
         assert page.dialogs == []
     finally:
         accounts.remove("ann")

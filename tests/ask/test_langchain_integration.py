@@ -8,7 +8,7 @@ from langchain_core.runnables import RunnablePassthrough
 from graph.embedded import EmbeddedStore
 from qa_system.ask.langchain_integration import GraphEvidenceRetriever, answer_runnable
 from qa_system.errors import InputError
-from tests.test_pipeline import pipeline
+from tests.ask.test_pipeline import pipeline
 
 
 def test_retriever_returns_the_evidence_triples_with_provenance(tiny_store: EmbeddedStore) -> None:

@@ -17,7 +17,7 @@ from qa_system.config import load_settings
 from tests.conftest import write_tiny_kg
 from tests.ingest_support import FIXTURES, RuleExtractor
 
-QIDN_CHECKPOINT = Path(__file__).resolve().parents[1] / "qa_system" / "checkpoints" / "extractor-qidn-webnlg"
+QIDN_CHECKPOINT = Path(__file__).resolve().parents[2] / "qa_system" / "checkpoints" / "extractor-qidn-webnlg"
 
 
 @pytest.fixture()

@@ -207,7 +207,7 @@ def cli(capsys, ws: Path, *argv: str) -> tuple[int, str, str]:
 
 
 def test_forget_command(capsys, tmp_path: Path):
-    from tests.test_ingest_cli import ingest, stats
+    from tests.ingest.test_ingest_cli import ingest, stats
 
     ws = _tiny_workspace(tmp_path)
     before = stats(ws)

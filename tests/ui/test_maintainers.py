@@ -21,7 +21,7 @@ from qa_system.maintain import accounts as accounts_module
 from qa_system.maintain.accounts import AccessDeniedError, AccountStore, require
 from qa_system.maintain.review import ReviewFiles, read_jsonl
 from tests.graph.bolt_server import bolt_server, neo4j_store  # noqa: F401  (fixtures)
-from tests.test_forget_merge import _with_duplicate
+from tests.maintain.test_forget_merge import _with_duplicate
 from tests.test_ingest import workspace_of
 from ui.api_access import ApiKeys, client_address, parse_proxies
 from ui.auth import MaintainerAuth, Session, check_session, maintainer_only, requires

@@ -95,7 +95,7 @@ def _log(args: argparse.Namespace, settings: Any) -> int:
     from qa_system.maintain.events import describe, list_events, summary
 
     with opened_store(settings) as store:
-        events = list_events(store, args.limit, args.offset)
+        events = list_events(store, args.limit, args.offset, about=args.about)
     payload = {"count": len(events), "events": [summary(e, with_data=args.data) for e in events]}
     _emit(args, payload, "\n".join([f"{len(events)} event(s), newest first"] + [describe(e) for e in events]))
     return 0
@@ -148,6 +148,7 @@ def register(commands: argparse._SubParsersAction, train: Any, evaluate: Any) ->
     p = actions.add_parser("log", help="the maintainers' audit trail (kept in the graph store), newest first")
     p.add_argument("--limit", type=int, default=50, help="at most this many events (1-1000)")
     p.add_argument("--offset", type=int, default=0, help="skip this many of the newest first")
+    p.add_argument("--about", metavar="ID", help="only the events that touched this fact or entity id")
     p.add_argument("--data", action="store_true", help="with --json: each event's full data (what undo writes back)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=_log)

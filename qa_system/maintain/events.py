@@ -147,13 +147,19 @@ def record(store: Any, change: Change) -> AuditEvent:
 
 
 # -- reading the trail ----------------------------------------------------------------------------------
-def list_events(store: Any, limit: int = 50, offset: int = 0) -> list[AuditEvent]:
-    """The newest ``limit`` events (after skipping ``offset``), newest first."""
+def list_events(store: Any, limit: int = 50, offset: int = 0, *, about: str | None = None) -> list[AuditEvent]:
+    """The newest ``limit`` events (after skipping ``offset``), newest first; with ``about`` (a fact
+    or entity id) only the events that touched it."""
 
     if not 1 <= limit <= MAX_EVENTS:
         raise InputError(f"limit must be between 1 and {MAX_EVENTS}, got {limit}")
     if offset < 0:
         raise InputError(f"offset must be 0 or more, got {offset}")
+    if about is not None:
+        about = about.strip()
+        if not about:
+            raise InputError("--about needs a fact or entity id")
+        return list(reversed(store.events_touching([about])))[offset : offset + limit]
     return store.list_events(limit=limit, offset=offset)
 
 

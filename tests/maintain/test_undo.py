@@ -141,6 +141,10 @@ def test_review_log_and_undo_commands(kg, cli_env, capsys):
     assert code == 3 and out == "" and "already undone" in err and len(err.strip().splitlines()) == 1
     code, out, err = cli("review", "undo", "no-such-event")
     assert code == 2 and out == "" and "unknown event 'no-such-event'" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = cli("review", "log", "--about", a, "--json")
+    assert code == 0 and json.loads(out)["count"] == 2
+    code, out, _ = cli("review", "log", "--about", "/m/nolan", "--json")
+    assert code == 0 and json.loads(out)["count"] == 0
     code, out, _ = cli("review", "log", "--json", "--data")
     events = json.loads(out)["events"]
     assert [e["action"] for e in events] == ["undo", "accept"] and "data" in events[0]

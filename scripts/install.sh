@@ -13,22 +13,18 @@
 # Compiling takes ~10-15 min on 2 cores, once per machine and flags; later runs take seconds.
 #
 # Environment: CMAKE_ARGS (default below), QA_WHEELHOUSE (default ~/.cache/qa-system/wheels),
-# QA_SKIP_LLM=1 (no embedded LLM: the fallback then needs OPENAI_BASE_URL).
+# QA_SKIP_LLM=1 (no embedded LLM: the fallback then needs OPENAI_BASE_URL), PYTHON (default python).
+# `scripts/install.sh --print-wheel-dir` prints the wheel's folder for these settings and installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
 EXTRAS=""
-for extra in "$@"; do EXTRAS="${EXTRAS:+$EXTRAS,}$extra"; done
+PRINT_WHEEL_DIR=""
+for extra in "$@"; do
+  if [[ "$extra" == --print-wheel-dir ]]; then PRINT_WHEEL_DIR=1; continue; fi  # where the wheel goes; nothing installed
+  EXTRAS="${EXTRAS:+$EXTRAS,}$extra"
+done
 say() { printf 'install: %s\n' "$*" >&2; }
-
-"$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-"$PY" -m pip install --quiet "torch==2.13.0"   # the CPU wheel; never let a resolver pick a CUDA build
-
-if [[ "${QA_SKIP_LLM:-}" == 1 ]]; then
-  say "QA_SKIP_LLM=1: no embedded LLM (set OPENAI_BASE_URL for the fallback)"
-  "$PY" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
-  exit 0
-fi
 
 # The pinned version, read from pyproject.toml's `llm` extra (one place to change it).
 LLAMA_VERSION="$(sed -n 's/.*"llama-cpp-python\[server\]==\([0-9][0-9.]*\)".*/\1/p' pyproject.toml | head -n 1)"
@@ -51,6 +47,15 @@ KEY="$(key_input | sha256sum | cut -c1-16)"
 WHEELHOUSE="${QA_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/qa-system/wheels}"
 DIR="$WHEELHOUSE/llama-cpp-python-$LLAMA_VERSION-$KEY"
 wheel_in() { compgen -G "$1/llama_cpp_python-$LLAMA_VERSION-*.whl" | head -n 1; }
+if [[ -n "$PRINT_WHEEL_DIR" ]]; then echo "$DIR"; exit 0; fi
+
+"$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+"$PY" -m pip install --quiet "torch==2.13.0"   # the CPU wheel; never let a resolver pick a CUDA build
+if [[ "${QA_SKIP_LLM:-}" == 1 ]]; then
+  say "QA_SKIP_LLM=1: no embedded LLM (set OPENAI_BASE_URL for the fallback)"
+  "$PY" -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
+  exit 0
+fi
 WHEEL="$(wheel_in "$DIR" || true)"
 
 if [[ -z "$WHEEL" ]]; then

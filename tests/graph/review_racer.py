@@ -4,7 +4,7 @@ as soon as the test says go.
 
 ``python -m tests.graph.review_racer FOLDER NAME ACTION ROUNDS`` with ``NEO4J_*`` set: for each round
 ``r`` it waits for ``FOLDER/go-r``, then ``accept``s (or ``reject``s) each fact id of
-``FOLDER/facts-r.json`` (in an order of its own), and writes ``FOLDER/out-r-NAME.json``: one record per fact
+``FOLDER/facts-r.json`` (even rounds in the given order, odd ones in an order of its own), and writes ``FOLDER/out-r-NAME.json``: one record per fact
 (outcome ``applied`` with its event id, or ``conflict`` with the message).
 """
 
@@ -39,7 +39,8 @@ def main(folder: Path, name: str, action: str, rounds: int) -> None:
                 time.sleep(0.002)
             out = []
             fact_ids = json.loads((folder / f"facts-{r}.json").read_text(encoding="utf-8"))
-            random.Random(f"{name}-{r}").shuffle(fact_ids)  # each server its own order: wins are mixed
+            if r % 2:  # odd rounds: each server its own order (wins are mixed); even: the same order (head to head)
+                random.Random(f"{name}-{r}").shuffle(fact_ids)
             for fact_id in fact_ids:
                 try:
                     if action == "accept":

@@ -108,3 +108,40 @@ def test_events_listed_newest_first_and_found_by_target(loaded: GraphStore) -> N
     assert [e.id for e in loaded.events_touching(["b"])] == ["e1", "e3"]
     assert [e.id for e in loaded.events_touching(["b", "c"], after="2026-01-01T00:00:00.000001+00:00")] == ["e2", "e3"]
     assert loaded.events_touching(["zzz"]) == [] and loaded.events_touching([]) == []
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_racing_changes_from_the_same_read_give_one_winner(loaded: GraphStore, attempt: int) -> None:
+    """Eight writers that all read the fact as proposed apply their decision at the same moment: the
+    check inside the transaction lets exactly one through, and only its event is written."""
+
+    import threading
+
+    fact = _proposed(loaded)
+    n = 8
+    barrier, results = threading.Barrier(n), {}
+
+    def decide(i: int) -> None:
+        status = FactStatus.VERIFIED if i % 2 else FactStatus.REJECTED
+        change = Change(
+            event=_event(f"race-{attempt}-{i}", f"2026-01-01T00:00:00.{i:06d}+00:00", (fact.id,)),
+            expect={fact.id: "proposed"}, put_facts=(fact.model_copy(update={"status": status}),), subjects={fact.id: fact.subject},
+        )  # fmt: skip
+        barrier.wait()
+        try:
+            loaded.apply_change(change)
+            results[i] = status.value
+        except StaleChangeError as e:
+            results[i] = f"lost: {e.found}"
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = {i: s for i, s in results.items() if not s.startswith("lost")}
+    assert len(results) == n and len(winners) == 1, results
+    ((winner, status),) = winners.items()
+    assert loaded.get_fact(fact.id).status.value == status
+    assert all(s == f"lost: {status}" for i, s in results.items() if i != winner)
+    assert [e.id for e in loaded.list_events()] == [f"race-{attempt}-{winner}"]

@@ -271,10 +271,36 @@ def undo(store: Any, workspace: Path, event_id: str, actor: str | None = None, *
     restored = 0
     if undone is not None and undone.action == "forget" and undone.data.get("passages"):
         restored = PassageStore(workspace).add_many(Passage.model_validate(p) for p in undone.data["passages"])
+    mentions = _unmerge_mentions(workspace, undone.data) if undone is not None and undone.action == "merge" else 0
     files = ReviewFiles(workspace)
     with files.locked():
         _append(files.audit, {
             "at": done.at, "action": "undo", "outcome": "applied", "reviewer": done.actor, "reason": done.reason,
             "event_id": done.id, "undoes": done.undoes, "undone_action": undone.action if undone else "", "passages_restored": restored,
+            "mentions_restored": mentions,
         })  # fmt: skip
     return done
+
+
+def _unmerge_mentions(workspace: Path, data: dict[str, Any]) -> int:
+    """After undoing a merge: a remembered mention spelled like a duplicate's name or alias that the
+    merge redirected to the kept entity resolves to the duplicate again (mentions matched by
+    similarity stay on the kept entity). The merged-id table needs nothing: it is only read for ids
+    that no longer exist."""
+
+    from graph.name_index import normalise
+
+    keep = data.get("keep", "")
+    rows = []
+    memo = _memo(workspace)
+    try:
+        for record in data.get("entities_before", []):
+            if record.get("id") == keep:
+                continue
+            keys = {normalise(n) for n in (record.get("name", ""), *record.get("aliases", [])) if n and n.strip()}
+            rows += [(key, record["id"], None) for key, now in memo.get_many(keys).items() if now == keep]
+        if rows:
+            memo.put_many(rows)
+    finally:
+        memo.close()
+    return len(rows)

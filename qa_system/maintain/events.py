@@ -11,9 +11,10 @@ is still as the event left it and that the event was not undone meanwhile.
 An event can be undone while no later event (not itself undone, and not an ``undo``) touches a fact
 or entity it touched; otherwise ``undo`` names that event, to be undone first. An ``undo`` cannot
 be undone (repeat the action instead). Outside the graph: undoing a ``forget`` puts the document's
-passages back in the workspace (when given); undoing a ``merge`` brings the duplicates back, and
-their ids resolve to them again (the merge memo is only read for ids that no longer exist), but
-mentions ingest had redirected to the kept entity stay there.
+passages back in the workspace (``actions.undo``); undoing a ``merge`` brings the duplicates back,
+their ids resolve to them again (the merge memo is only read for ids that no longer exist), and
+remembered mentions spelled like a duplicate's names resolve to it again; mentions ingest matched
+to a duplicate by similarity stay on the kept entity.
 
 Public functions: ``record(store, change)`` (used by the actions), ``list_events(store, limit)``,
 ``get_event(store, event_id)``, ``undo(store, event_id, actor)`` (the graph only; the CLI and the

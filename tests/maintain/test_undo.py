@@ -8,9 +8,11 @@ import json
 
 import pytest
 
+from graph.name_index import normalise
 from qa_system.cli import main
 from qa_system.errors import InputError, ReviewConflictError
-from qa_system.maintain.actions import forget_document, merge_entities
+from qa_system.ingest.entity_resolution import MEMO_FILE, MentionMemo
+from qa_system.maintain.actions import forget_document, merge_entities, resolve_merged
 from qa_system.maintain.actions import undo as undo_in_workspace
 from qa_system.maintain.events import UndoBlockedError, list_events, undo
 from qa_system.maintain.review import ReviewQueue
@@ -91,12 +93,19 @@ def test_undo_merge_gives_back_the_graph_before(kg):
         Fact(subject=dup.id, relation="/film/film/genre", object="/m/thriller", status=FactStatus.EXTRACTED, confidence=0.8, provenance=prov),
         Fact(subject=dup.id, relation="/x/same_as", object="/m/inception", provenance=prov),  # would be a self-loop
     ])  # fmt: skip
+    memo = MentionMemo(ws / MEMO_FILE)
+    memo.put_many([(normalise("Inception 2010"), dup.id, None), (normalise("Incepshun"), dup.id, 0.9)])
     before = snapshot(store)
     report = merge_entities(store, ws, "/m/inception", [dup.id], reviewer="ann")
     assert store.get_entity(dup.id) is None and store.find_entities("Inception 2010")[0].id == "/m/inception"
-    undo(store, report.event_id, "dee")
+    undo_in_workspace(store, ws, report.event_id, "dee")
     assert snapshot(store) == before
     assert [e.id for e in store.find_entities("Inception 2010")] == [dup.id]
+    assert resolve_merged(ws, dup.id, store) == dup.id
+    # a mention spelled like the duplicate's names resolves to it again; one matched by similarity stays moved
+    assert memo.get_many([normalise("Inception 2010"), normalise("Incepshun")]) == {
+        normalise("Inception 2010"): dup.id, normalise("Incepshun"): "/m/inception"}
+    memo.close()
 
 
 def test_undo_forget_restores_facts_entities_and_passages(kg):

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ACTIONS = ("accept", "reject", "edit", "forget", "merge", "retract", "add", "rename", "undo")
 MAX_EVENTS = 1000  # at most this many events per ``list_events`` call
+MAX_ACTOR_CHARS = 200
+MAX_REASON_CHARS = 2000
 
 
 class UndoBlockedError(ReviewConflictError):
@@ -215,13 +217,17 @@ def last_event_on(store: Any, target: str) -> AuditEvent | None:
 # -- undo ------------------------------------------------------------------------------------------------
 def undo(store: Any, event_id: str, actor: str | None = None, *, reason: str = "") -> AuditEvent:
     """Revert event ``event_id`` in the graph as ``actor`` (default ``default_actor()``) and return
-    the ``undo`` event (``actions.undo`` also puts back what the workspace held). Bad input raises one clear error and changes nothing: ``InputError`` for an unknown event
-    or an ``undo`` event, ``ReviewConflictError`` when it was already undone or a fact changed since,
-    ``UndoBlockedError`` naming the later event that depends on it."""
+    the ``undo`` event (``actions.undo`` also puts back what the workspace held). Bad input raises
+    one clear error and changes nothing: ``InputError`` for an unknown event or an ``undo`` event,
+    ``ReviewConflictError`` when it was already undone or a fact changed since, ``UndoBlockedError``
+    naming the later event that depends on it."""
 
     actor = " ".join((actor if actor is not None else default_actor()).split())
-    if not actor:
-        raise InputError("a maintainer name is required to undo")
+    reason = " ".join((reason or "").split())
+    if not actor or len(actor) > MAX_ACTOR_CHARS:
+        raise InputError(f"a maintainer name of 1 to {MAX_ACTOR_CHARS} characters is required to undo (nothing changed)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InputError(f"reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS} (nothing changed)")
     event = get_event(store, event_id)
     if event.action == "undo":
         raise InputError(f"event {event.id} is itself an undo (of {event.undoes}); it cannot be undone: repeat the action instead")

@@ -18,7 +18,7 @@ from graph.store import AuditEvent, StaleChangeError
 from qa_system.errors import EntityNotFoundError, FactNotFoundError, InputError, ReviewConflictError
 from qa_system.maintain import decide
 from qa_system.maintain.events import default_actor, make_change, record
-from qa_system.types import Fact, FactStatus, Provenance, SourceKind, fact_id, is_literal, utc_now
+from qa_system.types import FactStatus, FactView, Provenance, SourceKind, fact_id, is_literal, utc_now
 
 MAX_REASON_CHARS = 2000
 MAX_NAME_CHARS = 2048
@@ -91,7 +91,8 @@ def add_fact(
 
     actor, reason = _actor(actor), _text(reason, "reason", MAX_REASON_CHARS)
     source = _text(source, "source", MAX_SOURCE_CHARS)
-    s, o = resolve_entity(store, subject).id, resolve_entity(store, obj).id
+    subject_entity, object_entity = resolve_entity(store, subject), resolve_entity(store, obj)
+    s, o = subject_entity.id, object_entity.id
     relation = _text(relation, "relation", 500)
     if s == o:
         raise InputError("subject and object are the same entity (nothing changed)")
@@ -105,7 +106,8 @@ def add_fact(
     now = utc_now()
     provenance = Provenance(source_kind=SourceKind.MAINTAINER, reviewer=actor, reviewed_at=now, review_reason=reason,
                             properties={"source": source}, created_at=now)  # fmt: skip
-    fact = Fact(subject=s, relation=relation, object=o, status=FactStatus.VERIFIED, confidence=1.0, provenance=provenance)
+    fact = FactView(id=new_id, subject=s, subject_name=subject_entity.name, relation=relation, object=o, object_name=object_entity.name,
+                    status=FactStatus.VERIFIED, confidence=1.0, provenance=provenance)  # with names: the event reads well
     return _apply(store, make_change("add", actor, reason, facts_after=[fact], extra={"source": source}), "add", actor)
 
 

@@ -10,7 +10,8 @@
 # once into a folder of our own whose name is a hash of everything that shapes it (version, CMAKE_ARGS,
 # Python, platform, compiler, and the CPU's flags when compiling for the native CPU), built with pip's
 # cache off, and installed from there; the installed library is compared with that wheel's every time.
-# Compiling takes ~10-15 min on 2 cores, once per machine and flags; later runs take seconds.
+# Compiling takes ~10-15 min on 2 free cores (66 min measured on 2 busy ones), once per machine and flags;
+# later runs take ~20 s.
 #
 # Environment: CMAKE_ARGS (default below), QA_WHEELHOUSE (default ~/.cache/qa-system/wheels),
 # QA_SKIP_LLM=1 (no embedded LLM: the fallback then needs OPENAI_BASE_URL), PYTHON (default python).
@@ -63,7 +64,8 @@ if [[ -z "$WHEEL" ]]; then
   TMP="$(mktemp -d "$WHEELHOUSE/.build-XXXXXX")"
   trap 'rm -rf "$TMP"; [[ -n "${TICKER:-}" ]] && kill "$TICKER" 2>/dev/null || true' EXIT
   key_input > "$TMP/build-key.txt"
-  say "compiling llama.cpp for the embedded LLM (llama-cpp-python $LLAMA_VERSION): once per machine, ~10-15 min on 2 cores"
+  say "compiling llama.cpp for the embedded LLM (llama-cpp-python $LLAMA_VERSION): once per machine and flags,"
+  say "  ~10-15 min on 2 free cores, longer on busy ones (measured: 66 min with the 2 cores shared by other jobs)"
   say "  CMAKE_ARGS=$CMAKE_ARGS"
   say "  into $DIR (build log: $TMP/build.log, then $DIR/build.log)"
   began=$SECONDS

@@ -63,6 +63,10 @@ class Stub:
                 if stub.mode == "llama_cpp_python" and kind == "json_schema":
                     return self._send(500, {"error": {"message": "1 validation error: {'loc': ('body', 'response_format', 'type'), "
                                                            "'msg': \"Input should be 'text' or 'json_object'\"}"}})
+                if stub.mode == "length":  # cut at max_tokens in the middle of the JSON
+                    payload = completion(stub.text[:12])
+                    payload["choices"][0]["finish_reason"] = "length"
+                    return self._send(200, payload)
                 return self._send(200, completion(stub.text))
 
             def _send(self, code, payload):
@@ -345,3 +349,14 @@ def test_check_command_names_a_missing_install(monkeypatch, capsys):
     monkeypatch.setattr(llm, "local_gguf_path", lambda: Path(__file__))
     assert llm.main(["--check"]) == 1
     assert "not installed" in capsys.readouterr().err and "./scripts/install.sh" in llm.REBUILD_HINT
+
+
+def test_a_reply_cut_at_max_tokens_is_a_parse_error_not_a_crash(stub_factory, tmp_path):
+    """With a response_format, the openai client raises LengthFinishReasonError on a cut reply; the
+    fallback handles its partial text as any unparsable reply: clear message, no triples."""
+
+    stub = stub_factory("length")
+    client = LLMClient(settings_for(stub.url, tmp_path))
+    assert client.complete([("user", "hi")], response_format=response_format()).text == '{"answer": "'
+    result = LLMFallback(client, None, vocabulary=[]).ask("Who directed Inception?")
+    assert result.status == "parse_error" and "could not be parsed" in result.message and result.triples == []

@@ -21,7 +21,6 @@ from qa_system.models.lora import merge_lora_for_inference
 from qa_system.models.qidn import (
     SHIPPED,
     QIDNConfig,
-    best_span_pairs,
     best_spans,
     build_qidn,
     load_qidn,
@@ -83,20 +82,6 @@ def test_best_spans_keeps_start_before_end_and_length_limit() -> None:
     p_start2, p_end2 = torch.tensor([[0.9, 0.1, 0.0, 0.0]]), torch.tensor([[0.0, 0.1, 0.0, 0.9]])
     s, e, _ = best_spans(p_start2, p_end2, max_len=2)  # 0..3 is too long
     assert e - s < 2
-
-
-def test_span_pairs_never_overlap_unless_every_pair_does() -> None:
-    # [CLS] t1 t2 t3 t4 [SEP]: both heads like t1..t2 best; the object's runner-up is t4
-    pb = torch.zeros(1, 4, 1, 6)
-    pb[0, 0, 0, 1] = pb[0, 1, 0, 2] = 1.0  # subject t1..t2
-    pb[0, 2, 0, 1], pb[0, 2, 0, 4] = 0.7, 0.3  # object start: t1, else t4
-    pb[0, 3, 0, 2], pb[0, 3, 0, 4] = 0.7, 0.3  # object end: t2, else t4
-    ss, se, sp, os_, oe, op = best_span_pairs(pb, max_len=4)
-    assert (int(ss), int(se), int(os_), int(oe)) == (1, 2, 4, 4) and float(op) == pytest.approx(0.09)
-    pb = torch.zeros(1, 4, 1, 3)  # one token: every pair overlaps; the two best spans as before
-    pb[..., 1] = 1.0
-    ss, se, sp, os_, oe, op = best_span_pairs(pb, max_len=4)
-    assert (int(ss), int(se), int(os_), int(oe)) == (1, 1, 1, 1)
 
 
 def test_hungarian_matching_finds_the_cheapest_assignment() -> None:

@@ -113,9 +113,10 @@ FAMILIES: list[tuple[str, tuple[str, ...], list[str], Builder, str, str]] = [
       "F1 after", "precision gain (points)", "recall kept (%)"], validation,
      "qa-system evaluate validation --dataset webnlg --split test --json", ""),
     ("ask latency", ("ask-latency*.json",),
-     ["record", "reranker", "top k", "precision", "read topics", "questions", "p50 ms", "p95 ms", "p99 ms", "batched q/s",
-      "load avg 1m"], ask_latency, "python -m evaluation.bench_ask --threads 2",
-     "Warm, in-process, WebQSP test questions. A/B records list each alternating run; compare runs within one record only."),
+     ["record", "backend", "reranker", "top k", "precision", "read topics", "questions", "p50 ms", "p95 ms", "p99 ms",
+      "link p50 ms", "batched q/s", "load avg 1m"], ask_latency, "python -m evaluation.bench_ask --threads 2 [--bolt]",
+     "Warm, in-process, WebQSP test questions. A/B records list each alternating run; compare runs within one record only. "
+     "A load average far above the 2 cores means other jobs shared them: compare such runs only with runs under the same load."),
     ("LLM fallback latency", ("fallback-latency*.json",),
      ["record", "questions", "total p50 s", "total p95 s", "LLM p50 s", "validation p50 s", "triples proposed",
       "inserted as proposed", "answers validated"], fallback, "python -m evaluation.bench_fallback --questions 30", ""),

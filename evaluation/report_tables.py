@@ -210,9 +210,10 @@ def unseen_entities(records: list[Record]) -> list[list[str]]:
 
 def _latency_row(label: str, r: dict[str, Any]) -> list[str]:
     load = r.get("load_average")
-    return [label, text(r.get("reranker")), text(r.get("reranker_top_k")), text(r.get("reranker_precision")),
-            text(r.get("read_topics")), num(r.get("questions"), 0), num(get(r, "ask.p50_ms"), 1), num(get(r, "ask.p95_ms"), 1),
-            num(get(r, "ask.p99_ms"), 1), num(r.get("batched_questions_per_s"), 1),
+    return [label, text(r.get("backend") or "embedded"), text(r.get("reranker")), text(r.get("reranker_top_k")),
+            text(r.get("reranker_precision")), text(r.get("read_topics")), num(r.get("questions"), 0), num(get(r, "ask.p50_ms"), 1),
+            num(get(r, "ask.p95_ms"), 1), num(get(r, "ask.p99_ms"), 1), num(get(r, "stages.link.p50_ms"), 1),
+            num(r.get("batched_questions_per_s"), 1),
             num(load[0] if isinstance(load, list) and load else load, 2)]
 
 

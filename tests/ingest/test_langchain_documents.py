@@ -24,8 +24,8 @@ from qa_system.ingest.langchain_documents import (
     preview_langchain_documents,
 )
 from qa_system.types import FactStatus
-from tests.ingest_support import RuleExtractor
 from tests.ask.test_pipeline import pipeline
+from tests.ingest_support import RuleExtractor
 
 HTML = """<!doctype html><html><head><title>Memento (film)</title></head>
 <body><h1>Memento</h1><p>Memento stars Guy Pearce. Christopher Nolan directed Memento.</p></body></html>

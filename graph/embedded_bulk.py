@@ -12,7 +12,7 @@ nodes, literals, attribute facts and links as four ``COPY``s. Here:
 * the ids already in the store are scanned once per import (as Arrow columns) and then kept up to
   date by the writer itself; a count check before each write notices another writer and rescans;
 * facts arrive as plain ``(subject, relation, object, properties)`` rows
-  (``graph.source_mapping.FactRow``) and become columns directly; a relationship's properties are
+  (``graph.import_batch.FactRow``) and become columns directly; a relationship's properties are
   serialised into the same provenance JSON ``Provenance.model_dump_json`` gives.
 
 Unchanged from the store's own upserts: new entities are ``COPY``'d and entities whose stored
@@ -37,7 +37,7 @@ from qa_system.errors import EntityNotFoundError, QueryError
 from qa_system.types import Entity, FactStatus, Provenance, SourceKind, is_literal
 
 if TYPE_CHECKING:
-    from graph.source_mapping import FactRow, GraphBatch, ImportCounts
+    from graph.import_batch import FactRow, GraphBatch, ImportCounts
 
 _PROPERTIES = TypeAdapter(dict[str, Any])  # the serialiser ``Provenance.properties`` uses
 _EMPTY_PROPERTIES = '"properties":{}'
@@ -100,7 +100,7 @@ class BulkWriter:
     def write(self, batch: GraphBatch, counts: ImportCounts) -> None:
         """Take a batch; it is written when the pending rows reach ``flush_rows`` or on ``flush``."""
 
-        from graph.source_mapping import GraphBatch
+        from graph.import_batch import GraphBatch
 
         if self._pending is None:
             self._pending = GraphBatch(dataset=batch.dataset)

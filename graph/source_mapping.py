@@ -32,9 +32,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from graph.store import GraphStore, UpsertResult
+from graph.import_batch import FactRow, GraphBatch, ImportCounts  # noqa: F401  (re-exported: the importers' names)
+from graph.store import GraphStore
 from qa_system.errors import DataFormatError, InputError
-from qa_system.types import Entity, Fact, FactStatus, Provenance, SourceKind, literal_entity
+from qa_system.types import Entity, Fact, literal_entity
 
 log = logging.getLogger(__name__)
 
@@ -185,48 +186,6 @@ def _text(value: Any) -> str:
     return " ".join(str(plain_value(value) if value is not None else "").split())
 
 
-# One fact as the mapper emits it: (subject, relation, object, relationship properties or None).
-# Plain tuples, not ``Fact`` models: a bulk write turns 100k of them into columns directly, and
-# building and re-reading a model per fact was most of an import's Python time.
-FactRow = tuple[str, str, str, "dict[str, Any] | None"]
-
-
-@dataclass
-class GraphBatch:
-    """What one batch of source records maps to; ``literals`` are the ``lit:`` value nodes and
-    ``rows`` the facts (attribute facts and links) as ``FactRow`` tuples."""
-
-    entities: list[Entity] = field(default_factory=list)
-    literals: list[Entity] = field(default_factory=list)
-    rows: list[FactRow] = field(default_factory=list)
-    dataset: str = ""  # the provenance ``dataset`` of every fact of the batch
-    unnamed: int = 0
-    records: int = 0  # source nodes or relationships this batch came from (progress counts them)
-
-    def __len__(self) -> int:
-        return len(self.entities) + len(self.literals) + len(self.rows)
-
-    @property
-    def facts(self) -> list[Fact]:
-        """The rows as ``Fact`` models (what a store without a bulk path is given)."""
-
-        shared = Provenance(source_kind=SourceKind.DATASET, dataset=self.dataset)
-        return [
-            Fact.model_construct(
-                subject=s, relation=r, object=o, status=FactStatus.VERIFIED, confidence=1.0,
-                provenance=Provenance(source_kind=SourceKind.DATASET, dataset=self.dataset, properties=props) if props else shared,
-            )
-            for s, r, o, props in self.rows
-        ]  # fmt: skip
-
-    def extend(self, other: GraphBatch) -> None:
-        self.entities += other.entities
-        self.literals += other.literals
-        self.rows += other.rows
-        self.unnamed += other.unnamed
-        self.records += other.records
-
-
 class GraphMapper:
     """Maps source nodes and relationships to entities and facts under one ``Mapping`` and source name."""
 
@@ -324,23 +283,6 @@ def _text_all(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(_text(v) for v in value if _text(v))
     return _text(value)
-
-
-@dataclass
-class ImportCounts:
-    """Running totals over the batches of one import (what ``ImportSummary`` reports)."""
-
-    entities_added: int = 0
-    entities_merged: int = 0
-    literals_added: int = 0
-    literals_merged: int = 0
-    facts_added: int = 0
-    facts_merged: int = 0
-    unnamed: int = 0
-
-    def add(self, kind: str, result: UpsertResult) -> None:
-        setattr(self, f"{kind}_added", getattr(self, f"{kind}_added") + result.added)
-        setattr(self, f"{kind}_merged", getattr(self, f"{kind}_merged") + result.merged)
 
 
 class StoreWriter:

@@ -2,7 +2,7 @@
 
 ``GraphEntityLinker`` combines three mention detectors and one ranker:
 
-(a) dictionary: every word n-gram (1-8 tokens) of the question is looked up with the store's exact,
+(a) dictionary: every word n-gram (1-12 tokens) of the question is looked up with the store's exact,
     case-insensitive ``find_entities`` (names and aliases; all n-grams at once through
     ``find_entities_many`` where the store has it); a match inside a longer match is dropped;
 (b) spaCy NER mentions (it misses titles such as "Inception", hence (a));
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_PATH = Path(__file__).with_name("linker_weights.json")
 MAX_QUESTION_CHARS = 2_000  # longer text is cut (with a warning): linking is for questions, not documents
-MAX_NGRAM = 8
+MAX_NGRAM = 12  # "School of Business and Social Sciences at the Aarhus University": 10
 FAISS_K = 5
 FAISS_MIN_COSINE = 0.35
 _SKIP_NER = {"DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL"}
@@ -127,6 +127,17 @@ def clean_question(question: object) -> str:
         log.warning("question of %d characters cut to %d for linking", len(text), MAX_QUESTION_CHARS)
         text = text[:MAX_QUESTION_CHARS]
     return text
+
+
+_SPACE_BEFORE = re.compile(r"\s+([,;:.!?)\]])")
+_SPACE_AFTER = re.compile(r"([(\[])\s+")
+
+
+def untokenise(text: str) -> str:
+    """Tokenised text's spaces around punctuation dropped ("Buffalo , New York" -> "Buffalo, New York",
+    "( New Zealand )" -> "(New Zealand)"): names are looked up as ingest writes them."""
+
+    return _SPACE_AFTER.sub(r"\1", _SPACE_BEFORE.sub(r"\1", text))
 
 
 def _tokens(text: str) -> list[tuple[int, int]]:
@@ -317,7 +328,9 @@ class GraphEntityLinker:
             for n in range(min(MAX_NGRAM, len(tokens) - i), 0, -1):
                 start, end = tokens[i][0], tokens[i + n - 1][1]
                 words = [text[s:e].lower() for s, e in tokens[i : i + n] if _is_word(text[s:e])]
-                if not _is_word(text[start:tokens[i][1]]) or not _is_word(text[tokens[i + n - 1][0]:end]):
+                last = text[tokens[i + n - 1][0]:end]
+                closes = last in (")", "]") and ("(" in text[start:end] or "[" in text[start:end])  # "Ardmore Airport (New Zealand)"
+                if not _is_word(text[start:tokens[i][1]]) or not (_is_word(last) or closes):
                     continue
                 if all(w in stop for w in words) or sum(ch.isalnum() for ch in "".join(words)) < 2:
                     continue
@@ -328,11 +341,11 @@ class GraphEntityLinker:
         """Exact name/alias matches of every mention at once (``find_entities_many``: one index check
         and one entity read on the Neo4j store, instead of a server round trip per n-gram)."""
 
-        unique = list(dict.fromkeys(mentions))
+        keys = {m: untokenise(m) for m in mentions}
+        unique = list(dict.fromkeys(keys.values()))
         many = getattr(self.store, "find_entities_many", None)
-        if many is not None:
-            return many(unique, limit=10)
-        return {m: self.store.find_entities(m, limit=10) for m in unique}
+        found = many(unique, limit=10) if many is not None else {m: self.store.find_entities(m, limit=10) for m in unique}
+        return {m: found.get(key, []) for m, key in keys.items()}
 
     def _dictionary(self, text: str, ner_spans: list[_Span], found: dict,
                     lookup: dict[str, list[Entity]] | None = None) -> list[_Span]:
@@ -356,7 +369,7 @@ class GraphEntityLinker:
             mention = text[span.start : span.end]
             ner = any(s.start < span.end and span.start < s.end for s in ner_spans)
             for entity in entities:
-                is_name = normalise(entity.name) == normalise(mention)
+                is_name = normalise(entity.name) == normalise(untokenise(mention))
                 short_alias = not is_name and len(mention) <= 3
                 cand = Candidate(entity.id, mention, span.start, span.end, {"dictionary"} | ({"ner"} if ner else set()))
                 cand.features.update(

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from graph.name_index import normalise
 from qa_system.errors import InputError
+from retrievers.linking import untokenise  # tokenised text: "Abilene , Texas" -> "Abilene, Texas"
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ MEMO_FILE = "ingest/mentions.sqlite"
 MAX_MENTION_CHARS = 300
 _EDGE_JUNK = " \t\r\n\"'“”‘’«»`,;:"
 _DIGITS = re.compile(r"\d+")
-_SPACE_BEFORE = re.compile(r"\s+([,;:.!?)\]])")  # tokenised text: "Abilene , Texas" -> "Abilene, Texas"
-_SPACE_AFTER = re.compile(r"([(\[])\s+")
 _INITIAL = re.compile(r"[a-z]\.")
 _NON_WORD = re.compile(r"[^\w]+")
 _FUNCTION_WORDS = frozenset({"the", "a", "an", "of", "and", "&"})
@@ -60,8 +59,7 @@ How = Literal["memo", "id", "name", "embedding", "new"]
 def clean_mention(text: str) -> str:
     """Whitespace collapsed, quotes and trailing commas/colons trimmed ("“Apollo 12”," -> "Apollo 12")."""
 
-    text = _SPACE_AFTER.sub(r"\1", _SPACE_BEFORE.sub(r"\1", " ".join(text.split())))
-    return text.strip(_EDGE_JUNK)
+    return untokenise(" ".join(text.split())).strip(_EDGE_JUNK)
 
 
 def lexical_key(name: str) -> str:

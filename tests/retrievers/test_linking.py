@@ -89,6 +89,20 @@ def test_alias_match(linker: GraphEntityLinker) -> None:
     assert _ids(linker.link("what is the population of the big apple"))[0] == "/m/nyc"
 
 
+def test_tokenised_punctuation_and_long_names_match(linker: GraphEntityLinker, tiny_store: object) -> None:
+    from qa_system.types import Entity
+
+    tiny_store.upsert_entities([  # type: ignore[attr-defined]
+        Entity(id="ext:buffalo", name="Buffalo, New York"), Entity(id="ext:ardmore", name="Ardmore Airport (New Zealand)"),
+        Entity(id="ext:school", name="School of Business and Social Sciences at the Aarhus University"),
+    ])
+    for question, entity in [("Who is the leader of Buffalo , New York?", "ext:buffalo"),  # written as tokenised text
+                             ("What is the surface of Ardmore Airport ( New Zealand )?", "ext:ardmore"),
+                             ("Who studies at School of Business and Social Sciences at the Aarhus University?", "ext:school")]:
+        top = linker.link(question)[0]
+        assert top.entity.id == entity and question[top.start : top.end] == top.mention, question
+
+
 def test_case_insensitive(linker: GraphEntityLinker) -> None:
     assert _ids(linker.link("who directed INCEPTION"))[0] == "/m/inception"
     assert _ids(linker.link("who starred in titanic and inception?"))[:2] in (

@@ -384,3 +384,15 @@ def test_reingest_stays_idempotent_after_an_entity_with_the_same_name_is_importe
     assert resolver(tiny_store).resolve("Alan Bean").entity_id == bean  # the memo keeps the first decision
     # A mention never committed before still resolves by name.
     assert resolver(tiny_store).resolve("Memento").how == "name"
+
+
+def test_a_pronoun_subject_is_the_documents_first_subject(tiny_store):
+    tiny_store.upsert_entity(Entity(id="/m/hebrew", name="Hebrew Language", aliases=("He",)))  # "He" must not go there
+    docs = [Document(id="bean", text="Alan Bean was born in Wheeler. He was a crew member of Apollo 12.", source="t"),
+            Document(id="alone", text="He was born in Paris.", source="t")]
+    preview = ingester(tiny_store).preview(docs)
+    by_doc = {t.sentence.document_id: t for t in preview.triples if t.subject_text == "He"}
+    first = next(t for t in preview.triples if t.subject_text == "Alan Bean")
+    crew = by_doc["bean"]
+    assert (crew.action, crew.subject_id, crew.subject_name) == ("add", first.subject_id, "Alan Bean")
+    assert by_doc["alone"].action == "skip" and "earlier sentence" in by_doc["alone"].reason

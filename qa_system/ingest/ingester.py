@@ -160,9 +160,14 @@ class Ingester:
             vocabulary=self.extractor.vocabulary, resolutions=resolutions,
         )  # fmt: skip
         seen: dict[str, Sentence] = {}
+        antecedents: dict[str, tuple[str, Resolution]] = {}  # document -> its first subject (see ``_decide``)
         for sentence, triples in zip(sentences, extracted):
-            for triple in triples:
-                preview.triples.append(self._decide(sentence, triple, resolutions, seen))
+            antecedent = antecedents.get(sentence.document_id)
+            decided = [self._decide(sentence, triple, resolutions, seen, antecedent) for triple in triples]
+            preview.triples.extend(decided)
+            for t in decided:  # from the next sentence on, "He"/"It" refers to this document's first subject
+                if t.action != "skip" and not is_pronoun(t.subject_text) and sentence.document_id not in antecedents:
+                    antecedents[sentence.document_id] = (t.subject_text, resolutions[t.subject_text])
         existing = self._existing_statuses([t for t in preview.triples if t.action == "add"])
         for t in preview.triples:
             if t.action == "add" and t.fact_id in existing:
@@ -182,10 +187,21 @@ class Ingester:
                 progress(done + start + len(texts), total)
         return out
 
-    def _decide(self, sentence: Sentence, triple: ExtractedTriple, resolutions: dict[str, Resolution], seen: dict[str, Sentence]) -> PreviewTriple:
+    def _decide(self, sentence: Sentence, triple: ExtractedTriple, resolutions: dict[str, Resolution], seen: dict[str, Sentence],
+                antecedent: tuple[str, Resolution] | None = None) -> PreviewTriple:
+        """``antecedent``: (mention, resolution) of the document's first subject in an earlier sentence. A
+        mention that is a bare pronoun ("He was selected by NASA in 1963") stands for it: resolved by its
+        own text, "He" is the alias of Hebrew and "It" an entity of its own. No antecedent: skipped."""
+
         subject_text, object_text = clean_mention(triple.subject.text), clean_mention(triple.object.text)
         relation = " ".join(str(triple.relation).split())
         subject, obj = resolutions.get(subject_text), resolutions.get(object_text)
+        pronoun = next((m for m in (subject_text, object_text) if is_pronoun(m)), None)
+        if pronoun is not None and antecedent is not None:
+            if is_pronoun(subject_text):
+                subject = antecedent[1]
+            if is_pronoun(object_text):
+                obj = antecedent[1]
         score = float(triple.score)
         item = PreviewTriple(
             sentence=sentence, subject_text=subject_text, relation=relation, object_text=object_text,
@@ -196,6 +212,8 @@ class Ingester:
         )  # fmt: skip
         if subject is None or obj is None:
             item.reason = "empty or over-long mention"
+        elif pronoun is not None and antecedent is None:
+            item.reason = f"{pronoun!r} refers to nothing in an earlier sentence"
         elif not relation or len(relation) > MAX_RELATION_CHARS:
             item.reason = "empty or over-long relation"
         elif math.isnan(score) or not 0.0 <= score <= 1.0:
@@ -238,7 +256,7 @@ class Ingester:
         summary = IngestSummary(documents=len(preview.documents), sentences=len(preview.sentences))
         summary.triples_skipped = sum(1 for t in preview.triples if t.action == "skip")
         summary.triples_merged = sum(1 for t in preview.triples if t.action == "merge")
-        used = {m for t in preview.triples if t.action != "skip" for m in (t.subject_text, t.object_text)}
+        used = {m for t in preview.triples if t.action != "skip" for m in (t.subject_text, t.object_text) if not is_pronoun(m)}
         self.resolver.remember((m, r) for m, r in preview.resolutions.items() if m in used)
         for batch in self._write_batches(preview):
             try:
@@ -326,6 +344,16 @@ class Ingester:
         if progress is not None:
             progress(done, max(total, done))
         return summary
+
+
+# Mentions that only point back (English pronouns and bare determiners): the extractor takes "He" or
+# "It" as a subject when the sentence names its subject in an earlier sentence.
+PRONOUNS = frozenset({"he", "she", "it", "they", "him", "her", "his", "its", "their", "them", "this", "that", "these",
+                      "those", "the", "a", "an", "we", "you", "i", "who", "which"})
+
+
+def is_pronoun(mention: str) -> bool:
+    return mention.lower() in PRONOUNS
 
 
 def _failure(document: Document, error: Exception, summary: IngestSummary) -> IngestError:

@@ -104,7 +104,7 @@ def _serve(args: argparse.Namespace, settings: Any) -> int:
         raise InputError(f"--port must be between 1 and 65535, got {args.port}")
     from graph.open import open_store
     from qa_system.explore import ensure_demo_graph
-    from qa_system.fallback.llm import exit_on_sigterm
+    from qa_system.fallback.local_server import exit_on_sigterm
     from ui.api import ApiConfig, create_api, mount_app
     from ui.app import build_app
     from ui.ingest_tab import SharedExtractor, default_loader

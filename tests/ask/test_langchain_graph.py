@@ -162,7 +162,7 @@ def test_the_same_adapter_works_over_the_bolt_store(request: pytest.FixtureReque
 def test_the_chain_runs_with_the_real_embedded_llm(graph: LangChainGraph, tmp_path: Path) -> None:
     from langchain_openai import ChatOpenAI
 
-    from qa_system.fallback.llm import LocalLLMServer, llama_server_installed
+    from qa_system.fallback.local_server import LocalLLMServer, llama_server_installed
 
     if not llama_server_installed():
         pytest.skip("llama-cpp-python[server] is not installed (pip install 'qa-system[llm]')")

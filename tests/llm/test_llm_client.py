@@ -14,16 +14,8 @@ import pytest
 from qa_system.config import load_settings
 from qa_system.errors import LLMUnavailableError
 from qa_system.fallback.answer import LLMFallback, response_format, response_schema
-from qa_system.fallback.llm import (
-    LLMClient,
-    LLMCrashedError,
-    LocalLLMServer,
-    describe_exit,
-    free_port,
-    idle_cores,
-    llama_server_installed,
-    response_formats,
-)
+from qa_system.fallback.llm import LLMClient, response_formats
+from qa_system.fallback.local_server import LLMCrashedError, LocalLLMServer, describe_exit, free_port, idle_cores, llama_server_installed
 
 
 def completion(text: str) -> dict:
@@ -343,7 +335,7 @@ def test_stop_does_not_hang_on_a_start_in_progress_and_leaves_nothing_behind(tmp
 
 
 def test_check_command_names_a_missing_install(monkeypatch, capsys):
-    from qa_system.fallback import llm
+    from qa_system.fallback import local_server as llm
 
     monkeypatch.setattr(llm, "llama_server_installed", lambda: False)
     monkeypatch.setattr(llm, "local_gguf_path", lambda: Path(__file__))

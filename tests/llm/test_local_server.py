@@ -15,12 +15,8 @@ import pytest
 
 from qa_system.errors import LLMUnavailableError
 from qa_system.fallback.answer import MAX_TRIPLES, GraphContext, LLMFallback, build_messages, parse_reply, response_format
-from qa_system.fallback.llm import (
-    LLMClient,
-    LocalLLMServer,
-    llama_server_installed,
-    local_gguf_path,
-)
+from qa_system.fallback.llm import LLMClient
+from qa_system.fallback.local_server import LocalLLMServer, llama_server_installed, local_gguf_path
 
 
 def _installed() -> str:
@@ -182,7 +178,7 @@ def test_fallback_step_with_the_real_llm_and_the_shipped_validator(served, tiny_
 CHILD = """
 import sys, time
 from pathlib import Path
-from qa_system.fallback.llm import LocalLLMServer, exit_on_sigterm
+from qa_system.fallback.local_server import LocalLLMServer, exit_on_sigterm
 assert exit_on_sigterm()
 server = LocalLLMServer(Path(sys.argv[1]), n_threads=1)
 server.start()
@@ -226,7 +222,7 @@ def test_exit_on_sigterm_only_from_the_main_thread_and_keeps_custom_handlers():
     import signal
     import threading
 
-    from qa_system.fallback.llm import exit_on_sigterm
+    from qa_system.fallback.local_server import exit_on_sigterm
 
     before = signal.getsignal(signal.SIGTERM)
     try:

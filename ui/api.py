@@ -14,6 +14,9 @@ Routes (all under ``/v1``):
   the Ingest tab's path (``Ingester.preview`` then ``commit``) — maintainer key;
 * ``GET /review/proposed``, ``GET /review/{fact_id}``, ``POST /review/{fact_id}/accept|reject`` —
   maintainer key; ``qa_system.maintain.review.ReviewQueue`` decides (compare-and-set, audit log), 409 on a lost decision;
+* ``POST /forget`` ``{"document", "dry_run"?, "reason"?}``, ``POST /merge`` ``{"keep", "duplicates", "reason"?}``,
+  ``GET /events?about=``, ``POST /events/{id}/undo`` —
+  a curator's key (``ui.api_maintain``);
 * OpenAI-compatible: ``GET /models``, ``POST /chat/completions`` (the last user message is the question;
   the reply states the answer with numbered citations of its evidence; the structured ``Answer`` is
   the extra top-level field ``qa_answer``; ``stream: true`` sends ``chat.completion.chunk`` events then
@@ -413,6 +416,9 @@ def create_api(
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    from ui.api_maintain import add_maintain_routes
+
+    add_maintain_routes(v1, store, _workspace, maintainer, config.keys)  # forget, merge, the audit trail, undo
     api.include_router(v1)
     api.add_middleware(FormAsJson)
     api.state.limiter = limiter

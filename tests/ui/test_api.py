@@ -127,6 +127,26 @@ def test_maintainer_routes_need_a_key(client, tiny_store) -> None:
         assert r.status_code == 403 and "QA_API_KEYS" in r.json()["error"]
 
 
+def test_curator_routes_merge_list_events_undo_and_forget(client, tiny_store) -> None:
+    from tests.maintain.test_forget_merge import _with_duplicate
+
+    before = tiny_store.stats()
+    dup = _with_duplicate(tiny_store)
+    assert client.post("/v1/merge", json={"keep": "/m/inception", "duplicates": [dup.id]}).status_code == 401  # no key
+    assert client.post("/v1/merge", headers=MAINTAINER, json={"keep": "/m/inception", "duplicates": ["/m/inception"]}).status_code == 400
+    merged = client.post("/v1/merge", headers=MAINTAINER, json={"keep": "/m/inception", "duplicates": [dup.id], "reason": "same film"})
+    assert merged.status_code == 200, merged.text
+    assert tiny_store.get_entity(dup.id) is None and "Inception (film)" in tiny_store.get_entity("/m/inception").aliases
+    trail = client.get("/v1/events", headers=MAINTAINER, params={"about": "/m/inception"}).json()
+    assert trail and trail[0]["action"] == "merge" and trail[0]["actor"] == "alice"
+    undone = client.post(f"/v1/events/{trail[0]['id']}/undo", headers=MAINTAINER, json={"reason": "not the same"})
+    assert undone.status_code == 200, undone.text
+    assert tiny_store.get_entity(dup.id) is not None
+    assert client.post(f"/v1/events/{trail[0]['id']}/undo", headers=MAINTAINER).status_code in (400, 409)  # undone already
+    assert client.post("/v1/forget", headers=MAINTAINER, json={"document": "no-such-doc", "dry_run": True}).status_code == 400
+    assert tiny_store.stats().facts == before.facts + 4
+
+
 def test_review_accept_reject_and_conflicts(client, tiny_store) -> None:
     from evaluation.load_test import seed_proposed_facts
     from qa_system.maintain.review import read_jsonl

@@ -110,14 +110,22 @@ def measure(source: Path, workspace: Path, repeats: int = 1) -> dict[str, Any]:
         finally:
             store.close()
     first, first_cpu = min(times), min(cpus)
+    record = throughput(stats, summary, again, first, first_cpu, second)
+    record["import_s_runs"] = [round(t, 2) for t in times]
+    return record
+
+
+def throughput(stats: Any, summary: Any, again: Any, first: float, first_cpu: float, second: float) -> dict[str, Any]:
+    """One import's record: the stored counts, the first import's wall and CPU time (this process,
+    all threads: less at the mercy of a busy box than the wall time) and the idempotent re-import."""
+
     return {
         "entities": stats.entities,
         "literals": stats.literals,
         "facts": stats.facts,
         "import_s": round(first, 2),
         "facts_per_s": round(stats.facts / first),
-        "import_s_runs": [round(t, 2) for t in times],
-        "import_cpu_s": round(first_cpu, 2),  # this process, all threads: less at the mercy of a busy box than the wall time
+        "import_cpu_s": round(first_cpu, 2),
         "facts_per_cpu_s": round(stats.facts / first_cpu),
         "reimport_s": round(second, 2),
         "reimport_added": again.facts_added + again.entities_added + again.literals_added,

@@ -29,6 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from evaluation.bench_import import throughput
 from graph.embedded import EmbeddedStore
 from graph.importers import SourceOptions, entities_of, facts_of, import_kg
 from graph.kg_files import load_kg
@@ -116,18 +117,7 @@ def measure_import(uri: str, user: str, password: str, workspace: Path, mapping:
         stats = store.stats()
     finally:
         store.close()
-    return {
-        "entities": stats.entities,
-        "literals": stats.literals,
-        "facts": stats.facts,
-        "import_s": round(first, 2),
-        "facts_per_s": round(stats.facts / first),
-        "import_cpu_s": round(first_cpu, 2),  # this process only (the server's JVM is not in it)
-        "facts_per_cpu_s": round(stats.facts / first_cpu),
-        "reimport_s": round(second, 2),
-        "reimport_added": again.facts_added + again.entities_added + again.literals_added,
-        "dataset": summary.dataset,
-    }
+    return throughput(stats, summary, again, first, first_cpu, second)  # CPU: this process only, not the server's JVM
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,12 @@ QIDN_CHECKPOINT = Path(__file__).resolve().parents[2] / "qa_system" / "checkpoin
 def workspace(tmp_path: Path) -> Path:
     """A closed workspace holding the tiny KG (the handler opens the store itself)."""
 
+    return tiny_workspace(tmp_path)
+
+
+def tiny_workspace(tmp_path: Path) -> Path:
+    """``tmp_path/ws`` holding the tiny KG, closed again (the CLI opens the store itself)."""
+
     from graph.embedded import EmbeddedStore
     from graph.importers import import_kg
 

@@ -186,20 +186,6 @@ def test_ingest_learns_a_merge_and_chained_merges_resolve_to_the_last_kept(tiny_
 
 
 # -- the commands --------------------------------------------------------------------------------------
-def _tiny_workspace(tmp_path: Path) -> Path:
-    from graph.embedded import EmbeddedStore
-    from graph.importers import import_kg
-    from tests.conftest import write_tiny_kg
-
-    ws = tmp_path / "ws"
-    store = EmbeddedStore.open(ws)
-    try:
-        import_kg(store, write_tiny_kg(tmp_path / "kg"))
-    finally:
-        store.close()
-    return ws
-
-
 def cli(capsys, ws: Path, *argv: str) -> tuple[int, str, str]:
     code = main(["--workspace", str(ws), *argv])
     captured = capsys.readouterr()
@@ -207,9 +193,9 @@ def cli(capsys, ws: Path, *argv: str) -> tuple[int, str, str]:
 
 
 def test_forget_command(capsys, tmp_path: Path):
-    from tests.ingest.test_ingest_cli import ingest, stats
+    from tests.ingest.test_ingest_cli import ingest, stats, tiny_workspace
 
-    ws = _tiny_workspace(tmp_path)
+    ws = tiny_workspace(tmp_path)
     before = stats(ws)
     assert ingest(capsys, ws, str(APOLLO), "--json")[0] == 0
     code, out, _ = cli(capsys, ws, "forget", str(APOLLO), "--dry-run", "--json")
@@ -226,8 +212,9 @@ def test_forget_command(capsys, tmp_path: Path):
 
 def test_merge_command_and_neighbors_follow_the_merge(capsys, tmp_path: Path):
     from graph.embedded import EmbeddedStore
+    from tests.ingest.test_ingest_cli import tiny_workspace
 
-    ws = _tiny_workspace(tmp_path)
+    ws = tiny_workspace(tmp_path)
     store = EmbeddedStore.open(ws)
     try:
         dup = _with_duplicate(store)

@@ -122,6 +122,25 @@ class EmbeddedStore(NameLookups, CypherStoreBase):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def _copy_entities(self, entities: Sequence[Entity], now: str) -> None:
+        """Entities none of which is stored yet, in one bulk load (``upsert_entities`` and the import's
+        bulk writer, ``graph.embedded_bulk``)."""
+
+        self._copy(
+            "Entity",
+            {
+                "id": [e.id for e in entities],
+                "name": [e.name for e in entities],
+                "aliases": pa.array([list(e.aliases) for e in entities], type=pa.list_(pa.string())),
+                "type": [e.type for e in entities],
+                "description": [e.description for e in entities],
+                "image_url": [e.image_url for e in entities],
+                "url": [e.url for e in entities],
+                "created_at": [now] * len(entities),
+                "updated_at": [now] * len(entities),
+            },
+        )
+
     def upsert_entities(self, entities: Iterable[Entity], *, progress: Progress | None = None) -> UpsertResult:
         batch = list({e.id: e for e in entities}.values())
         if not batch:
@@ -132,20 +151,7 @@ class EmbeddedStore(NameLookups, CypherStoreBase):
             changed = self._changed([e for e in batch if e.id in existing])
             now = R.now_iso()
             if fresh:
-                self._copy(
-                    "Entity",
-                    {
-                        "id": [e.id for e in fresh],
-                        "name": [e.name for e in fresh],
-                        "aliases": [list(e.aliases) for e in fresh],
-                        "type": [e.type for e in fresh],
-                        "description": [e.description for e in fresh],
-                        "image_url": [e.image_url for e in fresh],
-                        "url": [e.url for e in fresh],
-                        "created_at": [now] * len(fresh),
-                        "updated_at": [now] * len(fresh),
-                    },
-                )
+                self._copy_entities(fresh, now)
             if progress:
                 progress(len(fresh), len(batch))
             for entity in changed:

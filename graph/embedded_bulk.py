@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from pydantic import TypeAdapter
 
 from graph import rows as R
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 
 _PROPERTIES = TypeAdapter(dict[str, Any])  # the serialiser ``Provenance.properties`` uses
 _EMPTY_PROPERTIES = '"properties":{}'
-_STRINGS = pa.list_(pa.string())
 
 
 class BulkWriter:
@@ -130,7 +128,7 @@ class BulkWriter:
             fresh = [e for e in entities if e.id not in known]
             fresh_literals = [e for e in literals if e.id not in known]
             if fresh or fresh_literals:
-                self._copy_entities(list({e.id: e for e in [*fresh, *fresh_literals]}.values()))
+                self.store._copy_entities(list({e.id: e for e in [*fresh, *fresh_literals]}.values()), R.now_iso())
             changed = self._update([e for e in [*entities, *literals] if e.id in known])
             self.store.names.add([e for e in [*fresh, *changed] if not is_literal(e.id)])
             for e in [*fresh, *fresh_literals]:
@@ -140,23 +138,6 @@ class BulkWriter:
             counts.add("literals", UpsertResult(added=len(fresh_literals), merged=len(literals) - len(fresh_literals)))
             if batch.rows:
                 counts.add("facts", self._write_facts(batch.rows, batch.dataset, known))
-
-    def _copy_entities(self, entities: list[Entity]) -> None:
-        now = R.now_iso()
-        self.store._copy(
-            "Entity",
-            {
-                "id": [e.id for e in entities],
-                "name": [e.name for e in entities],
-                "aliases": pa.array([list(e.aliases) for e in entities], type=_STRINGS),
-                "type": [e.type for e in entities],
-                "description": [e.description for e in entities],
-                "image_url": [e.image_url for e in entities],
-                "url": [e.url for e in entities],
-                "created_at": [now] * len(entities),
-                "updated_at": [now] * len(entities),
-            },
-        )
 
     def _update(self, stored: list[Entity]) -> list[Entity]:
         """Entities already stored: those whose fields differ are updated (as ``upsert_entities`` does)."""
